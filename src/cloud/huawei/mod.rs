@@ -1,0 +1,3 @@
+//! huawei: signer, client (the only code that classifies huawei errors), products and simulator.
+
+pub mod sim;

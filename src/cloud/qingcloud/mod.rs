@@ -1,0 +1,3 @@
+//! qingcloud: signer, client (the only code that classifies qingcloud errors), products and simulator.
+
+pub mod sim;

@@ -1,0 +1,5 @@
+//! The engine: maintenance windows, renewal timing, the retry layers and (later) the
+//! reconcile loop that drives sources, targets and policies.
+
+pub mod retry;
+pub mod window;

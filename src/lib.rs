@@ -1,0 +1,22 @@
+//! certkeeper keeps TLS certificates valid, deployed and compliant across cloud services.
+//!
+//! Crate map:
+//! - [`config`]: the TOML the user writes, and its pure validation.
+//! - [`cert`]: bundles, parsing, fingerprints, key generation, pre-deploy checks.
+//! - [`source`]: where certificates come from (ACME, watched files, local CA).
+//! - [`cloud`]: targets, policies and DNS solvers per vendor, plus the simulator.
+//! - [`engine`]: windows, renewal timing, retries and the reconcile loop.
+//! - [`store`]: the state that must survive a crash (SQLite by default).
+//! - [`telemetry`]: logs, metrics and typed events.
+//! - [`error`]: the error classes every vendor maps into.
+//! - [`secret`]: values that never print.
+
+pub mod cert;
+pub mod cloud;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod secret;
+pub mod source;
+pub mod store;
+pub mod telemetry;

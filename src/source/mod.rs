@@ -1,0 +1,1 @@
+//! source (filled in by its issue).
