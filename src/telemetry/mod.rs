@@ -1,4 +1,5 @@
-//! Telemetry: logs (tracing, human on a terminal, JSON otherwise) and, with the engine,
-//! metrics and typed events.
+//! Telemetry: logs (tracing, human on a terminal, JSON otherwise), Prometheus metrics and
+//! typed events.
 
 pub mod logging;
+pub mod metrics;
