@@ -79,6 +79,16 @@ mod tests {
 
     const DAY: u64 = 86_400;
 
+    /// (name, not_after, rule, ari point, jitter seconds, expected)
+    type Case = (
+        &'static str,
+        OffsetDateTime,
+        RenewalRule,
+        Option<OffsetDateTime>,
+        u64,
+        OffsetDateTime,
+    );
+
     #[test]
     fn table() {
         let start = datetime!(2026-01-01 00:00:00 UTC);

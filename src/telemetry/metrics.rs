@@ -144,7 +144,7 @@ impl Metrics {
         self.registry
             .gather()
             .iter()
-            .map(|family| family.get_name().to_owned())
+            .map(|family| family.name().to_owned())
             .collect()
     }
 }
