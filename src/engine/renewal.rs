@@ -93,14 +93,7 @@ mod tests {
     fn table() {
         let start = datetime!(2026-01-01 00:00:00 UTC);
         let ninety = start + time::Duration::days(90);
-        let cases: &[(
-            &str,
-            OffsetDateTime,
-            RenewalRule,
-            Option<OffsetDateTime>,
-            u64,
-            OffsetDateTime,
-        )] = &[
+        let cases: &[Case] = &[
             (
                 "default third",
                 ninety,
