@@ -10,6 +10,7 @@
 //! - [`telemetry`]: logs, metrics and typed events.
 //! - [`error`]: the error classes every vendor maps into.
 //! - [`secret`]: values that never print.
+//! - [`systemd`]: READY / WATCHDOG / STATUS / RELOADING / STOPPING.
 
 pub mod cert;
 pub mod cloud;
@@ -19,4 +20,5 @@ pub mod error;
 pub mod secret;
 pub mod source;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;
