@@ -9,6 +9,7 @@
 //! - [`store`]: the state that must survive a crash (SQLite by default).
 //! - [`telemetry`]: logs, metrics and typed events.
 //! - [`error`]: the error classes every vendor maps into.
+//! - [`fsutil`]: crash-safe file writes.
 //! - [`secret`]: values that never print.
 //! - [`systemd`]: READY / WATCHDOG / STATUS / RELOADING / STOPPING.
 
@@ -17,6 +18,7 @@ pub mod cloud;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod fsutil;
 pub mod secret;
 pub mod source;
 pub mod store;
