@@ -139,13 +139,36 @@ impl Metrics {
         Ok(String::from_utf8_lossy(&buffer).into_owned())
     }
 
-    /// Names of every registered family (for the alert and dashboard coverage test).
+    /// Names of every registered family, with or without samples (for the alert and
+    /// dashboard coverage test). Histograms also export `_bucket`, `_sum` and `_count`.
     pub fn family_names(&self) -> Vec<String> {
-        self.registry
-            .gather()
+        use prometheus::core::Collector;
+        let collectors: [&dyn Collector; 15] = [
+            &self.certificate_expiration,
+            &self.certificate_renewal,
+            &self.target_certificate_expiration,
+            &self.target_in_sync,
+            &self.deployments,
+            &self.errors,
+            &self.renewals,
+            &self.policy_compliant,
+            &self.policy_remediations,
+            &self.cloud_requests,
+            &self.cloud_request_duration,
+            &self.retry_pending,
+            &self.last_reconcile,
+            &self.config_reloads,
+            &self.build_info,
+        ];
+        let mut names: Vec<String> = collectors
             .iter()
-            .map(|family| family.name().to_owned())
-            .collect()
+            .flat_map(|collector| collector.desc())
+            .map(|desc| desc.fq_name.clone())
+            .collect();
+        for suffix in ["_bucket", "_sum", "_count"] {
+            names.push(format!("certkeeper_cloud_request_duration_seconds{suffix}"));
+        }
+        names
     }
 }
 
