@@ -148,6 +148,18 @@ impl SqliteStore {
         Self::open_file(&state_dir.join(FILE_NAME))
     }
 
+    /// Opens `state_dir/state.db` only when it exists, creating nothing otherwise: for
+    /// read-mostly commands (`certkeeper status`) that may run as another user (root) and
+    /// must not leave a directory or file the daemon's user cannot open.
+    pub fn open_existing(state_dir: &Path) -> Result<Option<Self>, StoreError> {
+        let path = state_dir.join(FILE_NAME);
+        match std::fs::symlink_metadata(&path) {
+            Ok(_) => Self::open_file(&path).map(Some),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
     /// Like [`open`](Self::open) with an explicit file path (its parent is the state directory).
     pub fn open_file(path: &Path) -> Result<Self, StoreError> {
         let path = path.to_path_buf();
@@ -230,7 +242,7 @@ impl SqliteStore {
             }
             conn.pragma_update(None, "synchronous", "FULL")
                 .map_err(sql("setting synchronous"))?;
-            migrate(&mut conn, found).map_err(sql("migrating the schema"))?;
+            migrate(&mut conn).map_err(sql("migrating the schema"))?;
         }
         Ok(store)
     }
@@ -287,9 +299,15 @@ impl SqliteStore {
     }
 }
 
-fn migrate(conn: &mut Connection, from: u32) -> rusqlite::Result<()> {
-    for (index, step) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    for (index, step) in MIGRATIONS.iter().enumerate() {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Read the version under the write lock: another process opening the same file at
+        // the same moment may have applied this step while we waited.
+        let applied: u32 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if applied as usize > index {
+            continue;
+        }
         tx.execute_batch(step)?;
         // user_version lives in the file header and is part of this transaction.
         tx.pragma_update(None, "user_version", index as u32 + 1)?;

@@ -62,6 +62,35 @@ fn creates_dir_0700_and_file_0600_whatever_the_umask_allows() {
 }
 
 #[test]
+fn open_existing_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    assert!(SqliteStore::open_existing(&state).unwrap().is_none());
+    assert!(!state.exists(), "no directory left behind");
+    drop(SqliteStore::open(&state).unwrap());
+    let store = SqliteStore::open_existing(&state).unwrap().unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+}
+
+#[test]
+fn two_processes_opening_a_new_file_at_once_both_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    std::fs::File::create(&path).unwrap();
+    let openers: Vec<_> = (0..4)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || SqliteStore::open_file(&path).map(|_| ()))
+        })
+        .collect();
+    for opener in openers {
+        opener.join().unwrap().unwrap();
+    }
+    let store = SqliteStore::open_file(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+}
+
+#[test]
 fn an_existing_file_with_loose_mode_is_tightened() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
