@@ -9,14 +9,18 @@
 //! - [`store`]: the state that must survive a crash (SQLite by default).
 //! - [`telemetry`]: logs, metrics and typed events.
 //! - [`error`]: the error classes every vendor maps into.
+//! - [`fsutil`]: crash-safe file writes.
 //! - [`secret`]: values that never print.
+//! - [`systemd`]: READY / WATCHDOG / STATUS / RELOADING / STOPPING.
 
 pub mod cert;
 pub mod cloud;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod fsutil;
 pub mod secret;
 pub mod source;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;

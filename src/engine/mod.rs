@@ -1,5 +1,8 @@
-//! The engine: maintenance windows, renewal timing, the retry layers and (later) the
-//! reconcile loop that drives sources, targets and policies.
+//! The engine: maintenance windows, renewal timing, the two retry layers (in-operation in
+//! `retry`, across operations in `backoff`) and the reconcile loop that drives sources,
+//! targets and policies.
 
+pub mod backoff;
+pub mod renewal;
 pub mod retry;
 pub mod window;
