@@ -620,6 +620,14 @@ mod tests {
             assert!(sec1.expose().starts_with("-----BEGIN EC PRIVATE KEY-----"));
             let cert = der_of(&key);
             assert!(key_matches_certificate("k", &sec1, &cert).unwrap());
+            // Without the optional curve parameters the scalar length names the curve.
+            let block = ::pem::parse(key.expose()).unwrap();
+            let inner = rsa::pkcs8::PrivateKeyInfo::try_from(block.contents())
+                .unwrap()
+                .private_key
+                .to_vec();
+            let bare = Secret::new(::pem::encode(&::pem::Pem::new("EC PRIVATE KEY", inner)));
+            assert!(key_matches_certificate("k", &bare, &cert).unwrap());
             let parsed = PrivateKey::from_pem("k", sec1.expose()).unwrap();
             assert_eq!(
                 parsed.algorithm(),

@@ -296,3 +296,332 @@ pub(crate) fn certificate_ders(what: &str, pem_text: &str) -> Result<Vec<Vec<u8>
         .map(|b| b.into_contents())
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cert::bundle::testing::{self, TestChain};
+    use crate::cert::KeyType;
+    use time::{Duration, OffsetDateTime};
+
+    fn chain() -> TestChain {
+        let now = OffsetDateTime::now_utc();
+        TestChain::new(
+            &["www.example.com"],
+            now - Duration::days(1),
+            now + Duration::days(60),
+        )
+    }
+
+    fn subjects(bundle: &CertificateBundle) -> Vec<String> {
+        let mut pems = vec![bundle.leaf_pem.clone()];
+        pems.extend(
+            ::pem::parse_many(&bundle.chain_pem)
+                .unwrap()
+                .iter()
+                .map(::pem::encode),
+        );
+        pems.iter()
+            .map(|p| LeafInfo::from_pem("t", p).unwrap().subject)
+            .collect()
+    }
+
+    #[test]
+    fn every_order_of_a_three_level_chain_comes_out_leaf_first() {
+        let c = chain();
+        let orders = [
+            [&c.leaf, &c.intermediate, &c.root],
+            [&c.leaf, &c.root, &c.intermediate],
+            [&c.root, &c.intermediate, &c.leaf],
+            [&c.root, &c.leaf, &c.intermediate],
+            [&c.intermediate, &c.leaf, &c.root],
+            [&c.intermediate, &c.root, &c.leaf],
+        ];
+        for order in orders {
+            let input: String = order.iter().map(|s| s.as_str()).collect();
+            let bundle = parse_bundle("site", &input, c.key.expose()).unwrap();
+            let leaf_subject = LeafInfo::from_pem("t", &c.leaf).unwrap().subject;
+            assert_eq!(
+                subjects(&bundle),
+                [
+                    leaf_subject.as_str(),
+                    "CN=certkeeper test intermediate",
+                    "CN=certkeeper test root"
+                ]
+            );
+            assert_eq!(bundle.leaf_pem, c.leaf);
+            assert_eq!(bundle.info.names, vec!["www.example.com"]);
+        }
+    }
+
+    #[test]
+    fn leaf_and_intermediate_in_reverse_order_are_swapped() {
+        let c = chain();
+        let input = format!("{}{}", c.intermediate, c.leaf);
+        let bundle = parse_bundle("site", &input, c.key.expose()).unwrap();
+        assert_eq!(bundle.leaf_pem, c.leaf);
+        assert_eq!(bundle.chain_pem, c.intermediate);
+        assert_eq!(
+            bundle.fullchain_pem(),
+            format!("{}{}", c.leaf, c.intermediate)
+        );
+    }
+
+    #[test]
+    fn unrelated_certificates_are_rejected_by_subject() {
+        let c = chain();
+        let now = OffsetDateTime::now_utc();
+        let other = TestChain::named("other", &["x.org"], now, now + Duration::days(9));
+        for stray in [&other.root, &other.intermediate, &other.leaf] {
+            let input = format!("{}{}{}", c.leaf, stray, c.intermediate);
+            let err = parse_bundle("/etc/ssl/site.pem", &input, c.key.expose()).unwrap_err();
+            assert!(
+                matches!(&err, CertError::UnrelatedCertificate { .. }),
+                "{err:?}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.starts_with("/etc/ssl/site.pem certificate: "),
+                "{text}"
+            );
+            assert!(text.contains("is not part of the chain"), "{text}");
+        }
+        let err =
+            parse_bundle("s", &format!("{}{}", c.leaf, other.root), c.key.expose()).unwrap_err();
+        assert!(err.to_string().contains("CN=other root"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_certificates_are_tolerated() {
+        let c = chain();
+        let input = format!("{}{}{}", c.leaf, c.intermediate, c.intermediate);
+        let bundle = parse_bundle("s", &input, c.key.expose()).unwrap();
+        assert_eq!(bundle.chain_pem, c.intermediate);
+    }
+
+    #[test]
+    fn encrypted_keys_are_refused_clearly() {
+        let c = chain();
+        let pkcs8 = ::pem::encode(&::pem::Pem::new("ENCRYPTED PRIVATE KEY", vec![0x30, 0x00]));
+        let legacy = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\
+                      DEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\n\
+                      MAMCAQA=\n-----END RSA PRIVATE KEY-----\n";
+        for key in [pkcs8.as_str(), legacy] {
+            let err = parse_bundle_bytes("cert.pem", c.leaf.as_bytes(), "key.pem", key.as_bytes())
+                .unwrap_err();
+            assert_eq!(
+                err,
+                CertError::EncryptedKey {
+                    what: "key.pem".to_owned()
+                }
+            );
+            assert!(err.to_string().contains("encrypted"), "{err}");
+        }
+    }
+
+    #[test]
+    fn garbage_base64_is_a_malformed_pem_without_quoting_it() {
+        let c = chain();
+        let garbage =
+            "-----BEGIN CERTIFICATE-----\nMIIB@@@not*base64!!\n-----END CERTIFICATE-----\n";
+        let err = parse_bundle_bytes(
+            "cert.pem",
+            garbage.as_bytes(),
+            "key.pem",
+            c.key.expose().as_bytes(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, CertError::MalformedPem { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "cert.pem: malformed PEM: invalid base64 data inside a PEM block"
+        );
+        let bad_key = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0@@@\n-----END PRIVATE KEY-----\n";
+        let err = parse_bundle_bytes("c", c.leaf.as_bytes(), "k", bad_key.as_bytes()).unwrap_err();
+        assert!(!err.to_string().contains("c2VjcmV0"), "{err}");
+    }
+
+    #[test]
+    fn base64_that_is_not_der_is_a_bad_certificate() {
+        let block = ::pem::encode(&::pem::Pem::new("CERTIFICATE", b"hello".to_vec()));
+        let err = parse_bundle("s", &block, "").unwrap_err();
+        assert!(matches!(err, CertError::BadCertificate { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn der_where_pem_was_expected_is_named() {
+        let c = chain();
+        let cert_der = ::pem::parse(&c.leaf).unwrap().into_contents();
+        let key_der = ::pem::parse(c.key.expose()).unwrap().into_contents();
+        let err = parse_bundle_bytes("cert.der", &cert_der, "key.pem", c.key.expose().as_bytes())
+            .unwrap_err();
+        assert_eq!(
+            err,
+            CertError::DerNotPem {
+                what: "cert.der".to_owned()
+            }
+        );
+        assert!(
+            err.to_string().contains("openssl x509 -inform der"),
+            "{err}"
+        );
+        let err =
+            parse_bundle_bytes("cert.pem", c.leaf.as_bytes(), "key.der", &key_der).unwrap_err();
+        assert_eq!(
+            err,
+            CertError::DerNotPem {
+                what: "key.der".to_owned()
+            }
+        );
+        // The same bytes after a lossy UTF-8 conversion by a caller.
+        let lossy = String::from_utf8_lossy(&cert_der);
+        let err = parse_bundle("s", &lossy, c.key.expose()).unwrap_err();
+        assert!(matches!(err, CertError::DerNotPem { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn bare_base64_and_binary_junk_are_named() {
+        let c = chain();
+        let body: String = c.leaf.lines().filter(|l| !l.starts_with("-----")).collect();
+        let err = parse_bundle("s", &body, c.key.expose()).unwrap_err();
+        assert!(matches!(err, CertError::BareBase64 { .. }), "{err:?}");
+        let err = parse_bundle_bytes("img.png", b"\x89PNG\r\n\x1a\n\0\0", "k", b"").unwrap_err();
+        assert_eq!(
+            err,
+            CertError::NotText {
+                what: "img.png".to_owned()
+            }
+        );
+        let err = parse_bundle("s", "just some text\n", c.key.expose()).unwrap_err();
+        assert!(matches!(err, CertError::NoPem { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn empty_inputs_are_named() {
+        let c = chain();
+        let err =
+            parse_bundle_bytes("cert.pem", b"", "key.pem", c.key.expose().as_bytes()).unwrap_err();
+        assert_eq!(
+            err,
+            CertError::Empty {
+                what: "cert.pem".to_owned()
+            }
+        );
+        assert_eq!(err.to_string(), "cert.pem: the input is empty");
+        let err = parse_bundle_bytes("cert.pem", b" \n\t\n", "key.pem", b"").unwrap_err();
+        assert_eq!(
+            err,
+            CertError::Empty {
+                what: "cert.pem".to_owned()
+            }
+        );
+        let err = parse_bundle_bytes("cert.pem", c.leaf.as_bytes(), "key.pem", b"\n").unwrap_err();
+        assert_eq!(
+            err,
+            CertError::Empty {
+                what: "key.pem".to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn a_ten_megabyte_file_is_refused_before_parsing() {
+        let c = chain();
+        // Valid PEM repeated: refusing it proves the size check runs before the parser.
+        let mut big = String::new();
+        while big.len() <= 10 * 1024 * 1024 {
+            big.push_str(&c.leaf);
+        }
+        let err = parse_bundle_bytes(
+            "huge.pem",
+            big.as_bytes(),
+            "key.pem",
+            c.key.expose().as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            CertError::TooLarge {
+                what: "huge.pem".to_owned(),
+                size: big.len(),
+                limit: MAX_INPUT_BYTES
+            }
+        );
+        assert!(err.to_string().contains("limit"), "{err}");
+        let zeros = vec![0u8; 10 * 1024 * 1024];
+        let err = parse_bundle_bytes("c", c.leaf.as_bytes(), "key", &zeros).unwrap_err();
+        assert!(matches!(err, CertError::TooLarge { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn missing_certificate_missing_key_and_several_keys_are_named() {
+        let c = chain();
+        let err = parse_bundle_bytes(
+            "cert.pem",
+            c.key.expose().as_bytes(),
+            "key.pem",
+            c.key.expose().as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            CertError::NoCertificate {
+                what: "cert.pem".to_owned()
+            }
+        );
+        let err = parse_bundle_bytes("cert.pem", c.leaf.as_bytes(), "key.pem", c.leaf.as_bytes())
+            .unwrap_err();
+        assert_eq!(
+            err,
+            CertError::NoKey {
+                what: "key.pem".to_owned()
+            }
+        );
+        let two = format!(
+            "{}{}",
+            c.key.expose(),
+            KeyType::EcdsaP256.generate().unwrap().expose()
+        );
+        let err = parse_bundle_bytes("cert.pem", c.leaf.as_bytes(), "key.pem", two.as_bytes())
+            .unwrap_err();
+        assert_eq!(
+            err,
+            CertError::SeveralKeys {
+                what: "key.pem".to_owned(),
+                count: 2
+            }
+        );
+        let csr = ::pem::encode(&::pem::Pem::new("CERTIFICATE REQUEST", vec![0x30, 0x00]));
+        let err = parse_bundle("s", &format!("{}{csr}", c.leaf), c.key.expose()).unwrap_err();
+        assert!(
+            matches!(&err, CertError::UnexpectedBlock { tag, .. } if tag == "CERTIFICATE REQUEST"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_combined_file_supplies_the_key_when_the_key_input_is_blank() {
+        let c = chain();
+        let combined = format!("{}{}{}", c.key.expose(), c.intermediate, c.leaf);
+        let bundle = parse_bundle("s", &combined, "").unwrap();
+        assert_eq!(bundle.key_pem.expose(), c.key.expose());
+        assert_eq!(bundle.chain_pem, c.intermediate);
+    }
+
+    #[test]
+    fn pkcs1_and_sec1_keys_keep_their_encoding_in_the_bundle() {
+        let key = KeyType::EcdsaP384.generate().unwrap();
+        let sec1 = testing::sec1_pem(&key);
+        let cert = testing::certificate_for_key(&key, &["a.example"]);
+        let bundle = parse_bundle("s", &cert, sec1.expose()).unwrap();
+        assert!(bundle
+            .key_pem
+            .expose()
+            .starts_with("-----BEGIN EC PRIVATE KEY-----"));
+        let debug = format!("{bundle:?}");
+        assert!(
+            !debug.contains("PRIVATE KEY") && debug.contains("REDACTED"),
+            "{debug}"
+        );
+    }
+}
