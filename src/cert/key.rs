@@ -582,7 +582,7 @@ mod tests {
 
     #[test]
     fn every_key_type_matches_its_own_certificate_and_not_another() {
-        let keys = vec![
+        let keys = [
             KeyType::EcdsaP256.generate().unwrap(),
             KeyType::EcdsaP384.generate().unwrap(),
             rsa2048().clone(),

@@ -268,19 +268,32 @@ pub(crate) fn order_chain<'a>(what: &str, ders: &[&'a [u8]]) -> Result<Vec<&'a [
     Ok(path.into_iter().map(|i| unique[i]).collect())
 }
 
+/// Self-signed: names itself as issuer and its own key verifies its signature. A name match
+/// alone is not enough; tools such as rcgen give every certificate the same default name.
 fn is_self_issued(cert: &X509Certificate<'_>) -> bool {
-    cert.issuer().as_raw() == cert.subject().as_raw()
+    issued_by(cert, cert)
 }
 
 /// `child` names `parent` as issuer and `parent`'s key verifies `child`'s signature. When
-/// ring cannot check the signature algorithm, the name match alone decides.
+/// ring cannot check the signature algorithm (P-521, unusual RSA-PSS parameters), the names
+/// decide, provided the signature family fits the parent's key type.
 pub(crate) fn issued_by(child: &X509Certificate<'_>, parent: &X509Certificate<'_>) -> bool {
     if child.issuer().as_raw() != parent.subject().as_raw() {
         return false;
     }
     match child.verify_signature(Some(parent.public_key())) {
         Ok(()) => true,
-        Err(X509Error::SignatureUnsupportedAlgorithm) => true,
+        Err(X509Error::SignatureUnsupportedAlgorithm) => {
+            let signature = child.signature_algorithm.algorithm.to_id_string();
+            let key = parent.public_key().algorithm.algorithm.to_id_string();
+            if signature.starts_with("1.2.840.10045.4.") {
+                key == "1.2.840.10045.2.1"
+            } else if signature.starts_with("1.2.840.113549.1.1.") {
+                key == "1.2.840.113549.1.1.1" || key == "1.2.840.113549.1.1.10"
+            } else {
+                signature == key && signature.starts_with("1.3.101.")
+            }
+        }
         Err(_) => false,
     }
 }
@@ -623,5 +636,25 @@ mod tests {
             !debug.contains("PRIVATE KEY") && debug.contains("REDACTED"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn certificates_sharing_a_name_are_told_apart_by_signature() {
+        // rcgen gives every certificate the same default subject, so the issuer and the
+        // leaf have identical names; only the signature says which issued which.
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["s.example".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        let input = format!("{}{}", ca.pem(), leaf.pem());
+        let bundle = parse_bundle("s", &input, &leaf_key.serialize_pem()).unwrap();
+        assert_eq!(bundle.leaf_pem, leaf.pem());
+        assert_eq!(bundle.chain_pem, ca.pem());
     }
 }
