@@ -15,6 +15,8 @@ pub enum CertError {
     MalformedPem { what: String, reason: String },
     #[error("{what}: not a valid X.509 certificate: {reason}")]
     BadCertificate { what: String, reason: String },
+    #[error("{what}: cannot read: {reason}")]
+    Io { what: String, reason: String },
     #[error("{what}: the input is empty")]
     Empty { what: String },
     #[error("{what}: {size} bytes is more than the {limit}-byte limit for certificate and key inputs; is this the right file?")]
@@ -145,8 +147,9 @@ pub struct CertificateBundle {
 }
 
 impl CertificateBundle {
-    /// Builds a bundle from PEM texts, reading the leaf's facts. Full validation (key match,
-    /// chain order, names) is the job of the pre-deploy checks.
+    /// Builds a bundle from trusted PEM texts (the store, tests), reading the leaf's facts
+    /// only. User input goes through [`crate::cert::parse_bundle`] (chain order, key format)
+    /// and every bundle through [`crate::cert::check_predeploy`] before a deployment.
     pub fn from_pem(leaf_pem: &str, chain_pem: &str, key_pem: Secret) -> Result<Self, CertError> {
         let info = LeafInfo::from_pem("certificate", leaf_pem)?;
         Ok(Self {

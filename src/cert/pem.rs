@@ -81,6 +81,53 @@ pub fn parse_bundle_bytes(
     })
 }
 
+/// Reads a certificate or key file, refusing one larger than [`MAX_INPUT_BYTES`] before
+/// reading it (a wrong path to a huge file must not be slurped into memory).
+pub fn read_input(path: &std::path::Path) -> Result<Vec<u8>, CertError> {
+    use std::io::Read;
+    let what = path.display().to_string();
+    let io = |e: std::io::Error| CertError::Io {
+        what: what.clone(),
+        reason: e.to_string(),
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    if size > MAX_INPUT_BYTES as u64 {
+        return Err(CertError::TooLarge {
+            what,
+            size: usize::try_from(size).unwrap_or(usize::MAX),
+            limit: MAX_INPUT_BYTES,
+        });
+    }
+    // The size can change between the check and the read; `take` keeps the bound anyway.
+    let mut bytes = Vec::new();
+    file.take(MAX_INPUT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    Ok(bytes)
+}
+
+/// Reads and parses a certificate file and a key file (`key` may be `None` when the
+/// certificate file also holds the key). Errors name the file at fault.
+pub fn load_bundle_files(
+    cert: &std::path::Path,
+    key: Option<&std::path::Path>,
+) -> Result<CertificateBundle, CertError> {
+    let cert_bytes = read_input(cert)?;
+    let (key_name, mut key_bytes) = match key {
+        Some(path) => (path.display().to_string(), read_input(path)?),
+        None => (cert.display().to_string(), Vec::new()),
+    };
+    let result = parse_bundle_bytes(
+        &cert.display().to_string(),
+        &cert_bytes,
+        &key_name,
+        &key_bytes,
+    );
+    key_bytes.zeroize();
+    result
+}
+
 fn encode(tag: &str, der: &[u8]) -> String {
     let block = ::pem::Pem::new(tag, der.to_vec());
     let text = ::pem::encode_config(
@@ -656,5 +703,49 @@ mod tests {
         let bundle = parse_bundle("s", &input, &leaf_key.serialize_pem()).unwrap();
         assert_eq!(bundle.leaf_pem, leaf.pem());
         assert_eq!(bundle.chain_pem, ca.pem());
+    }
+
+    #[test]
+    fn files_are_read_with_the_size_limit_and_named_in_errors() {
+        let c = chain();
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("fullchain.pem");
+        let key = dir.path().join("privkey.pem");
+        std::fs::write(&cert, format!("{}{}", c.intermediate, c.leaf)).unwrap();
+        std::fs::write(&key, c.key.expose()).unwrap();
+        let bundle = load_bundle_files(&cert, Some(&key)).unwrap();
+        assert_eq!(bundle.chain_pem, c.intermediate);
+
+        let combined = dir.path().join("combined.pem");
+        std::fs::write(&combined, format!("{}{}", c.leaf, c.key.expose())).unwrap();
+        assert_eq!(load_bundle_files(&combined, None).unwrap().leaf_pem, c.leaf);
+
+        // A sparse 10 MB file: refused from its size alone.
+        let huge = dir.path().join("huge.pem");
+        std::fs::File::create(&huge)
+            .unwrap()
+            .set_len(10 * 1024 * 1024)
+            .unwrap();
+        let err = load_bundle_files(&cert, Some(&huge)).unwrap_err();
+        assert!(matches!(err, CertError::TooLarge { size, .. } if size == 10 * 1024 * 1024));
+        assert!(
+            err.to_string().starts_with(&huge.display().to_string()),
+            "{err}"
+        );
+
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let err = load_bundle_files(&empty, Some(&key)).unwrap_err();
+        assert_eq!(
+            err,
+            CertError::Empty {
+                what: empty.display().to_string()
+            }
+        );
+
+        let missing = dir.path().join("missing.pem");
+        let err = load_bundle_files(&missing, None).unwrap_err();
+        assert!(matches!(err, CertError::Io { .. }), "{err:?}");
+        assert!(err.to_string().contains("missing.pem"), "{err}");
     }
 }
