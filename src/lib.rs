@@ -6,6 +6,7 @@
 //! - [`source`]: where certificates come from (ACME, watched files, local CA).
 //! - [`cloud`]: targets, policies and DNS solvers per vendor, plus the simulator.
 //! - [`engine`]: windows, renewal timing, retries and the reconcile loop.
+//! - [`status`]: the `certkeeper status` view.
 //! - [`store`]: the state that must survive a crash (SQLite by default).
 //! - [`telemetry`]: logs, metrics and typed events.
 //! - [`error`]: the error classes every vendor maps into.
@@ -21,6 +22,7 @@ pub mod error;
 pub mod fsutil;
 pub mod secret;
 pub mod source;
+pub mod status;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;

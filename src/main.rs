@@ -75,10 +75,14 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check => check(&cli.config),
-        Command::Status { json } => {
-            let _ = (json, EX_IOERR);
-            ExitCode::from(EX_SOFTWARE)
-        }
+        Command::Status { json } => match load_config(&cli.config) {
+            Ok(loaded) => {
+                let result =
+                    certkeeper::status::print(&loaded.config, json, &mut std::io::stdout().lock());
+                report(result.map_err(anyhow::Error::from), EX_IOERR)
+            }
+            Err(code) => code,
+        },
         Command::Sim { listen, seed } => report(run_sim(listen, seed), EX_SOFTWARE),
     }
 }

@@ -570,7 +570,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "RSA 3072/4096 generation is slow; run with --ignored"]
     fn large_rsa_keys_generate_with_their_size() {
         for (t, bits) in [(KeyType::Rsa3072, 3072), (KeyType::Rsa4096, 4096)] {
             let key = PrivateKey::from_pem("k", t.generate().unwrap().expose()).unwrap();

@@ -3,6 +3,7 @@
 //! targets and policies.
 
 pub mod backoff;
+pub mod deploy;
 pub mod renewal;
 pub mod retry;
 pub mod window;
