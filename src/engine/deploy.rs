@@ -36,6 +36,8 @@ pub struct DeployContext {
     pub store: Arc<dyn StateStore>,
     pub metrics: Metrics,
     pub retry: RetryPolicy,
+    /// A version with less validity left than this is not deployed (`daemon.grace_period`).
+    pub grace: Duration,
 }
 
 /// How one pass over one (target, certificate) ended.
@@ -92,6 +94,7 @@ pub async fn reconcile_target(
     context: &DeployContext,
     handle: &TargetHandle,
     version: &CertificateVersion,
+    names: &[String],
     now: OffsetDateTime,
     scan: bool,
 ) -> Result<DeployOutcome, StoreError> {
@@ -131,6 +134,18 @@ pub async fn reconcile_target(
             return fail(context, handle, record, &failure, now).await;
         }
     };
+    // Never push an expired, wrong-name, mismatched or too-short-lived certificate.
+    let min_remaining = time::Duration::try_from(context.grace).unwrap_or(time::Duration::ZERO);
+    if let Err(violation) = crate::cert::check_predeploy(&bundle, names, now, min_remaining) {
+        let failure = CloudError::new(
+            "certkeeper",
+            "predeploy_check",
+            ErrorClass::Invalid,
+            violation.reason.as_str(),
+            violation.detail,
+        );
+        return fail(context, handle, record, &failure, now).await;
+    }
     let labels = [handle.name.as_str(), handle.kind];
     // Observe first (never writes), so an in-sync target needs no window and no write call.
     let live = match with_retries(&context.retry, || handle.target.observe(), |_, _, _| {}).await {
@@ -363,7 +378,12 @@ mod tests {
                 max_attempts: 1,
                 ..RetryPolicy::default()
             },
+            grace: Duration::from_secs(86_400),
         }
+    }
+
+    fn names() -> Vec<String> {
+        vec!["www.example.com".to_owned()]
     }
 
     fn version(bundle: &CertificateBundle) -> CertificateVersion {
@@ -425,19 +445,19 @@ mod tests {
             .unwrap();
         let now = OffsetDateTime::now_utc();
         assert_eq!(
-            reconcile_target(&context, &target, &version, now, false)
+            reconcile_target(&context, &target, &version, &names(), now, false)
                 .await
                 .unwrap(),
             DeployOutcome::Deployed
         );
         assert_eq!(
-            reconcile_target(&context, &target, &version, now, false)
+            reconcile_target(&context, &target, &version, &names(), now, false)
                 .await
                 .unwrap(),
             DeployOutcome::InSync
         );
         assert_eq!(
-            reconcile_target(&context, &target, &version, now, true)
+            reconcile_target(&context, &target, &version, &names(), now, true)
                 .await
                 .unwrap(),
             DeployOutcome::InSync
@@ -463,7 +483,7 @@ mod tests {
             deploys: AtomicU32::new(0),
         });
         let busy_handle = handle(busy.clone(), None);
-        let outcome = reconcile_target(&context, &busy_handle, &version, now, false)
+        let outcome = reconcile_target(&context, &busy_handle, &version, &names(), now, false)
             .await
             .unwrap();
         let DeployOutcome::Failed {
@@ -478,7 +498,7 @@ mod tests {
         assert_eq!(retry_at, now + time::Duration::seconds(30));
         // Not due yet: no second call.
         assert_eq!(
-            reconcile_target(&context, &busy_handle, &version, now, false)
+            reconcile_target(&context, &busy_handle, &version, &names(), now, false)
                 .await
                 .unwrap(),
             DeployOutcome::Skipped
@@ -489,7 +509,7 @@ mod tests {
         let DeployOutcome::Failed {
             retry_at: Some(second),
             ..
-        } = reconcile_target(&context, &busy_handle, &version, later, false)
+        } = reconcile_target(&context, &busy_handle, &version, &names(), later, false)
             .await
             .unwrap()
         else {
@@ -515,18 +535,32 @@ mod tests {
         let invalid_directory = tempfile::tempdir().unwrap();
         let invalid_context = self::context(invalid_directory.path());
         let invalid_handle = handle(invalid.clone(), None);
-        let outcome = reconcile_target(&invalid_context, &invalid_handle, &version, now, false)
-            .await
-            .unwrap();
+        let outcome = reconcile_target(
+            &invalid_context,
+            &invalid_handle,
+            &version,
+            &names(),
+            now,
+            false,
+        )
+        .await
+        .unwrap();
         assert!(
             matches!(outcome, DeployOutcome::Failed { retry_at: None, .. }),
             "{outcome:?}"
         );
         let far = now + time::Duration::days(30);
         assert_eq!(
-            reconcile_target(&invalid_context, &invalid_handle, &version, far, false)
-                .await
-                .unwrap(),
+            reconcile_target(
+                &invalid_context,
+                &invalid_handle,
+                &version,
+                &names(),
+                far,
+                false
+            )
+            .await
+            .unwrap(),
             DeployOutcome::Skipped
         );
         assert_eq!(
@@ -536,10 +570,55 @@ mod tests {
         );
         // A new certificate version unparks it.
         let renewed = self::version(&testing::fresh(&["www.example.com"]));
-        reconcile_target(&invalid_context, &invalid_handle, &renewed, far, false)
+        reconcile_target(
+            &invalid_context,
+            &invalid_handle,
+            &renewed,
+            &names(),
+            far,
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(invalid.deploys.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_certificate_failing_predeploy_checks_is_never_pushed() {
+        let directory = tempfile::tempdir().unwrap();
+        let context = context(directory.path());
+        let target = Arc::new(Failing {
+            class: ErrorClass::Busy,
+            deploys: AtomicU32::new(0),
+        });
+        let now = OffsetDateTime::now_utc();
+        let expired = testing::self_signed(
+            &["www.example.com"],
+            now - time::Duration::days(30),
+            now - time::Duration::days(1),
+        );
+        let wrong_name = testing::fresh(&["other.example.org"]);
+        for (bundle, reason) in [(expired, "expired"), (wrong_name, "name_mismatch")] {
+            let outcome = reconcile_target(
+                &context,
+                &handle(target.clone(), None),
+                &version(&bundle),
+                &names(),
+                now,
+                false,
+            )
             .await
             .unwrap();
-        assert_eq!(invalid.deploys.load(Ordering::SeqCst), 2);
+            assert_eq!(
+                outcome,
+                DeployOutcome::Failed {
+                    class: ErrorClass::Invalid,
+                    code: reason.into(),
+                    retry_at: None
+                }
+            );
+        }
+        assert_eq!(target.deploys.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]
@@ -551,12 +630,17 @@ mod tests {
             deploys: AtomicU32::new(0),
         });
         let window = MaintenanceWindow::new("0 2 * * Sun", Duration::from_secs(3600)).unwrap();
-        let bundle = testing::fresh(&["www.example.com"]);
         let now = time::macros::datetime!(2026-11-23 12:00 UTC);
+        let bundle = testing::self_signed(
+            &["www.example.com"],
+            now - time::Duration::days(1),
+            now + time::Duration::days(90),
+        );
         let outcome = reconcile_target(
             &context,
             &handle(target.clone(), Some(window)),
             &version(&bundle),
+            &names(),
             now,
             false,
         )
