@@ -1,6 +1,7 @@
 //! The configuration users write (TOML), and its validation.
 
 pub mod credentials;
+pub mod duration;
 
 /// One problem found by validation, located by its key path (`target[2].domain`).
 /// The loader turns the path into file:line:column.
