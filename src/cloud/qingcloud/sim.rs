@@ -121,6 +121,8 @@ struct State {
     /// Signed `RunClusterCustomService` calls, accepted or not.
     write_calls: u64,
     jobs_started: u64,
+    /// Authenticated requests that came as a POST form body.
+    post_requests: u64,
 }
 
 pub struct QingCloudSim {
@@ -222,6 +224,9 @@ impl QingCloudSim {
         let now = Instant::now();
         let mut state = self.lock();
         self.advance(&mut state, now);
+        if request.method == Method::POST {
+            state.post_requests += 1;
+        }
         match action {
             "DescribeClusters" => {
                 let wanted = list("clusters");
@@ -552,6 +557,7 @@ impl VendorSim for QingCloudSim {
             "jobs": jobs,
             "write_calls": state.write_calls,
             "jobs_started": state.jobs_started,
+            "post_requests": state.post_requests,
         })
     }
 }
@@ -642,6 +648,25 @@ mod tests {
         assert_eq!(
             state["mysql_plus_clusters"][0]["transition_status"],
             "updating"
+        );
+    }
+
+    #[test]
+    fn the_example_seed_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim-seed.example.toml");
+        let seed =
+            crate::cloud::sim::SimSeed::from_toml(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let qingcloud = seed.qingcloud;
+        assert_eq!(qingcloud.accounts.len(), 1);
+        assert_eq!(qingcloud.mysql_plus_clusters[0].id, "cl-ouhutv70");
+        assert_eq!(qingcloud.mysql_plus_clusters[0].status, "active");
+        assert_eq!(
+            qingcloud.mysql_plus_clusters[1].transition_status,
+            "updating"
+        );
+        assert_eq!(
+            qingcloud.ssl_env_key,
+            crate::cloud::qingcloud::mysql_plus::DEFAULT_SSL_ENV_KEY
         );
     }
 }
