@@ -31,6 +31,10 @@ struct Harness {
 }
 
 async fn start(transition_status: &str) -> Harness {
+    start_with(transition_status, 40).await
+}
+
+async fn start_with(transition_status: &str, job_phase_ms: u64) -> Harness {
     let seed = SimSeed {
         qingcloud: Seed {
             accounts: vec![AccountSeed {
@@ -44,7 +48,7 @@ async fn start(transition_status: &str) -> Harness {
                 status: "active".into(),
                 transition_status: transition_status.into(),
             }],
-            job_phase_ms: 40,
+            job_phase_ms,
             ..Seed::default()
         },
         ..SimSeed::default()
@@ -334,4 +338,69 @@ async fn long_parameters_go_as_a_signed_post() {
     // Short calls stay GETs.
     client.call("DescribeJobs", &[]).await.unwrap();
     assert_eq!(harness.state()["post_requests"], 1);
+}
+
+#[tokio::test]
+async fn a_job_past_its_deadline_keeps_the_cluster_busy_and_no_second_job_starts() {
+    // Jobs take a minute in this simulator; the policy waits only 100 ms.
+    let harness = start_with("", 60_000).await;
+    let policy = harness
+        .policy(PolicyMode::Enforce)
+        .with_poll_settings(JobPollSettings {
+            interval: Duration::from_millis(10),
+            max_interval: Duration::from_millis(20),
+            deadline: Duration::from_millis(100),
+        });
+    let error = apply_policy(&policy, CLUSTER, INSIDE).await.unwrap_err();
+    assert_eq!(
+        (error.class, error.code.as_str()),
+        (ErrorClass::Busy, "JobTimeout")
+    );
+    let job_id = error.job_id.clone().unwrap();
+    assert!(remediation_deferred_until(&policy, &error, INSIDE).is_some());
+
+    // The next pass sees the running job and does not start another.
+    let outcome = apply_policy(&policy, CLUSTER, INSIDE).await.unwrap();
+    let PolicyOutcome::Busy(finding) = outcome else {
+        panic!("expected busy, got {outcome:?}");
+    };
+    assert!(finding.observed.contains(&job_id), "{}", finding.observed);
+    assert!(finding.observed.contains("transition_status updating"));
+    assert_eq!(harness.state()["jobs_started"], 1);
+
+    // Asked directly, the API refuses a second job with 1400, read as a state conflict.
+    let error = harness
+        .client("SECRETACCESSKEY")
+        .call(
+            "RunClusterCustomService",
+            &[
+                ("cluster", CLUSTER.into()),
+                ("role", "maininstance".into()),
+                ("service", "configuring_SSL".into()),
+                ("service_params", r#"{"configssl":"YES"}"#.into()),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.class, error.code.as_str()),
+        (ErrorClass::Busy, "1400")
+    );
+    assert_eq!(harness.state()["jobs_started"], 1);
+}
+
+#[tokio::test]
+async fn done_with_failure_counts_as_a_failed_job() {
+    let harness = start("").await;
+    let policy = harness.policy(PolicyMode::Enforce);
+    harness.fault("RunClusterCustomService", "JobDoneWithFailure");
+    let error = apply_policy(&policy, CLUSTER, INSIDE).await.unwrap_err();
+    assert_eq!(error.code, "JobFailed");
+    assert!(
+        error.message.contains("done with failure"),
+        "{}",
+        error.message
+    );
+    assert!(error.job_id.is_some());
+    assert_eq!(harness.state()["mysql_plus_clusters"][0]["ssl"], false);
 }
