@@ -288,6 +288,8 @@ async fn auth_1200_and_billing_2400_are_not_retried_and_keep_their_class() {
         (ErrorClass::Auth, "1200", 0)
     );
     assert!(error.request_id.is_some(), "our req_id is kept for support");
+    // No job ran: the ordinary per-class backoff applies, not the next-window rule.
+    assert_eq!(remediation_deferred_until(&policy, &error, INSIDE), None);
 
     harness.fault("RunClusterCustomService", "2400");
     let (error, retried) = not_retried(&harness, &policy).await;

@@ -9,6 +9,12 @@
 //! configuring_SSL page describes the values YES/NO while its example sends `ON`; YES/NO
 //! agrees with the sibling `add_user` page, and the result is verified by reading the
 //! effective value back, never assumed.
+//!
+//! A cluster that is not `active`, shows a `transition_status` or has a pending/working job
+//! is reported busy, and no job is started on it. Once a job has started, every error
+//! (job failed, `done with failure`, deadline passed, polling failed) carries its job id;
+//! the engine then waits for the next window ([`crate::cloud::remediation_deferred_until`])
+//! instead of starting another job in this one.
 
 use super::client::{field_str, QingCloudClient};
 use super::jobs::{self, JobPollConfig, JobPollSettings};
