@@ -89,7 +89,7 @@ impl fmt::Display for ErrorClass {
 
 /// A failure reported by (or on the way to) a cloud vendor, kept as data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{vendor} {operation}: {class} error {code}: {message}{}", request_id.as_deref().map(|id| format!(" (request id {id})")).unwrap_or_default())]
+#[error("{vendor} {operation}: {class} error {code}: {message}{}{}", request_id.as_deref().map(|id| format!(" (request id {id})")).unwrap_or_default(), job_id.as_deref().map(|id| format!(" (job id {id})")).unwrap_or_default())]
 pub struct CloudError {
     /// `alibaba`, `huawei`, `qingcloud`, `acme`, `file`.
     pub vendor: &'static str,
@@ -103,6 +103,9 @@ pub struct CloudError {
     pub request_id: Option<String>,
     pub http_status: Option<u16>,
     pub retry_after: Option<Duration>,
+    /// The vendor job a failed remediation ran (QingCloud `j-…`), for the event log and so
+    /// the engine can defer the next attempt to the next maintenance window.
+    pub job_id: Option<String>,
 }
 
 impl CloudError {
@@ -122,7 +125,13 @@ impl CloudError {
             request_id: None,
             http_status: None,
             retry_after: None,
+            job_id: None,
         }
+    }
+
+    pub fn with_job_id(mut self, job_id: Option<String>) -> Self {
+        self.job_id = job_id;
+        self
     }
 
     pub fn with_request_id(mut self, request_id: Option<String>) -> Self {

@@ -197,6 +197,25 @@ pub async fn apply_policy(
     }
 }
 
+/// When the engine may next remediate a resource after `apply_policy` failed with `error`.
+///
+/// A remediation whose vendor job ran and failed (or outlived its deadline) returns an
+/// error carrying `job_id`. Such a change restarts a database, so it is retried in the
+/// *next* maintenance window, never again in the current one: this returns when that
+/// window opens. The engine keeps checking (and reporting) the resource meanwhile but does
+/// not call `remediate` before this time. `None` means the error follows the ordinary
+/// per-class backoff (no job ran, or the policy has no window).
+pub fn remediation_deferred_until(
+    policy: &dyn Policy,
+    error: &CloudError,
+    now: OffsetDateTime,
+) -> Option<OffsetDateTime> {
+    error.job_id.as_ref()?;
+    let window = policy.maintenance_window()?;
+    // Inside an open window `next_open` is the start of the following occurrence.
+    window.next_open(now)
+}
+
 /// A TXT record created for a DNS-01 challenge, enough to delete it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsRecord {

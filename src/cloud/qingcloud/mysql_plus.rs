@@ -1,18 +1,381 @@
-//! QingCloud MySQL Plus SSL policy.
+//! Policy `qingcloud-mysql-plus-ssl`: keeps SSL of QingCloud MySQL Plus clusters on (or
+//! off). `check` reads `DescribeClusters` (status, transition_status),
+//! `DescribeClusterEnvironment` (the effective SSL switch) and the cluster's running jobs;
+//! `remediate` runs `RunClusterCustomService` (role `maininstance`, service
+//! `configuring_SSL`) and polls its job to the end. Toggling SSL restarts the database, so
+//! [`crate::cloud::apply_policy`] only lets this run inside the maintenance window.
+//!
+//! `service_params` is sent as `{"configssl":"YES"}` / `{"configssl":"NO"}`: the
+//! configuring_SSL page describes the values YES/NO while its example sends `ON`; YES/NO
+//! agrees with the sibling `add_user` page, and the result is verified by reading the
+//! effective value back, never assumed.
+//!
+//! A cluster that is not `active`, shows a `transition_status` or has a pending/working job
+//! is reported busy, and no job is started on it. Once a job has started, every error
+//! (job failed, `done with failure`, deadline passed, polling failed) carries its job id;
+//! the engine then waits for the next window ([`crate::cloud::remediation_deferred_until`])
+//! instead of starting another job in this one.
 
+use super::client::{field_str, QingCloudClient};
+use super::jobs::{self, JobPollConfig, JobPollSettings};
+use crate::cloud::{Policy, PolicyFinding, PolicyMode, Remediation};
 use crate::config::ConfigIssue;
+use crate::engine::window::MaintenanceWindow;
+use crate::error::{CloudError, ErrorClass};
+use async_trait::async_trait;
 use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 
-/// Kind-specific keys of this entry in the config.
-#[derive(Debug, Clone, Deserialize)]
+/// The environment key read for the effective SSL switch unless `ssl_env_key` says
+/// otherwise. No public source names MySQL Plus's key; it mirrors the custom service's
+/// `configssl` parameter and is configurable for that reason.
+pub const DEFAULT_SSL_ENV_KEY: &str = "configssl";
+
+/// The kind name in the config.
+pub const KIND: &str = "qingcloud-mysql-plus-ssl";
+
+/// Kind-specific keys of a `[[policy]]` of this kind.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct MysqlPlusSslSettings {
+    /// Desired state: `true` keeps SSL on, `false` keeps it off.
     pub ssl: bool,
+    /// How the `configuring_SSL` job is polled: `{ interval = "5s", max_interval = "1m",
+    /// deadline = "30m" }` (these are the defaults).
+    #[serde(default)]
+    pub job_poll: JobPollConfig,
+    /// The `DescribeClusterEnvironment` key holding the effective SSL value.
+    #[serde(default)]
+    pub ssl_env_key: Option<String>,
 }
 
 impl MysqlPlusSslSettings {
     /// Pure checks of these keys; problems are pushed with their key path under `path`.
     pub fn validate(&self, path: &str, issues: &mut Vec<ConfigIssue>) {
-        let _ = (path, issues);
+        self.job_poll.validate(&format!("{path}.job_poll"), issues);
+        if let Some(key) = &self.ssl_env_key {
+            if key.trim().is_empty() || key.len() > 64 {
+                issues.push(ConfigIssue::new(
+                    format!("{path}.ssl_env_key"),
+                    "must be an environment key of 1 to 64 characters",
+                ));
+            }
+        }
+    }
+}
+
+/// One configured `qingcloud-mysql-plus-ssl` policy.
+pub struct MysqlPlusSslPolicy {
+    name: String,
+    mode: PolicyMode,
+    window: Option<MaintenanceWindow>,
+    clusters: Vec<String>,
+    client: QingCloudClient,
+    desired_ssl: bool,
+    poll: JobPollSettings,
+    ssl_env_key: String,
+    /// Clusters this process is remediating now: a second job must never start on one.
+    in_flight: Mutex<BTreeSet<String>>,
+}
+
+impl MysqlPlusSslPolicy {
+    /// Builds the policy; `settings` must have passed `validate`.
+    pub fn new(
+        name: impl Into<String>,
+        mode: PolicyMode,
+        window: Option<MaintenanceWindow>,
+        clusters: Vec<String>,
+        client: QingCloudClient,
+        settings: &MysqlPlusSslSettings,
+    ) -> Result<Self, ConfigIssue> {
+        let name = name.into();
+        let poll = settings
+            .job_poll
+            .build(&format!("policy {name}.job_poll"))?;
+        Ok(Self {
+            name,
+            mode,
+            window,
+            clusters,
+            client,
+            desired_ssl: settings.ssl,
+            poll,
+            ssl_env_key: settings
+                .ssl_env_key
+                .clone()
+                .unwrap_or_else(|| DEFAULT_SSL_ENV_KEY.to_owned()),
+            in_flight: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// Overrides job polling (tests poll every few milliseconds).
+    pub fn with_poll_settings(mut self, poll: JobPollSettings) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    fn on_off(value: bool) -> &'static str {
+        if value {
+            "on"
+        } else {
+            "off"
+        }
+    }
+
+    async fn cluster_state(&self, cluster: &str) -> Result<(String, String), CloudError> {
+        let answer = self
+            .client
+            .call(
+                "DescribeClusters",
+                &[("clusters.1", cluster.to_owned()), ("verbose", "1".into())],
+            )
+            .await?;
+        let entry = answer
+            .get("cluster_set")
+            .and_then(serde_json::Value::as_array)
+            .and_then(|set| {
+                set.iter().find(|entry| {
+                    entry.get("cluster_id").and_then(serde_json::Value::as_str) == Some(cluster)
+                })
+            })
+            .ok_or_else(|| {
+                CloudError::new(
+                    "qingcloud",
+                    "DescribeClusters",
+                    ErrorClass::NotFound,
+                    "ClusterNotFound",
+                    format!("cluster {cluster} not found in zone {}", self.client.zone()),
+                )
+            })?;
+        let status = field_str(entry, "DescribeClusters", "status")?.to_owned();
+        // Idle clusters return an empty (or missing) transition_status.
+        let transition = entry
+            .get("transition_status")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        Ok((status, transition))
+    }
+
+    async fn effective_ssl(&self, cluster: &str) -> Result<bool, CloudError> {
+        let answer = self
+            .client
+            .call(
+                "DescribeClusterEnvironment",
+                &[("cluster", cluster.to_owned())],
+            )
+            .await?;
+        let value = answer
+            .get("config")
+            .and_then(|config| config.get("properties"))
+            .and_then(serde_json::Value::as_array)
+            .and_then(|properties| {
+                properties.iter().find(|property| {
+                    property.get("key").and_then(serde_json::Value::as_str)
+                        == Some(self.ssl_env_key.as_str())
+                })
+            })
+            // `default` is the effective value (describe_cluster_env.md).
+            .and_then(|property| property.get("default"));
+        let missing = || {
+            CloudError::new(
+                "qingcloud",
+                "DescribeClusterEnvironment",
+                ErrorClass::Unsupported,
+                "SslSettingMissing",
+                format!(
+                    "cluster {cluster} has no readable environment key `{}` (set ssl_env_key)",
+                    self.ssl_env_key
+                ),
+            )
+        };
+        match value {
+            Some(serde_json::Value::Bool(on)) => Ok(*on),
+            Some(serde_json::Value::Number(number)) => Ok(number.as_i64() != Some(0)),
+            Some(serde_json::Value::String(text)) => {
+                match text.trim().to_ascii_lowercase().as_str() {
+                    "yes" | "on" | "true" | "1" | "enabled" => Ok(true),
+                    "no" | "off" | "false" | "0" | "disabled" | "" => Ok(false),
+                    _ => Err(missing()),
+                }
+            }
+            _ => Err(missing()),
+        }
+    }
+
+    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn busy_error(cluster: &str, observed: &str) -> CloudError {
+        CloudError::new(
+            "qingcloud",
+            "RunClusterCustomService",
+            ErrorClass::Busy,
+            "ClusterBusy",
+            format!("cluster {cluster} is busy ({observed}); no second job is started"),
+        )
+    }
+
+    /// Reads the cluster: effective SSL, and whether anything forbids a change now.
+    async fn read(&self, cluster: &str, in_flight: bool) -> Result<PolicyFinding, CloudError> {
+        let (status, transition) = self.cluster_state(cluster).await?;
+        let ssl = self.effective_ssl(cluster).await?;
+        let running = jobs::running_jobs_on(&self.client, cluster).await?;
+        let mut observed = format!("ssl {}", Self::on_off(ssl));
+        let mut reasons = Vec::new();
+        if status != "active" {
+            reasons.push(format!("status {status}"));
+        }
+        if !transition.is_empty() {
+            reasons.push(format!("transition_status {transition}"));
+        }
+        if let Some(job) = running.first() {
+            reasons.push(format!("job {} running", job.job_id));
+        }
+        if in_flight {
+            reasons.push("remediation in progress".into());
+        }
+        if !reasons.is_empty() {
+            observed.push_str(&format!(" ({})", reasons.join(", ")));
+        }
+        Ok(PolicyFinding {
+            resource: cluster.to_owned(),
+            compliant: ssl == self.desired_ssl,
+            observed,
+            desired: format!("ssl {}", Self::on_off(self.desired_ssl)),
+            busy: !reasons.is_empty(),
+        })
+    }
+
+    async fn run_and_wait(&self, cluster: &str) -> Result<Remediation, CloudError> {
+        // Re-read right before writing: the state may have changed since the pass's check
+        // (another process, a job that ended), and a second job must never start.
+        let finding = self.read(cluster, false).await?;
+        if finding.compliant {
+            return Ok(Remediation { job_id: None });
+        }
+        if finding.busy {
+            return Err(Self::busy_error(cluster, &finding.observed));
+        }
+        let configssl = if self.desired_ssl { "YES" } else { "NO" };
+        let answer = self
+            .client
+            .call(
+                "RunClusterCustomService",
+                &[
+                    ("cluster", cluster.to_owned()),
+                    ("role", "maininstance".into()),
+                    ("service", "configuring_SSL".into()),
+                    (
+                        "service_params",
+                        serde_json::json!({ "configssl": configssl }).to_string(),
+                    ),
+                ],
+            )
+            .await?;
+        let job_id = jobs::started_job_id(&answer, "RunClusterCustomService")?;
+        tracing::info!(
+            policy = %self.name,
+            cluster,
+            job_id = %job_id,
+            ssl = configssl,
+            "started MySQL Plus configuring_SSL job"
+        );
+        // From here on every error names the job, so the engine defers to the next window
+        // instead of starting another job in this one.
+        jobs::wait_for_job(&self.client, &job_id, &self.poll)
+            .await
+            .map_err(|error| {
+                let job = error.job_id.clone().or_else(|| Some(job_id.clone()));
+                error.with_job_id(job)
+            })?;
+        Ok(Remediation {
+            job_id: Some(job_id),
+        })
+    }
+}
+
+/// Removes a cluster from the in-flight set when its remediation ends.
+struct InFlight<'a> {
+    set: &'a Mutex<BTreeSet<String>>,
+    cluster: &'a str,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(self.cluster);
+    }
+}
+
+#[async_trait]
+impl Policy for MysqlPlusSslPolicy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn mode(&self) -> PolicyMode {
+        self.mode
+    }
+
+    fn maintenance_window(&self) -> Option<&MaintenanceWindow> {
+        self.window.as_ref()
+    }
+
+    fn resources(&self) -> Vec<String> {
+        self.clusters.clone()
+    }
+
+    async fn check(&self, cluster: &str) -> Result<PolicyFinding, CloudError> {
+        let in_flight = self.lock_in_flight().contains(cluster);
+        self.read(cluster, in_flight).await
+    }
+
+    async fn remediate(&self, cluster: &str) -> Result<Remediation, CloudError> {
+        if !self.lock_in_flight().insert(cluster.to_owned()) {
+            return Err(Self::busy_error(cluster, "remediation in progress"));
+        }
+        // Released on every exit, a cancelled future included.
+        let _guard = InFlight {
+            set: &self.in_flight,
+            cluster,
+        };
+        self.run_and_wait(cluster).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_refuse_unknown_keys_and_validate() {
+        let settings: MysqlPlusSslSettings =
+            toml::from_str("ssl = true\njob_poll = { interval = \"2s\", deadline = \"10m\" }")
+                .unwrap();
+        assert!(settings.ssl);
+        let mut issues = Vec::new();
+        settings.validate("policy[0]", &mut issues);
+        assert!(issues.is_empty(), "{issues:?}");
+        assert!(toml::from_str::<MysqlPlusSslSettings>("ssl = true\nsssl = 1").is_err());
+        let bad: MysqlPlusSslSettings =
+            toml::from_str("ssl = false\njob_poll = { interval = \"x\" }\nssl_env_key = \"\"")
+                .unwrap();
+        bad.validate("policy[1]", &mut issues);
+        let paths: Vec<&str> = issues.iter().map(|issue| issue.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec!["policy[1].job_poll.interval", "policy[1].ssl_env_key"]
+        );
     }
 }

@@ -1,0 +1,357 @@
+//! The QingCloud IaaS client: signs each call (signature version 1), sends it to `/iaas/`
+//! as a GET, or as a form POST when the parameters are too long for a URL, reads the
+//! `{ret_code, message}` envelope that QingCloud returns inside HTTP 200 and classifies
+//! failures. This file holds the only table that turns QingCloud `ret_code`s into an
+//! [`ErrorClass`]. It never retries: `engine::retry` owns that.
+
+use super::signer::{self, SigningInput};
+use crate::config::credentials::ResolvedCredentials;
+use crate::error::{CloudError, ErrorClass};
+use crate::secret::Secret;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+/// The public API host (SDK default).
+pub const DEFAULT_ENDPOINT: &str = "https://api.qingcloud.com";
+
+/// Longest GET query we send; longer calls (e.g. PEM blocks in `service_params`) go as a
+/// POST form body, which the API accepts with the same signature (`docs/common/iaas_post.md`).
+pub const MAX_GET_QUERY: usize = 2048;
+
+const VENDOR: &str = "qingcloud";
+
+/// Every documented `ret_code` (`qingcloud-docs` `api/error_code.md`) and its class.
+/// Codes not listed fall back on [`class_by_range`].
+const RET_CODES: &[(i64, ErrorClass, &str)] = &[
+    (1100, ErrorClass::Invalid, "message format error"),
+    (1101, ErrorClass::Invalid, "request method error"),
+    (1200, ErrorClass::Auth, "authentication failed"),
+    // An expired time stamp almost always means the host clock is off, which no quick
+    // retry fixes; an operator must act, as for other signature failures.
+    (1300, ErrorClass::Auth, "message expired (time_stamp)"),
+    // 1400 means "access denied": no permission *or* a resource state that forbids the
+    // change. Permission is the default; see `classify` for the state refinement.
+    (1400, ErrorClass::Auth, "access denied"),
+    (2000, ErrorClass::Auth, "login session expired"),
+    (2100, ErrorClass::NotFound, "resource not found"),
+    (2110, ErrorClass::Invalid, "resource already exists"),
+    // 2400 is insufficient balance, not throttling.
+    (2400, ErrorClass::Billing, "insufficient balance"),
+    // 2500 includes the daily API request quota (resets at 00:00), so a quick retry never
+    // helps: it is a quota, retried across operations.
+    (2500, ErrorClass::Billing, "quota exceeded"),
+    (3300, ErrorClass::Unsupported, "invalid API module"),
+    (4000, ErrorClass::Billing, "license error"),
+    (4001, ErrorClass::Billing, "license error"),
+    (4002, ErrorClass::Billing, "license error"),
+    (4003, ErrorClass::Billing, "license error"),
+    (4004, ErrorClass::Billing, "license error"),
+    (4005, ErrorClass::Billing, "license error"),
+    (5000, ErrorClass::Transient, "internal error"),
+    // "Server busy" is load, not resource state: the SDK retries 5000 and 5100 alike with
+    // exponential backoff, and so do we (class transient, not busy).
+    (5100, ErrorClass::Transient, "server busy"),
+    (5200, ErrorClass::Busy, "resources insufficient"),
+    (5300, ErrorClass::Busy, "service updating"),
+    (5400, ErrorClass::Invalid, "dependency exists"),
+    (5500, ErrorClass::Transient, "internal error"),
+    (5600, ErrorClass::Transient, "internal error"),
+    (8000, ErrorClass::Invalid, "config file error"),
+    (8001, ErrorClass::Invalid, "config file error"),
+    (8002, ErrorClass::Invalid, "config file error"),
+    (8003, ErrorClass::Invalid, "config file error"),
+    (8004, ErrorClass::Invalid, "config file error"),
+];
+
+/// The class of a code missing from [`RET_CODES`], by its documented family.
+fn class_by_range(ret_code: i64) -> ErrorClass {
+    match ret_code {
+        1200..=1499 | 2000..=2099 => ErrorClass::Auth,
+        2100..=2199 => ErrorClass::NotFound,
+        2400..=2599 | 4000..=4999 => ErrorClass::Billing,
+        3000..=3999 => ErrorClass::Unsupported,
+        5000..=5199 | 5500..=5999 => ErrorClass::Transient,
+        5200..=5399 => ErrorClass::Busy,
+        _ => ErrorClass::Invalid,
+    }
+}
+
+/// Classifies a `ret_code` and its message. The message is read only to split 1400 into a
+/// state conflict (busy, e.g. "cluster … is in transition status …") and a permission
+/// failure (auth).
+pub fn classify(ret_code: i64, message: &str) -> ErrorClass {
+    let class = RET_CODES
+        .iter()
+        .find(|(code, _, _)| *code == ret_code)
+        .map(|(_, class, _)| *class)
+        .unwrap_or_else(|| class_by_range(ret_code));
+    if ret_code == 1400 {
+        let lower = message.to_ascii_lowercase();
+        if ["status", "transition", "not running", "being", "busy"]
+            .iter()
+            .any(|hint| lower.contains(hint))
+        {
+            return ErrorClass::Busy;
+        }
+    }
+    class
+}
+
+/// Where "now" comes from; tests pin it.
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
+/// A QingCloud account bound to one zone.
+#[derive(Clone)]
+pub struct QingCloudClient {
+    http: reqwest::Client,
+    base_url: String,
+    access_key_id: String,
+    secret: Secret,
+    zone: String,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for QingCloudClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QingCloudClient")
+            .field("base_url", &self.base_url)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret", &self.secret)
+            .field("zone", &self.zone)
+            .finish()
+    }
+}
+
+impl QingCloudClient {
+    /// Builds a client from resolved credentials; `zone` comes from the credentials unless
+    /// given (`credentials.zone` is required for QingCloud).
+    pub fn new(
+        http: reqwest::Client,
+        credentials: &ResolvedCredentials,
+        zone: Option<&str>,
+    ) -> Result<Self, CloudError> {
+        let zone = zone
+            .map(str::to_owned)
+            .or_else(|| credentials.zone.clone())
+            .filter(|zone| !zone.trim().is_empty())
+            .ok_or_else(|| {
+                CloudError::new(
+                    VENDOR,
+                    "configure",
+                    ErrorClass::Invalid,
+                    "MissingZone",
+                    format!("credentials.{} needs a zone (e.g. pek3)", credentials.name),
+                )
+            })?;
+        Ok(Self {
+            http,
+            base_url: credentials.endpoint_for("iaas", DEFAULT_ENDPOINT),
+            access_key_id: credentials.access_key_id.clone(),
+            secret: credentials.access_key_secret.clone(),
+            // The API wants lower-case zone ids (`pek3a`, `sh1a`).
+            zone: zone.trim().to_ascii_lowercase(),
+            clock: Arc::new(OffsetDateTime::now_utc),
+        })
+    }
+
+    /// Replaces the clock (tests of time-stamp skew).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn zone(&self) -> &str {
+        &self.zone
+    }
+
+    /// Calls `action` with `params` (already flattened: `jobs.1`, …) and returns the JSON
+    /// body of a `ret_code = 0` answer.
+    pub async fn call(
+        &self,
+        action: &str,
+        params: &[(&str, String)],
+    ) -> Result<serde_json::Value, CloudError> {
+        let all: Vec<(String, String)> = params
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+            .collect();
+        let req_id = uuid::Uuid::new_v4().simple().to_string();
+        let input = SigningInput {
+            access_key_id: &self.access_key_id,
+            secret: &self.secret,
+            zone: &self.zone,
+            time_stamp: (self.clock)(),
+            req_id: &req_id,
+        };
+        let get = signer::sign("GET", action, &all, &input);
+        let url = format!("{}{}", self.base_url, signer::IAAS_PATH);
+        let request = if get.encoded_params().len() <= MAX_GET_QUERY {
+            self.http.get(format!("{url}?{}", get.encoded_params()))
+        } else {
+            let post = signer::sign("POST", action, &all, &input);
+            self.http
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(post.encoded_params())
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|error| CloudError::network(VENDOR, action, &error.without_url()))?;
+        let status = response.status().as_u16();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| CloudError::network(VENDOR, action, &error.without_url()))?;
+        parse_envelope(action, status, &body).map_err(|error| error.with_request_id(Some(req_id)))
+    }
+}
+
+/// Reads a QingCloud answer: HTTP errors by status, then the `ret_code` envelope.
+pub fn parse_envelope(
+    action: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<serde_json::Value, CloudError> {
+    let parsed = serde_json::from_slice::<serde_json::Value>(body);
+    let value = match parsed {
+        Ok(value) => value,
+        Err(_) if status != 200 => {
+            return Err(CloudError::new(
+                VENDOR,
+                action,
+                ErrorClass::from_http_status(status),
+                format!("HTTP{status}"),
+                format!("HTTP {status} without a QingCloud envelope"),
+            )
+            .with_status(status))
+        }
+        Err(error) => {
+            // A 200 that is not JSON comes from a proxy or a truncated answer.
+            return Err(CloudError::new(
+                VENDOR,
+                action,
+                ErrorClass::Transient,
+                "MalformedResponse",
+                format!("answer is not JSON: {error}"),
+            )
+            .with_status(status));
+        }
+    };
+    let ret_code = value.get("ret_code").and_then(serde_json::Value::as_i64);
+    match ret_code {
+        Some(0) if status == 200 => Ok(value),
+        Some(code) if code != 0 => {
+            let message = value
+                .get("message")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default();
+            Err(CloudError::new(
+                VENDOR,
+                action,
+                classify(code, message),
+                code.to_string(),
+                // Bounded: vendor messages are short, but never let one flood a log line.
+                message.chars().take(500).collect::<String>(),
+            )
+            .with_status(status))
+        }
+        _ => Err(CloudError::new(
+            VENDOR,
+            action,
+            if status == 200 {
+                ErrorClass::Transient
+            } else {
+                ErrorClass::from_http_status(status)
+            },
+            if status == 200 {
+                "MalformedResponse".to_owned()
+            } else {
+                format!("HTTP{status}")
+            },
+            "answer has no ret_code",
+        )
+        .with_status(status)),
+    }
+}
+
+/// Reads a string field of an answer, or reports the answer as malformed.
+pub fn field_str<'a>(
+    value: &'a serde_json::Value,
+    action: &str,
+    name: &str,
+) -> Result<&'a str, CloudError> {
+    value
+        .get(name)
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| {
+            CloudError::new(
+                VENDOR,
+                action,
+                ErrorClass::Transient,
+                "MalformedResponse",
+                format!("answer has no `{name}`"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_code_is_classified_once() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (code, _, _) in RET_CODES {
+            assert!(seen.insert(*code), "{code} listed twice");
+        }
+        assert_eq!(classify(1100, ""), ErrorClass::Invalid);
+        assert_eq!(classify(1200, ""), ErrorClass::Auth);
+        assert_eq!(classify(1300, ""), ErrorClass::Auth);
+        assert_eq!(
+            classify(1400, "PermissionDenied, no access"),
+            ErrorClass::Auth
+        );
+        assert_eq!(
+            classify(
+                1400,
+                "PermissionDenied, cluster [cl-1] is in transition status [updating]"
+            ),
+            ErrorClass::Busy
+        );
+        assert_eq!(classify(2100, ""), ErrorClass::NotFound);
+        assert_eq!(classify(2400, ""), ErrorClass::Billing);
+        assert_eq!(classify(2500, ""), ErrorClass::Billing);
+        assert_eq!(classify(5000, ""), ErrorClass::Transient);
+        assert_eq!(classify(5100, ""), ErrorClass::Transient);
+        assert_eq!(classify(5300, ""), ErrorClass::Busy);
+    }
+
+    #[test]
+    fn unknown_codes_fall_back_on_their_range() {
+        assert_eq!(classify(1250, ""), ErrorClass::Auth);
+        assert_eq!(classify(2199, ""), ErrorClass::NotFound);
+        assert_eq!(classify(2450, ""), ErrorClass::Billing);
+        assert_eq!(classify(5150, ""), ErrorClass::Transient);
+        assert_eq!(classify(5250, ""), ErrorClass::Busy);
+        assert_eq!(classify(9999, ""), ErrorClass::Invalid);
+    }
+
+    #[test]
+    fn envelope_inside_http_200_is_read() {
+        let ok = parse_envelope("DescribeJobs", 200, br#"{"ret_code":0,"total_count":0}"#);
+        assert!(ok.is_ok());
+        let error = parse_envelope(
+            "DescribeJobs",
+            200,
+            br#"{"ret_code":2400,"message":"insufficient balance"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(error.class, ErrorClass::Billing);
+        assert_eq!(error.code, "2400");
+        let gateway = parse_envelope("DescribeJobs", 502, b"<html>").unwrap_err();
+        assert_eq!(gateway.class, ErrorClass::Transient);
+        let garbage = parse_envelope("DescribeJobs", 200, b"{}").unwrap_err();
+        assert_eq!(garbage.code, "MalformedResponse");
+    }
+}
