@@ -9,10 +9,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 fn load(file: &str) -> Vec<Value> {
-    let path = format!(
-        "{}/../shared/vectors/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/../shared/vectors/{file}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -62,7 +59,11 @@ fn acs3_vectors_match_stage_by_stage() {
         );
         // Stage 2: string to sign.
         let sts = canonical.string_to_sign();
-        assert_eq!(sts.to_string(), s(&case["string_to_sign"]), "{name}: string to sign");
+        assert_eq!(
+            sts.to_string(),
+            s(&case["string_to_sign"]),
+            "{name}: string to sign"
+        );
         // Stage 3: signature and Authorization.
         assert_eq!(
             sts.sign(case["access_key_secret"].as_str().unwrap()),
@@ -74,7 +75,11 @@ fn acs3_vectors_match_stage_by_stage() {
             case["access_key_secret"].as_str().unwrap(),
             &canonical,
         );
-        assert_eq!(ours.to_string(), s(&case["authorization"]), "{name}: authorization");
+        assert_eq!(
+            ours.to_string(),
+            s(&case["authorization"]),
+            "{name}: authorization"
+        );
         // Our client's builder gives the same canonical query from the API parameters.
         if let Some(params) = case["inputs"]["params"].as_object() {
             let params: Vec<(String, String)> =
@@ -132,7 +137,11 @@ fn rpc_v1_vectors_match_stage_by_stage() {
             "{name}: canonical"
         );
         let sts = canonical.string_to_sign(&s(&raw["method"]));
-        assert_eq!(sts.to_string(), s(&case["string_to_sign"]), "{name}: string to sign");
+        assert_eq!(
+            sts.to_string(),
+            s(&case["string_to_sign"]),
+            "{name}: string to sign"
+        );
         let signature = sts.sign(case["access_key_secret"].as_str().unwrap());
         assert_eq!(signature, s(&case["signature"]), "{name}: signature");
         assert_eq!(wire_signature, signature, "{name}: wire signature");
