@@ -106,7 +106,7 @@ impl RdsSettings {
                 ));
             }
         }
-        if !(self.poll_interval_secs > 0.0) {
+        if self.poll_interval_secs.is_nan() || self.poll_interval_secs <= 0.0 {
             issues.push(ConfigIssue::new(
                 format!("{path}.poll_interval_secs"),
                 "must be positive",
