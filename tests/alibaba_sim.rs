@@ -701,3 +701,47 @@ async fn skew_and_nonce_reuse_are_refused() {
     let (_, second) = replay(&lenient, &cases[7]).await;
     assert_eq!(second, "SignatureNonceUsed");
 }
+
+#[tokio::test]
+async fn tampered_requests_are_refused() {
+    let sim = Sim::start(Seed {
+        accounts: vec![AccountSeed {
+            access_key_id: "testAccessKeyId".into(),
+            access_key_secret: "testAccessKeySecret".into(),
+        }],
+        check_timestamp: false,
+        cdn_domains: vec!["www.example.com".into(), "evil.example.com".into()],
+        ..Seed::default()
+    })
+    .await;
+    let original = vector_cases()[1].clone();
+    // A changed parameter breaks the signature.
+    let mut changed = original.clone();
+    let target = changed["raw_request"]["target"]
+        .as_str()
+        .unwrap()
+        .replace("DomainName=www.example.com", "DomainName=evil.example.com");
+    changed["raw_request"]["target"] = Value::String(target);
+    assert_eq!(replay(&sim, &changed).await.1, "SignatureDoesNotMatch");
+    // A changed signed header too.
+    let mut changed = original.clone();
+    for pair in changed["raw_request"]["headers"].as_array_mut().unwrap() {
+        if pair[0] == "x-acs-version" {
+            pair[1] = Value::String("2014-11-11".into());
+        }
+    }
+    assert_eq!(replay(&sim, &changed).await.1, "SignatureDoesNotMatch");
+    // Leaving the host out of the signed headers is refused before any signature check.
+    let mut changed = original.clone();
+    for pair in changed["raw_request"]["headers"].as_array_mut().unwrap() {
+        if pair[0] == "Authorization" {
+            let value = pair[1].as_str().unwrap().replace("accept;host;", "accept;");
+            pair[1] = Value::String(value);
+        }
+    }
+    assert_eq!(replay(&sim, &changed).await.1, "IncompleteSignature");
+    // The untouched request still passes the signature check.
+    assert_eq!(replay(&sim, &original).await.1, "InvalidSSLPub");
+    let state = sim.state();
+    assert_eq!(state["cdn_domains"]["evil.example.com"]["writes"], 0);
+}

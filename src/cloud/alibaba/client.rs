@@ -305,13 +305,16 @@ pub struct AlibabaClient {
 }
 
 impl AlibabaClient {
-    /// A client with its own token buckets (`limits`) and the default in-operation retries.
+    /// A client with its own token buckets (`limits`). Each call is a single attempt: the
+    /// engine's deploy step already wraps `observe` and `deploy` in `with_retries`, and two
+    /// nested loops would multiply the attempts. Standalone users opt in with
+    /// [`with_retry_policy`](Self::with_retry_policy).
     pub fn new(creds: ResolvedCredentials, http: reqwest::Client, limits: RateLimits) -> Self {
         Self {
             creds,
             http,
             limiter: Arc::new(RateLimiter::new(limits)),
-            retry: Some(RetryPolicy::default()),
+            retry: None,
         }
     }
 
@@ -321,7 +324,9 @@ impl AlibabaClient {
         self
     }
 
-    /// `None` makes every call a single attempt (the engine may add its own layer).
+    /// `Some` retries throttled and transient failures of each call through
+    /// `engine::retry::with_retries` (honouring `x-acs-retry-after`); `None` (the default)
+    /// makes every call a single attempt.
     pub fn with_retry_policy(mut self, retry: Option<RetryPolicy>) -> Self {
         self.retry = retry;
         self

@@ -19,6 +19,16 @@ use std::sync::Mutex;
 use std::time::Duration;
 use time::OffsetDateTime;
 
+/// Headers an ACS3 request must sign.
+const REQUIRED_SIGNED_HEADERS: [&str; 6] = [
+    "host",
+    "x-acs-action",
+    "x-acs-content-sha256",
+    "x-acs-date",
+    "x-acs-signature-nonce",
+    "x-acs-version",
+];
+
 /// One access key the simulator accepts.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -413,8 +423,20 @@ impl AlibabaSim {
                     "Specified access key is not found.",
                 )
             })?;
+            // The SDKs sign the host and every x-acs-* header they send; a request that
+            // leaves one out could be replayed with it changed.
+            let signed: Vec<&str> = auth.signed_headers.split(';').collect();
+            for required in REQUIRED_SIGNED_HEADERS {
+                if !signed.contains(&required) {
+                    return Err(refuse(
+                        400,
+                        "IncompleteSignature",
+                        format!("header {required} must be signed"),
+                    ));
+                }
+            }
             let mut headers = Vec::new();
-            for name in auth.signed_headers.split(';') {
+            for name in signed {
                 let value = request.header(name).ok_or_else(|| {
                     refuse(
                         400,
