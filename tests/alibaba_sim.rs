@@ -273,7 +273,11 @@ async fn vod_deploys_to_staging_and_is_idempotent() {
 
 #[tokio::test]
 async fn rds_mysql_waits_for_running_and_is_idempotent() {
-    let sim = Sim::start(seed()).await;
+    let sim = Sim::start(Seed {
+        rds_ssl_delay_ms: 600,
+        ..seed()
+    })
+    .await;
     let settings = rds("instance_id = \"rm-test1\"\nconnection_string = \"rm-test1.mysql.rds.aliyuncs.com\"\npoll_interval_secs = 0.05");
     let target = RdsTarget::new("db", settings, sim.client());
     let bundle = testing::fresh(&["rm-test1.mysql.rds.aliyuncs.com"]);
@@ -296,7 +300,7 @@ async fn rds_mysql_waits_for_running_and_is_idempotent() {
 #[tokio::test]
 async fn rds_postgres_with_client_ca_and_busy_instance() {
     let sim = Sim::start(Seed {
-        rds_ssl_delay_ms: 2000,
+        rds_ssl_delay_ms: 5000,
         ..seed()
     })
     .await;
@@ -329,7 +333,15 @@ async fn rds_postgres_with_client_ca_and_busy_instance() {
             RdsTarget::new("pg3", settings, client).deploy(&other).await
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait (generously) until the simulator shows the change in progress.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sim.state()["rds_instances"]["pgm-test2"]["status"] != "SSLModifying" {
+        assert!(
+            Instant::now() < deadline,
+            "instance never started modifying"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let params = [
         ("DBInstanceId", "pgm-test2".to_owned()),
         (
