@@ -6,17 +6,23 @@
 //! - [`source`]: where certificates come from (ACME, watched files, local CA).
 //! - [`cloud`]: targets, policies and DNS solvers per vendor, plus the simulator.
 //! - [`engine`]: windows, renewal timing, retries and the reconcile loop.
+//! - [`status`]: the `certkeeper status` view.
 //! - [`store`]: the state that must survive a crash (SQLite by default).
 //! - [`telemetry`]: logs, metrics and typed events.
 //! - [`error`]: the error classes every vendor maps into.
+//! - [`fsutil`]: crash-safe file writes.
 //! - [`secret`]: values that never print.
+//! - [`systemd`]: READY / WATCHDOG / STATUS / RELOADING / STOPPING.
 
 pub mod cert;
 pub mod cloud;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod fsutil;
 pub mod secret;
 pub mod source;
+pub mod status;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;

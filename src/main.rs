@@ -1,1 +1,163 @@
-fn main() {}
+//! The `certkeeper` command: parse → load and validate config (exit 78 on error) → build →
+//! run → drain. Exit codes follow sysexits(3): 0 ok, 1 failure, 64 usage, 69 unavailable,
+//! 70 internal, 74 I/O, 78 configuration.
+
+use anyhow::Context;
+use certkeeper::config;
+use certkeeper::telemetry::logging::{self, LogFormat};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const EX_USAGE: u8 = 64;
+const EX_SOFTWARE: u8 = 70;
+const EX_IOERR: u8 = 74;
+const EX_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(
+    name = "certkeeper",
+    version,
+    about = "Keeps TLS certificates valid, deployed and compliant across cloud services"
+)]
+struct Cli {
+    /// The configuration file.
+    #[arg(long, global = true, env = "CERTKEEPER_CONFIG", default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// Log format: human on a terminal, JSON otherwise, unless set.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    log_format: LogFormat,
+    /// Log level or filter (RUST_LOG overrides).
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration and exit (0 valid, 78 invalid).
+    Check,
+    /// Show certificates and targets from the state directory.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the cloud simulator (Alibaba, Huawei, QingCloud APIs) on a loopback port.
+    Sim {
+        #[arg(long, default_value = "127.0.0.1:8700")]
+        listen: std::net::SocketAddr,
+        /// Seed file (TOML) with accounts and resources; see config/sim-seed.example.toml.
+        #[arg(long)]
+        seed: Option<PathBuf>,
+    },
+    /// Print the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = match error.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => EX_USAGE,
+            };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    logging::init(cli.log_format, &cli.log_level);
+    match cli.command {
+        Command::Version => {
+            println!("certkeeper {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Check => check(&cli.config),
+        Command::Status { json } => match load_config(&cli.config) {
+            Ok(loaded) => {
+                let result =
+                    certkeeper::status::print(&loaded.config, json, &mut std::io::stdout().lock());
+                report(result.map_err(anyhow::Error::from), EX_IOERR)
+            }
+            Err(code) => code,
+        },
+        Command::Sim { listen, seed } => report(run_sim(listen, seed), EX_SOFTWARE),
+    }
+}
+
+fn report(result: anyhow::Result<()>, code: u8) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("certkeeper: {error:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn load_config(path: &std::path::Path) -> Result<config::Loaded, ExitCode> {
+    match config::load(path) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
+            Ok(loaded)
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            Err(ExitCode::from(EX_CONFIG))
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match load_config(path) {
+        Ok(loaded) => {
+            let config = &loaded.config;
+            println!(
+                "{}: ok ({} certificates, {} targets, {} policies, {} credentials)",
+                path.display(),
+                config.certificates.len(),
+                config.targets.len(),
+                config.policies.len(),
+                config.credentials.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn run_sim(listen: std::net::SocketAddr, seed: Option<PathBuf>) -> anyhow::Result<()> {
+    use certkeeper::cloud::sim::{serve, SimSeed, Simulator};
+    let seed = match seed {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading seed {}", path.display()))?;
+            SimSeed::from_toml(&text).with_context(|| format!("parsing seed {}", path.display()))?
+        }
+        None => SimSeed::default(),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        let address = listener.local_addr().context("reading the bound address")?;
+        tracing::info!(%address, "simulator listening");
+        // Tests and scripts read this line to learn the port when listening on port 0.
+        println!("listening on http://{address}");
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        serve(
+            listener,
+            std::sync::Arc::new(Simulator::new(seed)),
+            shutdown,
+        )
+        .await
+        .context("serving")
+    })
+}

@@ -4,6 +4,7 @@
 //! signer, client (the only code that classifies vendor errors), products and simulator.
 
 pub mod alibaba;
+pub mod file;
 pub mod http;
 pub mod huawei;
 pub mod qingcloud;

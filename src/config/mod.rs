@@ -1,9 +1,36 @@
-//! The configuration users write (TOML), and its validation.
+//! The configuration users write (TOML, default `/etc/certkeeper/certkeeper.toml`) and its
+//! validation. Loading is two steps: `parse` turns text into typed sections (unknown keys
+//! refused with the nearest valid key suggested), then `validate` checks values and
+//! cross-references without touching the file system, network or environment. Every
+//! problem is reported as `file:line:column: key.path: message`.
 
 pub mod credentials;
+pub mod duration;
+mod locate;
+
+use crate::cloud::alibaba::{cdn::CdnSettings, rds::RdsSettings, vod::VodSettings};
+use crate::cloud::file::FileSettings;
+use crate::cloud::huawei::gaussdb::GaussDbBackupEncryptionSettings;
+use crate::cloud::qingcloud::mysql_plus::MysqlPlusSslSettings;
+use crate::cloud::PolicyMode;
+use crate::secret::Secret;
+use credentials::{AuthMethod, CredentialsConfig, Provider};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use duration::{format_duration, parse_duration};
+pub use locate::Position;
+
+/// Where the config lives when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/certkeeper/certkeeper.toml";
+
+/// Config files larger than this are refused before parsing.
+const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 
 /// One problem found by validation, located by its key path (`target[2].domain`).
-/// The loader turns the path into file:line:column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigIssue {
     /// Dotted key path, with `[i]` for array entries: `target[2].maintenance_window.schedule`.
@@ -17,5 +44,1280 @@ impl ConfigIssue {
             path: path.into(),
             message: message.into(),
         }
+    }
+}
+
+/// A problem with its place in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocatedIssue {
+    pub file: String,
+    pub position: Option<Position>,
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for LocatedIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some(position) => write!(f, "{}:{}:{}: ", self.file, position.line, position.column)?,
+            None => write!(f, "{}: ", self.file)?,
+        }
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {reason}")]
+    Read { file: String, reason: String },
+    #[error("{}", list(.0))]
+    Invalid(Vec<LocatedIssue>),
+}
+
+fn list(issues: &[LocatedIssue]) -> String {
+    issues
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ConfigError {
+    pub fn issues(&self) -> &[LocatedIssue] {
+        match self {
+            ConfigError::Invalid(issues) => issues,
+            ConfigError::Read { .. } => &[],
+        }
+    }
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: String,
+    /// Cron schedule of drift scans (every target's live state) and policy checks.
+    #[serde(default = "default_scan_schedule")]
+    pub scan_schedule: String,
+    /// How long before expiry a certificate still counts as usable for deploys.
+    #[serde(default = "default_grace_period")]
+    pub grace_period: String,
+    /// How many deploys may run at once per vendor.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: default_state_dir(),
+            metrics_listen: default_metrics_listen(),
+            scan_schedule: default_scan_schedule(),
+            grace_period: default_grace_period(),
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/certkeeper")
+}
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+fn default_scan_schedule() -> String {
+    "*/15 * * * *".into()
+}
+fn default_grace_period() -> String {
+    "7d".into()
+}
+fn default_concurrency() -> usize {
+    8
+}
+
+/// ACME challenge types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ChallengeType {
+    #[serde(rename = "http-01")]
+    Http01,
+    #[serde(rename = "dns-01")]
+    Dns01,
+}
+
+/// `[acme.NAME]`: one ACME account at one CA.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeConfig {
+    pub directory: String,
+    #[serde(default)]
+    pub contact: Vec<String>,
+    pub eab_kid: Option<String>,
+    pub eab_hmac_key: Option<Secret>,
+    pub eab_hmac_key_env: Option<String>,
+    pub eab_hmac_key_file: Option<PathBuf>,
+    #[serde(default = "default_challenge")]
+    pub challenge: ChallengeType,
+    /// Credentials of the DNS provider for dns-01 (an `alibaba` or `huawei` account).
+    pub dns_credentials: Option<String>,
+    #[serde(default = "default_http01_listen")]
+    pub http01_listen: String,
+    /// Extra CA certificates (PEM) to trust for this directory, e.g. Pebble's.
+    pub ca_bundle: Option<PathBuf>,
+    pub profile: Option<String>,
+    #[serde(default = "default_true")]
+    pub ari: bool,
+    /// How long to wait for DNS-01 records to propagate.
+    pub dns_propagation_wait: Option<String>,
+    /// Orders in flight at once for this account.
+    pub max_concurrent_orders: Option<usize>,
+}
+
+fn default_challenge() -> ChallengeType {
+    ChallengeType::Http01
+}
+fn default_http01_listen() -> String {
+    "0.0.0.0:80".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// `[local_ca.NAME]`: an internal CA for internal endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalCaConfig {
+    /// Root certificate and key files; when absent the root is generated once and kept in the store.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    #[serde(default = "default_leaf_lifetime")]
+    pub leaf_lifetime: String,
+    pub common_name: Option<String>,
+}
+
+fn default_leaf_lifetime() -> String {
+    "30d".into()
+}
+
+/// Where a certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum SourceConfig {
+    Acme(String),
+    File {
+        cert: PathBuf,
+        key: PathBuf,
+        chain: Option<PathBuf>,
+    },
+    LocalCa(String),
+}
+
+/// Private key algorithms certkeeper generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+pub enum KeyAlgorithm {
+    #[default]
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
+    #[serde(rename = "ecdsa-p384")]
+    EcdsaP384,
+    #[serde(rename = "rsa-2048")]
+    Rsa2048,
+    #[serde(rename = "rsa-3072")]
+    Rsa3072,
+    #[serde(rename = "rsa-4096")]
+    Rsa4096,
+}
+
+/// `[[certificate]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    pub name: String,
+    pub domains: Vec<String>,
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub key: KeyAlgorithm,
+    pub renew_before: Option<String>,
+    pub renew_ratio: Option<f64>,
+    #[serde(default)]
+    pub deploy_to: Vec<String>,
+}
+
+/// `maintenance_window = { schedule = "<cron>", duration = "2h" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    pub schedule: String,
+    pub duration: String,
+}
+
+impl WindowConfig {
+    pub fn build(&self) -> Result<crate::engine::window::MaintenanceWindow, String> {
+        let duration = parse_duration(&self.duration)?;
+        crate::engine::window::MaintenanceWindow::new(&self.schedule, duration)
+    }
+}
+
+/// The kind-specific part of a `[[target]]`.
+#[derive(Debug, Clone)]
+pub enum TargetSettings {
+    AlibabaCdn(CdnSettings),
+    AlibabaVod(VodSettings),
+    AlibabaRds(RdsSettings),
+    File(FileSettings),
+}
+
+/// Target kinds: the registry of what `kind = "..."` may say, with the vendor each needs.
+const TARGET_KINDS: &[(&str, Option<Provider>)] = &[
+    ("alibaba-cdn", Some(Provider::Alibaba)),
+    ("alibaba-vod", Some(Provider::Alibaba)),
+    ("alibaba-rds", Some(Provider::Alibaba)),
+    ("file", None),
+];
+
+/// Policy kinds and the vendor each needs.
+const POLICY_KINDS: &[(&str, Provider)] = &[
+    ("huawei-gaussdb-backup-encryption", Provider::Huawei),
+    ("qingcloud-mysql-plus-ssl", Provider::Qingcloud),
+];
+
+/// The keys every `[[target]]` has, whatever its kind.
+const TARGET_COMMON_KEYS: &[&str] = &["name", "kind", "credentials", "maintenance_window"];
+const POLICY_COMMON_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "credentials",
+    "resources",
+    "mode",
+    "maintenance_window",
+    "schedule",
+];
+
+/// `[[target]]`.
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    pub name: String,
+    pub kind: String,
+    pub credentials: Option<String>,
+    pub maintenance_window: Option<WindowConfig>,
+    pub settings: TargetSettings,
+}
+
+/// The kind-specific part of a `[[policy]]`.
+#[derive(Debug, Clone)]
+pub enum PolicySettings {
+    HuaweiGaussdbBackupEncryption(GaussDbBackupEncryptionSettings),
+    QingcloudMysqlPlusSsl(MysqlPlusSslSettings),
+}
+
+/// `[[policy]]`.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    pub name: String,
+    pub kind: String,
+    pub credentials: String,
+    pub resources: Vec<String>,
+    pub mode: PolicyMode,
+    pub maintenance_window: Option<WindowConfig>,
+    /// Cron schedule of checks; the daemon's scan schedule when absent.
+    pub schedule: Option<String>,
+    pub settings: PolicySettings,
+}
+
+/// The whole configuration, parsed and validated.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub credentials: BTreeMap<String, CredentialsConfig>,
+    pub acme: BTreeMap<String, AcmeConfig>,
+    pub local_ca: BTreeMap<String, LocalCaConfig>,
+    pub certificates: Vec<CertificateConfig>,
+    pub targets: Vec<TargetConfig>,
+    pub policies: Vec<PolicyConfig>,
+}
+
+/// The document as serde sees it before the kind-specific parts are split out.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    daemon: DaemonConfig,
+    #[serde(default)]
+    credentials: BTreeMap<String, CredentialsConfig>,
+    #[serde(default)]
+    acme: BTreeMap<String, AcmeConfig>,
+    #[serde(default)]
+    local_ca: BTreeMap<String, LocalCaConfig>,
+    #[serde(default)]
+    certificate: Vec<CertificateConfig>,
+    #[serde(default)]
+    target: Vec<toml::Table>,
+    #[serde(default)]
+    policy: Vec<toml::Table>,
+}
+
+/// A loaded config with the warnings validation raised (literal secrets, ...).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<LocatedIssue>,
+}
+
+/// Reads, parses and validates the config at `path`.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let file = path.display().to_string();
+    let metadata = std::fs::metadata(path).map_err(|error| ConfigError::Read {
+        file: file.clone(),
+        reason: error.to_string(),
+    })?;
+    if metadata.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::Read {
+            file,
+            reason: format!("larger than {MAX_CONFIG_BYTES} bytes"),
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        file: file.clone(),
+        reason: error.to_string(),
+    })?;
+    load_str(&file, &text)
+}
+
+/// Parses and validates config text; `file` names it in messages.
+pub fn load_str(file: &str, text: &str) -> Result<Loaded, ConfigError> {
+    let locate_all = |issues: Vec<ConfigIssue>| -> Vec<LocatedIssue> {
+        issues
+            .into_iter()
+            .map(|issue| LocatedIssue {
+                file: file.to_owned(),
+                position: locate::locate(text, &issue.path),
+                path: issue.path,
+                message: issue.message,
+            })
+            .collect()
+    };
+    let config =
+        parse(text).map_err(|issue| ConfigError::Invalid(vec![issue.into_located(file, text)]))?;
+    let (errors, warnings) = validate(&config);
+    if !errors.is_empty() {
+        return Err(ConfigError::Invalid(locate_all(errors)));
+    }
+    Ok(Loaded {
+        config,
+        warnings: locate_all(warnings),
+    })
+}
+
+/// A parse problem: either located by the TOML parser itself (syntax) or by key path.
+enum ParseIssue {
+    Syntax {
+        offset: Option<usize>,
+        message: String,
+    },
+    Key(ConfigIssue),
+}
+
+impl ParseIssue {
+    fn into_located(self, file: &str, text: &str) -> LocatedIssue {
+        match self {
+            ParseIssue::Syntax { offset, message } => LocatedIssue {
+                file: file.to_owned(),
+                position: offset.map(|offset| locate::position_of(text, offset)),
+                path: String::new(),
+                message,
+            },
+            ParseIssue::Key(issue) => LocatedIssue {
+                file: file.to_owned(),
+                position: locate::locate(text, &issue.path),
+                path: issue.path,
+                message: issue.message,
+            },
+        }
+    }
+}
+
+fn parse(text: &str) -> Result<Config, ParseIssue> {
+    // Syntax first, so a TOML error is reported at the parser's own position.
+    if let Err(error) = text.parse::<toml::Table>() {
+        return Err(ParseIssue::Syntax {
+            offset: error.span().map(|span| span.start),
+            message: format!("invalid TOML: {}", error.message()),
+        });
+    }
+    let raw: RawConfig = deserialize_at(toml::Deserializer::new(text), "", &[])?;
+    let mut targets = Vec::with_capacity(raw.target.len());
+    for (index, table) in raw.target.into_iter().enumerate() {
+        targets.push(parse_target(table, &format!("target[{index}]"))?);
+    }
+    let mut policies = Vec::with_capacity(raw.policy.len());
+    for (index, table) in raw.policy.into_iter().enumerate() {
+        policies.push(parse_policy(table, &format!("policy[{index}]"))?);
+    }
+    Ok(Config {
+        daemon: raw.daemon,
+        credentials: raw.credentials,
+        acme: raw.acme,
+        local_ca: raw.local_ca,
+        certificates: raw.certificate,
+        targets,
+        policies,
+    })
+}
+
+/// Deserializes with the failing key's path kept, turning serde's "unknown field" message
+/// into one that suggests the nearest valid key.
+fn deserialize_at<'de, T: DeserializeOwned, D>(
+    deserializer: D,
+    prefix: &str,
+    extra_keys: &[&str],
+) -> Result<T, ParseIssue>
+where
+    D: serde::Deserializer<'de, Error = toml::de::Error>,
+{
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let inner_path = error.path().to_string();
+        let message = error.inner().message().to_owned();
+        let mut path = join_path(prefix, if inner_path == "." { "" } else { &inner_path });
+        let message = match unknown_field(&message) {
+            Some((field, mut expected)) => {
+                expected.extend(extra_keys.iter().map(|key| key.to_string()));
+                // serde_path_to_error already names the unknown key in some positions.
+                if !path.ends_with(field.as_str()) {
+                    path = join_path(&path, &field);
+                }
+                let mut text = format!("unknown key `{field}`");
+                if let Some(nearest) = nearest(&field, &expected) {
+                    text.push_str(&format!(" (did you mean `{nearest}`?)"));
+                }
+                text
+            }
+            None => message.trim().to_owned(),
+        };
+        ParseIssue::Key(ConfigIssue::new(path, message))
+    })
+}
+
+fn join_path(prefix: &str, rest: &str) -> String {
+    match (prefix.is_empty(), rest.is_empty()) {
+        (true, _) => rest.to_owned(),
+        (false, true) => prefix.to_owned(),
+        (false, false) if rest.starts_with('[') => format!("{prefix}{rest}"),
+        (false, false) => format!("{prefix}.{rest}"),
+    }
+}
+
+/// Reads serde's ``unknown field `x`, expected one of `a`, `b` `` (or ``expected `a` ``).
+fn unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let end = rest.find('`')?;
+    let field = rest[..end].to_owned();
+    let expected = rest[end + 1..]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    Some((field, expected))
+}
+
+/// The candidate closest to `word` by edit distance, when it is close enough to be a typo.
+fn nearest(word: &str, candidates: &[String]) -> Option<String> {
+    let limit = (word.chars().count() / 3).clamp(1, 3);
+    candidates
+        .iter()
+        .map(|candidate| (strsim::damerau_levenshtein(word, candidate), candidate))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate.clone())
+}
+
+/// Splits the common keys off a `[[target]]` or `[[policy]]` table; the rest goes to the
+/// kind's own settings struct, which refuses unknown keys.
+fn take_string(
+    table: &mut toml::Table,
+    key: &str,
+    path: &str,
+    required: bool,
+) -> Result<Option<String>, ParseIssue> {
+    match table.remove(key) {
+        Some(toml::Value::String(value)) => Ok(Some(value)),
+        Some(other) => Err(ParseIssue::Key(ConfigIssue::new(
+            format!("{path}.{key}"),
+            format!("must be a string, not {}", other.type_str()),
+        ))),
+        None if required => Err(ParseIssue::Key(ConfigIssue::new(
+            path,
+            format!("missing key `{key}`"),
+        ))),
+        None => Ok(None),
+    }
+}
+
+fn take_value<T: DeserializeOwned>(
+    table: &mut toml::Table,
+    key: &str,
+    path: &str,
+) -> Result<Option<T>, ParseIssue> {
+    match table.remove(key) {
+        Some(value) => deserialize_at(value, &format!("{path}.{key}"), &[]).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn kind_settings<T: DeserializeOwned>(
+    table: toml::Table,
+    path: &str,
+    common: &[&str],
+) -> Result<T, ParseIssue> {
+    deserialize_at(toml::Value::Table(table), path, common)
+}
+
+fn unknown_kind(path: &str, kind: &str, known: &[&str]) -> ParseIssue {
+    let candidates: Vec<String> = known.iter().map(|kind| kind.to_string()).collect();
+    let mut message = format!(
+        "unknown kind `{kind}`; expected one of {}",
+        known.join(", ")
+    );
+    if let Some(nearest) = nearest(kind, &candidates) {
+        message = format!("unknown kind `{kind}` (did you mean `{nearest}`?)");
+    }
+    ParseIssue::Key(ConfigIssue::new(format!("{path}.kind"), message))
+}
+
+fn parse_target(mut table: toml::Table, path: &str) -> Result<TargetConfig, ParseIssue> {
+    let name = take_string(&mut table, "name", path, true)?.unwrap_or_default();
+    let kind = take_string(&mut table, "kind", path, true)?.unwrap_or_default();
+    let credentials = take_string(&mut table, "credentials", path, false)?;
+    let maintenance_window = take_value(&mut table, "maintenance_window", path)?;
+    let settings = match kind.as_str() {
+        "alibaba-cdn" => {
+            TargetSettings::AlibabaCdn(kind_settings(table, path, TARGET_COMMON_KEYS)?)
+        }
+        "alibaba-vod" => {
+            TargetSettings::AlibabaVod(kind_settings(table, path, TARGET_COMMON_KEYS)?)
+        }
+        "alibaba-rds" => {
+            TargetSettings::AlibabaRds(kind_settings(table, path, TARGET_COMMON_KEYS)?)
+        }
+        "file" => TargetSettings::File(kind_settings(table, path, TARGET_COMMON_KEYS)?),
+        other => {
+            let known: Vec<&str> = TARGET_KINDS.iter().map(|(kind, _)| *kind).collect();
+            return Err(unknown_kind(path, other, &known));
+        }
+    };
+    Ok(TargetConfig {
+        name,
+        kind,
+        credentials,
+        maintenance_window,
+        settings,
+    })
+}
+
+fn parse_policy(mut table: toml::Table, path: &str) -> Result<PolicyConfig, ParseIssue> {
+    let name = take_string(&mut table, "name", path, true)?.unwrap_or_default();
+    let kind = take_string(&mut table, "kind", path, true)?.unwrap_or_default();
+    let credentials = take_string(&mut table, "credentials", path, true)?.unwrap_or_default();
+    let resources: Vec<String> = take_value(&mut table, "resources", path)?.unwrap_or_default();
+    let mode = take_value(&mut table, "mode", path)?.unwrap_or(PolicyMode::Audit);
+    let maintenance_window = take_value(&mut table, "maintenance_window", path)?;
+    let schedule = take_string(&mut table, "schedule", path, false)?;
+    let settings = match kind.as_str() {
+        "huawei-gaussdb-backup-encryption" => PolicySettings::HuaweiGaussdbBackupEncryption(
+            kind_settings(table, path, POLICY_COMMON_KEYS)?,
+        ),
+        "qingcloud-mysql-plus-ssl" => {
+            PolicySettings::QingcloudMysqlPlusSsl(kind_settings(table, path, POLICY_COMMON_KEYS)?)
+        }
+        other => {
+            let known: Vec<&str> = POLICY_KINDS.iter().map(|(kind, _)| *kind).collect();
+            return Err(unknown_kind(path, other, &known));
+        }
+    };
+    Ok(PolicyConfig {
+        name,
+        kind,
+        credentials,
+        resources,
+        mode,
+        maintenance_window,
+        schedule,
+        settings,
+    })
+}
+
+/// Checks values and cross-references. Pure: no file system, network or environment.
+/// Returns (errors, warnings).
+pub fn validate(config: &Config) -> (Vec<ConfigIssue>, Vec<ConfigIssue>) {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    validate_daemon(&config.daemon, &mut errors);
+    for (name, credentials) in &config.credentials {
+        validate_credentials(name, credentials, &mut errors, &mut warnings);
+    }
+    for (name, acme) in &config.acme {
+        validate_acme(name, acme, config, &mut errors, &mut warnings);
+    }
+    for (name, ca) in &config.local_ca {
+        let path = format!("local_ca.{name}");
+        if ca.cert.is_some() != ca.key.is_some() {
+            errors.push(ConfigIssue::new(
+                &path,
+                "give both `cert` and `key`, or neither to have the root generated",
+            ));
+        }
+        if let Err(error) = parse_duration(&ca.leaf_lifetime) {
+            errors.push(ConfigIssue::new(format!("{path}.leaf_lifetime"), error));
+        }
+    }
+    let target_names = unique_names(
+        config.targets.iter().map(|target| target.name.as_str()),
+        "target",
+        &mut errors,
+    );
+    for (index, target) in config.targets.iter().enumerate() {
+        validate_target(index, target, config, &mut errors);
+    }
+    unique_names(
+        config
+            .certificates
+            .iter()
+            .map(|certificate| certificate.name.as_str()),
+        "certificate",
+        &mut errors,
+    );
+    for (index, certificate) in config.certificates.iter().enumerate() {
+        validate_certificate(index, certificate, config, &target_names, &mut errors);
+    }
+    unique_names(
+        config.policies.iter().map(|policy| policy.name.as_str()),
+        "policy",
+        &mut errors,
+    );
+    for (index, policy) in config.policies.iter().enumerate() {
+        validate_policy(index, policy, config, &mut errors);
+    }
+    (errors, warnings)
+}
+
+/// Names must be non-empty and unique within their section; returns the set of names.
+fn unique_names<'a>(
+    names: impl Iterator<Item = &'a str>,
+    section: &str,
+    errors: &mut Vec<ConfigIssue>,
+) -> BTreeSet<&'a str> {
+    let mut seen = BTreeSet::new();
+    for (index, name) in names.enumerate() {
+        let path = format!("{section}[{index}].name");
+        if !valid_name(name) {
+            errors.push(ConfigIssue::new(path, format!("`{name}` is not a valid name: use letters, digits, `-`, `_` and `.` (at most 64)")));
+        } else if !seen.insert(name) {
+            errors.push(ConfigIssue::new(
+                path,
+                format!("duplicate {section} name `{name}`"),
+            ));
+        }
+    }
+    seen
+}
+
+/// Names appear in metric labels and file names, so they are kept short and plain.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|character| {
+            character.is_ascii_alphanumeric() || matches!(character, '-' | '_' | '.')
+        })
+}
+
+fn validate_daemon(daemon: &DaemonConfig, errors: &mut Vec<ConfigIssue>) {
+    if daemon.state_dir.as_os_str().is_empty() || !daemon.state_dir.is_absolute() {
+        errors.push(ConfigIssue::new(
+            "daemon.state_dir",
+            "must be an absolute path",
+        ));
+    }
+    if daemon
+        .metrics_listen
+        .parse::<std::net::SocketAddr>()
+        .is_err()
+    {
+        errors.push(ConfigIssue::new(
+            "daemon.metrics_listen",
+            format!(
+                "`{}` is not an address and port such as 127.0.0.1:9464",
+                daemon.metrics_listen
+            ),
+        ));
+    }
+    if let Err(error) = crate::engine::window::parse_cron(&daemon.scan_schedule) {
+        errors.push(ConfigIssue::new("daemon.scan_schedule", error));
+    }
+    if let Err(error) = parse_duration(&daemon.grace_period) {
+        errors.push(ConfigIssue::new("daemon.grace_period", error));
+    }
+    if daemon.concurrency == 0 || daemon.concurrency > 256 {
+        errors.push(ConfigIssue::new(
+            "daemon.concurrency",
+            "must be between 1 and 256",
+        ));
+    }
+}
+
+/// Product names each vendor's `endpoints` table may override.
+fn products_of(provider: Provider) -> &'static [&'static str] {
+    match provider {
+        Provider::Alibaba => &["cdn", "vod", "rds", "dns", "cas"],
+        Provider::Huawei => &["gaussdb", "iam", "dns"],
+        Provider::Qingcloud => &["iaas"],
+    }
+}
+
+fn check_url(value: &str, path: String, errors: &mut Vec<ConfigIssue>) {
+    match url::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+        _ => errors.push(ConfigIssue::new(
+            path,
+            format!("`{value}` is not an http(s) URL"),
+        )),
+    }
+}
+
+/// Exactly one way to give a secret; a literal one is accepted with a warning.
+fn check_secret_sources(
+    path: &str,
+    field: &str,
+    sources: [bool; 3],
+    required: bool,
+    errors: &mut Vec<ConfigIssue>,
+    warnings: &mut Vec<ConfigIssue>,
+) {
+    let [literal, env, file] = sources;
+    let given = sources.iter().filter(|given| **given).count();
+    if given > 1 {
+        errors.push(ConfigIssue::new(
+            format!("{path}.{field}"),
+            format!("give only one of `{field}`, `{field}_env`, `{field}_file`"),
+        ));
+    } else if given == 0 && required {
+        errors.push(ConfigIssue::new(
+            path,
+            format!("missing `{field}_env` or `{field}_file`"),
+        ));
+    }
+    let _ = (env, file);
+    if literal {
+        warnings.push(ConfigIssue::new(
+            format!("{path}.{field}"),
+            format!("secret written in the config file; prefer `{field}_env` or `{field}_file`"),
+        ));
+    }
+}
+
+fn validate_credentials(
+    name: &str,
+    credentials: &CredentialsConfig,
+    errors: &mut Vec<ConfigIssue>,
+    warnings: &mut Vec<ConfigIssue>,
+) {
+    let path = format!("credentials.{name}");
+    if !valid_name(name) {
+        errors.push(ConfigIssue::new(
+            &path,
+            format!("`{name}` is not a valid name"),
+        ));
+    }
+    let token_auth = credentials.auth == AuthMethod::Token;
+    if token_auth && credentials.provider != Provider::Huawei {
+        errors.push(ConfigIssue::new(
+            format!("{path}.auth"),
+            "token auth exists only for provider = \"huawei\"",
+        ));
+    }
+    if !token_auth
+        && credentials
+            .access_key_id
+            .as_deref()
+            .is_none_or(str::is_empty)
+    {
+        errors.push(ConfigIssue::new(&path, "missing `access_key_id`"));
+    }
+    check_secret_sources(
+        &path,
+        "access_key_secret",
+        [
+            credentials.access_key_secret.is_some(),
+            credentials.access_key_secret_env.is_some(),
+            credentials.access_key_secret_file.is_some(),
+        ],
+        !token_auth,
+        errors,
+        warnings,
+    );
+    match credentials.provider {
+        Provider::Huawei => {
+            if credentials.project_id.is_none() {
+                errors.push(ConfigIssue::new(
+                    &path,
+                    "missing `project_id` (Huawei paths and signatures name the project)",
+                ));
+            }
+            if credentials.region.is_none() && credentials.endpoint.is_none() {
+                errors.push(ConfigIssue::new(
+                    &path,
+                    "missing `region` (or an `endpoint`)",
+                ));
+            }
+            if token_auth {
+                for (field, value) in [
+                    ("domain_name", &credentials.domain_name),
+                    ("user_name", &credentials.user_name),
+                ] {
+                    if value.is_none() {
+                        errors.push(ConfigIssue::new(
+                            &path,
+                            format!("missing `{field}` (needed for auth = \"token\")"),
+                        ));
+                    }
+                }
+                check_secret_sources(
+                    &path,
+                    "password",
+                    [
+                        credentials.password.is_some(),
+                        credentials.password_env.is_some(),
+                        credentials.password_file.is_some(),
+                    ],
+                    true,
+                    errors,
+                    warnings,
+                );
+            }
+        }
+        Provider::Qingcloud => {
+            if credentials.zone.is_none() {
+                errors.push(ConfigIssue::new(&path, "missing `zone` (e.g. \"pek3\")"));
+            }
+        }
+        Provider::Alibaba => {}
+    }
+    if credentials.provider != Provider::Huawei {
+        for field in ["iam_endpoint", "domain_name", "user_name", "project_name"] {
+            let given = match field {
+                "iam_endpoint" => credentials.iam_endpoint.is_some(),
+                "domain_name" => credentials.domain_name.is_some(),
+                "user_name" => credentials.user_name.is_some(),
+                _ => credentials.project_name.is_some(),
+            };
+            if given {
+                errors.push(ConfigIssue::new(
+                    format!("{path}.{field}"),
+                    "applies only to provider = \"huawei\"",
+                ));
+            }
+        }
+    }
+    if let Some(endpoint) = &credentials.endpoint {
+        check_url(endpoint, format!("{path}.endpoint"), errors);
+    }
+    let products = products_of(credentials.provider);
+    for (product, url) in &credentials.endpoints {
+        let product_path = format!("{path}.endpoints.{product}");
+        if !products.contains(&product.as_str()) {
+            errors.push(ConfigIssue::new(
+                product_path,
+                format!(
+                    "unknown product `{product}` for {}; expected one of {}",
+                    credentials.provider.as_str(),
+                    products.join(", ")
+                ),
+            ));
+        } else {
+            check_url(url, product_path, errors);
+        }
+    }
+}
+
+fn validate_acme(
+    name: &str,
+    acme: &AcmeConfig,
+    config: &Config,
+    errors: &mut Vec<ConfigIssue>,
+    warnings: &mut Vec<ConfigIssue>,
+) {
+    let path = format!("acme.{name}");
+    check_url(&acme.directory, format!("{path}.directory"), errors);
+    for (index, contact) in acme.contact.iter().enumerate() {
+        if !contact.starts_with("mailto:") || !contact.contains('@') {
+            errors.push(ConfigIssue::new(
+                format!("{path}.contact[{index}]"),
+                format!("`{contact}` must be a mailto: address"),
+            ));
+        }
+    }
+    let hmac_given = [
+        acme.eab_hmac_key.is_some(),
+        acme.eab_hmac_key_env.is_some(),
+        acme.eab_hmac_key_file.is_some(),
+    ];
+    if acme.eab_kid.is_some() || hmac_given.iter().any(|given| *given) {
+        if acme.eab_kid.is_none() {
+            errors.push(ConfigIssue::new(
+                &path,
+                "missing `eab_kid` (the EAB HMAC key needs its key id)",
+            ));
+        }
+        check_secret_sources(&path, "eab_hmac_key", hmac_given, true, errors, warnings);
+    }
+    match acme.challenge {
+        ChallengeType::Http01 => {
+            if acme.http01_listen.parse::<std::net::SocketAddr>().is_err() {
+                errors.push(ConfigIssue::new(
+                    format!("{path}.http01_listen"),
+                    format!("`{}` is not an address and port", acme.http01_listen),
+                ));
+            }
+        }
+        ChallengeType::Dns01 => match &acme.dns_credentials {
+            None => errors.push(ConfigIssue::new(
+                &path,
+                "missing `dns_credentials` (needed for challenge = \"dns-01\")",
+            )),
+            Some(credentials) => match config.credentials.get(credentials) {
+                None => errors.push(ConfigIssue::new(
+                    format!("{path}.dns_credentials"),
+                    unknown_reference(
+                        "credentials",
+                        credentials,
+                        config.credentials.keys().map(String::as_str),
+                    ),
+                )),
+                Some(account) if account.provider == Provider::Qingcloud => {
+                    errors.push(ConfigIssue::new(
+                        format!("{path}.dns_credentials"),
+                        "DNS-01 needs an `alibaba` or `huawei` account",
+                    ))
+                }
+                Some(_) => {}
+            },
+        },
+    }
+    if let Some(wait) = &acme.dns_propagation_wait {
+        if let Err(error) = parse_duration(wait) {
+            errors.push(ConfigIssue::new(
+                format!("{path}.dns_propagation_wait"),
+                error,
+            ));
+        }
+    }
+    if acme.max_concurrent_orders == Some(0) {
+        errors.push(ConfigIssue::new(
+            format!("{path}.max_concurrent_orders"),
+            "must be at least 1",
+        ));
+    }
+}
+
+fn unknown_reference<'a>(
+    section: &str,
+    name: &str,
+    known: impl Iterator<Item = &'a str>,
+) -> String {
+    let known: Vec<String> = known.map(str::to_owned).collect();
+    let mut message = format!("no {section} named `{name}`");
+    if let Some(nearest) = nearest(name, &known) {
+        message.push_str(&format!(" (did you mean `{nearest}`?)"));
+    } else if known.is_empty() {
+        message.push_str(" (none is defined)");
+    }
+    message
+}
+
+/// Checks a DNS name (optionally a wildcard) and pushes an issue when it is not valid.
+pub fn check_domain(domain: &str, path: &str, allow_wildcard: bool, issues: &mut Vec<ConfigIssue>) {
+    if let Err(reason) = domain_syntax(domain, allow_wildcard) {
+        issues.push(ConfigIssue::new(
+            path,
+            format!("`{domain}` is not a valid domain name: {reason}"),
+        ));
+    }
+}
+
+fn domain_syntax(domain: &str, allow_wildcard: bool) -> Result<(), String> {
+    let name = domain.strip_suffix('.').unwrap_or(domain);
+    if name.is_empty() || name.len() > 253 {
+        return Err("must be 1 to 253 characters".into());
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    if labels.len() < 2 {
+        return Err("needs at least two labels".into());
+    }
+    for (index, label) in labels.iter().enumerate() {
+        if *label == "*" {
+            if index != 0 {
+                return Err("`*` may only be the first label".into());
+            }
+            if !allow_wildcard {
+                return Err("wildcards are not allowed here".into());
+            }
+            continue;
+        }
+        if label.is_empty() || label.len() > 63 {
+            return Err("each label must be 1 to 63 characters".into());
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("label `{label}` starts or ends with `-`"));
+        }
+        if !label
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || character == '-')
+        {
+            return Err(format!(
+                "label `{label}` has characters other than letters, digits and `-`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_certificate(
+    index: usize,
+    certificate: &CertificateConfig,
+    config: &Config,
+    targets: &BTreeSet<&str>,
+    errors: &mut Vec<ConfigIssue>,
+) {
+    let path = format!("certificate[{index}]");
+    if certificate.domains.is_empty() {
+        errors.push(ConfigIssue::new(
+            format!("{path}.domains"),
+            "must name at least one domain",
+        ));
+    }
+    let wildcard_allowed = match &certificate.source {
+        SourceConfig::Acme(account) => match config.acme.get(account) {
+            None => {
+                errors.push(ConfigIssue::new(
+                    format!("{path}.source.acme"),
+                    unknown_reference(
+                        "[acme] account",
+                        account,
+                        config.acme.keys().map(String::as_str),
+                    ),
+                ));
+                true
+            }
+            Some(acme) => acme.challenge == ChallengeType::Dns01,
+        },
+        SourceConfig::LocalCa(ca) => {
+            if !config.local_ca.contains_key(ca) {
+                errors.push(ConfigIssue::new(
+                    format!("{path}.source.local_ca"),
+                    unknown_reference("[local_ca]", ca, config.local_ca.keys().map(String::as_str)),
+                ));
+            }
+            true
+        }
+        SourceConfig::File { cert, key, .. } => {
+            if cert == key {
+                errors.push(ConfigIssue::new(
+                    format!("{path}.source.file.key"),
+                    "must differ from `cert`",
+                ));
+            }
+            true
+        }
+    };
+    let mut seen = BTreeSet::new();
+    for (domain_index, domain) in certificate.domains.iter().enumerate() {
+        let domain_path = format!("{path}.domains[{domain_index}]");
+        if domain.starts_with("*.") && !wildcard_allowed {
+            errors.push(ConfigIssue::new(
+                &domain_path,
+                format!(
+                    "`{domain}` is a wildcard, which ACME issues only with challenge = \"dns-01\""
+                ),
+            ));
+            continue;
+        }
+        check_domain(domain, &domain_path, true, errors);
+        if !seen.insert(domain.to_ascii_lowercase()) {
+            errors.push(ConfigIssue::new(
+                &domain_path,
+                format!("`{domain}` is listed twice"),
+            ));
+        }
+    }
+    match (&certificate.renew_before, certificate.renew_ratio) {
+        (Some(_), Some(_)) => errors.push(ConfigIssue::new(
+            format!("{path}.renew_ratio"),
+            "give `renew_before` or `renew_ratio`, not both",
+        )),
+        (Some(before), None) => {
+            if let Err(error) = parse_duration(before) {
+                errors.push(ConfigIssue::new(format!("{path}.renew_before"), error));
+            }
+        }
+        (None, Some(ratio)) => {
+            if !(ratio > 0.0 && ratio < 1.0) {
+                errors.push(ConfigIssue::new(
+                    format!("{path}.renew_ratio"),
+                    "must be between 0 and 1 (the share of lifetime left at renewal)",
+                ));
+            }
+        }
+        (None, None) => {}
+    }
+    for (target_index, target) in certificate.deploy_to.iter().enumerate() {
+        if !targets.contains(target.as_str()) {
+            errors.push(ConfigIssue::new(
+                format!("{path}.deploy_to[{target_index}]"),
+                unknown_reference("target", target, targets.iter().copied()),
+            ));
+        }
+    }
+}
+
+fn check_credentials_ref(
+    path: &str,
+    name: &str,
+    wanted: Provider,
+    config: &Config,
+    errors: &mut Vec<ConfigIssue>,
+) {
+    match config.credentials.get(name) {
+        None => errors.push(ConfigIssue::new(
+            format!("{path}.credentials"),
+            unknown_reference(
+                "credentials",
+                name,
+                config.credentials.keys().map(String::as_str),
+            ),
+        )),
+        Some(account) if account.provider != wanted => errors.push(ConfigIssue::new(
+            format!("{path}.credentials"),
+            format!(
+                "`{name}` is a {} account; this kind needs a {} one",
+                account.provider.as_str(),
+                wanted.as_str()
+            ),
+        )),
+        Some(_) => {}
+    }
+}
+
+fn check_window(path: &str, window: &Option<WindowConfig>, errors: &mut Vec<ConfigIssue>) {
+    if let Some(window) = window {
+        if let Err(error) = parse_duration(&window.duration) {
+            errors.push(ConfigIssue::new(
+                format!("{path}.maintenance_window.duration"),
+                error,
+            ));
+        } else if let Err(error) = window.build() {
+            errors.push(ConfigIssue::new(
+                format!("{path}.maintenance_window.schedule"),
+                error,
+            ));
+        }
+    }
+}
+
+fn validate_target(
+    index: usize,
+    target: &TargetConfig,
+    config: &Config,
+    errors: &mut Vec<ConfigIssue>,
+) {
+    let path = format!("target[{index}]");
+    let provider = TARGET_KINDS
+        .iter()
+        .find(|(kind, _)| *kind == target.kind)
+        .and_then(|(_, provider)| *provider);
+    match (provider, &target.credentials) {
+        (Some(provider), Some(name)) => {
+            check_credentials_ref(&path, name, provider, config, errors)
+        }
+        (Some(_), None) => errors.push(ConfigIssue::new(&path, "missing key `credentials`")),
+        (None, Some(_)) => errors.push(ConfigIssue::new(
+            format!("{path}.credentials"),
+            format!("a `{}` target takes no credentials", target.kind),
+        )),
+        (None, None) => {}
+    }
+    check_window(&path, &target.maintenance_window, errors);
+    match &target.settings {
+        TargetSettings::AlibabaCdn(settings) => settings.validate(&path, errors),
+        TargetSettings::AlibabaVod(settings) => settings.validate(&path, errors),
+        TargetSettings::AlibabaRds(settings) => settings.validate(&path, errors),
+        TargetSettings::File(settings) => settings.validate(&path, errors),
+    }
+}
+
+fn validate_policy(
+    index: usize,
+    policy: &PolicyConfig,
+    config: &Config,
+    errors: &mut Vec<ConfigIssue>,
+) {
+    let path = format!("policy[{index}]");
+    if let Some((_, provider)) = POLICY_KINDS.iter().find(|(kind, _)| *kind == policy.kind) {
+        check_credentials_ref(&path, &policy.credentials, *provider, config, errors);
+    }
+    if policy.resources.is_empty() {
+        errors.push(ConfigIssue::new(
+            &path,
+            "missing key `resources` (the instance or cluster ids to check)",
+        ));
+    }
+    for (resource_index, resource) in policy.resources.iter().enumerate() {
+        if resource.trim().is_empty() || resource.len() > 128 {
+            errors.push(ConfigIssue::new(
+                format!("{path}.resources[{resource_index}]"),
+                "must be a resource id of 1 to 128 characters",
+            ));
+        }
+    }
+    check_window(&path, &policy.maintenance_window, errors);
+    if let Some(schedule) = &policy.schedule {
+        if let Err(error) = crate::engine::window::parse_cron(schedule) {
+            errors.push(ConfigIssue::new(format!("{path}.schedule"), error));
+        }
+    }
+    match &policy.settings {
+        PolicySettings::HuaweiGaussdbBackupEncryption(settings) => settings.validate(&path, errors),
+        PolicySettings::QingcloudMysqlPlusSsl(settings) => settings.validate(&path, errors),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_messages_are_read() {
+        let (field, expected) =
+            unknown_field("unknown field `domian`, expected one of `domain`, `api`").unwrap();
+        assert_eq!(field, "domian");
+        assert_eq!(expected, vec!["domain", "api"]);
+        assert_eq!(nearest("domian", &expected), Some("domain".into()));
+        assert_eq!(nearest("zzzz", &expected), None);
+    }
+
+    #[test]
+    fn domains() {
+        assert!(domain_syntax("www.example.com", false).is_ok());
+        assert!(domain_syntax("*.example.com", true).is_ok());
+        assert!(domain_syntax("*.example.com", false).is_err());
+        assert!(domain_syntax("a.*.example.com", true).is_err());
+        assert!(domain_syntax("-a.example.com", true).is_err());
+        assert!(domain_syntax("localhost", true).is_err());
+        assert!(domain_syntax("exa_mple.com", true).is_err());
     }
 }

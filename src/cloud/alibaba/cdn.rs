@@ -102,25 +102,9 @@ pub(crate) fn validate_cert_region(
     }
 }
 
-/// Checks a domain name: labels of letters, digits and `-`, an optional leading `*.`.
+/// Checks a domain name with the config's shared syntax rules (no wildcard).
 pub fn validate_domain(path: &str, domain: &str, issues: &mut Vec<ConfigIssue>) {
-    let name = domain.strip_prefix("*.").unwrap_or(domain);
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && name.contains('.')
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if !valid {
-        issues.push(ConfigIssue::new(
-            path,
-            format!("{domain:?} is not a valid domain name"),
-        ));
-    }
+    crate::config::check_domain(domain, path, false, issues);
 }
 
 /// The certificate name for the set call: unique per certificate, at most 128 characters.

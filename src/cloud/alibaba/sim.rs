@@ -214,11 +214,12 @@ fn check_pair(cert_pem: &str, key_pem: &str) -> Result<Installed, PairError> {
         .ok()
         .and_then(|blocks| blocks.into_iter().find(|b| b.tag() == "CERTIFICATE"))
         .ok_or(PairError::Cert)?;
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(der.contents()).map_err(|_| PairError::Cert)?;
-    let key = rcgen::KeyPair::from_pem(key_pem).map_err(|_| PairError::Key)?;
-    use rcgen::PublicKeyData as _;
-    if key.der_bytes() != cert.public_key().subject_public_key.data.as_ref() {
+    // PKCS#8, PKCS#1 and SEC1 keys, RSA, ECDSA and Ed25519, as the real services take them.
+    let key = crate::cert::key::PrivateKey::from_pem("key", key_pem).map_err(|_| PairError::Key)?;
+    if !key
+        .matches_certificate_der("certificate", der.contents())
+        .map_err(|_| PairError::Key)?
+    {
         return Err(PairError::Mismatch);
     }
     if leaf.not_after <= OffsetDateTime::now_utc() {
@@ -1251,6 +1252,9 @@ mod tests {
             check_pair(&a.leaf_pem, "junk"),
             Err(PairError::Key)
         ));
+        // An SEC1 (`EC PRIVATE KEY`) form of the same key is accepted too.
+        let sec1 = testing::sec1_pem(&a.key_pem);
+        assert!(check_pair(&a.leaf_pem, sec1.expose()).is_ok());
         let now = OffsetDateTime::now_utc();
         let old = testing::self_signed(
             &["o.example.com"],

@@ -1,0 +1,364 @@
+//! The `file` target: writes `cert.pem`, `chain.pem`, `fullchain.pem` and `key.pem` (0600)
+//! atomically into a directory, optionally hands them to an owner and group, then runs an
+//! optional reload command with a timeout whose exit status is the deploy result. Live state
+//! is what `cert.pem` holds now.
+
+use crate::cert::{CertificateBundle, LeafInfo};
+use crate::cloud::{LiveCertificate, Target};
+use crate::config::ConfigIssue;
+use crate::error::{CloudError, ErrorClass};
+use async_trait::async_trait;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const VENDOR: &str = "file";
+const DEFAULT_RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Kind-specific keys of a `kind = "file"` target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub directory: PathBuf,
+    /// User name or numeric uid that should own the files.
+    pub owner: Option<String>,
+    /// Group name or numeric gid.
+    pub group: Option<String>,
+    /// Program and arguments run after the files are in place, e.g. `["systemctl", "reload", "nginx"]`.
+    pub reload_command: Option<Vec<String>>,
+    pub reload_timeout: Option<String>,
+}
+
+impl FileSettings {
+    /// Pure checks of these keys; problems are pushed with their key path under `path`.
+    pub fn validate(&self, path: &str, issues: &mut Vec<ConfigIssue>) {
+        if !self.directory.is_absolute() {
+            issues.push(ConfigIssue::new(
+                format!("{path}.directory"),
+                "must be an absolute path",
+            ));
+        }
+        if let Some(command) = &self.reload_command {
+            if command
+                .first()
+                .is_none_or(|program| program.trim().is_empty())
+            {
+                issues.push(ConfigIssue::new(
+                    format!("{path}.reload_command"),
+                    "must name a program: [\"systemctl\", \"reload\", \"nginx\"]",
+                ));
+            }
+        }
+        if let Some(timeout) = &self.reload_timeout {
+            if let Err(error) = crate::config::duration::parse_duration(timeout) {
+                issues.push(ConfigIssue::new(format!("{path}.reload_timeout"), error));
+            }
+        }
+    }
+}
+
+/// A directory of PEM files.
+pub struct FileTarget {
+    name: String,
+    directory: PathBuf,
+    owner: Option<u32>,
+    group: Option<u32>,
+    reload_command: Option<Vec<String>>,
+    reload_timeout: Duration,
+}
+
+impl FileTarget {
+    /// Resolves owner and group names (reads /etc/passwd and /etc/group when they are names).
+    pub fn new(name: &str, settings: &FileSettings) -> Result<Self, CloudError> {
+        let owner = settings
+            .owner
+            .as_deref()
+            .map(|owner| resolve_id(owner, Path::new("/etc/passwd")))
+            .transpose()?;
+        let group = settings
+            .group
+            .as_deref()
+            .map(|group| resolve_id(group, Path::new("/etc/group")))
+            .transpose()?;
+        let reload_timeout = settings
+            .reload_timeout
+            .as_deref()
+            .map(crate::config::duration::parse_duration)
+            .transpose()
+            .map_err(|error| {
+                CloudError::new(
+                    VENDOR,
+                    "configure",
+                    ErrorClass::Invalid,
+                    "BadReloadTimeout",
+                    error,
+                )
+            })?
+            .unwrap_or(DEFAULT_RELOAD_TIMEOUT);
+        Ok(Self {
+            name: name.to_owned(),
+            directory: settings.directory.clone(),
+            owner,
+            group,
+            reload_command: settings.reload_command.clone(),
+            reload_timeout,
+        })
+    }
+
+    fn io_error(&self, operation: &str, path: &Path, error: std::io::Error) -> CloudError {
+        let class = match error.kind() {
+            std::io::ErrorKind::PermissionDenied => ErrorClass::Auth,
+            std::io::ErrorKind::NotFound => ErrorClass::NotFound,
+            _ => ErrorClass::Transient,
+        };
+        CloudError::new(
+            VENDOR,
+            operation,
+            class,
+            format!("{:?}", error.kind()),
+            format!("{}: {error}", path.display()),
+        )
+    }
+
+    async fn run_reload(&self) -> Result<(), CloudError> {
+        let Some(command) = &self.reload_command else {
+            return Ok(());
+        };
+        let Some((program, arguments)) = command.split_first() else {
+            return Ok(());
+        };
+        let mut child = tokio::process::Command::new(program)
+            .args(arguments)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|error| {
+                CloudError::new(
+                    VENDOR,
+                    "reload",
+                    ErrorClass::Invalid,
+                    "SpawnFailed",
+                    format!("{program}: {error}"),
+                )
+            })?;
+        match tokio::time::timeout(self.reload_timeout, child.wait()).await {
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => Err(CloudError::new(
+                VENDOR,
+                "reload",
+                ErrorClass::Transient,
+                "ReloadFailed",
+                format!("{program} exited with {status}"),
+            )),
+            Ok(Err(error)) => Err(CloudError::new(
+                VENDOR,
+                "reload",
+                ErrorClass::Transient,
+                "ReloadFailed",
+                format!("{program}: {error}"),
+            )),
+            Err(_) => {
+                let _ = child.kill().await;
+                Err(CloudError::new(
+                    VENDOR,
+                    "reload",
+                    ErrorClass::Transient,
+                    "Timeout",
+                    format!(
+                        "{program} did not finish within {}s",
+                        self.reload_timeout.as_secs()
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// A numeric id, or the name's id from a passwd/group style file (`name:x:ID:...`).
+fn resolve_id(value: &str, database: &Path) -> Result<u32, CloudError> {
+    if let Ok(id) = value.parse() {
+        return Ok(id);
+    }
+    let text = std::fs::read_to_string(database).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let id = fields.nth(1)?.parse().ok()?;
+            (name == value).then_some(id)
+        })
+        .next()
+        .ok_or_else(|| {
+            CloudError::new(
+                VENDOR,
+                "configure",
+                ErrorClass::NotFound,
+                "UnknownOwner",
+                format!("`{value}` is not in {}", database.display()),
+            )
+        })
+}
+
+#[async_trait]
+impl Target for FileTarget {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
+    async fn observe(&self) -> Result<LiveCertificate, CloudError> {
+        let path = self.directory.join("cert.pem");
+        match tokio::fs::read_to_string(&path).await {
+            Ok(text) => {
+                let info = LeafInfo::from_pem(&path.display().to_string(), &text).ok();
+                Ok(LiveCertificate {
+                    ssl_enabled: info.is_some(),
+                    fingerprint: info.as_ref().map(|info| info.fingerprint.clone()),
+                    not_after: info.map(|info| info.not_after),
+                })
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                Ok(LiveCertificate::default())
+            }
+            Err(error) => Err(self.io_error("observe", &path, error)),
+        }
+    }
+
+    async fn deploy(&self, bundle: &CertificateBundle) -> Result<(), CloudError> {
+        let directory = self.directory.clone();
+        let files: Vec<(&str, Vec<u8>, u32)> = vec![
+            // The key first and cert.pem last: observe() reads cert.pem, so it changes only
+            // once everything it pairs with is in place.
+            (
+                "key.pem",
+                bundle.key_pem.expose().as_bytes().to_vec(),
+                0o600,
+            ),
+            ("chain.pem", bundle.chain_pem.as_bytes().to_vec(), 0o644),
+            ("fullchain.pem", bundle.fullchain_pem().into_bytes(), 0o644),
+            ("cert.pem", bundle.leaf_pem.as_bytes().to_vec(), 0o644),
+        ];
+        let (owner, group) = (self.owner, self.group);
+        let written =
+            tokio::task::spawn_blocking(move || -> Result<(), (PathBuf, std::io::Error)> {
+                std::fs::create_dir_all(&directory).map_err(|error| (directory.clone(), error))?;
+                for (file, contents, mode) in files {
+                    let path = directory.join(file);
+                    crate::fsutil::write_atomic(&path, &contents, mode)
+                        .map_err(|error| (path.clone(), error))?;
+                    if owner.is_some() || group.is_some() {
+                        std::os::unix::fs::chown(&path, owner, group)
+                            .map_err(|error| (path.clone(), error))?;
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|error| {
+                CloudError::new(
+                    VENDOR,
+                    "deploy",
+                    ErrorClass::Transient,
+                    "TaskFailed",
+                    error.to_string(),
+                )
+            })?;
+        written.map_err(|(path, error)| self.io_error("deploy", &path, error))?;
+        self.run_reload().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cert::bundle::testing;
+    use crate::cloud::{converge, Convergence};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn settings(directory: &Path, reload: Option<Vec<&str>>) -> FileSettings {
+        FileSettings {
+            directory: directory.to_owned(),
+            owner: None,
+            group: None,
+            reload_command: reload.map(|command| command.into_iter().map(str::to_owned).collect()),
+            reload_timeout: Some("5s".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn deploys_files_and_is_idempotent() {
+        let directory = tempfile::tempdir().unwrap();
+        let marker = directory.path().join("reloaded");
+        let script = format!("echo x >> {}", marker.display());
+        let target = FileTarget::new(
+            "files",
+            &settings(
+                &directory.path().join("tls"),
+                Some(vec!["sh", "-c", &script]),
+            ),
+        )
+        .unwrap();
+        let bundle = testing::fresh(&["www.example.com"]);
+        assert_eq!(
+            converge(&target, &bundle).await.unwrap(),
+            Convergence::Deployed
+        );
+        assert_eq!(
+            converge(&target, &bundle).await.unwrap(),
+            Convergence::AlreadyInSync
+        );
+        let tls = directory.path().join("tls");
+        assert_eq!(
+            std::fs::read_to_string(tls.join("cert.pem")).unwrap(),
+            bundle.leaf_pem
+        );
+        assert_eq!(
+            std::fs::read_to_string(tls.join("key.pem")).unwrap(),
+            bundle.key_pem.expose()
+        );
+        assert_eq!(
+            std::fs::metadata(tls.join("key.pem"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+        // One reload: the second converge wrote nothing.
+        assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn failing_or_slow_reload_fails_the_deploy() {
+        let directory = tempfile::tempdir().unwrap();
+        let bundle = testing::fresh(&["www.example.com"]);
+        let failing =
+            FileTarget::new("files", &settings(directory.path(), Some(vec!["false"]))).unwrap();
+        let error = failing.deploy(&bundle).await.unwrap_err();
+        assert_eq!(error.code, "ReloadFailed");
+        let mut slow_settings = settings(directory.path(), Some(vec!["sleep", "5"]));
+        slow_settings.reload_timeout = Some("1s".into());
+        let slow = FileTarget::new("files", &slow_settings).unwrap();
+        assert_eq!(slow.deploy(&bundle).await.unwrap_err().code, "Timeout");
+    }
+
+    #[test]
+    fn owner_names_resolve_from_the_database() {
+        let directory = tempfile::tempdir().unwrap();
+        let passwd = directory.path().join("passwd");
+        std::fs::write(
+            &passwd,
+            "root:x:0:0:root:/root:/bin/sh\nnginx:x:101:101::/:/bin/false\n",
+        )
+        .unwrap();
+        assert_eq!(resolve_id("nginx", &passwd).unwrap(), 101);
+        assert_eq!(resolve_id("42", &passwd).unwrap(), 42);
+        assert_eq!(
+            resolve_id("nobody-here", &passwd).unwrap_err().class,
+            ErrorClass::NotFound
+        );
+    }
+}

@@ -1,0 +1,571 @@
+//! Deploying one certificate version to one target, driven by the deployment ledger in the
+//! store: desired = the newest version that passes the pre-deploy checks, observed = what
+//! the target serves. Deploy when they differ, verify by reading back, record the outcome,
+//! and schedule a failure by its class (see [`super::backoff`]). The ledger row is marked
+//! `deploying` before any write call, so a crash mid-deploy is found and re-observed on the
+//! next start; nothing here depends on memory surviving a restart.
+
+use crate::cloud::{converge, Convergence, Target};
+use crate::engine::backoff;
+use crate::engine::retry::{with_retries, RetryPolicy};
+use crate::engine::window::MaintenanceWindow;
+use crate::error::{CloudError, ErrorClass};
+use crate::store::{
+    Attempt, CertificateVersion, DeployStatus, DeploymentRecord, Event, LastError, StateStore,
+    StoreError, SubjectKind,
+};
+use crate::telemetry::metrics::Metrics;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// A configured target ready for the engine.
+#[derive(Clone)]
+pub struct TargetHandle {
+    pub name: String,
+    pub kind: &'static str,
+    /// The vendor whose concurrency limit and rate limits apply.
+    pub vendor: &'static str,
+    pub target: Arc<dyn Target>,
+    pub window: Option<MaintenanceWindow>,
+}
+
+/// What the engine needs to deploy.
+#[derive(Clone)]
+pub struct DeployContext {
+    pub store: Arc<dyn StateStore>,
+    pub metrics: Metrics,
+    pub retry: RetryPolicy,
+}
+
+/// How one pass over one (target, certificate) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployOutcome {
+    InSync,
+    Deployed,
+    /// Not due yet (backoff) or parked until the inputs change.
+    Skipped,
+    /// The target's maintenance window is closed; deploy when it opens.
+    Deferred(Option<OffsetDateTime>),
+    /// Failed; retried at the time given, or parked (`None`).
+    Failed {
+        class: ErrorClass,
+        code: String,
+        retry_at: Option<OffsetDateTime>,
+    },
+}
+
+fn new_record(target: &str, version: &CertificateVersion, now: OffsetDateTime) -> DeploymentRecord {
+    DeploymentRecord {
+        target: target.to_owned(),
+        certificate: version.certificate.clone(),
+        desired_fingerprint: Some(version.fingerprint.clone()),
+        observed_fingerprint: None,
+        status: DeployStatus::Pending,
+        attempts: 0,
+        last_error: None,
+        next_attempt_at: None,
+        updated_at: now,
+    }
+}
+
+fn event(
+    kind: &str,
+    subject: &str,
+    message: String,
+    fields: serde_json::Value,
+    now: OffsetDateTime,
+) -> Event {
+    Event {
+        id: 0,
+        at: now,
+        kind: kind.to_owned(),
+        subject: subject.to_owned(),
+        message,
+        fields,
+    }
+}
+
+/// One pass over one target for one certificate version. `scan` forces a read of the live
+/// state even when the ledger says in sync (drift detection).
+pub async fn reconcile_target(
+    context: &DeployContext,
+    handle: &TargetHandle,
+    version: &CertificateVersion,
+    now: OffsetDateTime,
+    scan: bool,
+) -> Result<DeployOutcome, StoreError> {
+    let store = &context.store;
+    let mut record = match store.deployment(&handle.name, &version.certificate)? {
+        Some(record) => record,
+        None => new_record(&handle.name, version, now),
+    };
+    if record.desired_fingerprint.as_deref() != Some(version.fingerprint.as_str()) {
+        // New inputs: the failure history no longer applies.
+        record = DeploymentRecord {
+            observed_fingerprint: record.observed_fingerprint,
+            ..new_record(&handle.name, version, now)
+        };
+    }
+    match record.status {
+        DeployStatus::Parked => return Ok(DeployOutcome::Skipped),
+        DeployStatus::InSync if !scan => return Ok(DeployOutcome::InSync),
+        DeployStatus::Pending | DeployStatus::Failed
+            if record.next_attempt_at.is_some_and(|at| at > now) =>
+        {
+            // Deferred to a window or backing off.
+            return Ok(DeployOutcome::Skipped);
+        }
+        _ => {}
+    }
+    let bundle = match version.to_bundle() {
+        Ok(bundle) => bundle,
+        Err(error) => {
+            let failure = CloudError::new(
+                "certkeeper",
+                "load",
+                ErrorClass::Invalid,
+                "BadStoredVersion",
+                error.to_string(),
+            );
+            return fail(context, handle, record, &failure, now).await;
+        }
+    };
+    let labels = [handle.name.as_str(), handle.kind];
+    // Observe first (never writes), so an in-sync target needs no window and no write call.
+    let live = match with_retries(&context.retry, || handle.target.observe(), |_, _, _| {}).await {
+        Ok(live) => live,
+        Err(error) => return fail(context, handle, record, &error, now).await,
+    };
+    if let Some(not_after) = live.not_after {
+        context
+            .metrics
+            .target_certificate_expiration
+            .with_label_values(&labels)
+            .set(not_after.unix_timestamp() as f64);
+    }
+    if live.serves(&bundle) {
+        let was_in_sync = record.status == DeployStatus::InSync;
+        record.status = DeployStatus::InSync;
+        record.observed_fingerprint = Some(version.fingerprint.clone());
+        record.attempts = 0;
+        record.last_error = None;
+        record.next_attempt_at = None;
+        record.updated_at = now;
+        store.put_deployment(&record)?;
+        context
+            .metrics
+            .target_in_sync
+            .with_label_values(&labels)
+            .set(1);
+        if !was_in_sync {
+            store.append_event(&event(
+                "deploy.in_sync",
+                &handle.name,
+                "target already serves the desired certificate".into(),
+                serde_json::json!({"fingerprint": version.fingerprint}),
+                now,
+            ))?;
+        }
+        return Ok(DeployOutcome::InSync);
+    }
+    context
+        .metrics
+        .target_in_sync
+        .with_label_values(&labels)
+        .set(0);
+    record.observed_fingerprint = live.fingerprint.clone();
+    if let Some(window) = &handle.window {
+        if !window.is_open(now) {
+            let opens = window.next_open(now);
+            record.status = DeployStatus::Pending;
+            record.next_attempt_at = opens;
+            record.updated_at = now;
+            store.put_deployment(&record)?;
+            return Ok(DeployOutcome::Deferred(opens));
+        }
+    }
+    // Marked before any write call: after a crash the row says a deploy may be half done.
+    record.status = DeployStatus::Deploying;
+    record.updated_at = now;
+    store.put_deployment(&record)?;
+    let retried = std::sync::Mutex::new(Vec::new());
+    let result = with_retries(
+        &context.retry,
+        || converge(handle.target.as_ref(), &bundle),
+        |error, _, _| {
+            if let Ok(mut list) = retried.lock() {
+                list.push((
+                    error.class,
+                    error.code.clone(),
+                    error.vendor,
+                    error.operation.clone(),
+                ));
+            }
+        },
+    )
+    .await;
+    for (class, code, vendor, operation) in retried.into_inner().unwrap_or_default() {
+        context
+            .metrics
+            .errors
+            .with_label_values(&[vendor, &operation, class.as_str(), &code])
+            .inc();
+        store.record_attempt(&Attempt {
+            subject_kind: SubjectKind::Target,
+            subject: handle.name.clone(),
+            operation: operation.clone(),
+            class: Some(class),
+            code: Some(code),
+            at: now,
+        })?;
+    }
+    match result {
+        Ok(convergence) => {
+            record.status = DeployStatus::InSync;
+            record.observed_fingerprint = Some(version.fingerprint.clone());
+            record.attempts = 0;
+            record.last_error = None;
+            record.next_attempt_at = None;
+            record.updated_at = now;
+            let attempt = Attempt {
+                subject_kind: SubjectKind::Target,
+                subject: handle.name.clone(),
+                operation: "deploy".into(),
+                class: None,
+                code: None,
+                at: now,
+            };
+            store.put_deployment_with_attempt(&record, &attempt)?;
+            store.append_event(&event(
+                "deploy.succeeded",
+                &handle.name,
+                format!("deployed {} to {}", version.certificate, handle.name),
+                serde_json::json!({"fingerprint": version.fingerprint, "certificate": version.certificate}),
+                now,
+            ))?;
+            context
+                .metrics
+                .deployments
+                .with_label_values(&[handle.name.as_str(), handle.kind, "success"])
+                .inc();
+            context
+                .metrics
+                .target_in_sync
+                .with_label_values(&labels)
+                .set(1);
+            context
+                .metrics
+                .target_certificate_expiration
+                .with_label_values(&labels)
+                .set(version.not_after.unix_timestamp() as f64);
+            Ok(match convergence {
+                Convergence::AlreadyInSync => DeployOutcome::InSync,
+                Convergence::Deployed => DeployOutcome::Deployed,
+            })
+        }
+        Err(error) => fail(context, handle, record, &error, now).await,
+    }
+}
+
+/// Records a failure and schedules the next attempt by class.
+async fn fail(
+    context: &DeployContext,
+    handle: &TargetHandle,
+    mut record: DeploymentRecord,
+    error: &CloudError,
+    now: OffsetDateTime,
+) -> Result<DeployOutcome, StoreError> {
+    record.attempts = record.attempts.saturating_add(1);
+    let delay = backoff::next_delay(error.class, record.attempts);
+    let retry_at = delay.map(|delay| {
+        let hint = error.retry_after.unwrap_or(Duration::ZERO).max(delay);
+        now + time::Duration::try_from(hint).unwrap_or(time::Duration::HOUR)
+    });
+    record.status = if retry_at.is_some() {
+        DeployStatus::Failed
+    } else {
+        DeployStatus::Parked
+    };
+    record.next_attempt_at = retry_at;
+    record.last_error = Some(LastError {
+        class: error.class,
+        code: error.code.clone(),
+        message: error.message.clone(),
+    });
+    record.updated_at = now;
+    let attempt = Attempt {
+        subject_kind: SubjectKind::Target,
+        subject: handle.name.clone(),
+        operation: error.operation.clone(),
+        class: Some(error.class),
+        code: Some(error.code.clone()),
+        at: now,
+    };
+    context
+        .store
+        .put_deployment_with_attempt(&record, &attempt)?;
+    context.store.append_event(&event(
+        "deploy.failed",
+        &handle.name,
+        format!(
+            "deploy to {} failed: {} {}",
+            handle.name, error.class, error.code
+        ),
+        serde_json::json!({
+            "class": error.class.as_str(),
+            "code": error.code,
+            "request_id": error.request_id,
+            "message": error.message,
+            "retry_at": retry_at.map(|at| at.unix_timestamp()),
+        }),
+        now,
+    ))?;
+    tracing::warn!(target_name = %handle.name, class = %error.class, code = %error.code, error = %error, "deploy failed");
+    context
+        .metrics
+        .deployments
+        .with_label_values(&[handle.name.as_str(), handle.kind, "failure"])
+        .inc();
+    context
+        .metrics
+        .errors
+        .with_label_values(&[
+            error.vendor,
+            &error.operation,
+            error.class.as_str(),
+            &error.code,
+        ])
+        .inc();
+    Ok(DeployOutcome::Failed {
+        class: error.class,
+        code: error.code.clone(),
+        retry_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cert::bundle::testing;
+    use crate::cert::CertificateBundle;
+    use crate::cloud::file::{FileSettings, FileTarget};
+    use crate::cloud::LiveCertificate;
+    use crate::store::sqlite::SqliteStore;
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn context(directory: &std::path::Path) -> DeployContext {
+        DeployContext {
+            store: Arc::new(SqliteStore::open(&directory.join("state")).unwrap()),
+            metrics: Metrics::new().unwrap(),
+            retry: RetryPolicy {
+                max_attempts: 1,
+                ..RetryPolicy::default()
+            },
+        }
+    }
+
+    fn version(bundle: &CertificateBundle) -> CertificateVersion {
+        CertificateVersion::from_bundle("www", bundle, "file", OffsetDateTime::now_utc())
+    }
+
+    /// A target that always fails with one class, counting deploy calls.
+    struct Failing {
+        class: ErrorClass,
+        deploys: AtomicU32,
+    }
+
+    #[async_trait]
+    impl Target for Failing {
+        fn name(&self) -> &str {
+            "failing"
+        }
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        async fn observe(&self) -> Result<LiveCertificate, CloudError> {
+            Ok(LiveCertificate::default())
+        }
+        async fn deploy(&self, _bundle: &CertificateBundle) -> Result<(), CloudError> {
+            self.deploys.fetch_add(1, Ordering::SeqCst);
+            Err(CloudError::new(
+                "test", "Deploy", self.class, "Code", "failed",
+            ))
+        }
+    }
+
+    fn handle(target: Arc<dyn Target>, window: Option<MaintenanceWindow>) -> TargetHandle {
+        TargetHandle {
+            name: target.name().to_owned(),
+            kind: target.kind(),
+            vendor: "test",
+            target,
+            window,
+        }
+    }
+
+    #[tokio::test]
+    async fn deploys_once_then_stays_in_sync() {
+        let directory = tempfile::tempdir().unwrap();
+        let context = context(directory.path());
+        let settings = FileSettings {
+            directory: directory.path().join("tls"),
+            owner: None,
+            group: None,
+            reload_command: None,
+            reload_timeout: None,
+        };
+        let target = handle(Arc::new(FileTarget::new("files", &settings).unwrap()), None);
+        let bundle = testing::fresh(&["www.example.com"]);
+        let version = version(&bundle);
+        context
+            .store
+            .insert_certificate_version(&version, &["files".into()])
+            .unwrap();
+        let now = OffsetDateTime::now_utc();
+        assert_eq!(
+            reconcile_target(&context, &target, &version, now, false)
+                .await
+                .unwrap(),
+            DeployOutcome::Deployed
+        );
+        assert_eq!(
+            reconcile_target(&context, &target, &version, now, false)
+                .await
+                .unwrap(),
+            DeployOutcome::InSync
+        );
+        assert_eq!(
+            reconcile_target(&context, &target, &version, now, true)
+                .await
+                .unwrap(),
+            DeployOutcome::InSync
+        );
+        let record = context.store.deployment("files", "www").unwrap().unwrap();
+        assert_eq!(record.status, DeployStatus::InSync);
+        assert_eq!(
+            record.observed_fingerprint.as_deref(),
+            Some(bundle.fingerprint())
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_back_off_by_class_and_invalid_parks() {
+        let directory = tempfile::tempdir().unwrap();
+        let context = context(directory.path());
+        let bundle = testing::fresh(&["www.example.com"]);
+        let version = version(&bundle);
+        let now = OffsetDateTime::now_utc();
+
+        let busy = Arc::new(Failing {
+            class: ErrorClass::Busy,
+            deploys: AtomicU32::new(0),
+        });
+        let busy_handle = handle(busy.clone(), None);
+        let outcome = reconcile_target(&context, &busy_handle, &version, now, false)
+            .await
+            .unwrap();
+        let DeployOutcome::Failed {
+            class,
+            retry_at: Some(retry_at),
+            ..
+        } = outcome
+        else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(class, ErrorClass::Busy);
+        assert_eq!(retry_at, now + time::Duration::seconds(30));
+        // Not due yet: no second call.
+        assert_eq!(
+            reconcile_target(&context, &busy_handle, &version, now, false)
+                .await
+                .unwrap(),
+            DeployOutcome::Skipped
+        );
+        assert_eq!(busy.deploys.load(Ordering::SeqCst), 1);
+        // Due again: the second failure doubles the wait.
+        let later = now + time::Duration::seconds(31);
+        let DeployOutcome::Failed {
+            retry_at: Some(second),
+            ..
+        } = reconcile_target(&context, &busy_handle, &version, later, false)
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(second, later + time::Duration::seconds(60));
+        let attempts = context
+            .store
+            .attempts(SubjectKind::Target, "failing")
+            .unwrap();
+        assert_eq!(
+            attempts
+                .iter()
+                .filter(|attempt| attempt.class == Some(ErrorClass::Busy))
+                .count(),
+            2
+        );
+
+        let invalid = Arc::new(Failing {
+            class: ErrorClass::Invalid,
+            deploys: AtomicU32::new(0),
+        });
+        let invalid_directory = tempfile::tempdir().unwrap();
+        let invalid_context = self::context(invalid_directory.path());
+        let invalid_handle = handle(invalid.clone(), None);
+        let outcome = reconcile_target(&invalid_context, &invalid_handle, &version, now, false)
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, DeployOutcome::Failed { retry_at: None, .. }),
+            "{outcome:?}"
+        );
+        let far = now + time::Duration::days(30);
+        assert_eq!(
+            reconcile_target(&invalid_context, &invalid_handle, &version, far, false)
+                .await
+                .unwrap(),
+            DeployOutcome::Skipped
+        );
+        assert_eq!(
+            invalid.deploys.load(Ordering::SeqCst),
+            1,
+            "parked: not retried"
+        );
+        // A new certificate version unparks it.
+        let renewed = self::version(&testing::fresh(&["www.example.com"]));
+        reconcile_target(&invalid_context, &invalid_handle, &renewed, far, false)
+            .await
+            .unwrap();
+        assert_eq!(invalid.deploys.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn closed_window_defers_without_writing() {
+        let directory = tempfile::tempdir().unwrap();
+        let context = context(directory.path());
+        let target = Arc::new(Failing {
+            class: ErrorClass::Busy,
+            deploys: AtomicU32::new(0),
+        });
+        let window = MaintenanceWindow::new("0 2 * * Sun", Duration::from_secs(3600)).unwrap();
+        let bundle = testing::fresh(&["www.example.com"]);
+        let now = time::macros::datetime!(2026-11-23 12:00 UTC);
+        let outcome = reconcile_target(
+            &context,
+            &handle(target.clone(), Some(window)),
+            &version(&bundle),
+            now,
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            outcome,
+            DeployOutcome::Deferred(Some(time::macros::datetime!(2026-11-29 02:00 UTC)))
+        );
+        assert_eq!(target.deploys.load(Ordering::SeqCst), 0);
+    }
+}

@@ -1,0 +1,55 @@
+//! The shipped systemd unit passes `systemd-analyze verify` and scores at most 2.0 on
+//! `systemd-analyze security --offline=true`.
+
+use std::process::Command;
+
+fn unit_with_built_binary(directory: &std::path::Path) -> std::path::PathBuf {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/certkeeper.service"
+    ))
+    .unwrap();
+    // verify checks that ExecStart's binary exists: point it at the one cargo built.
+    let unit = unit.replace("/usr/bin/certkeeper", env!("CARGO_BIN_EXE_certkeeper"));
+    let path = directory.join("certkeeper.service");
+    std::fs::write(&path, unit).unwrap();
+    path
+}
+
+#[test]
+fn unit_verifies_and_is_hardened() {
+    let directory = tempfile::tempdir().unwrap();
+    let unit = unit_with_built_binary(directory.path());
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze is installed");
+    let verify_text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(verify.status.success(), "verify failed:\n{verify_text}");
+    assert!(
+        !verify_text.contains("certkeeper.service:"),
+        "verify warned:\n{verify_text}"
+    );
+
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&security.stdout);
+    let score: f64 = text
+        .lines()
+        .find_map(|line| {
+            line.split("Overall exposure level for certkeeper.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure score in:\n{text}"));
+    assert!(score <= 2.0, "exposure {score} > 2.0:\n{text}");
+}
