@@ -757,3 +757,34 @@ async fn tampered_requests_are_refused() {
     let state = sim.state();
     assert_eq!(state["cdn_domains"]["evil.example.com"]["writes"], 0);
 }
+
+#[tokio::test]
+async fn rds_waits_for_its_maintenance_window() {
+    let sim = Sim::start(seed()).await;
+    let settings = rds("instance_id = \"rm-test1\"\nconnection_string = \"rm-test1.mysql.rds.aliyuncs.com\"\npoll_interval_secs = 0.05");
+    let bundle = testing::fresh(&["rm-test1.mysql.rds.aliyuncs.com"]);
+    // A one-minute window twelve hours away is closed now.
+    let later = time::OffsetDateTime::now_utc() + time::Duration::hours(12);
+    let closed = certkeeper::engine::window::MaintenanceWindow::new(
+        &format!("{} {} * * *", later.minute(), later.hour()),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let target =
+        RdsTarget::new("db", settings.clone(), sim.client()).with_maintenance_window(Some(closed));
+    let error = converge(&target, &bundle).await.unwrap_err();
+    assert_eq!(
+        (error.code.as_str(), error.class),
+        ("OutsideMaintenanceWindow", ErrorClass::Busy)
+    );
+    assert_eq!(sim.count("ModifyDBInstanceSSL", "ok"), 0);
+    // An always-open window lets it through.
+    let open =
+        certkeeper::engine::window::MaintenanceWindow::new("* * * * *", Duration::from_secs(120))
+            .unwrap();
+    let target = RdsTarget::new("db", settings, sim.client()).with_maintenance_window(Some(open));
+    assert_eq!(
+        converge(&target, &bundle).await.unwrap(),
+        Convergence::Deployed
+    );
+}
