@@ -285,7 +285,8 @@ pub fn parse_error(
         .and_then(|value| value.trim().parse::<u64>().ok())
         .filter(|ms| *ms > 0)
         .map(Duration::from_millis);
-    let class = if retry_after.is_some() && code.starts_with("Throttling") {
+    // Like the Tea SDK: a positive `x-acs-retry-after` makes any failure a throttling one.
+    let class = if retry_after.is_some() {
         ErrorClass::Throttled
     } else {
         classify(&code, status)
@@ -515,6 +516,12 @@ mod tests {
         assert_eq!(error.retry_after, Some(Duration::from_millis(1500)));
         assert_eq!(error.request_id.as_deref(), Some("R1"));
         assert_eq!(error.code, "Throttling.User");
+        let hinted = parse_error("X", 503, Some("200"), br#"{"Code":"ServiceUnavailable"}"#);
+        assert_eq!(hinted.class, ErrorClass::Throttled);
+        assert_eq!(
+            parse_error("X", 400, Some("0"), b"{}").class,
+            ErrorClass::Invalid
+        );
         let garbage = parse_error("X", 503, None, b"<html>");
         assert_eq!(garbage.class, ErrorClass::Transient);
         assert_eq!(garbage.code, "HTTP503");
