@@ -1,9 +1,10 @@
 //! The engine: maintenance windows, renewal timing, the two retry layers (in-operation in
-//! `retry`, across operations in `backoff`) and the reconcile loop that drives sources,
-//! targets and policies.
+//! `retry`, across operations in `backoff`), vendor rate limits (`ratelimit`) and the
+//! reconcile loop that drives sources, targets and policies.
 
 pub mod backoff;
 pub mod deploy;
+pub mod ratelimit;
 pub mod renewal;
 pub mod retry;
 pub mod window;

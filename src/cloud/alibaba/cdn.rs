@@ -1,18 +1,283 @@
-//! Alibaba Cloud CDN domains as deployment targets.
+//! `alibaba-cdn`: one CDN domain's HTTPS certificate. Live state from
+//! DescribeDomainCertificateInfo (the served PEM, parsed locally: no serial is returned);
+//! deploy with SetCdnDomainSSLCertificate (2018-05-10), PEMs inline (`upload`) or by cas id
+//! (`cas`), or with the deprecated SetDomainServerCertificate (2014-11-11) when
+//! `api = "legacy"`.
 
+use super::cas;
+use super::client::{bad_reply, str_at, AlibabaClient, Product};
+use crate::cert::bundle::LeafInfo;
+use crate::cert::CertificateBundle;
+use crate::cloud::{LiveCertificate, Target};
 use crate::config::ConfigIssue;
-use serde::Deserialize;
+use crate::error::CloudError;
+use async_trait::async_trait;
+use std::sync::Arc;
 
-/// Kind-specific keys of this entry in the config.
-#[derive(Debug, Clone, Deserialize)]
+/// How the certificate reaches the domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertType {
+    /// PEMs inline in the set call.
+    #[default]
+    Upload,
+    /// Uploaded to the SSL Certificates Service once, referenced by CertId.
+    Cas,
+}
+
+impl CertType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertType::Upload => "upload",
+            CertType::Cas => "cas",
+        }
+    }
+}
+
+/// Which CDN API sets the certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CdnApi {
+    /// SetCdnDomainSSLCertificate (2018-05-10).
+    #[default]
+    Current,
+    /// SetDomainServerCertificate (2014-11-11), deprecated.
+    Legacy,
+}
+
+/// The kind-specific keys of an `alibaba-cdn` target.
+#[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CdnSettings {
     pub domain: String,
+    #[serde(default)]
+    pub cert_type: CertType,
+    #[serde(default)]
+    pub api: CdnApi,
+    /// With `cas`: delete certificates this daemon uploaded once unused.
+    #[serde(default)]
+    pub cleanup: bool,
+    /// With `cas`: `cn-hangzhou` (default) or `ap-southeast-1`.
+    #[serde(default)]
+    pub cert_region: Option<String>,
 }
 
 impl CdnSettings {
-    /// Pure checks of these keys; problems are pushed with their key path under `path`.
     pub fn validate(&self, path: &str, issues: &mut Vec<ConfigIssue>) {
-        crate::config::check_domain(&self.domain, &format!("{path}.domain"), false, issues);
+        validate_domain(&format!("{path}.domain"), &self.domain, issues);
+        if self.api == CdnApi::Legacy && self.cert_type == CertType::Cas {
+            issues.push(ConfigIssue::new(
+                format!("{path}.cert_type"),
+                "api = \"legacy\" supports only cert_type = \"upload\"",
+            ));
+        }
+        if self.cleanup && self.cert_type != CertType::Cas {
+            issues.push(ConfigIssue::new(
+                format!("{path}.cleanup"),
+                "cleanup applies only to cert_type = \"cas\"",
+            ));
+        }
+        validate_cert_region(path, self.cert_region.as_deref(), self.cert_type, issues);
+    }
+}
+
+pub(crate) fn validate_cert_region(
+    path: &str,
+    region: Option<&str>,
+    cert_type: CertType,
+    issues: &mut Vec<ConfigIssue>,
+) {
+    if let Some(region) = region {
+        if !matches!(region, "cn-hangzhou" | "ap-southeast-1") {
+            issues.push(ConfigIssue::new(
+                format!("{path}.cert_region"),
+                "must be \"cn-hangzhou\" or \"ap-southeast-1\"",
+            ));
+        } else if cert_type != CertType::Cas {
+            issues.push(ConfigIssue::new(
+                format!("{path}.cert_region"),
+                "applies only to cert_type = \"cas\"",
+            ));
+        }
+    }
+}
+
+/// Checks a domain name with the config's shared syntax rules (no wildcard).
+pub fn validate_domain(path: &str, domain: &str, issues: &mut Vec<ConfigIssue>) {
+    crate::config::check_domain(domain, path, false, issues);
+}
+
+/// The certificate name for the set call: unique per certificate, at most 128 characters.
+pub fn cert_name(bundle: &CertificateBundle) -> String {
+    let fingerprint = bundle.fingerprint();
+    format!(
+        "certkeeper-{}-{}",
+        &fingerprint[..fingerprint.len().min(16)],
+        bundle.info.not_after.unix_timestamp()
+    )
+}
+
+/// Reads `CertInfos.CertInfo[0]` of a Describe…CertificateInfo reply (CDN and VOD share it).
+pub(crate) fn live_from_cert_infos(
+    operation: &str,
+    reply: &serde_json::Value,
+) -> Result<LiveCertificate, CloudError> {
+    let info = reply
+        .get("CertInfos")
+        .and_then(|infos| infos.get("CertInfo"))
+        .and_then(|list| list.as_array())
+        .and_then(|list| list.first());
+    let Some(info) = info else {
+        if reply.get("CertInfos").is_some() {
+            return Ok(LiveCertificate::default());
+        }
+        return Err(bad_reply(operation, "CertInfos"));
+    };
+    let ssl_enabled = str_at(info, &["ServerCertificateStatus"])
+        .is_some_and(|status| status.eq_ignore_ascii_case("on"));
+    let leaf = str_at(info, &["ServerCertificate"])
+        .filter(|pem| !pem.trim().is_empty())
+        .and_then(|pem| LeafInfo::from_pem("served certificate", pem).ok());
+    Ok(LiveCertificate {
+        ssl_enabled,
+        fingerprint: leaf.as_ref().map(|leaf| leaf.fingerprint.clone()),
+        not_after: leaf
+            .map(|leaf| leaf.not_after)
+            .or_else(|| str_at(info, &["CertExpireTime"]).and_then(super::client::parse_acs_date)),
+    })
+}
+
+pub struct CdnTarget {
+    name: String,
+    settings: CdnSettings,
+    client: Arc<AlibabaClient>,
+}
+
+impl CdnTarget {
+    pub fn new(name: impl Into<String>, settings: CdnSettings, client: Arc<AlibabaClient>) -> Self {
+        Self {
+            name: name.into(),
+            settings,
+            client,
+        }
+    }
+
+    async fn set_current(&self, bundle: &CertificateBundle) -> Result<Option<String>, CloudError> {
+        let mut params = vec![
+            ("DomainName", self.settings.domain.clone()),
+            ("SSLProtocol", "on".to_owned()),
+            ("CertType", self.settings.cert_type.as_str().to_owned()),
+        ];
+        let mut cas_id = None;
+        match self.settings.cert_type {
+            CertType::Upload => {
+                params.push(("CertName", cert_name(bundle)));
+                params.push(("SSLPub", bundle.fullchain_pem()));
+                params.push(("SSLPri", bundle.key_pem.expose().to_owned()));
+            }
+            CertType::Cas => {
+                let id = cas::ensure_uploaded(&self.client, bundle).await?;
+                params.push(("CertId", id.clone()));
+                if let Some(region) = &self.settings.cert_region {
+                    params.push(("CertRegion", region.clone()));
+                }
+                cas_id = Some(id);
+            }
+        }
+        self.client
+            .call(Product::Cdn, "SetCdnDomainSSLCertificate", &params)
+            .await?;
+        Ok(cas_id)
+    }
+
+    async fn set_legacy(&self, bundle: &CertificateBundle) -> Result<(), CloudError> {
+        self.client
+            .call(
+                Product::CdnLegacy,
+                "SetDomainServerCertificate",
+                &[
+                    ("DomainName", self.settings.domain.clone()),
+                    ("ServerCertificateStatus", "on".to_owned()),
+                    ("CertType", "upload".to_owned()),
+                    ("CertName", cert_name(bundle)),
+                    ("ServerCertificate", bundle.fullchain_pem()),
+                    ("PrivateKey", bundle.key_pem.expose().to_owned()),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Target for CdnTarget {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "alibaba-cdn"
+    }
+
+    async fn observe(&self) -> Result<LiveCertificate, CloudError> {
+        let reply = self
+            .client
+            .call(
+                Product::Cdn,
+                "DescribeDomainCertificateInfo",
+                &[("DomainName", self.settings.domain.clone())],
+            )
+            .await?;
+        live_from_cert_infos("DescribeDomainCertificateInfo", &reply)
+    }
+
+    async fn deploy(&self, bundle: &CertificateBundle) -> Result<(), CloudError> {
+        match self.settings.api {
+            CdnApi::Legacy => self.set_legacy(bundle).await,
+            CdnApi::Current => {
+                let cas_id = self.set_current(bundle).await?;
+                // Cleanup only after the cut-over is verified, so a failed switch never
+                // leaves the domain pointing at a deleted certificate.
+                if let (true, Some(id)) = (self.settings.cleanup, cas_id) {
+                    if self.observe().await?.serves(bundle) {
+                        let deleted = cas::cleanup(&self.client, &id).await?;
+                        tracing::info!(target = %self.name, deleted, "cleaned up old certificates");
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(toml_text: &str) -> CdnSettings {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn validation_reports_each_problem() {
+        let mut issues = Vec::new();
+        settings("domain = \"www.example.com\"").validate("target[0]", &mut issues);
+        assert!(issues.is_empty(), "{issues:?}");
+        settings("domain = \"bad_domain\"\napi = \"legacy\"\ncert_type = \"cas\"\ncleanup = true")
+            .validate("target[1]", &mut issues);
+        let paths: Vec<_> = issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["target[1].domain", "target[1].cert_type"],
+            "{issues:?}"
+        );
+        assert!(toml::from_str::<CdnSettings>("domain = \"a.b\"\nbogus = 1").is_err());
+    }
+
+    #[test]
+    fn cert_names_fit_the_limit() {
+        let bundle = crate::cert::bundle::testing::fresh(&["www.example.com"]);
+        assert!(cert_name(&bundle).len() <= 128);
+        assert!(cas::cas_name(&bundle).len() <= 63);
     }
 }

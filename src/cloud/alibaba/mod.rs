@@ -1,6 +1,13 @@
-//! alibaba: signer, client (the only code that classifies alibaba errors), products and simulator.
+//! Alibaba Cloud: the staged signers, the client (the only code that classifies Alibaba
+//! errors), the CDN, VOD and RDS targets, the alidns DNS-01 solver and the simulator.
 
+pub mod cas;
 pub mod cdn;
+pub mod client;
+pub mod dns;
 pub mod rds;
+pub mod signer;
 pub mod sim;
 pub mod vod;
+
+pub use client::{AlibabaClient, Product};

@@ -1,18 +1,64 @@
-//! Alibaba Cloud RDS instances as deployment targets.
+//! `alibaba-rds`: a custom server certificate on an RDS instance via ModifyDBInstanceSSL
+//! (CAType custom, ServerCert, ServerKey, ConnectionString, SSLEnabled 1) plus the optional
+//! PostgreSQL client-CA options. The change can restart the instance, so deploy honours the
+//! maintenance window and waits for `Running` before and after (DescribeDBInstanceAttribute).
+//! Live state comes from DescribeDBInstanceSSL: `SSLEnabled` (Yes/No or on/off) and
+//! `SSLExpireTime`, plus the PEM where PostgreSQL returns it.
 
+use super::client::{bad_reply, parse_acs_date, str_at, AlibabaClient, Product};
+use crate::cert::bundle::LeafInfo;
+use crate::cert::CertificateBundle;
+use crate::cloud::{LiveCertificate, Target};
 use crate::config::ConfigIssue;
-use serde::Deserialize;
+use crate::engine::window::MaintenanceWindow;
+use crate::error::{CloudError, ErrorClass};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Kind-specific keys of this entry in the config.
-#[derive(Debug, Clone, Deserialize)]
+/// PostgreSQL authentication methods accepted by `ACL` and `ReplicationACL`.
+const ACL_VALUES: [&str; 4] = ["cert", "prefer", "verify-ca", "verify-full"];
+
+/// The kind-specific keys of an `alibaba-rds` target.
+#[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RdsSettings {
     pub instance_id: String,
+    /// The endpoint the server certificate is (re)issued for.
     pub connection_string: String,
+    /// PostgreSQL: client CA certificate (PEM text); enables ClientCAEnabled.
+    #[serde(default)]
+    pub client_ca_cert: Option<String>,
+    /// PostgreSQL: client certificate revocation list (PEM); needs `client_ca_cert`.
+    #[serde(default)]
+    pub client_crl: Option<String>,
+    /// PostgreSQL: `cert`, `prefer`, `verify-ca` or `verify-full`; needs `client_ca_cert`.
+    #[serde(default)]
+    pub acl: Option<String>,
+    #[serde(default)]
+    pub replication_acl: Option<String>,
+    #[serde(default)]
+    pub force_encryption: Option<bool>,
+    /// Minimum TLS version: `1.0`, `1.1` or `1.2`.
+    #[serde(default)]
+    pub tls_version: Option<String>,
+    /// How often to poll the instance status while it applies the change.
+    #[serde(default = "default_poll_secs")]
+    pub poll_interval_secs: f64,
+    /// How long to wait for `Running` after the change.
+    #[serde(default = "default_wait_secs")]
+    pub wait_timeout_secs: u64,
+}
+
+fn default_poll_secs() -> f64 {
+    5.0
+}
+
+fn default_wait_secs() -> u64 {
+    900
 }
 
 impl RdsSettings {
-    /// Pure checks of these keys; problems are pushed with their key path under `path`.
     pub fn validate(&self, path: &str, issues: &mut Vec<ConfigIssue>) {
         if self.instance_id.trim().is_empty() {
             issues.push(ConfigIssue::new(
@@ -20,5 +66,260 @@ impl RdsSettings {
                 "must not be empty",
             ));
         }
+        super::cdn::validate_domain(
+            &format!("{path}.connection_string"),
+            &self.connection_string,
+            issues,
+        );
+        let has_ca = self.client_ca_cert.is_some();
+        // ModifyDBInstanceSSL: a CRL and the ACLs are allowed only with a client CA.
+        if self.client_crl.is_some() && !has_ca {
+            issues.push(ConfigIssue::new(
+                format!("{path}.client_crl"),
+                "a client CRL needs client_ca_cert",
+            ));
+        }
+        for (key, value) in [
+            ("acl", &self.acl),
+            ("replication_acl", &self.replication_acl),
+        ] {
+            if let Some(value) = value {
+                if !has_ca {
+                    issues.push(ConfigIssue::new(
+                        format!("{path}.{key}"),
+                        format!("{key} needs client_ca_cert"),
+                    ));
+                }
+                if !ACL_VALUES.contains(&value.as_str()) {
+                    issues.push(ConfigIssue::new(
+                        format!("{path}.{key}"),
+                        format!("must be one of {}", ACL_VALUES.join(", ")),
+                    ));
+                }
+            }
+        }
+        if let Some(version) = &self.tls_version {
+            if !matches!(version.as_str(), "1.0" | "1.1" | "1.2") {
+                issues.push(ConfigIssue::new(
+                    format!("{path}.tls_version"),
+                    "must be \"1.0\", \"1.1\" or \"1.2\"",
+                ));
+            }
+        }
+        if self.poll_interval_secs.is_nan() || self.poll_interval_secs <= 0.0 {
+            issues.push(ConfigIssue::new(
+                format!("{path}.poll_interval_secs"),
+                "must be positive",
+            ));
+        }
+    }
+
+    fn params(&self, bundle: &CertificateBundle) -> Vec<(&'static str, String)> {
+        let mut params = vec![
+            ("DBInstanceId", self.instance_id.clone()),
+            ("ConnectionString", self.connection_string.clone()),
+            ("SSLEnabled", "1".to_owned()),
+            ("CAType", "custom".to_owned()),
+            ("ServerCert", bundle.fullchain_pem()),
+            ("ServerKey", bundle.key_pem.expose().to_owned()),
+        ];
+        if let Some(ca) = &self.client_ca_cert {
+            params.push(("ClientCAEnabled", "1".to_owned()));
+            params.push(("ClientCACert", ca.clone()));
+        }
+        if let Some(crl) = &self.client_crl {
+            params.push(("ClientCrlEnabled", "1".to_owned()));
+            params.push(("ClientCertRevocationList", crl.clone()));
+        }
+        if let Some(acl) = &self.acl {
+            params.push(("ACL", acl.clone()));
+        }
+        if let Some(acl) = &self.replication_acl {
+            params.push(("ReplicationACL", acl.clone()));
+        }
+        if let Some(force) = self.force_encryption {
+            params.push(("ForceEncryption", if force { "1" } else { "0" }.to_owned()));
+        }
+        if let Some(version) = &self.tls_version {
+            params.push(("TlsVersion", version.clone()));
+        }
+        params
+    }
+}
+
+pub struct RdsTarget {
+    name: String,
+    settings: RdsSettings,
+    client: Arc<AlibabaClient>,
+    window: Option<MaintenanceWindow>,
+}
+
+impl RdsTarget {
+    pub fn new(name: impl Into<String>, settings: RdsSettings, client: Arc<AlibabaClient>) -> Self {
+        Self {
+            name: name.into(),
+            settings,
+            client,
+            window: None,
+        }
+    }
+
+    /// Deploys only while `window` is open (the change may restart the instance).
+    pub fn with_maintenance_window(mut self, window: Option<MaintenanceWindow>) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// DescribeDBInstanceAttribute → `DBInstanceStatus`.
+    pub async fn status(&self) -> Result<String, CloudError> {
+        let reply = self
+            .client
+            .call(
+                Product::Rds,
+                "DescribeDBInstanceAttribute",
+                &[("DBInstanceId", self.settings.instance_id.clone())],
+            )
+            .await?;
+        reply
+            .get("Items")
+            .and_then(|items| items.get("DBInstanceAttribute"))
+            .and_then(|list| list.as_array())
+            .and_then(|list| list.first())
+            .and_then(|attribute| str_at(attribute, &["DBInstanceStatus"]))
+            .map(str::to_owned)
+            .ok_or_else(|| bad_reply("DescribeDBInstanceAttribute", "DBInstanceStatus"))
+    }
+
+    fn busy(&self, status: &str) -> CloudError {
+        CloudError::new(
+            "alibaba",
+            "DescribeDBInstanceAttribute",
+            ErrorClass::Busy,
+            "InstanceNotRunning",
+            format!(
+                "instance {} is {status}, not Running",
+                self.settings.instance_id
+            ),
+        )
+    }
+
+    /// Polls until the instance is `Running` again (a status poll, not a retry).
+    async fn wait_running(&self) -> Result<(), CloudError> {
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(self.settings.wait_timeout_secs);
+        let interval = Duration::from_secs_f64(self.settings.poll_interval_secs.max(0.001));
+        loop {
+            let status = self.status().await?;
+            if status == "Running" {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(self.busy(&status));
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Target for RdsTarget {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "alibaba-rds"
+    }
+
+    async fn observe(&self) -> Result<LiveCertificate, CloudError> {
+        let reply = self
+            .client
+            .call(
+                Product::Rds,
+                "DescribeDBInstanceSSL",
+                &[("DBInstanceId", self.settings.instance_id.clone())],
+            )
+            .await?;
+        let enabled = str_at(&reply, &["SSLEnabled"])
+            .ok_or_else(|| bad_reply("DescribeDBInstanceSSL", "SSLEnabled"))?;
+        // MySQL and SQL Server answer Yes/No, PostgreSQL on/off.
+        let ssl_enabled = matches!(enabled.to_ascii_lowercase().as_str(), "yes" | "on" | "1");
+        let leaf = str_at(&reply, &["ServerCert"])
+            .filter(|pem| pem.contains("BEGIN CERTIFICATE"))
+            .and_then(|pem| LeafInfo::from_pem("served certificate", pem).ok());
+        Ok(LiveCertificate {
+            ssl_enabled,
+            fingerprint: leaf.as_ref().map(|leaf| leaf.fingerprint.clone()),
+            not_after: str_at(&reply, &["SSLExpireTime"])
+                .and_then(parse_acs_date)
+                .or(leaf.map(|leaf| leaf.not_after)),
+        })
+    }
+
+    async fn deploy(&self, bundle: &CertificateBundle) -> Result<(), CloudError> {
+        if let Some(window) = &self.window {
+            let now = time::OffsetDateTime::now_utc();
+            if !window.is_open(now) {
+                return Err(CloudError::new(
+                    "certkeeper",
+                    "ModifyDBInstanceSSL",
+                    ErrorClass::Busy,
+                    "OutsideMaintenanceWindow",
+                    format!(
+                        "maintenance window closed; next opens {:?}",
+                        window.next_open(now)
+                    ),
+                ));
+            }
+        }
+        let status = self.status().await?;
+        if status != "Running" {
+            return Err(self.busy(&status));
+        }
+        self.client
+            .call(
+                Product::Rds,
+                "ModifyDBInstanceSSL",
+                &self.settings.params(bundle),
+            )
+            .await?;
+        self.wait_running().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependencies_are_checked_at_validation() {
+        let settings: RdsSettings = toml::from_str(
+            "instance_id = \"rm-1\"\nconnection_string = \"rm-1.mysql.rds.aliyuncs.com\"\nclient_crl = \"x\"\nacl = \"verify-ca\"\nreplication_acl = \"nope\"\ntls_version = \"1.3\"",
+        )
+        .unwrap();
+        let mut issues = Vec::new();
+        settings.validate("target[2]", &mut issues);
+        let paths: Vec<_> = issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "target[2].client_crl",
+                "target[2].acl",
+                "target[2].replication_acl",
+                "target[2].replication_acl",
+                "target[2].tls_version"
+            ]
+        );
+        let good: RdsSettings = toml::from_str(
+            "instance_id = \"rm-1\"\nconnection_string = \"rm-1.pg.rds.aliyuncs.com\"\nclient_ca_cert = \"pem\"\nclient_crl = \"crl\"\nacl = \"cert\"",
+        )
+        .unwrap();
+        let mut issues = Vec::new();
+        good.validate("t", &mut issues);
+        assert!(issues.is_empty(), "{issues:?}");
+        let bundle = crate::cert::bundle::testing::fresh(&["rm-1.pg.rds.aliyuncs.com"]);
+        let params = good.params(&bundle);
+        assert!(params.contains(&("ClientCAEnabled", "1".to_owned())));
+        assert!(params.contains(&("ClientCrlEnabled", "1".to_owned())));
     }
 }

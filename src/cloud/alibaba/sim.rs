@@ -1,18 +1,1140 @@
-//! The alibaba part of `certkeeper sim`.
+//! The Alibaba part of `certkeeper sim`: verifies ACS3 and RPC V1 signatures exactly as the
+//! official SDKs produce them (skew and nonce checks included), enforces the documented
+//! per-action rate limits with the engine's token-bucket logic, and keeps CDN and VOD domains,
+//! RDS instances, alidns zones and cas certificates, answering with the codes the seeds
+//! document. Requests are plain POST `/` with parameters in the query (or a form body).
 
+use crate::cert::bundle::LeafInfo;
+use crate::cloud::alibaba::client::{format_acs_date, parse_acs_date, DEFAULT_RATE_LIMITS};
+use crate::cloud::alibaba::signer::{
+    form_decode, signatures_equal, Authorization, CanonicalRequest, RpcCanonical,
+};
 use crate::cloud::sim::{SimRequest, SimResponse, VendorSim};
+use crate::engine::ratelimit::BucketState;
 use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// Headers an ACS3 request must sign.
+const REQUIRED_SIGNED_HEADERS: [&str; 6] = [
+    "host",
+    "x-acs-action",
+    "x-acs-content-sha256",
+    "x-acs-date",
+    "x-acs-signature-nonce",
+    "x-acs-version",
+];
+
+/// One access key the simulator accepts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSeed {
+    pub access_key_id: String,
+    pub access_key_secret: String,
+}
+
+/// One RDS instance of the seed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RdsSeed {
+    pub id: String,
+    /// `MySQL` or `PostgreSQL`.
+    #[serde(default = "default_engine")]
+    pub engine: String,
+    pub connection_string: String,
+}
+
+fn default_engine() -> String {
+    "MySQL".into()
+}
 
 /// The `[alibaba]` section of the simulator seed.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Seed {}
+pub struct Seed {
+    #[serde(default)]
+    pub accounts: Vec<AccountSeed>,
+    #[serde(default)]
+    pub cdn_domains: Vec<String>,
+    #[serde(default)]
+    pub vod_domains: Vec<String>,
+    #[serde(default)]
+    pub dns_zones: Vec<String>,
+    #[serde(default)]
+    pub rds_instances: Vec<RdsSeed>,
+    /// Per-action limits (calls per second per account) over the documented defaults.
+    #[serde(default)]
+    pub rate_limits: HashMap<String, f64>,
+    /// Largest accepted difference between the request time and ours (15 min like Alibaba).
+    #[serde(default = "default_skew")]
+    pub max_clock_skew_secs: u64,
+    /// `false` skips the skew and nonce checks (for replaying recorded requests only).
+    #[serde(default = "default_true")]
+    pub check_timestamp: bool,
+    /// `x-acs-retry-after` (ms) on injected `Throttling*` faults.
+    #[serde(default = "default_retry_after")]
+    pub throttle_retry_after_ms: u64,
+    /// How long an RDS instance stays SSL-modifying after ModifyDBInstanceSSL.
+    #[serde(default = "default_rds_delay")]
+    pub rds_ssl_delay_ms: u64,
+}
 
-pub struct AlibabaSim {}
+fn default_skew() -> u64 {
+    15 * 60
+}
+fn default_true() -> bool {
+    true
+}
+fn default_retry_after() -> u64 {
+    1000
+}
+fn default_rds_delay() -> u64 {
+    2000
+}
+
+impl Default for Seed {
+    fn default() -> Self {
+        Self {
+            accounts: Vec::new(),
+            cdn_domains: Vec::new(),
+            vod_domains: Vec::new(),
+            dns_zones: Vec::new(),
+            rds_instances: Vec::new(),
+            rate_limits: HashMap::new(),
+            max_clock_skew_secs: default_skew(),
+            check_timestamp: true,
+            throttle_retry_after_ms: default_retry_after(),
+            rds_ssl_delay_ms: default_rds_delay(),
+        }
+    }
+}
+
+/// A certificate installed somewhere, as the state dump shows it.
+#[derive(Debug, Clone, Default)]
+struct Installed {
+    pem: String,
+    fingerprint: String,
+    not_after: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct DomainState {
+    ssl: bool,
+    cert: Option<Installed>,
+    cert_name: Option<String>,
+    cert_type: Option<String>,
+    cert_id: Option<String>,
+    env: Option<String>,
+    writes: u64,
+}
+
+#[derive(Debug, Clone)]
+struct RdsState {
+    seed: RdsSeed,
+    ssl: bool,
+    ca_type: String,
+    cert: Option<Installed>,
+    client_ca: bool,
+    acl: Option<String>,
+    busy_until: Option<std::time::Instant>,
+    writes: u64,
+}
+
+impl RdsState {
+    fn status(&self) -> &'static str {
+        match self.busy_until {
+            Some(until) if std::time::Instant::now() < until => "SSLModifying",
+            _ => "Running",
+        }
+    }
+
+    fn is_postgres(&self) -> bool {
+        self.seed.engine.eq_ignore_ascii_case("postgresql")
+    }
+}
+
+#[derive(Debug, Clone)]
+struct DnsRecordState {
+    id: String,
+    rr: String,
+    kind: String,
+    value: String,
+    ttl: u64,
+}
+
+#[derive(Debug, Clone)]
+struct CasCert {
+    id: u64,
+    name: String,
+    cert: Installed,
+}
+
+#[derive(Default)]
+struct State {
+    cdn: BTreeMap<String, DomainState>,
+    vod: BTreeMap<String, DomainState>,
+    rds: BTreeMap<String, RdsState>,
+    zones: BTreeMap<String, Vec<DnsRecordState>>,
+    cas: BTreeMap<u64, CasCert>,
+    next_id: u64,
+    nonces: HashMap<String, OffsetDateTime>,
+    buckets: HashMap<(String, String), BucketState>,
+}
+
+pub struct AlibabaSim {
+    seed: Seed,
+    state: Mutex<State>,
+}
+
+/// A refusal: HTTP status, code, message.
+struct Refusal(u16, &'static str, String);
+
+type Answer = Result<Value, Refusal>;
+
+fn refuse(status: u16, code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal(status, code, message.into())
+}
+
+/// Why a certificate/key pair is refused.
+enum PairError {
+    Cert,
+    Key,
+    Mismatch,
+    Expired,
+}
+
+/// Parses and checks a certificate (first PEM block is the leaf) against its key.
+fn check_pair(cert_pem: &str, key_pem: &str) -> Result<Installed, PairError> {
+    let leaf = LeafInfo::from_pem("certificate", cert_pem).map_err(|_| PairError::Cert)?;
+    let der = pem::parse_many(cert_pem)
+        .ok()
+        .and_then(|blocks| blocks.into_iter().find(|b| b.tag() == "CERTIFICATE"))
+        .ok_or(PairError::Cert)?;
+    // PKCS#8, PKCS#1 and SEC1 keys, RSA, ECDSA and Ed25519, as the real services take them.
+    let key = crate::cert::key::PrivateKey::from_pem("key", key_pem).map_err(|_| PairError::Key)?;
+    if !key
+        .matches_certificate_der("certificate", der.contents())
+        .map_err(|_| PairError::Key)?
+    {
+        return Err(PairError::Mismatch);
+    }
+    if leaf.not_after <= OffsetDateTime::now_utc() {
+        return Err(PairError::Expired);
+    }
+    Ok(Installed {
+        pem: cert_pem.to_owned(),
+        fingerprint: leaf.fingerprint,
+        not_after: Some(leaf.not_after),
+    })
+}
+
+fn parse_leaf(cert_pem: &str) -> Option<Installed> {
+    LeafInfo::from_pem("certificate", cert_pem)
+        .ok()
+        .map(|leaf| Installed {
+            pem: cert_pem.to_owned(),
+            fingerprint: leaf.fingerprint,
+            not_after: Some(leaf.not_after),
+        })
+}
+
+/// The decoded parameters of a request.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn required(&self, name: &str) -> Result<&str, Refusal> {
+        self.get(name).filter(|v| !v.is_empty()).ok_or_else(|| {
+            refuse(
+                400,
+                "MissingParameter",
+                format!("{name} is mandatory for this action."),
+            )
+        })
+    }
+}
+
+fn params_of(request: &SimRequest) -> Params {
+    let mut params = form_decode(&request.raw_query);
+    let form = request
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    if form && !request.body.is_empty() {
+        params.extend(form_decode(&String::from_utf8_lossy(&request.body)));
+    }
+    Params(params)
+}
+
+fn domain_json(name: &str, domain: &DomainState) -> Value {
+    json!({
+        "DomainName": name,
+        "CertName": domain.cert_name.clone().unwrap_or_default(),
+        "CertId": domain.cert_id.clone().unwrap_or_default(),
+        "CertType": domain.cert_type.clone().unwrap_or_default(),
+        "ServerCertificateStatus": if domain.ssl { "on" } else { "off" },
+        "ServerCertificate": domain.cert.as_ref().map(|c| c.pem.clone()).unwrap_or_default(),
+        "CertExpireTime": domain.cert.as_ref().and_then(|c| c.not_after).map(format_acs_date).unwrap_or_default(),
+        "Status": "success",
+    })
+}
+
+fn installed_json(cert: &Option<Installed>) -> (Value, Value) {
+    (
+        json!(cert.as_ref().map(|c| c.fingerprint.clone())),
+        json!(cert.as_ref().and_then(|c| c.not_after).map(format_acs_date)),
+    )
+}
 
 impl AlibabaSim {
-    pub fn new(_seed: Seed) -> Self {
-        Self {}
+    pub fn new(seed: Seed) -> Self {
+        let mut state = State {
+            next_id: 1000,
+            ..State::default()
+        };
+        for domain in &seed.cdn_domains {
+            state
+                .cdn
+                .insert(domain.to_ascii_lowercase(), DomainState::default());
+        }
+        for domain in &seed.vod_domains {
+            state
+                .vod
+                .insert(domain.to_ascii_lowercase(), DomainState::default());
+        }
+        for zone in &seed.dns_zones {
+            state.zones.insert(zone.to_ascii_lowercase(), Vec::new());
+        }
+        for instance in &seed.rds_instances {
+            state.rds.insert(
+                instance.id.clone(),
+                RdsState {
+                    seed: instance.clone(),
+                    ssl: false,
+                    ca_type: "aliyun".into(),
+                    cert: None,
+                    client_ca: false,
+                    acl: None,
+                    busy_until: None,
+                    writes: 0,
+                },
+            );
+        }
+        Self {
+            seed,
+            state: Mutex::new(state),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Plain data: a panic mid-update cannot break an invariant we rely on.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn secret_of(&self, access_key_id: &str) -> Option<&str> {
+        self.seed
+            .accounts
+            .iter()
+            .find(|a| a.access_key_id == access_key_id)
+            .map(|a| a.access_key_secret.as_str())
+    }
+
+    fn rate_for(&self, action: &str) -> Option<f64> {
+        self.seed.rate_limits.get(action).copied().or_else(|| {
+            DEFAULT_RATE_LIMITS
+                .iter()
+                .find(|(a, _)| *a == action)
+                .map(|(_, r)| *r)
+        })
+    }
+
+    /// Checks the request time and nonce (15 minutes each, as Alibaba does).
+    fn check_freshness(
+        &self,
+        request: &SimRequest,
+        date: Option<&str>,
+        nonce: Option<&str>,
+    ) -> Result<(), Refusal> {
+        if !self.seed.check_timestamp {
+            return Ok(());
+        }
+        let at = date.and_then(parse_acs_date).ok_or_else(|| {
+            refuse(
+                400,
+                "MissingParameter",
+                "Timestamp is mandatory for this action.",
+            )
+        })?;
+        let skew = (request.received_at - at).abs();
+        if skew > time::Duration::seconds(self.seed.max_clock_skew_secs as i64) {
+            return Err(refuse(
+                400,
+                "InvalidTimeStamp.Expired",
+                "Specified time stamp or date value is expired.",
+            ));
+        }
+        let nonce = nonce.ok_or_else(|| {
+            refuse(
+                400,
+                "MissingParameter",
+                "SignatureNonce is mandatory for this action.",
+            )
+        })?;
+        let mut state = self.lock();
+        let window = time::Duration::seconds(15 * 60);
+        state
+            .nonces
+            .retain(|_, seen| request.received_at - *seen < window);
+        if state.nonces.contains_key(nonce) {
+            return Err(refuse(
+                400,
+                "SignatureNonceUsed",
+                "Specified signature nonce was used already.",
+            ));
+        }
+        state.nonces.insert(nonce.to_owned(), request.received_at);
+        Ok(())
+    }
+
+    /// Verifies the signature; returns the access key id.
+    fn authenticate(&self, request: &SimRequest, params: &Params) -> Result<String, Refusal> {
+        if let Some(header) = request.header("authorization") {
+            let auth = Authorization::parse(header).ok_or_else(|| {
+                refuse(
+                    400,
+                    "IncompleteSignature",
+                    "The Authorization header is malformed.",
+                )
+            })?;
+            let secret = self.secret_of(&auth.access_key_id).ok_or_else(|| {
+                refuse(
+                    404,
+                    "InvalidAccessKeyId.NotFound",
+                    "Specified access key is not found.",
+                )
+            })?;
+            // The SDKs sign the host and every x-acs-* header they send; a request that
+            // leaves one out could be replayed with it changed.
+            let signed: Vec<&str> = auth.signed_headers.split(';').collect();
+            for required in REQUIRED_SIGNED_HEADERS {
+                if !signed.contains(&required) {
+                    return Err(refuse(
+                        400,
+                        "IncompleteSignature",
+                        format!("header {required} must be signed"),
+                    ));
+                }
+            }
+            let mut headers = Vec::new();
+            for name in signed {
+                let value = request.header(name).ok_or_else(|| {
+                    refuse(
+                        400,
+                        "IncompleteSignature",
+                        format!("signed header {name} is missing"),
+                    )
+                })?;
+                headers.push((name.to_owned(), value.to_owned()));
+            }
+            let payload_hash = hex::encode(Sha256::digest(&request.body));
+            if let Some(claimed) = request.header("x-acs-content-sha256") {
+                if claimed != payload_hash {
+                    return Err(refuse(
+                        400,
+                        "SignatureDoesNotMatch",
+                        "The payload hash does not match the body.",
+                    ));
+                }
+            }
+            // Form-body parameters are covered by the payload hash, not the canonical query.
+            let canonical = CanonicalRequest::new(
+                request.method.as_str(),
+                form_decode(&request.raw_query),
+                &headers,
+                &payload_hash,
+            );
+            let expected = canonical.string_to_sign().sign(secret);
+            if !signatures_equal(&expected, &auth.signature) {
+                return Err(refuse(
+                    403,
+                    "SignatureDoesNotMatch",
+                    "The request signature does not conform to Aliyun standards.",
+                ));
+            }
+            self.check_freshness(
+                request,
+                request.header("x-acs-date"),
+                request.header("x-acs-signature-nonce"),
+            )?;
+            return Ok(auth.access_key_id);
+        }
+        let signature = params
+            .get("Signature")
+            .ok_or_else(|| {
+                refuse(
+                    400,
+                    "MissingParameter",
+                    "Signature is mandatory for this action.",
+                )
+            })?
+            .to_owned();
+        let id = params.required("AccessKeyId")?.to_owned();
+        let secret = self.secret_of(&id).ok_or_else(|| {
+            refuse(
+                404,
+                "InvalidAccessKeyId.NotFound",
+                "Specified access key is not found.",
+            )
+        })?;
+        let canonical = RpcCanonical {
+            params: params
+                .0
+                .iter()
+                .filter(|(n, _)| n != "Signature")
+                .cloned()
+                .collect(),
+        };
+        let expected = canonical
+            .string_to_sign(request.method.as_str())
+            .sign(secret);
+        if !signatures_equal(&expected, &signature) {
+            return Err(refuse(
+                400,
+                "SignatureDoesNotMatch",
+                "Specified signature is not matched with our calculation.",
+            ));
+        }
+        self.check_freshness(
+            request,
+            params.get("Timestamp"),
+            params.get("SignatureNonce"),
+        )?;
+        Ok(id)
+    }
+
+    fn throttle(&self, account: &str, action: &str) -> Result<(), Duration> {
+        let Some(rate) = self.rate_for(action) else {
+            return Ok(());
+        };
+        let now = tokio::time::Instant::now();
+        let mut state = self.lock();
+        state
+            .buckets
+            .entry((account.to_owned(), action.to_owned()))
+            // A bucket holds one second's worth, as the documented "N per second" allows.
+            .or_insert_with(|| BucketState::new(rate, rate, now))
+            .try_take(now)
+    }
+
+    fn throttled(&self, request: &SimRequest, retry_after: Duration) -> SimResponse {
+        let ms = retry_after.as_millis().max(1) as u64;
+        self.envelope(
+            request,
+            400,
+            "Throttling.User",
+            "Request was denied due to user flow control.",
+        )
+        .with_header("x-acs-retry-after", ms.to_string())
+    }
+
+    fn envelope(
+        &self,
+        request: &SimRequest,
+        status: u16,
+        code: &str,
+        message: &str,
+    ) -> SimResponse {
+        let host = request.header("host").unwrap_or("127.0.0.1").to_owned();
+        SimResponse::json(
+            status,
+            &json!({
+                "RequestId": uuid::Uuid::new_v4().to_string().to_uppercase(),
+                "HostId": host,
+                "Code": code,
+                "Message": message,
+                "Recommend": format!("https://api.alibabacloud.com/troubleshoot?q={code}"),
+            }),
+        )
+        .with_outcome(code)
+    }
+
+    fn next_id(state: &mut State) -> u64 {
+        state.next_id += 1;
+        state.next_id
+    }
+
+    fn set_domain_cert(&self, product: &str, params: &Params, legacy: bool) -> Answer {
+        let domain = params.required("DomainName")?.to_ascii_lowercase();
+        let (status_name, pub_name, pri_name) = if legacy {
+            ("ServerCertificateStatus", "ServerCertificate", "PrivateKey")
+        } else {
+            ("SSLProtocol", "SSLPub", "SSLPri")
+        };
+        let on = match params.get(status_name) {
+            Some("on") => true,
+            Some("off") | None if legacy => false,
+            Some("off") => false,
+            _ if legacy => {
+                return Err(refuse(
+                    400,
+                    "InvalidServerCertificateStatus.ValueNotSupported",
+                    "The specified ServerCertificateStatus is invalid.",
+                ))
+            }
+            _ => {
+                return Err(refuse(
+                    400,
+                    "InvalidSSLProtocol.ValueNotSupported",
+                    "The specified SSLProtocol is invalid.",
+                ))
+            }
+        };
+        {
+            let state = self.lock();
+            let domains = if product == "vod" {
+                &state.vod
+            } else {
+                &state.cdn
+            };
+            if !domains.contains_key(&domain) {
+                return Err(refuse(
+                    404,
+                    "InvalidDomain.NotFound",
+                    "The specified domain does not exist.",
+                ));
+            }
+        }
+        let cert_type = params.get("CertType").unwrap_or("upload").to_owned();
+        let cert_name = params.get("CertName").map(str::to_owned);
+        if cert_name.as_ref().is_some_and(|n| n.chars().count() > 128) {
+            return Err(refuse(
+                400,
+                "InvalidCertName.TooLong",
+                "The length of the certificate name cannot exceed 128 characters.",
+            ));
+        }
+        let mut installed = None;
+        let mut cert_id = None;
+        if on {
+            if cert_type == "cas" {
+                let id = params.required("CertId")?;
+                let state = self.lock();
+                let cert = id
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|id| state.cas.get(&id))
+                    .ok_or_else(|| {
+                        refuse(
+                            400,
+                            "Certificate.NotFind",
+                            "The certificate does not exist.",
+                        )
+                    })?;
+                if cert
+                    .cert
+                    .not_after
+                    .is_some_and(|t| t <= OffsetDateTime::now_utc())
+                {
+                    return Err(refuse(
+                        400,
+                        "Certificate.Expired",
+                        "The certificate has expired.",
+                    ));
+                }
+                installed = Some(cert.cert.clone());
+                cert_id = Some(id.to_owned());
+            } else {
+                if legacy && cert_name.is_none() {
+                    return Err(refuse(
+                        404,
+                        "CertName.MissingParameter",
+                        "The CertName parameter is required.",
+                    ));
+                }
+                let cert = params
+                    .get(pub_name)
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| {
+                        refuse(
+                            400,
+                            "SSLPub.MissingParameter",
+                            "The SSLPub parameter is required.",
+                        )
+                    })?;
+                let key = params
+                    .get(pri_name)
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| {
+                        refuse(
+                            400,
+                            "SSLPri.MissingParameter",
+                            "The SSLPri parameter is required.",
+                        )
+                    })?;
+                installed = Some(check_pair(cert, key).map_err(|error| match error {
+                    PairError::Cert => {
+                        refuse(400, "InvalidSSLPub", "The specified SSLPub is invalid.")
+                    }
+                    PairError::Key => {
+                        refuse(400, "InvalidSSLPri", "The specified SSLPri is invalid.")
+                    }
+                    PairError::Mismatch => refuse(
+                        400,
+                        "Certificate.MissMatch",
+                        "The SSLPri does not match the certificate.",
+                    ),
+                    PairError::Expired => {
+                        refuse(400, "Certificate.Expired", "The certificate has expired.")
+                    }
+                })?);
+            }
+        }
+        let mut state = self.lock();
+        let domains = if product == "vod" {
+            &mut state.vod
+        } else {
+            &mut state.cdn
+        };
+        if let Some(entry) = domains.get_mut(&domain) {
+            entry.ssl = on;
+            entry.writes += 1;
+            if on {
+                entry.cert = installed;
+                entry.cert_name = cert_name;
+                entry.cert_type = Some(cert_type);
+                entry.cert_id = cert_id;
+                entry.env = params.get("Env").map(str::to_owned);
+            }
+        }
+        Ok(json!({}))
+    }
+
+    fn describe_domain_cert(&self, product: &str, params: &Params) -> Answer {
+        let domain = params.required("DomainName")?.to_ascii_lowercase();
+        let state = self.lock();
+        let domains = if product == "vod" {
+            &state.vod
+        } else {
+            &state.cdn
+        };
+        let entry = domains.get(&domain).ok_or_else(|| {
+            refuse(
+                404,
+                "InvalidDomain.NotFound",
+                "The specified domain does not exist.",
+            )
+        })?;
+        let infos = if entry.ssl || entry.cert.is_some() {
+            vec![domain_json(&domain, entry)]
+        } else {
+            Vec::new()
+        };
+        Ok(json!({"CertInfos": {"CertInfo": infos}}))
+    }
+
+    fn rds_instance<'a>(
+        state: &'a mut State,
+        params: &Params,
+    ) -> Result<&'a mut RdsState, Refusal> {
+        let id = params.required("DBInstanceId")?;
+        state.rds.get_mut(id).ok_or_else(|| {
+            refuse(
+                400,
+                "InvalidDBInstanceId.NotFound",
+                "The DBInstanceId provided does not exist in records.",
+            )
+        })
+    }
+
+    fn modify_rds_ssl(&self, params: &Params) -> Answer {
+        let delay = Duration::from_millis(self.seed.rds_ssl_delay_ms);
+        let mut state = self.lock();
+        let instance = Self::rds_instance(&mut state, params)?;
+        if instance.status() != "Running" {
+            return Err(refuse(
+                400,
+                "IncorrectDBSslStatus",
+                "Specified DB SSLStatus does not support this operation.",
+            ));
+        }
+        let connection = params.required("ConnectionString")?;
+        if connection != instance.seed.connection_string {
+            return Err(refuse(
+                404,
+                "Endpoint.NotFound",
+                "Specified endpoint is not existed.",
+            ));
+        }
+        let enabled = match params.get("SSLEnabled") {
+            Some("1") | None => true,
+            Some("0") => false,
+            Some(_) => {
+                return Err(refuse(
+                    400,
+                    "InvalidSSLStatus",
+                    "Specify ssl status is invalid.",
+                ))
+            }
+        };
+        let pg_options = [
+            "ClientCAEnabled",
+            "ClientCrlEnabled",
+            "ACL",
+            "ReplicationACL",
+        ];
+        if !instance.is_postgres() && pg_options.iter().any(|o| params.get(o).is_some()) {
+            return Err(refuse(
+                400,
+                "InvalidDBInstanceEngineType.Format",
+                "the DB instance engine type does not support this operation.",
+            ));
+        }
+        let client_ca = params.get("ClientCAEnabled") == Some("1");
+        if client_ca {
+            let ca = params.get("ClientCACert").unwrap_or_default();
+            if parse_leaf(ca).is_none() {
+                return Err(refuse(
+                    400,
+                    "InvalidClientCACert",
+                    "Specify client ca certificate is invalid.",
+                ));
+            }
+        }
+        if params.get("ClientCrlEnabled") == Some("1") {
+            if !client_ca {
+                return Err(refuse(403, "InvalidClientCrl.Permission", "Client ca certificate is set first if need to set client certificate revocation list."));
+            }
+            if !params
+                .get("ClientCertRevocationList")
+                .unwrap_or_default()
+                .contains("BEGIN X509 CRL")
+            {
+                return Err(refuse(
+                    400,
+                    "InvalidClientCrl",
+                    "Specify client certificate revocation list is invalid.",
+                ));
+            }
+        }
+        for acl in ["ACL", "ReplicationACL"] {
+            if let Some(value) = params.get(acl) {
+                if !client_ca {
+                    return Err(refuse(
+                        403,
+                        "InvalidACL.Permission",
+                        "Client ca certificate is set first if need to set acl.",
+                    ));
+                }
+                if !["cert", "prefer", "verify-ca", "verify-full"].contains(&value) {
+                    return Err(refuse(
+                        400,
+                        "InvalidACL.NotFound",
+                        "Specify acl is not found.",
+                    ));
+                }
+            }
+        }
+        let ca_type = params.get("CAType").unwrap_or("aliyun");
+        let mut installed = None;
+        if enabled {
+            match ca_type {
+                "custom" => {
+                    let cert = params.get("ServerCert").filter(|v| !v.is_empty());
+                    let key = params.get("ServerKey").filter(|v| !v.is_empty());
+                    let (Some(cert), Some(key)) = (cert, key) else {
+                        return Err(refuse(
+                            400,
+                            "RequiredParam.NotFound",
+                            "Required input param is not found.",
+                        ));
+                    };
+                    installed = Some(check_pair(cert, key).map_err(|_| {
+                        refuse(
+                            400,
+                            "InvalidServerCertOrPrivateKey",
+                            "Specify server certificate or private key is invalid.",
+                        )
+                    })?);
+                }
+                "aliyun" => {}
+                _ => {
+                    return Err(refuse(
+                        400,
+                        "InvalidCAType.NotFound",
+                        "Specify ca type is not found.",
+                    ))
+                }
+            }
+        }
+        instance.ssl = enabled;
+        instance.ca_type = ca_type.to_owned();
+        instance.cert = installed;
+        instance.client_ca = client_ca;
+        instance.acl = params.get("ACL").map(str::to_owned);
+        instance.writes += 1;
+        instance.busy_until = Some(std::time::Instant::now() + delay);
+        Ok(json!({}))
+    }
+
+    fn describe_rds_ssl(&self, params: &Params) -> Answer {
+        let mut state = self.lock();
+        let instance = Self::rds_instance(&mut state, params)?;
+        let pg = instance.is_postgres();
+        let enabled = match (pg, instance.ssl) {
+            (true, true) => "on",
+            (true, false) => "off",
+            (false, true) => "Yes",
+            (false, false) => "No",
+        };
+        let mut reply = json!({
+            "SSLEnabled": enabled,
+            "ConnectionString": instance.seed.connection_string,
+            "CAType": instance.ca_type,
+            "SSLExpireTime": instance.cert.as_ref().and_then(|c| c.not_after).map(format_acs_date).unwrap_or_default(),
+            "RequireUpdate": if pg { "0" } else { "No" },
+        });
+        if pg {
+            reply["ServerCert"] = json!(instance
+                .cert
+                .as_ref()
+                .map(|c| c.pem.clone())
+                .unwrap_or_default());
+            reply["LastModifyStatus"] = json!(if instance.status() == "Running" {
+                "success"
+            } else {
+                "setting"
+            });
+            reply["ACL"] = json!(instance.acl.clone().unwrap_or_default());
+        }
+        Ok(reply)
+    }
+
+    fn describe_rds_attribute(&self, params: &Params) -> Answer {
+        let mut state = self.lock();
+        let instance = Self::rds_instance(&mut state, params)?;
+        Ok(json!({"Items": {"DBInstanceAttribute": [{
+            "DBInstanceId": instance.seed.id,
+            "DBInstanceStatus": instance.status(),
+            "Engine": instance.seed.engine,
+            "ConnectionString": instance.seed.connection_string,
+            "LockMode": "Unlock",
+        }]}}))
+    }
+
+    fn zone_mut<'a>(
+        state: &'a mut State,
+        params: &Params,
+    ) -> Result<&'a mut Vec<DnsRecordState>, Refusal> {
+        let zone = params.required("DomainName")?.to_ascii_lowercase();
+        state.zones.get_mut(&zone).ok_or_else(|| {
+            refuse(
+                400,
+                "InvalidDomainName.NoExist",
+                "The specified domain name does not exist.",
+            )
+        })
+    }
+
+    fn add_record(&self, params: &Params) -> Answer {
+        let rr = params.required("RR")?.to_owned();
+        let kind = params.required("Type")?.to_owned();
+        let value = params.required("Value")?.to_owned();
+        let ttl = params
+            .get("TTL")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(600);
+        let mut state = self.lock();
+        let id = Self::next_id(&mut state).to_string();
+        let records = Self::zone_mut(&mut state, params)?;
+        if records
+            .iter()
+            .any(|r| r.rr == rr && r.kind == kind && r.value == value)
+        {
+            return Err(refuse(
+                400,
+                "DomainRecordDuplicate",
+                "The DNS record already exists.",
+            ));
+        }
+        records.push(DnsRecordState {
+            id: id.clone(),
+            rr,
+            kind,
+            value,
+            ttl,
+        });
+        Ok(json!({"RecordId": id}))
+    }
+
+    fn delete_record(&self, params: &Params) -> Answer {
+        let id = params.required("RecordId")?;
+        let mut state = self.lock();
+        for records in state.zones.values_mut() {
+            if let Some(index) = records.iter().position(|r| r.id == id) {
+                records.remove(index);
+                return Ok(json!({"RecordId": id}));
+            }
+        }
+        Err(refuse(
+            400,
+            "DomainRecordNotBelongToUser",
+            "The DNS record does not exist.",
+        ))
+    }
+
+    fn describe_records(&self, params: &Params) -> Answer {
+        let rr = params.get("RRKeyWord").map(str::to_owned);
+        let kind = params.get("Type").map(str::to_owned);
+        let zone = params.required("DomainName")?.to_ascii_lowercase();
+        let mut state = self.lock();
+        let records = Self::zone_mut(&mut state, params)?;
+        let list: Vec<Value> = records
+            .iter()
+            .filter(|r| rr.as_ref().is_none_or(|k| r.rr.contains(k.as_str())))
+            .filter(|r| kind.as_ref().is_none_or(|k| &r.kind == k))
+            .map(|r| json!({"RecordId": r.id, "RR": r.rr, "Type": r.kind, "Value": r.value, "TTL": r.ttl, "DomainName": zone, "Line": "default", "Status": "ENABLE"}))
+            .collect();
+        Ok(
+            json!({"TotalCount": list.len(), "PageNumber": 1, "PageSize": 500, "DomainRecords": {"Record": list}}),
+        )
+    }
+
+    fn describe_domains(&self) -> Answer {
+        let state = self.lock();
+        let list: Vec<Value> = state
+            .zones
+            .keys()
+            .map(|z| json!({"DomainName": z}))
+            .collect();
+        Ok(
+            json!({"TotalCount": list.len(), "PageNumber": 1, "PageSize": 100, "Domains": {"Domain": list}}),
+        )
+    }
+
+    fn upload_cas(&self, params: &Params) -> Answer {
+        let name = params.required("Name")?.to_owned();
+        let cert = params.required("Cert")?;
+        let key = params.required("Key")?;
+        let installed = check_pair(cert, key).map_err(|error| match error {
+            PairError::Cert | PairError::Key => refuse(
+                400,
+                "Certificate.FormatError",
+                "The format of the certificate is invalid.",
+            ),
+            PairError::Mismatch => refuse(
+                400,
+                "Certificate.MissMatch",
+                "The certificate is not match the private key.",
+            ),
+            PairError::Expired => {
+                refuse(400, "Certificate.Expired", "The certificate has expired.")
+            }
+        })?;
+        let mut state = self.lock();
+        if state.cas.values().any(|c| c.name == name) {
+            return Err(refuse(
+                400,
+                "NameRepeat",
+                "The certificate name already exists.",
+            ));
+        }
+        let id = Self::next_id(&mut state);
+        state.cas.insert(
+            id,
+            CasCert {
+                id,
+                name,
+                cert: installed,
+            },
+        );
+        Ok(json!({"CertId": id, "ResourceId": format!("cas-upload-{id}")}))
+    }
+
+    fn list_cas(&self, params: &Params) -> Answer {
+        let keyword = params.get("Keyword").unwrap_or_default();
+        let state = self.lock();
+        let list: Vec<Value> = state
+            .cas
+            .values()
+            .filter(|c| c.name.contains(keyword))
+            .map(|c| json!({"CertificateId": c.id, "Name": c.name, "Sha2": c.cert.fingerprint.to_uppercase(), "Upload": true,
+                "EndDate": c.cert.not_after.map(format_acs_date).unwrap_or_default()}))
+            .collect();
+        Ok(
+            json!({"TotalCount": list.len(), "CurrentPage": 1, "ShowSize": list.len(), "CertificateOrderList": list}),
+        )
+    }
+
+    fn delete_cas(&self, params: &Params) -> Answer {
+        let id: u64 = params
+            .required("CertId")?
+            .parse()
+            .map_err(|_| refuse(400, "InvalidParameter", "CertId is not a number."))?;
+        let mut state = self.lock();
+        if !state.cas.contains_key(&id) {
+            return Err(refuse(
+                400,
+                "CertNotExist",
+                "The certificate does not exist.",
+            ));
+        }
+        let id_text = id.to_string();
+        let in_use = state
+            .cdn
+            .values()
+            .chain(state.vod.values())
+            .any(|d| d.cert_id.as_deref() == Some(id_text.as_str()));
+        if in_use {
+            return Err(refuse(400, "DeleteFailed", "The certificate is in use."));
+        }
+        state.cas.remove(&id);
+        Ok(json!({}))
+    }
+
+    fn apply(&self, action: &str, version: &str, params: &Params) -> Answer {
+        match (action, version) {
+            ("SetCdnDomainSSLCertificate", "2018-05-10") => {
+                self.set_domain_cert("cdn", params, false)
+            }
+            ("SetDomainServerCertificate", "2014-11-11" | "2018-05-10") => {
+                self.set_domain_cert("cdn", params, true)
+            }
+            ("DescribeDomainCertificateInfo", "2018-05-10") => {
+                self.describe_domain_cert("cdn", params)
+            }
+            ("SetVodDomainSSLCertificate", "2017-03-21") => {
+                self.set_domain_cert("vod", params, false)
+            }
+            ("DescribeVodDomainCertificateInfo", "2017-03-21") => {
+                self.describe_domain_cert("vod", params)
+            }
+            ("ModifyDBInstanceSSL", "2014-08-15") => self.modify_rds_ssl(params),
+            ("DescribeDBInstanceSSL", "2014-08-15") => self.describe_rds_ssl(params),
+            ("DescribeDBInstanceAttribute", "2014-08-15") => self.describe_rds_attribute(params),
+            ("AddDomainRecord", "2015-01-09") => self.add_record(params),
+            ("DeleteDomainRecord", "2015-01-09") => self.delete_record(params),
+            ("DescribeDomainRecords", "2015-01-09") => self.describe_records(params),
+            ("DescribeDomains", "2015-01-09") => self.describe_domains(),
+            ("UploadUserCertificate", "2020-04-07") => self.upload_cas(params),
+            ("ListUserCertificateOrder", "2020-04-07") => self.list_cas(params),
+            ("DeleteUserCertificate", "2020-04-07") => self.delete_cas(params),
+            _ => Err(refuse(
+                404,
+                "InvalidAction.NotFound",
+                format!("Specified api {action} ({version}) is not found."),
+            )),
+        }
     }
 }
 
@@ -25,23 +1147,135 @@ impl VendorSim for AlibabaSim {
         path == "/"
     }
 
-    fn action(&self, _request: &SimRequest) -> String {
-        "unknown".into()
+    fn action(&self, request: &SimRequest) -> String {
+        request
+            .header("x-acs-action")
+            .map(str::to_owned)
+            .or_else(|| params_of(request).get("Action").map(str::to_owned))
+            .unwrap_or_else(|| "unknown".into())
     }
 
-    fn error(&self, _request: &SimRequest, status: u16, code: &str, message: &str) -> SimResponse {
-        SimResponse::json(
-            status,
-            &serde_json::json!({"code": code, "message": message}),
-        )
-        .with_outcome(code)
+    fn error(&self, request: &SimRequest, status: u16, code: &str, message: &str) -> SimResponse {
+        let response = self.envelope(request, status, code, message);
+        if code.starts_with("Throttling") {
+            response.with_header(
+                "x-acs-retry-after",
+                self.seed.throttle_retry_after_ms.to_string(),
+            )
+        } else {
+            response
+        }
     }
 
     fn handle(&self, request: &SimRequest) -> SimResponse {
-        self.error(request, 501, "NotImplemented", "not simulated yet")
+        let params = params_of(request);
+        let account = match self.authenticate(request, &params) {
+            Ok(account) => account,
+            Err(Refusal(status, code, message)) => {
+                return self.envelope(request, status, code, &message)
+            }
+        };
+        let action = self.action(request);
+        let version = request
+            .header("x-acs-version")
+            .or_else(|| params.get("Version"))
+            .unwrap_or_default()
+            .to_owned();
+        if let Err(wait) = self.throttle(&account, &action) {
+            return self.throttled(request, wait);
+        }
+        match self.apply(&action, &version, &params) {
+            Ok(mut body) => {
+                body["RequestId"] = json!(uuid::Uuid::new_v4().to_string().to_uppercase());
+                SimResponse::json(200, &body)
+            }
+            Err(Refusal(status, code, message)) => self.envelope(request, status, code, &message),
+        }
     }
 
-    fn state(&self) -> serde_json::Value {
-        serde_json::json!({})
+    fn state(&self) -> Value {
+        let state = self.lock();
+        let domains = |map: &BTreeMap<String, DomainState>| -> Value {
+            map.iter()
+                .map(|(name, d)| {
+                    let (fingerprint, not_after) = installed_json(&d.cert);
+                    (name.clone(), json!({"ssl": d.ssl, "fingerprint": fingerprint, "not_after": not_after,
+                        "cert_type": d.cert_type, "cert_id": d.cert_id, "env": d.env, "writes": d.writes}))
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        let rds: serde_json::Map<String, Value> = state
+            .rds
+            .iter()
+            .map(|(id, r)| {
+                let (fingerprint, not_after) = installed_json(&r.cert);
+                (id.clone(), json!({"ssl": r.ssl, "fingerprint": fingerprint, "not_after": not_after,
+                    "status": r.status(), "engine": r.seed.engine, "ca_type": r.ca_type, "client_ca": r.client_ca, "writes": r.writes}))
+            })
+            .collect();
+        let zones: serde_json::Map<String, Value> = state
+            .zones
+            .iter()
+            .map(|(zone, records)| {
+                (zone.clone(), records.iter().map(|r| json!({"id": r.id, "rr": r.rr, "type": r.kind, "value": r.value, "ttl": r.ttl})).collect())
+            })
+            .collect();
+        let cas: Vec<Value> = state
+            .cas
+            .values()
+            .map(|c| json!({"id": c.id, "name": c.name, "fingerprint": c.cert.fingerprint}))
+            .collect();
+        json!({"cdn_domains": domains(&state.cdn), "vod_domains": domains(&state.vod), "rds_instances": rds, "dns_zones": zones, "cas_certificates": cas})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cert::bundle::testing;
+
+    #[test]
+    fn pairs_are_checked() {
+        let a = testing::fresh(&["a.example.com"]);
+        let b = testing::fresh(&["b.example.com"]);
+        assert!(check_pair(&a.leaf_pem, a.key_pem.expose()).is_ok());
+        assert!(matches!(
+            check_pair(&a.leaf_pem, b.key_pem.expose()),
+            Err(PairError::Mismatch)
+        ));
+        assert!(matches!(
+            check_pair("junk", a.key_pem.expose()),
+            Err(PairError::Cert)
+        ));
+        assert!(matches!(
+            check_pair(&a.leaf_pem, "junk"),
+            Err(PairError::Key)
+        ));
+        // An SEC1 (`EC PRIVATE KEY`) form of the same key is accepted too.
+        let sec1 = testing::sec1_pem(&a.key_pem);
+        assert!(check_pair(&a.leaf_pem, sec1.expose()).is_ok());
+        let now = OffsetDateTime::now_utc();
+        let old = testing::self_signed(
+            &["o.example.com"],
+            now - time::Duration::days(30),
+            now - time::Duration::days(1),
+        );
+        assert!(matches!(
+            check_pair(&old.leaf_pem, old.key_pem.expose()),
+            Err(PairError::Expired)
+        ));
+    }
+
+    #[test]
+    fn example_seed_parses() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/sim-seed.example.toml"
+        ))
+        .unwrap();
+        let seed = crate::cloud::sim::SimSeed::from_toml(&text).unwrap();
+        assert!(!seed.alibaba.accounts.is_empty());
+        assert!(!seed.alibaba.rds_instances.is_empty());
     }
 }

@@ -1,18 +1,131 @@
-//! Alibaba Cloud VOD domains as deployment targets.
+//! `alibaba-vod`: one VOD domain's HTTPS certificate, set with SetVodDomainSSLCertificate
+//! (SSLProtocol on, `upload` or `cas`, optional `Env = staging`) and read back with
+//! DescribeVodDomainCertificateInfo. VOD domain APIs live only in cn-shanghai.
 
+use super::cas;
+use super::cdn::{
+    cert_name, live_from_cert_infos, validate_cert_region, validate_domain, CertType,
+};
+use super::client::{AlibabaClient, Product};
+use crate::cert::CertificateBundle;
+use crate::cloud::{LiveCertificate, Target};
 use crate::config::ConfigIssue;
-use serde::Deserialize;
+use crate::error::CloudError;
+use async_trait::async_trait;
+use std::sync::Arc;
 
-/// Kind-specific keys of this entry in the config.
-#[derive(Debug, Clone, Deserialize)]
+/// Where the certificate goes live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VodEnv {
+    #[default]
+    Production,
+    /// The canary environment (`Env=staging`).
+    Staging,
+}
+
+/// The kind-specific keys of an `alibaba-vod` target.
+#[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VodSettings {
     pub domain: String,
+    #[serde(default)]
+    pub cert_type: CertType,
+    #[serde(default)]
+    pub env: VodEnv,
+    #[serde(default)]
+    pub cert_region: Option<String>,
 }
 
 impl VodSettings {
-    /// Pure checks of these keys; problems are pushed with their key path under `path`.
     pub fn validate(&self, path: &str, issues: &mut Vec<ConfigIssue>) {
-        crate::config::check_domain(&self.domain, &format!("{path}.domain"), false, issues);
+        validate_domain(&format!("{path}.domain"), &self.domain, issues);
+        validate_cert_region(path, self.cert_region.as_deref(), self.cert_type, issues);
+    }
+}
+
+pub struct VodTarget {
+    name: String,
+    settings: VodSettings,
+    client: Arc<AlibabaClient>,
+}
+
+impl VodTarget {
+    pub fn new(name: impl Into<String>, settings: VodSettings, client: Arc<AlibabaClient>) -> Self {
+        Self {
+            name: name.into(),
+            settings,
+            client,
+        }
+    }
+}
+
+#[async_trait]
+impl Target for VodTarget {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "alibaba-vod"
+    }
+
+    async fn observe(&self) -> Result<LiveCertificate, CloudError> {
+        let reply = self
+            .client
+            .call(
+                Product::Vod,
+                "DescribeVodDomainCertificateInfo",
+                &[("DomainName", self.settings.domain.clone())],
+            )
+            .await?;
+        live_from_cert_infos("DescribeVodDomainCertificateInfo", &reply)
+    }
+
+    async fn deploy(&self, bundle: &CertificateBundle) -> Result<(), CloudError> {
+        let mut params = vec![
+            ("DomainName", self.settings.domain.clone()),
+            ("SSLProtocol", "on".to_owned()),
+            ("CertType", self.settings.cert_type.as_str().to_owned()),
+        ];
+        match self.settings.cert_type {
+            CertType::Upload => {
+                params.push(("CertName", cert_name(bundle)));
+                params.push(("SSLPub", bundle.fullchain_pem()));
+                params.push(("SSLPri", bundle.key_pem.expose().to_owned()));
+            }
+            CertType::Cas => {
+                params.push(("CertId", cas::ensure_uploaded(&self.client, bundle).await?));
+                if let Some(region) = &self.settings.cert_region {
+                    params.push(("CertRegion", region.clone()));
+                }
+            }
+        }
+        if self.settings.env == VodEnv::Staging {
+            params.push(("Env", "staging".to_owned()));
+        }
+        self.client
+            .call(Product::Vod, "SetVodDomainSSLCertificate", &params)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_parse_and_validate() {
+        let settings: VodSettings =
+            toml::from_str("domain = \"v.example.com\"\nenv = \"staging\"").unwrap();
+        assert_eq!(settings.env, VodEnv::Staging);
+        let mut issues = Vec::new();
+        settings.validate("target[0]", &mut issues);
+        assert!(issues.is_empty());
+        let bad: VodSettings =
+            toml::from_str("domain = \"v.example.com\"\ncert_region = \"cn-hangzhou\"").unwrap();
+        bad.validate("target[1]", &mut issues);
+        assert_eq!(issues[0].path, "target[1].cert_region");
     }
 }

@@ -1,14 +1,10 @@
 //! QingCloud: the signature version 1 signer, the client (the only code that classifies
 //! QingCloud `ret_code`s), job polling, the MySQL Plus SSL policy and the simulator.
 
-<<<<<<< HEAD
-pub mod mysql_plus;
-=======
 pub mod client;
 pub mod jobs;
 pub mod mysql_plus;
 pub mod signer;
->>>>>>> qc
 pub mod sim;
 
 pub use client::QingCloudClient;
