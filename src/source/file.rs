@@ -1,0 +1,1 @@
+//! Watched certificate files (filled in below).

@@ -1,0 +1,1 @@
+//! Local CA (filled in below).
