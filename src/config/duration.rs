@@ -15,17 +15,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             number.push(character);
             continue;
         }
-        let seconds =
-            match character {
-                'w' => 7 * 86_400,
-                'd' => 86_400,
-                'h' => 3_600,
-                'm' => 60,
-                's' => 1,
-                _ => return Err(format!(
+        let seconds = match character {
+            'w' => 7 * 86_400,
+            'd' => 86_400,
+            'h' => 3_600,
+            'm' => 60,
+            's' => 1,
+            _ => {
+                return Err(format!(
                     "`{text}` is not a duration: unexpected `{character}` (units: w, d, h, m, s)"
-                )),
-            };
+                ))
+            }
+        };
         let value: u64 = number.parse().map_err(|_| {
             format!("`{text}` is not a duration: a number must come before `{character}`")
         })?;

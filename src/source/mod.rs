@@ -162,12 +162,14 @@ pub trait SourceStore: Send + Sync {
     fn delete_account(&self, account: &str) -> Result<(), SourceError>;
     /// The ARI point chosen for a certificate name.
     fn load_renewal_point(&self, certificate: &str) -> Result<Option<RenewalPoint>, SourceError>;
-    fn save_renewal_point(&self, certificate: &str, point: &RenewalPoint)
-        -> Result<(), SourceError>;
+    fn save_renewal_point(
+        &self,
+        certificate: &str,
+        point: &RenewalPoint,
+    ) -> Result<(), SourceError>;
     /// A local CA's root: certificate PEM and key PEM.
     fn load_local_ca(&self, ca: &str) -> Result<Option<(String, Secret)>, SourceError>;
-    fn save_local_ca(&self, ca: &str, cert_pem: &str, key_pem: &Secret)
-        -> Result<(), SourceError>;
+    fn save_local_ca(&self, ca: &str, cert_pem: &str, key_pem: &Secret) -> Result<(), SourceError>;
 }
 
 /// An in-memory [`SourceStore`] for tests, the demo and benchmarks. Also counts account
@@ -225,12 +227,7 @@ impl SourceStore for MemoryStore {
     fn load_local_ca(&self, ca: &str) -> Result<Option<(String, Secret)>, SourceError> {
         Ok(lock(&self.cas).get(ca).cloned())
     }
-    fn save_local_ca(
-        &self,
-        ca: &str,
-        cert_pem: &str,
-        key_pem: &Secret,
-    ) -> Result<(), SourceError> {
+    fn save_local_ca(&self, ca: &str, cert_pem: &str, key_pem: &Secret) -> Result<(), SourceError> {
         lock(&self.cas).insert(ca.to_owned(), (cert_pem.to_owned(), key_pem.clone()));
         Ok(())
     }
@@ -303,9 +300,6 @@ mod tests {
         let store = MemoryStore::new();
         store.save_account("le", &Secret::new("{}")).unwrap();
         assert_eq!(store.account_writes(), 1);
-        assert_eq!(
-            store.load_account("le").unwrap().unwrap().expose(),
-            "{}"
-        );
+        assert_eq!(store.load_account("le").unwrap().unwrap().expose(), "{}");
     }
 }

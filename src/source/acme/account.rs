@@ -63,7 +63,9 @@ impl AccountManager {
                             "restore account",
                             ErrorClass::Invalid,
                             "StoredAccount",
-                            format!("stored credentials of account `{name}` are unreadable: {error}"),
+                            format!(
+                                "stored credentials of account `{name}` are unreadable: {error}"
+                            ),
                         )
                     })?;
                 let account = Account::builder_with_http(Box::new(self.http.clone()))
@@ -104,11 +106,7 @@ impl AccountManager {
             ExternalAccountKey::new(eab.kid.clone(), &decode_hmac(eab.hmac_key.expose()))
         });
         let (account, credentials) = Account::builder_with_http(Box::new(self.http.clone()))
-            .create(
-                &new_account,
-                self.settings.directory.clone(),
-                eab.as_ref(),
-            )
+            .create(&new_account, self.settings.directory.clone(), eab.as_ref())
             .await
             .map_err(|error| classify("newAccount", &error))?;
         let json = serde_json::to_string(&credentials).map_err(|error| {

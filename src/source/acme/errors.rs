@@ -23,11 +23,25 @@ pub fn classify_problem(problem_type: Option<&str>, status: Option<u16>) -> Erro
         Some("rateLimited") => ErrorClass::Throttled,
         Some("badNonce") | Some("serverInternal") => ErrorClass::Transient,
         Some(
-            "unauthorized" | "caa" | "dns" | "connection" | "incorrectResponse"
-            | "rejectedIdentifier" | "tls" | "unsupportedIdentifier" | "badCSR"
-            | "badSignatureAlgorithm" | "badPublicKey" | "malformed" | "invalidContact"
-            | "unsupportedContact" | "orderNotReady" | "alreadyReplaced" | "badRevocationReason"
-            | "alreadyRevoked" | "invalidProfile",
+            "unauthorized"
+            | "caa"
+            | "dns"
+            | "connection"
+            | "incorrectResponse"
+            | "rejectedIdentifier"
+            | "tls"
+            | "unsupportedIdentifier"
+            | "badCSR"
+            | "badSignatureAlgorithm"
+            | "badPublicKey"
+            | "malformed"
+            | "invalidContact"
+            | "unsupportedContact"
+            | "orderNotReady"
+            | "alreadyReplaced"
+            | "badRevocationReason"
+            | "alreadyRevoked"
+            | "invalidProfile",
         ) => ErrorClass::Invalid,
         Some("accountDoesNotExist") => ErrorClass::NotFound,
         Some("externalAccountRequired" | "userActionRequired") => ErrorClass::Auth,
@@ -71,9 +85,7 @@ pub(crate) fn classify(operation: &str, error: &instant_acme::Error) -> SourceEr
             "Timeout",
             "the CA did not finish in time",
         )
-        .with_retry_after(
-            next.map(|at| at.saturating_duration_since(std::time::Instant::now())),
-        ),
+        .with_retry_after(next.map(|at| at.saturating_duration_since(std::time::Instant::now()))),
         Error::Unsupported(what) => SourceError::new(
             ORIGIN,
             operation,
@@ -163,7 +175,11 @@ mod tests {
         assert_eq!(mapped.class, ErrorClass::Throttled);
         assert_eq!(mapped.code, "rateLimited");
         assert_eq!(mapped.retry_after, Some(Duration::from_secs(3600)));
-        assert!(!mapped.message.contains("retry-after-seconds"), "{}", mapped.message);
+        assert!(
+            !mapped.message.contains("retry-after-seconds"),
+            "{}",
+            mapped.message
+        );
         assert!(mapped.message.contains("too many certificates"));
     }
 

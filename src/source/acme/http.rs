@@ -115,7 +115,11 @@ impl HttpClient for AcmeHttp {
 
 /// Retry-After as seconds from now: either delay-seconds or an HTTP-date.
 fn retry_after_seconds(headers: &http::HeaderMap) -> Option<u64> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(seconds);
     }
@@ -149,10 +153,7 @@ mod tests {
         let body = br#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"slow down"}"#;
         let annotated = annotate_problem(body, 30).unwrap();
         let value: serde_json::Value = serde_json::from_slice(&annotated).unwrap();
-        assert_eq!(
-            value["detail"],
-            format!("slow down{RETRY_AFTER_MARKER}30]")
-        );
+        assert_eq!(value["detail"], format!("slow down{RETRY_AFTER_MARKER}30]"));
         let mut headers = http::HeaderMap::new();
         headers.insert(http::header::RETRY_AFTER, "120".parse().unwrap());
         assert_eq!(retry_after_seconds(&headers), Some(120));

@@ -11,6 +11,8 @@ pub mod challenge;
 pub mod errors;
 pub mod http;
 pub mod order;
+#[doc(hidden)]
+pub mod testing;
 
 pub use account::Eab;
 pub use challenge::{ChallengeSolver, Http01Responder};
@@ -261,6 +263,9 @@ impl Source for AcmeSource {
             )
         })?;
         let started = Instant::now();
+        // Fail on an unsupported key type before asking the CA for anything. A retried
+        // order (account re-registered, `replaces` dropped) reuses the same key.
+        let key = crate::source::generate_key(ORIGIN, request.key)?;
         let mut replaces = match (&request.previous_leaf_pem, self.settings.ari) {
             (Some(leaf), true) => ari::cert_id(leaf).ok(),
             _ => None,
@@ -277,6 +282,7 @@ impl Source for AcmeSource {
                 &self.settings.poll,
                 profile.as_deref(),
                 replaces.clone(),
+                &key,
             )
             .await
             {
@@ -290,10 +296,9 @@ impl Source for AcmeSource {
                         continue;
                     }
                     let mapped = classify("newOrder", &error);
-                    let refused = matches!(
-                        mapped.class,
-                        ErrorClass::Invalid | ErrorClass::Unsupported
-                    ) || matches!(error, instant_acme::Error::Other(_));
+                    let refused =
+                        matches!(mapped.class, ErrorClass::Invalid | ErrorClass::Unsupported)
+                            || matches!(error, instant_acme::Error::Other(_));
                     if let (Some(id), true) = (&replaces, refused) {
                         tracing::warn!(certificate = %request.name, error = %mapped, "the CA refused `replaces`; ordering without it");
                         self.emit(AcmeEvent::ReplacesRefused {

@@ -10,7 +10,7 @@ use super::PollSettings;
 use crate::cloud::DnsRecord;
 use crate::error::ErrorClass;
 use crate::secret::Secret;
-use crate::source::{generate_key, CertificateRequest, SourceError};
+use crate::source::{CertificateRequest, SourceError};
 use instant_acme::{
     Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder,
     Order, OrderStatus, RetryPolicy,
@@ -50,9 +50,8 @@ pub(crate) async fn run(
     poll: &PollSettings,
     profile: Option<&str>,
     replaces: Option<CertificateIdentifier<'static>>,
+    key: &rcgen::KeyPair,
 ) -> Result<Finished, OrderFailure> {
-    // Fail on an unsupported key type before asking the CA for anything.
-    let key = generate_key(ORIGIN, request.key)?;
     let identifiers: Vec<Identifier> = request
         .domains
         .iter()
@@ -100,7 +99,7 @@ async fn complete(
     request: &CertificateRequest,
     solver: &ChallengeSolver,
     poll: &PollSettings,
-    key: rcgen::KeyPair,
+    key: &rcgen::KeyPair,
     guard: &mut TokenGuard,
     records: &mut Vec<DnsRecord>,
 ) -> Result<Finished, SourceError> {
@@ -204,14 +203,8 @@ async fn complete(
         )
     })?;
     params.distinguished_name = rcgen::DistinguishedName::new();
-    let csr = params.serialize_request(&key).map_err(|error| {
-        SourceError::new(
-            ORIGIN,
-            "csr",
-            ErrorClass::Invalid,
-            "Csr",
-            error.to_string(),
-        )
+    let csr = params.serialize_request(key).map_err(|error| {
+        SourceError::new(ORIGIN, "csr", ErrorClass::Invalid, "Csr", error.to_string())
     })?;
     order
         .finalize_csr(csr.der())
@@ -235,10 +228,7 @@ async fn failed_validation(order: &mut Order) -> SourceError {
         if let Ok(state) = authz.refresh().await {
             for challenge in &state.challenges {
                 if let Some(problem) = &challenge.error {
-                    return classify(
-                        "validation",
-                        &instant_acme::Error::Api(problem.clone()),
-                    );
+                    return classify("validation", &instant_acme::Error::Api(problem.clone()));
                 }
             }
         }

@@ -1,0 +1,348 @@
+//! A real Pebble for tests and the issuance benchmark: generates Pebble's HTTPS CA and leaf
+//! with rcgen into a temporary directory, writes its config with free loopback ports, starts
+//! `pebble-challtestsrv` (DNS only, answering 127.0.0.1) and `pebble -dnsserver` as child
+//! processes that die with the harness, and waits until the directory answers. Missing
+//! binaries fail with a message saying which Debian package to install. Inputs here are
+//! ours, so failures are bugs or a broken machine and panic with a clear message.
+
+use crate::cloud::{DnsRecord, DnsSolver};
+use crate::error::{CloudError, ErrorClass};
+use async_trait::async_trait;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Options of one Pebble instance.
+#[derive(Debug, Clone, Default)]
+pub struct PebbleOptions {
+    /// `externalAccountBindingRequired` with these `kid → base64url key` pairs.
+    pub eab_keys: Vec<(String, String)>,
+    /// Turn off Pebble's random badNonce rejections and authorization reuse (benchmarks).
+    pub quiet: bool,
+    /// `certificateValidityPeriod` in seconds.
+    pub validity_seconds: Option<u64>,
+}
+
+/// A running Pebble plus challtestsrv. Killed on drop.
+pub struct Pebble {
+    pub dir: PathBuf,
+    /// `https://127.0.0.1:PORT/dir`
+    pub directory: String,
+    /// Pebble's HTTPS CA (trust it through `ca_bundle`).
+    pub ca_pem: String,
+    /// The port Pebble's VA dials for HTTP-01: bind the responder on 127.0.0.1 here.
+    pub http_port: u16,
+    pub management_port: u16,
+    /// challtestsrv's management API.
+    pub challtestsrv: String,
+    children: Vec<Child>,
+    _tempdir: tempdir::TempDir,
+}
+
+mod tempdir {
+    //! A minimal self-deleting directory, so the library does not depend on `tempfile`.
+    use std::path::{Path, PathBuf};
+
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new(prefix: &str) -> Self {
+            let path = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&path).expect("create temp dir");
+            Self(path)
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("free loopback port")
+}
+
+fn require(binary: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(binary))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{binary}` is not installed: the ACME tests need the real Pebble \
+                 (run `sudo apt-get install -y pebble`)"
+            )
+        })
+}
+
+/// Pebble's HTTPS CA and a leaf for `localhost`, `127.0.0.1`, `::1`.
+fn tls_material(dir: &Path) -> (String, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "certkeeper test Pebble CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let mut leaf_params = CertificateParams::new(vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ])
+    .expect("leaf params");
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let leaf = leaf_params
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf cert");
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, leaf.pem()).expect("write cert");
+    std::fs::write(&key_path, leaf_key.serialize_pem()).expect("write key");
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write ca");
+    (ca_cert.pem(), cert_path, key_path)
+}
+
+fn wait_for_port(port: u16, what: &str, children: &mut [Child]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        for child in children.iter_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{what} exited early with {status}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} did not open port {port} within 30 s");
+}
+
+impl Pebble {
+    /// Starts challtestsrv and Pebble and waits until both listen.
+    pub fn start(options: PebbleOptions) -> Self {
+        let pebble_bin = require("pebble");
+        let challtestsrv_bin = require("pebble-challtestsrv");
+        let tempdir = tempdir::TempDir::new("certkeeper-pebble");
+        let dir = tempdir.path().to_path_buf();
+        let (ca_pem, cert_path, key_path) = tls_material(&dir);
+        let listen_port = free_port();
+        let management_port = free_port();
+        let http_port = free_port();
+        let tls_port = free_port();
+        let dns_port = free_port();
+        let challtest_port = free_port();
+
+        let mut pebble = serde_json::json!({
+            "listenAddress": format!("127.0.0.1:{listen_port}"),
+            "managementListenAddress": format!("127.0.0.1:{management_port}"),
+            "certificate": cert_path,
+            "privateKey": key_path,
+            "httpPort": http_port,
+            "tlsPort": tls_port,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": !options.eab_keys.is_empty(),
+        });
+        if !options.eab_keys.is_empty() {
+            pebble["externalAccountMACKeys"] = options
+                .eab_keys
+                .iter()
+                .map(|(kid, key)| (kid.clone(), serde_json::Value::String(key.clone())))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
+        if let Some(seconds) = options.validity_seconds {
+            pebble["certificateValidityPeriod"] = seconds.into();
+        }
+        let config_path = dir.join("pebble-config.json");
+        std::fs::write(
+            &config_path,
+            serde_json::to_vec_pretty(&serde_json::json!({ "pebble": pebble }))
+                .expect("config json"),
+        )
+        .expect("write config");
+
+        let log = |name: &str| {
+            std::fs::File::create(dir.join(name))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null())
+        };
+        let mut children = Vec::new();
+        children.push(
+            Command::new(challtestsrv_bin)
+                .args(["-defaultIPv6", "", "-defaultIPv4", "127.0.0.1"])
+                .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+                .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
+                .args(["-management", &format!("127.0.0.1:{challtest_port}")])
+                .stdout(log("challtestsrv.log"))
+                .stderr(log("challtestsrv.err"))
+                .spawn()
+                .expect("start pebble-challtestsrv"),
+        );
+        let mut command = Command::new(pebble_bin);
+        command
+            .arg("-config")
+            .arg(&config_path)
+            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .stdout(log("pebble.log"))
+            .stderr(log("pebble.err"));
+        if options.quiet {
+            command
+                .env("PEBBLE_WFE_NONCEREJECT", "0")
+                .env("PEBBLE_AUTHZREUSE", "0");
+        }
+        children.push(command.spawn().expect("start pebble"));
+        wait_for_port(challtest_port, "pebble-challtestsrv", &mut children);
+        wait_for_port(listen_port, "pebble", &mut children);
+        wait_for_port(management_port, "pebble management", &mut children);
+        Self {
+            directory: format!("https://127.0.0.1:{listen_port}/dir"),
+            ca_pem,
+            http_port,
+            management_port,
+            challtestsrv: format!("http://127.0.0.1:{challtest_port}"),
+            dir,
+            children,
+            _tempdir: tempdir,
+        }
+    }
+
+    /// The root the issued certificates chain to (random per Pebble start).
+    pub async fn issuing_root(&self) -> String {
+        let client = reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("ca pem"),
+            )
+            .build()
+            .expect("client");
+        client
+            .get(format!(
+                "https://127.0.0.1:{}/roots/0",
+                self.management_port
+            ))
+            .send()
+            .await
+            .expect("roots")
+            .text()
+            .await
+            .expect("roots body")
+    }
+
+    /// Pebble's logs, for failure messages.
+    pub fn logs(&self) -> String {
+        [
+            "pebble.log",
+            "pebble.err",
+            "challtestsrv.log",
+            "challtestsrv.err",
+        ]
+        .iter()
+        .map(|name| {
+            format!(
+                "== {name}\n{}",
+                std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+            )
+        })
+        .collect()
+    }
+}
+
+/// A [`DnsSolver`] writing TXT records into challtestsrv (`/set-txt`, `/clear-txt`), which
+/// Pebble's VA asks. Records every call so tests can prove cleanup happened.
+pub struct ChalltestsrvDns {
+    management: String,
+    client: reqwest::Client,
+    pub log: Mutex<Vec<String>>,
+}
+
+impl ChalltestsrvDns {
+    pub fn new(pebble: &Pebble) -> Self {
+        Self {
+            management: pebble.challtestsrv.clone(),
+            client: reqwest::Client::new(),
+            log: Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn post(&self, path: &str, body: serde_json::Value) -> Result<(), CloudError> {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.management))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|error| CloudError::network("challtestsrv", path, &error))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(CloudError::new(
+                "challtestsrv",
+                path,
+                ErrorClass::from_http_status(response.status().as_u16()),
+                response.status().as_str(),
+                "challtestsrv refused",
+            ))
+        }
+    }
+
+    fn note(&self, entry: String) {
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(entry);
+    }
+}
+
+#[async_trait]
+impl DnsSolver for ChalltestsrvDns {
+    async fn present(&self, fqdn: &str, value: &str) -> Result<DnsRecord, CloudError> {
+        self.post(
+            "/set-txt",
+            serde_json::json!({ "host": format!("{fqdn}."), "value": value }),
+        )
+        .await?;
+        self.note(format!("present {fqdn}"));
+        Ok(DnsRecord {
+            zone: fqdn.trim_start_matches("_acme-challenge.").to_owned(),
+            zone_id: None,
+            record_id: fqdn.to_owned(),
+            fqdn: fqdn.to_owned(),
+            value: value.to_owned(),
+        })
+    }
+
+    async fn cleanup(&self, record: &DnsRecord) -> Result<(), CloudError> {
+        self.post(
+            "/clear-txt",
+            serde_json::json!({ "host": format!("{}.", record.fqdn) }),
+        )
+        .await?;
+        self.note(format!("cleanup {}", record.fqdn));
+        Ok(())
+    }
+}
