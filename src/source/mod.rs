@@ -70,7 +70,13 @@ pub fn split_chain(chain_pem: &str) -> Result<(String, String), CertError> {
     let mut certs = blocks
         .into_iter()
         .filter(|block| block.tag() == "CERTIFICATE")
-        .map(|block| pem::encode(&block));
+        // LF line endings: pem's default is CRLF, which some cloud APIs reject.
+        .map(|block| {
+            pem::encode_config(
+                &block,
+                pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+            )
+        });
     let leaf = certs.next().ok_or_else(|| CertError::NoPem {
         what: "certificate chain".into(),
     })?;
@@ -285,6 +291,7 @@ mod tests {
                 .fingerprint,
             b.info.fingerprint
         );
+        assert!(!leaf.contains('\r') && !chain.contains('\r'));
     }
 
     #[test]
