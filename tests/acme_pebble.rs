@@ -462,3 +462,17 @@ async fn ari_point_is_chosen_once_persisted_and_replaces_is_sent() {
     }
     assert_eq!(refused, vec![expected_id]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_measures_every_certificate() {
+    let pebble = Pebble::start(PebbleOptions {
+        quiet: true,
+        ..Default::default()
+    });
+    let report = certkeeper::source::acme::testing::bench_issue(&pebble, 4, 2)
+        .await
+        .unwrap();
+    assert_eq!(report.per_certificate.len(), 4);
+    assert!(report.wall >= report.median());
+    assert!(report.to_string().contains("4 certificates, 2 at once"));
+}

@@ -346,3 +346,121 @@ impl DnsSolver for ChalltestsrvDns {
         Ok(())
     }
 }
+
+/// What one benchmark run measured.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    pub count: usize,
+    pub concurrency: usize,
+    pub wall: Duration,
+    /// Per-certificate times from the start of its order (after waiting for a slot) to the
+    /// downloaded chain.
+    pub per_certificate: Vec<Duration>,
+    /// Peak resident set of this process (VmHWM), when the OS reports it.
+    pub peak_rss_kib: Option<u64>,
+}
+
+impl BenchReport {
+    pub fn median(&self) -> Duration {
+        let mut times = self.per_certificate.clone();
+        times.sort();
+        times.get(times.len() / 2).copied().unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "certkeeper: {} certificates, {} at once: wall {:.3} s, per-certificate median {:.3} s, peak RSS {}",
+            self.count,
+            self.concurrency,
+            self.wall.as_secs_f64(),
+            self.median().as_secs_f64(),
+            self.peak_rss_kib
+                .map(|kib| format!("{:.1} MiB", kib as f64 / 1024.0))
+                .unwrap_or_else(|| "unknown".into()),
+        )
+    }
+}
+
+/// Peak resident set size of this process in KiB (Linux `VmHWM`).
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Issues `count` single-name certificates over HTTP-01 against `pebble`, at most
+/// `concurrency` at once, with a fresh account, and measures them.
+pub async fn bench_issue(
+    pebble: &Pebble,
+    count: usize,
+    concurrency: usize,
+) -> Result<BenchReport, crate::source::SourceError> {
+    use crate::source::acme::{
+        AcmeEvent, AcmeSettings, AcmeSource, ChallengeSolver, Http01Responder,
+    };
+    use crate::source::{CertificateRequest, MemoryStore, Source};
+    use std::sync::Arc;
+    let responder = Http01Responder::bind(std::net::SocketAddr::from((
+        [127, 0, 0, 1],
+        pebble.http_port,
+    )))
+    .await?;
+    let mut settings = AcmeSettings::new("bench", pebble.directory.clone());
+    settings.ca_bundle_pem = Some(pebble.ca_pem.clone());
+    settings.max_concurrent_orders = concurrency.max(1);
+    settings.ari = false;
+    let (events, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let source = Arc::new(AcmeSource::with_events(
+        settings,
+        Arc::new(MemoryStore::new()),
+        ChallengeSolver::Http01(responder),
+        Some(events),
+    )?);
+    // Register the account first: it is a one-time cost, not a per-certificate one.
+    source.account_url().await?;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..count {
+        let source = source.clone();
+        tasks.spawn(async move {
+            let name = format!("bench{index}.example.test");
+            source
+                .obtain(&CertificateRequest::new(name.clone(), vec![name]))
+                .await
+                .map(|_| ())
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(result) => result?,
+            Err(error) => {
+                return Err(crate::source::SourceError::new(
+                    "acme",
+                    "bench",
+                    ErrorClass::Transient,
+                    "Join",
+                    error.to_string(),
+                ))
+            }
+        }
+    }
+    let wall = started.elapsed();
+    let mut per_certificate = Vec::with_capacity(count);
+    while let Ok(event) = seen.try_recv() {
+        if let AcmeEvent::OrderCompleted { elapsed, .. } = event {
+            per_certificate.push(elapsed);
+        }
+    }
+    Ok(BenchReport {
+        count,
+        concurrency,
+        wall,
+        per_certificate,
+        peak_rss_kib: peak_rss_kib(),
+    })
+}
