@@ -444,6 +444,16 @@ async fn ari_point_is_chosen_once_persisted_and_replaces_is_sent() {
     assert_eq!(again, Some(point.clone()));
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 
+    // Once Retry-After has passed the window is fetched again; it did not move, so the
+    // chosen instant stays and only the next poll time advances.
+    let mut due = point.clone();
+    due.next_poll = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    store.save_renewal_point("site", &due).unwrap();
+    let repolled = source.renewal_point("site", &leaf).await.unwrap().unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    assert_eq!(repolled.renew_at, point.renew_at);
+    assert!(repolled.next_poll > time::OffsetDateTime::now_utc() + time::Duration::hours(5));
+
     // Renewal: `replaces` carries the old certificate's ARI id. Pebble 2.4 does not know
     // ARI and does not reflect it, which counts as a refusal: the order is retried without.
     let mut renewal = request("site", &["ari.example.test"]);
