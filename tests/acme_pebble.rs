@@ -228,8 +228,8 @@ async fn the_account_is_created_once_and_reused_by_a_restarted_source() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_account_the_ca_forgot_is_registered_again() {
-    let pebble = Pebble::start(PebbleOptions::default());
+async fn after_a_pebble_restart_the_account_is_registered_again() {
+    let mut pebble = Pebble::start(PebbleOptions::default());
     let responder = http01(&pebble).await;
     let store = Arc::new(MemoryStore::new());
     let source = AcmeSource::new(
@@ -238,19 +238,15 @@ async fn an_account_the_ca_forgot_is_registered_again() {
         ChallengeSolver::Http01(responder.clone()),
     )
     .unwrap();
-    let real_url = source.account_url().await.unwrap();
-    // Simulate Pebble's restart (state is in memory): the stored account points at an
-    // account id the CA never heard of.
-    let mut credentials: serde_json::Value =
-        serde_json::from_str(store.load_account("pebble").unwrap().unwrap().expose()).unwrap();
-    let base = real_url.rsplit_once('/').unwrap().0;
-    credentials["id"] = format!("{base}/ffffffffffff").into();
-    store
-        .save_account(
-            "pebble",
-            &certkeeper::secret::Secret::new(credentials.to_string()),
-        )
+    source
+        .obtain(&request("before", &["before.example.test"]))
+        .await
         .unwrap();
+    let before = store.load_account("pebble").unwrap().unwrap();
+
+    // Pebble keeps state in memory: after a restart the stored account is unknown
+    // (`accountDoesNotExist`) and must be registered again, once.
+    tokio::task::block_in_place(|| pebble.restart());
     let restarted = AcmeSource::new(
         settings(&pebble, "pebble"),
         store.clone(),
@@ -258,14 +254,16 @@ async fn an_account_the_ca_forgot_is_registered_again() {
     )
     .unwrap();
     let issued = restarted
-        .obtain(&request("again", &["again.example.test"]))
+        .obtain(&request("after", &["after.example.test"]))
         .await;
-    assert!(issued.is_ok(), "{:?}", issued.err());
-    assert_eq!(store.account_writes(), 3, "created, planted, re-registered");
-    assert_ne!(
-        restarted.account_url().await.unwrap(),
-        format!("{base}/ffffffffffff")
+    assert!(issued.is_ok(), "{:?}\n{}", issued.err(), pebble.logs());
+    verify(&pebble, &issued.unwrap(), &["after.example.test"]).await;
+    assert_eq!(
+        store.account_writes(),
+        2,
+        "created, then re-registered once"
     );
+    assert_ne!(store.load_account("pebble").unwrap().unwrap(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

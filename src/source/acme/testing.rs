@@ -37,6 +37,10 @@ pub struct Pebble {
     /// challtestsrv's management API.
     pub challtestsrv: String,
     children: Vec<Child>,
+    /// How Pebble itself was started, to restart it on the same ports.
+    pebble_command: Vec<String>,
+    pebble_env: Vec<(String, String)>,
+    listen_port: u16,
     _tempdir: tempdir::TempDir,
 }
 
@@ -126,6 +130,24 @@ fn tls_material(dir: &Path) -> (String, PathBuf, PathBuf) {
     (ca_cert.pem(), cert_path, key_path)
 }
 
+fn spawn_pebble(dir: &Path, command: &[String], env: &[(String, String)]) -> Child {
+    let log = |name: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(name))
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null())
+    };
+    Command::new(&command[0])
+        .args(&command[1..])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(log("pebble.log"))
+        .stderr(log("pebble.err"))
+        .spawn()
+        .expect("start pebble")
+}
+
 fn wait_for_port(port: u16, what: &str, children: &mut [Child]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -203,20 +225,19 @@ impl Pebble {
                 .spawn()
                 .expect("start pebble-challtestsrv"),
         );
-        let mut command = Command::new(pebble_bin);
-        command
-            .arg("-config")
-            .arg(&config_path)
-            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .stdout(log("pebble.log"))
-            .stderr(log("pebble.err"));
+        let pebble_command = vec![
+            pebble_bin.to_string_lossy().into_owned(),
+            "-config".to_owned(),
+            config_path.to_string_lossy().into_owned(),
+            "-dnsserver".to_owned(),
+            format!("127.0.0.1:{dns_port}"),
+        ];
+        let mut pebble_env = vec![("PEBBLE_VA_NOSLEEP".to_owned(), "1".to_owned())];
         if options.quiet {
-            command
-                .env("PEBBLE_WFE_NONCEREJECT", "0")
-                .env("PEBBLE_AUTHZREUSE", "0");
+            pebble_env.push(("PEBBLE_WFE_NONCEREJECT".to_owned(), "0".to_owned()));
+            pebble_env.push(("PEBBLE_AUTHZREUSE".to_owned(), "0".to_owned()));
         }
-        children.push(command.spawn().expect("start pebble"));
+        children.push(spawn_pebble(&dir, &pebble_command, &pebble_env));
         wait_for_port(challtest_port, "pebble-challtestsrv", &mut children);
         wait_for_port(listen_port, "pebble", &mut children);
         wait_for_port(management_port, "pebble management", &mut children);
@@ -228,8 +249,38 @@ impl Pebble {
             challtestsrv: format!("http://127.0.0.1:{challtest_port}"),
             dir,
             children,
+            pebble_command,
+            pebble_env,
+            listen_port,
             _tempdir: tempdir,
         }
+    }
+
+    /// Stops Pebble and starts it again on the same ports: all its state (accounts,
+    /// orders, roots) is gone, as after a real restart.
+    pub fn restart(&mut self) {
+        if let Some(mut old) = self.children.pop() {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
+        // The old process released its ports when it died; wait until they are closed.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.listen_port)).is_ok()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.children.push(spawn_pebble(
+            &self.dir,
+            &self.pebble_command,
+            &self.pebble_env,
+        ));
+        wait_for_port(self.listen_port, "pebble", &mut self.children);
+        wait_for_port(
+            self.management_port,
+            "pebble management",
+            &mut self.children,
+        );
     }
 
     /// The root the issued certificates chain to (random per Pebble start).
