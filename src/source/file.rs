@@ -35,6 +35,21 @@ pub enum WatchSpec {
     Directory(PathBuf),
 }
 
+impl WatchSpec {
+    /// The pair of a `[[certificate]]` whose `source = { file = { cert, key, chain } }`.
+    pub fn from_config(name: &str, source: &crate::config::SourceConfig) -> Option<Self> {
+        match source {
+            crate::config::SourceConfig::File { cert, key, chain } => Some(WatchSpec::Pair {
+                name: name.to_owned(),
+                cert: cert.clone(),
+                key: key.clone(),
+                chain: chain.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// What a scan found.
 #[derive(Debug, Clone)]
 pub enum FileEvent {

@@ -144,6 +144,23 @@ impl AcmeSettings {
     }
 }
 
+/// The DNS-01 propagation wait of `[acme.NAME]`: `dns_propagation_wait`, else 10 s (enough
+/// for the authoritative servers of the supported DNS providers to answer).
+pub fn dns_propagation_wait(config: &AcmeConfig) -> Result<Duration, SourceError> {
+    match &config.dns_propagation_wait {
+        Some(text) => crate::config::duration::parse_duration(text).map_err(|message| {
+            SourceError::new(
+                ORIGIN,
+                "configure",
+                ErrorClass::Invalid,
+                "Duration",
+                message,
+            )
+        }),
+        None => Ok(Duration::from_secs(10)),
+    }
+}
+
 /// Typed events of the ACME source, for telemetry and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AcmeEvent {
@@ -334,5 +351,54 @@ impl Source for AcmeSource {
             }
         }
         Ok(issued)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> AcmeConfig {
+        toml::from_str(&format!(
+            "directory = \"https://acme.example.test/dir\"\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn settings_read_the_eab_key_file_and_ca_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("hmac"), "c2VjcmV0\n").unwrap();
+        let bundle = crate::cert::bundle::testing::fresh(&["ca.example.test"]);
+        std::fs::write(dir.path().join("ca.pem"), &bundle.leaf_pem).unwrap();
+        let config = config(&format!(
+            "eab_kid = \"kid-1\"\neab_hmac_key_file = {:?}\nca_bundle = {:?}\nmax_concurrent_orders = 7\ndns_propagation_wait = \"30s\"",
+            dir.path().join("hmac"),
+            dir.path().join("ca.pem")
+        ));
+        let settings = AcmeSettings::from_config("le", &config).unwrap();
+        let eab = settings.eab.unwrap();
+        assert_eq!(
+            (eab.kid.as_str(), eab.hmac_key.expose()),
+            ("kid-1", "c2VjcmV0")
+        );
+        assert!(!format!("{:?}", eab).contains("c2VjcmV0"));
+        assert_eq!(
+            settings.ca_bundle_pem.as_deref(),
+            Some(bundle.leaf_pem.as_str())
+        );
+        assert_eq!(settings.max_concurrent_orders, 7);
+        assert_eq!(
+            dns_propagation_wait(&config).unwrap(),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn a_missing_eab_file_is_a_clear_error() {
+        let config = config("eab_kid = \"k\"\neab_hmac_key_file = \"/nonexistent/hmac\"");
+        let error = AcmeSettings::from_config("le", &config).unwrap_err();
+        assert_eq!(error.class, ErrorClass::Invalid);
+        assert!(error.message.contains("/nonexistent/hmac"), "{error}");
     }
 }
