@@ -56,6 +56,22 @@ pub(crate) fn is_account_missing(error: &instant_acme::Error) -> bool {
         if problem.r#type.as_deref() == Some("urn:ietf:params:acme:error:accountDoesNotExist"))
 }
 
+/// Whether a newOrder sent with `replaces` was refused because of it (RFC 9773 §5): the CA
+/// rejected the request (`alreadyReplaced`, `malformed`, ...), or accepted it without
+/// reflecting `replaces` (instant-acme reports that as a mismatch). Transport failures and
+/// rate limits are not refusals: they fail the order as they are.
+pub(crate) fn is_replaces_refusal(error: &instant_acme::Error) -> bool {
+    match error {
+        instant_acme::Error::Api(_) => matches!(
+            classify("newOrder", error).class,
+            ErrorClass::Invalid | ErrorClass::Unsupported
+        ),
+        instant_acme::Error::Unsupported(_) => true,
+        instant_acme::Error::Other(inner) => inner.downcast_ref::<reqwest::Error>().is_none(),
+        _ => false,
+    }
+}
+
 /// Maps an instant-acme error met during `operation` into a [`SourceError`].
 pub(crate) fn classify(operation: &str, error: &instant_acme::Error) -> SourceError {
     use instant_acme::Error;
@@ -192,6 +208,20 @@ mod tests {
         let mapped = classify("finalize", &error);
         assert_eq!(mapped.class, ErrorClass::Invalid);
         assert_eq!(mapped.code, "caa");
+    }
+
+    #[test]
+    fn only_rejections_count_as_replaces_refusals() {
+        let already = problem(&format!(
+            r#"{{"type":"{URN_PREFIX}alreadyReplaced","status":409}}"#
+        ));
+        assert!(is_replaces_refusal(&already));
+        let limited = problem(&format!(
+            r#"{{"type":"{URN_PREFIX}rateLimited","status":429}}"#
+        ));
+        assert!(!is_replaces_refusal(&limited));
+        let mismatch = instant_acme::Error::Other("replaces field mismatch".into());
+        assert!(is_replaces_refusal(&mismatch));
     }
 
     #[test]

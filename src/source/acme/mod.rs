@@ -25,7 +25,7 @@ use crate::secret::Secret;
 use crate::source::{CertificateRequest, Issued, RenewalPoint, Source, SourceError, SourceStore};
 use account::AccountManager;
 use async_trait::async_trait;
-use errors::{classify, is_account_missing, ORIGIN};
+use errors::{classify, is_account_missing, is_replaces_refusal, ORIGIN};
 use order::OrderFailure;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -313,10 +313,7 @@ impl Source for AcmeSource {
                         continue;
                     }
                     let mapped = classify("newOrder", &error);
-                    let refused =
-                        matches!(mapped.class, ErrorClass::Invalid | ErrorClass::Unsupported)
-                            || matches!(error, instant_acme::Error::Other(_));
-                    if let (Some(id), true) = (&replaces, refused) {
+                    if let (Some(id), true) = (&replaces, is_replaces_refusal(&error)) {
                         tracing::warn!(certificate = %request.name, error = %mapped, "the CA refused `replaces`; ordering without it");
                         self.emit(AcmeEvent::ReplacesRefused {
                             certificate: request.name.clone(),
