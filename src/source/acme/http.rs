@@ -1,0 +1,167 @@
+//! The HTTP client instant-acme talks through: reqwest (rustls on ring, TCP_NODELAY on, no
+//! redirects), trusting the system roots plus every certificate of an optional CA bundle
+//! (instant-acme's own `builder_with_root` loads only the first one). It also copies a
+//! problem response's Retry-After into the problem's `detail`, because instant-acme keeps
+//! only the problem document and the error mapping needs the hint.
+
+use super::errors::{ORIGIN, RETRY_AFTER_MARKER};
+use crate::error::ErrorClass;
+use crate::source::SourceError;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// A reqwest-backed [`HttpClient`].
+#[derive(Clone)]
+pub struct AcmeHttp {
+    client: reqwest::Client,
+}
+
+impl AcmeHttp {
+    /// `ca_bundle_pem`: extra roots to trust (all certificates of the PEM text).
+    pub fn new(ca_bundle_pem: Option<&str>) -> Result<Self, SourceError> {
+        let mut builder = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .user_agent(concat!("certkeeper/", env!("CARGO_PKG_VERSION")));
+        if let Some(bundle) = ca_bundle_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(bundle.as_bytes())
+                .map_err(|error| bad_bundle(error.to_string()))?;
+            if certs.is_empty() {
+                return Err(bad_bundle("no certificate in the CA bundle".into()));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(|error| {
+            SourceError::new(
+                ORIGIN,
+                "build http client",
+                ErrorClass::Invalid,
+                "HttpClient",
+                error.to_string(),
+            )
+        })?;
+        Ok(Self { client })
+    }
+
+    /// The underlying client, for plain GETs outside instant-acme.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+fn bad_bundle(reason: String) -> SourceError {
+    SourceError::new(
+        ORIGIN,
+        "load ca_bundle",
+        ErrorClass::Invalid,
+        "CaBundle",
+        reason,
+    )
+}
+
+impl HttpClient for AcmeHttp {
+    fn request(
+        &self,
+        req: http::Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let client = self.client.clone();
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let body = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(never) => match never {},
+            };
+            let response = client
+                .request(parts.method, parts.uri.to_string())
+                .headers(parts.headers)
+                .body(body)
+                .send()
+                .await
+                .map_err(|error| instant_acme::Error::Other(Box::new(error)))?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let mut body = response
+                .bytes()
+                .await
+                .map_err(|error| instant_acme::Error::Other(Box::new(error)))?;
+            if !status.is_success() {
+                if let Some(seconds) = retry_after_seconds(&headers) {
+                    body = annotate_problem(&body, seconds).unwrap_or(body);
+                }
+            }
+            let mut builder = http::Response::builder().status(status);
+            if let Some(map) = builder.headers_mut() {
+                *map = headers;
+            }
+            let (parts, ()) = builder
+                .body(())
+                .map_err(instant_acme::Error::Http)?
+                .into_parts();
+            Ok(BytesResponse {
+                parts,
+                body: Box::new(body),
+            })
+        })
+    }
+}
+
+/// Retry-After as seconds from now: either delay-seconds or an HTTP-date.
+fn retry_after_seconds(headers: &http::HeaderMap) -> Option<u64> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(seconds);
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let delta = at.timestamp() - chrono::Utc::now().timestamp();
+    Some(delta.max(0) as u64)
+}
+
+/// Appends the Retry-After marker to a problem document's `detail`.
+fn annotate_problem(body: &[u8], seconds: u64) -> Option<Bytes> {
+    let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let object = value.as_object_mut()?;
+    let detail = object
+        .get("detail")
+        .and_then(|d| d.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    object.insert(
+        "detail".into(),
+        serde_json::Value::String(format!("{detail}{RETRY_AFTER_MARKER}{seconds}]")),
+    );
+    serde_json::to_vec(&value).ok().map(Bytes::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problem_detail_gets_the_retry_after_marker() {
+        let body = br#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"slow down"}"#;
+        let annotated = annotate_problem(body, 30).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&annotated).unwrap();
+        assert_eq!(value["detail"], format!("slow down{RETRY_AFTER_MARKER}30]"));
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::RETRY_AFTER, "120".parse().unwrap());
+        assert_eq!(retry_after_seconds(&headers), Some(120));
+    }
+
+    #[test]
+    fn an_empty_bundle_is_refused() {
+        assert!(AcmeHttp::new(Some("not a pem")).is_err());
+        assert!(AcmeHttp::new(None).is_ok());
+    }
+}
