@@ -139,7 +139,11 @@ fn default_fault_status() -> u16 {
 
 impl FaultRule {
     fn matches(&self, vendor: &str, action: &str) -> bool {
-        self.vendor == vendor && self.action.as_deref().is_none_or(|wanted| wanted == action)
+        self.vendor == vendor
+            && self
+                .action
+                .as_deref()
+                .map_or(true, |wanted| wanted == action)
     }
 }
 
