@@ -81,9 +81,14 @@ pub fn parse_error_body(body: &[u8]) -> Option<(String, String)> {
         ]
         .iter()
         .find_map(|(code, message)| {
-            let code = object.get(*code)?.as_str()?;
+            // IAM (Keystone style) answers with a numeric `code`.
+            let code = match object.get(*code)? {
+                serde_json::Value::String(code) => code.clone(),
+                serde_json::Value::Number(code) => code.to_string(),
+                _ => return None,
+            };
             let message = object.get(*message).and_then(|m| m.as_str()).unwrap_or("");
-            Some((code.to_owned(), message.to_owned()))
+            Some((code, message.to_owned()))
         })
     };
     direct(object).or_else(|| {
@@ -526,6 +531,18 @@ mod tests {
             br#"{"error":{"code":"DBS.200002","message":"gone"}}"#,
         );
         assert_eq!(nested.class, ErrorClass::NotFound);
+        let keystone = classify(
+            "op",
+            401,
+            None,
+            None,
+            br#"{"error":{"code":401,"message":"The username or password is wrong.","title":"Unauthorized"}}"#,
+        );
+        assert_eq!(
+            (keystone.class, keystone.code.as_str()),
+            (ErrorClass::Auth, "401")
+        );
+        assert_eq!(keystone.message, "The username or password is wrong.");
         let not_json = classify("op", 502, None, None, b"<html>bad gateway</html>");
         assert_eq!(not_json.class, ErrorClass::Transient);
         assert_eq!(not_json.code, "HTTP502");

@@ -139,12 +139,20 @@ impl TokenSource {
             .with_request_id(answer.request_id.clone())
         })?;
         let token = &answer.body["token"];
+        let time_of = |field: &str| {
+            token[field]
+                .as_str()
+                .and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok())
+        };
+        // The token's lifetime (expires_at - issued_at, both IAM's clock) is counted from our
+        // own clock, so a skew between the two clocks cannot make us use an expired token.
         // Without a readable expiry, assume the shortest sensible life so the token is
         // renewed soon rather than used past its end.
-        let expires_at = token["expires_at"]
-            .as_str()
-            .and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok())
-            .unwrap_or(now + self.settings.renew_before + Duration::from_secs(60));
+        let expires_at = match (time_of("issued_at"), time_of("expires_at")) {
+            (Some(issued), Some(expires)) if expires > issued => now + (expires - issued),
+            (_, Some(expires)) => expires,
+            _ => now + self.settings.renew_before + Duration::from_secs(60),
+        };
         Ok(Token {
             value,
             expires_at,

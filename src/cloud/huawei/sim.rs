@@ -998,6 +998,21 @@ mod tests {
     }
 
     #[test]
+    fn example_seed_parses() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/sim-seed.example.toml"
+        ))
+        .unwrap();
+        let seed = crate::cloud::sim::SimSeed::from_toml(&text).unwrap().huawei;
+        assert_eq!(seed.accounts.len(), 1);
+        assert_eq!(seed.users.len(), 1);
+        assert_eq!(seed.gaussdb_instances[0].backup_encryption, "off");
+        assert_eq!(seed.dns_zones, vec!["example.com".to_owned()]);
+        assert!(!seed.skip_sdk_date_check);
+    }
+
+    #[test]
     fn actions_are_named_after_the_sdk_operations() {
         let sim = HuaweiSim::new(Seed::default());
         let request = signed_request(Method::POST, PATH, "", OffsetDateTime::now_utc());
