@@ -457,6 +457,11 @@ async fn wrong_password_is_an_auth_error() {
         .unwrap_err();
     assert_eq!(error.class, ErrorClass::Auth);
     assert!(!error.to_string().contains("hunter2"), "{error}");
+    let stats = sim.simulator.stats_json();
+    assert_eq!(
+        stats["huawei"]["KeystoneCreateUserTokenByPassword"]["Unauthorized"], 1,
+        "a refused password is not sent again"
+    );
     assert!(!format!("{credentials:?}").contains("hunter2"));
 }
 

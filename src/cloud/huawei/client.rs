@@ -366,13 +366,19 @@ impl HuaweiClient {
     /// fresh one (the token may have been revoked or expired early).
     pub async fn send(&self, request: &ApiRequest) -> Result<ApiResponse, CloudError> {
         match self.send_once(request).await {
-            Err(error) if error.http_status == Some(401) => match &self.auth {
-                Auth::Token(source) => {
-                    source.invalidate().await;
-                    self.send_once(request).await
+            // A 401 from IAM itself (wrong password) is final: asking again would only count
+            // towards IAM's lockout of the user.
+            Err(error)
+                if error.http_status == Some(401) && error.operation != super::iam::OPERATION =>
+            {
+                match &self.auth {
+                    Auth::Token(source) => {
+                        source.invalidate().await;
+                        self.send_once(request).await
+                    }
+                    Auth::Aksk { .. } => Err(error),
                 }
-                Auth::Aksk { .. } => Err(error),
-            },
+            }
             other => other,
         }
     }

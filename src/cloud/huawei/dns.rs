@@ -45,6 +45,16 @@ pub fn best_zone<'a>(fqdn: &str, zones: &'a [(String, String)]) -> Option<&'a (S
         .max_by_key(|(name, _)| name.trim_end_matches('.').len())
 }
 
+fn malformed(operation: &str, message: &str) -> CloudError {
+    CloudError::new(
+        VENDOR,
+        operation,
+        ErrorClass::Transient,
+        "MalformedResponse",
+        message,
+    )
+}
+
 fn records_of(recordset: &serde_json::Value) -> Vec<String> {
     recordset["records"]
         .as_array()
@@ -189,7 +199,10 @@ impl DnsSolver for HuaweiDnsSolver {
             value: value.to_owned(),
         };
         if let Some(existing) = self.find_recordset(&zone_id, &name).await? {
-            let record_id = existing["id"].as_str().unwrap_or_default().to_owned();
+            let record_id = existing["id"]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| malformed("ListRecordSetsByZone", "recordset has no id"))?;
             let mut records = records_of(&existing);
             if !records.contains(&wanted) {
                 records.push(wanted);
@@ -214,15 +227,7 @@ impl DnsSolver for HuaweiDnsSolver {
         let record_id = answer.body["id"]
             .as_str()
             .map(str::to_owned)
-            .ok_or_else(|| {
-                CloudError::new(
-                    VENDOR,
-                    "CreateRecordSet",
-                    ErrorClass::Transient,
-                    "MalformedResponse",
-                    "created recordset has no id",
-                )
-            })?;
+            .ok_or_else(|| malformed("CreateRecordSet", "created recordset has no id"))?;
         Ok(record(record_id))
     }
 
