@@ -221,8 +221,7 @@ pub enum BuildError {
 pub struct HuaweiClient {
     http: reqwest::Client,
     auth: Auth,
-    project_id: Option<String>,
-    region: Option<String>,
+    /// Endpoints, region and project id come from here.
     credentials: ResolvedCredentials,
     language: String,
     clock: Clock,
@@ -295,8 +294,6 @@ impl HuaweiClient {
         Ok(Self {
             http,
             auth,
-            project_id: credentials.project_id.clone(),
-            region: credentials.region.clone(),
             credentials: credentials.clone(),
             language: "en-us".to_owned(),
             clock,
@@ -310,7 +307,7 @@ impl HuaweiClient {
     }
 
     fn region(&self) -> &str {
-        self.region.as_deref().unwrap_or("cn-north-4")
+        self.credentials.region.as_deref().unwrap_or("cn-north-4")
     }
 
     /// The TaurusDB (GaussDB for MySQL) base URL: `endpoints.gaussdb`, else `endpoint`, else
@@ -335,7 +332,7 @@ impl HuaweiClient {
 
     /// The project id for paths: the configured one, else (token auth) the token's project.
     pub async fn project_id(&self) -> Result<String, CloudError> {
-        if let Some(project_id) = &self.project_id {
+        if let Some(project_id) = &self.credentials.project_id {
             return Ok(project_id.clone());
         }
         match &self.auth {
@@ -438,7 +435,7 @@ impl HuaweiClient {
                 access_key_id,
                 secret,
             } => {
-                if let Some(project_id) = &self.project_id {
+                if let Some(project_id) = &self.credentials.project_id {
                     headers.push(("X-Project-Id".into(), project_id.clone()));
                 }
                 let sdk_date = signer::format_sdk_date((self.clock)());
@@ -473,6 +470,7 @@ impl HuaweiClient {
 
 /// Adds `X-Sdk-Date` and `Authorization` to `headers`, signing every header already there
 /// (the SDK signs every header it set). Pure: the date is an input.
+// Each argument is one input of the signature; bundling them would only rename them.
 #[allow(clippy::too_many_arguments)]
 pub fn sign_headers(
     headers: &mut Vec<(String, String)>,

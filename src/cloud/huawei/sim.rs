@@ -16,6 +16,7 @@
 //! (400) recordset exists; these DNS numbers are the simulator's own, the public table was
 //! not available, and the client classifies them by HTTP status.
 
+use super::gaussdb::EncryptionStatus;
 use super::signer::{self, Authorization, CanonicalRequest};
 use crate::cloud::sim::{SimRequest, SimResponse, VendorSim};
 use crate::secret::Secret;
@@ -54,7 +55,7 @@ pub struct SeedInstance {
     pub id: String,
     /// `on` or `off` (default).
     #[serde(default = "default_off")]
-    pub backup_encryption: String,
+    pub backup_encryption: EncryptionStatus,
     #[serde(default)]
     pub kms_key_id: Option<String>,
     /// Owning project; any project when absent.
@@ -65,8 +66,8 @@ pub struct SeedInstance {
     pub status: Option<String>,
 }
 
-fn default_off() -> String {
-    "off".into()
+fn default_off() -> EncryptionStatus {
+    EncryptionStatus::Off
 }
 
 /// The `[huawei]` section of the simulator seed; see `config/sim-seed.example.toml`.
@@ -101,7 +102,7 @@ pub struct Seed {
 
 #[derive(Debug, Clone)]
 struct Instance {
-    encryption: String,
+    encryption: EncryptionStatus,
     kms_key_id: Option<String>,
     project_id: Option<String>,
     status: String,
@@ -218,7 +219,7 @@ impl HuaweiSim {
             state.instances.insert(
                 instance.id.clone(),
                 Instance {
-                    encryption: instance.backup_encryption.to_ascii_lowercase(),
+                    encryption: instance.backup_encryption,
                     kms_key_id: instance.kms_key_id.clone(),
                     project_id: instance.project_id.clone(),
                     status: instance.status.clone().unwrap_or_else(|| "ACTIVE".into()),
@@ -445,7 +446,7 @@ impl HuaweiSim {
         match state.instances.get(id) {
             Some(instance) if Self::visible(instance, project) => ok(
                 200,
-                serde_json::json!({"encryption_status": instance.encryption}),
+                serde_json::json!({"encryption_status": instance.encryption.as_str()}),
             ),
             _ => instance_not_found(),
         }
@@ -493,7 +494,7 @@ impl HuaweiSim {
                 if !self.seed.kms_keys.iter().any(|k| k == key) {
                     return fail(Envelope::Dbs, 400, "KMS.0207", "The key does not exist.");
                 }
-                instance.encryption = "on".into();
+                instance.encryption = EncryptionStatus::On;
                 instance.kms_key_id = Some(key.to_owned());
             }
             (Some("on"), _, _) => {
@@ -502,7 +503,7 @@ impl HuaweiSim {
                 )
             }
             (Some("off"), None, None) => {
-                instance.encryption = "off".into();
+                instance.encryption = EncryptionStatus::Off;
                 instance.kms_key_id = None;
             }
             (Some("off"), _, _) => return parameter_error(
@@ -512,7 +513,7 @@ impl HuaweiSim {
         }
         ok(
             200,
-            serde_json::json!({"encryption_status": instance.encryption}),
+            serde_json::json!({"encryption_status": instance.encryption.as_str()}),
         )
     }
 
@@ -851,7 +852,7 @@ impl VendorSim for HuaweiSim {
             .map(|(id, instance)| {
                 (
                     id.clone(),
-                    serde_json::json!({"backup_encryption": instance.encryption,
+                    serde_json::json!({"backup_encryption": instance.encryption.as_str(),
                         "kms_key_id": instance.kms_key_id, "status": instance.status}),
                 )
             })
@@ -1007,7 +1008,10 @@ mod tests {
         let seed = crate::cloud::sim::SimSeed::from_toml(&text).unwrap().huawei;
         assert_eq!(seed.accounts.len(), 1);
         assert_eq!(seed.users.len(), 1);
-        assert_eq!(seed.gaussdb_instances[0].backup_encryption, "off");
+        assert_eq!(
+            seed.gaussdb_instances[0].backup_encryption,
+            EncryptionStatus::Off
+        );
         assert_eq!(seed.dns_zones, vec!["example.com".to_owned()]);
         assert!(!seed.skip_sdk_date_check);
     }
