@@ -1291,7 +1291,10 @@ fn validate_policy(
         }
     }
     match &policy.settings {
-        PolicySettings::HuaweiGaussdbBackupEncryption(settings) => settings.validate(&path, errors),
+        PolicySettings::HuaweiGaussdbBackupEncryption(settings) => {
+            settings.validate(&path, errors);
+            GaussDbBackupEncryptionSettings::validate_instances(&policy.resources, &path, errors);
+        }
         PolicySettings::QingcloudMysqlPlusSsl(settings) => settings.validate(&path, errors),
     }
 }

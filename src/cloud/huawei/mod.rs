@@ -1,4 +1,10 @@
-//! huawei: signer, client (the only code that classifies huawei errors), products and simulator.
+//! huawei: the `SDK-HMAC-SHA256` signer, IAM token auth, the client (the only code that
+//! classifies Huawei errors), the TaurusDB (GaussDB for MySQL) backup-encryption policy, the
+//! Huawei DNS-01 solver and the simulator.
 
+pub mod client;
+pub mod dns;
 pub mod gaussdb;
+pub mod iam;
+pub mod signer;
 pub mod sim;

@@ -206,10 +206,23 @@ async fn complete(
     let csr = params.serialize_request(key).map_err(|error| {
         SourceError::new(ORIGIN, "csr", ErrorClass::Invalid, "Csr", error.to_string())
     })?;
-    order
-        .finalize_csr(csr.der())
-        .await
-        .map_err(|error| classify("finalize", &error))?;
+    // instant-acme retries a badNonce three times per request; a CA that rejects nonces at
+    // random (Pebble does 5 % by default) can still exhaust that, so finalize, the one
+    // step we cannot simply restart, gets a few more tries here.
+    let mut tries_left = 3;
+    loop {
+        match order.finalize_csr(csr.der()).await {
+            Ok(()) => break,
+            Err(error) => {
+                let error = classify("finalize", &error);
+                if error.code == "badNonce" && tries_left > 0 {
+                    tries_left -= 1;
+                    continue;
+                }
+                return Err(error);
+            }
+        }
+    }
     let chain_pem = order
         .poll_certificate(&policy)
         .await
