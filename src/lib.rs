@@ -1,6 +1,7 @@
 //! certkeeper keeps TLS certificates valid, deployed and compliant across cloud services.
 //!
 //! Crate map:
+//! - [`app`]: builds every component from a config and runs the daemon loop.
 //! - [`config`]: the TOML the user writes, and its pure validation.
 //! - [`cert`]: bundles, parsing, fingerprints, key generation, pre-deploy checks.
 //! - [`source`]: where certificates come from (ACME, watched files, local CA).
@@ -14,6 +15,7 @@
 //! - [`secret`]: values that never print.
 //! - [`systemd`]: READY / WATCHDOG / STATUS / RELOADING / STOPPING.
 
+pub mod app;
 pub mod cert;
 pub mod cloud;
 pub mod config;

@@ -36,6 +36,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the daemon: obtain, deploy and verify certificates, enforce policies.
+    Run,
     /// Validate the configuration and exit (0 valid, 78 invalid).
     Check,
     /// Show certificates and targets from the state directory.
@@ -75,6 +77,22 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check => check(&cli.config),
+        Command::Run => match load_config(&cli.config) {
+            Ok(loaded) => {
+                let runtime = match tokio::runtime::Runtime::new() {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        eprintln!("certkeeper: starting the runtime: {error}");
+                        return ExitCode::from(EX_SOFTWARE);
+                    }
+                };
+                report(
+                    runtime.block_on(certkeeper::app::run(cli.config.clone(), loaded)),
+                    EX_SOFTWARE,
+                )
+            }
+            Err(code) => code,
+        },
         Command::Status { json } => match load_config(&cli.config) {
             Ok(loaded) => {
                 let result =

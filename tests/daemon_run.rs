@@ -1,0 +1,264 @@
+//! `certkeeper run` end to end against the in-tree simulator: a certificate from the local CA
+//! converges on a CDN domain, a VOD domain and a file target; /metrics and /readyz answer; a
+//! bad config sent with SIGHUP is refused while the daemon keeps running; SIGTERM stops it
+//! cleanly.
+
+use certkeeper::cloud::sim::{serve, SimSeed, Simulator};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SEED: &str = r#"
+[[alibaba.accounts]]
+access_key_id = "LTAIdaemontest"
+access_key_secret = "daemon-test-secret"
+
+[alibaba]
+cdn_domains = ["www.example.com"]
+vod_domains = ["v.example.com"]
+"#;
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(
+    sim: &str,
+    state_dir: &std::path::Path,
+    files: &std::path::Path,
+    metrics_port: u16,
+) -> String {
+    format!(
+        r#"
+[daemon]
+state_dir = "{state}"
+metrics_listen = "127.0.0.1:{metrics_port}"
+scan_schedule = "* * * * *"
+
+[credentials.ali]
+provider = "alibaba"
+access_key_id = "LTAIdaemontest"
+access_key_secret_env = "TEST_ALIBABA_SECRET"
+endpoint = "{sim}"
+
+[local_ca.internal]
+leaf_lifetime = "30d"
+
+[[certificate]]
+name = "www"
+domains = ["www.example.com", "v.example.com"]
+source = {{ local_ca = "internal" }}
+deploy_to = ["cdn-www", "vod-v", "files"]
+
+[[target]]
+name = "cdn-www"
+kind = "alibaba-cdn"
+credentials = "ali"
+domain = "www.example.com"
+
+[[target]]
+name = "vod-v"
+kind = "alibaba-vod"
+credentials = "ali"
+domain = "v.example.com"
+
+[[target]]
+name = "files"
+kind = "file"
+directory = "{files}"
+"#,
+        state = state_dir.display(),
+        files = files.display(),
+    )
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, text))
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn status_json(config_path: &std::path::Path) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        .args(["status", "--json", "--config"])
+        .arg(config_path)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn daemon_converges_reloads_safely_and_stops() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let simulator = Arc::new(Simulator::new(SimSeed::from_toml(SEED).unwrap()));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let sim_url = format!("http://{}", listener.local_addr().unwrap());
+    runtime.spawn(serve(listener, simulator.clone(), std::future::pending()));
+
+    let directory = tempfile::tempdir().unwrap();
+    let state_dir = directory.path().join("state");
+    let files = directory.path().join("tls");
+    let config_path = directory.path().join("certkeeper.toml");
+    let metrics_port = free_port();
+    std::fs::write(
+        &config_path,
+        config(&sim_url, &state_dir, &files, metrics_port),
+    )
+    .unwrap();
+
+    let mut daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+            .args([
+                "run",
+                "--log-format",
+                "json",
+                "--log-level",
+                "debug",
+                "--config",
+            ])
+            .arg(&config_path)
+            .env("TEST_ALIBABA_SECRET", "daemon-test-secret")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+
+    wait_for("every target in sync", Duration::from_secs(60), || {
+        let view = status_json(&config_path);
+        view["targets"].as_array().is_some_and(|targets| {
+            targets.len() == 3 && targets.iter().all(|t| t["in_sync"] == true)
+        })
+    });
+    let view = status_json(&config_path);
+    let fingerprint = view["certificates"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let state = simulator.state_json().to_string();
+    assert!(
+        state.contains(&fingerprint),
+        "the simulator serves the stored version: {state}"
+    );
+    let served = std::fs::read_to_string(files.join("cert.pem")).unwrap();
+    assert!(served.contains("BEGIN CERTIFICATE"));
+
+    let (status, _) = http_get(metrics_port, "/readyz").unwrap();
+    assert_eq!(status, 200);
+    let (_, metrics) = http_get(metrics_port, "/metrics").unwrap();
+    assert!(
+        metrics.contains(r#"certkeeper_target_in_sync{kind="alibaba-cdn",target="cdn-www"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("certkeeper_certificate_expiration_timestamp_seconds{certificate=\"www\"}"),
+        "{metrics}"
+    );
+
+    // A bad config on SIGHUP is refused; the daemon keeps running on the old one.
+    std::fs::write(&config_path, "[daemon\nbroken").unwrap();
+    signal(&daemon.0, "HUP");
+    wait_for(
+        "the refused reload to be counted",
+        Duration::from_secs(20),
+        || {
+            http_get(metrics_port, "/metrics").is_some_and(|(_, text)| {
+                text.contains(r#"certkeeper_config_reloads_total{result="failure"} 1"#)
+            })
+        },
+    );
+    assert!(
+        daemon.0.try_wait().unwrap().is_none(),
+        "daemon still running"
+    );
+    assert_eq!(
+        http_get(metrics_port, "/healthz").map(|(status, _)| status),
+        Some(200)
+    );
+
+    // A good config on SIGHUP is taken.
+    std::fs::write(
+        &config_path,
+        config(&sim_url, &state_dir, &files, metrics_port),
+    )
+    .unwrap();
+    signal(&daemon.0, "HUP");
+    wait_for("the reload to be counted", Duration::from_secs(20), || {
+        http_get(metrics_port, "/metrics").is_some_and(|(_, text)| {
+            text.contains(r#"certkeeper_config_reloads_total{result="success"} 1"#)
+        })
+    });
+
+    signal(&daemon.0, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(status) = daemon.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "{exit:?}");
+    let mut logs = String::new();
+    use std::io::Read;
+    daemon
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(
+        !logs.contains("daemon-test-secret"),
+        "the access key secret must never be logged"
+    );
+    assert!(
+        !logs.contains("PRIVATE KEY"),
+        "key material must never be logged"
+    );
+}
