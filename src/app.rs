@@ -634,8 +634,67 @@ impl Daemon {
     }
 }
 
+/// Prints a line per reconcile pass (the demo's rollout view).
+pub type Reporter = Box<dyn Fn(&str) + Send + Sync>;
+
 /// `certkeeper run`: runs until SIGTERM or SIGINT.
 pub async fn run(config_path: PathBuf, loaded: config::Loaded) -> anyhow::Result<()> {
+    run_with(
+        config_path,
+        loaded,
+        Arc::new(ProcessEnvironment),
+        false,
+        None,
+    )
+    .await
+}
+
+/// A one-line rollout summary from the store, and whether everything has converged.
+fn rollout_summary(
+    store: &dyn StateStore,
+    components: &Components,
+) -> Result<(String, bool), StoreError> {
+    let deployments = store.deployments()?;
+    let wanted: usize = components
+        .certificates
+        .iter()
+        .map(|entry| entry.config.deploy_to.len())
+        .sum();
+    let in_sync = deployments
+        .iter()
+        .filter(|record| record.status == crate::store::DeployStatus::InSync)
+        .count();
+    let failed = deployments
+        .iter()
+        .filter(|record| {
+            matches!(
+                record.status,
+                crate::store::DeployStatus::Failed | crate::store::DeployStatus::Parked
+            )
+        })
+        .count();
+    let statuses = store.policy_statuses()?;
+    let resources: usize = components
+        .policies
+        .iter()
+        .map(|(config, _)| config.resources.len())
+        .sum();
+    let compliant = statuses.iter().filter(|status| status.compliant).count();
+    let line = format!(
+        "rollout: {in_sync}/{wanted} targets in sync, {failed} failing; policies: {compliant}/{resources} resources compliant"
+    );
+    Ok((line, in_sync == wanted && compliant == resources))
+}
+
+/// The daemon with its secrets' environment injected; with `once`, returns as soon as every
+/// target is in sync and every policy resource compliant (or fails after two minutes).
+pub async fn run_with(
+    config_path: PathBuf,
+    loaded: config::Loaded,
+    environment: Arc<dyn SecretEnvironment + Send + Sync>,
+    once: bool,
+    reporter: Option<Reporter>,
+) -> anyhow::Result<()> {
     use anyhow::Context;
     use tokio::signal::unix::{signal, SignalKind};
     let notifier = Notifier::new();
@@ -647,7 +706,7 @@ pub async fn run(config_path: PathBuf, loaded: config::Loaded) -> anyhow::Result
     let store: Arc<dyn StateStore> = Arc::new(store);
     health.set_store_open();
     let source_store = source_store_for(&store);
-    let mut components = build(&config, source_store.clone(), &ProcessEnvironment)
+    let mut components = build(&config, source_store.clone(), environment.as_ref())
         .await
         .context("building components")?;
     health.set_config_loaded();
@@ -676,6 +735,18 @@ pub async fn run(config_path: PathBuf, loaded: config::Loaded) -> anyhow::Result
         .reconcile(&components, true)
         .await
         .context("first reconcile")?;
+    let started = std::time::Instant::now();
+    let report = |components: &Components| -> anyhow::Result<bool> {
+        let (line, converged) = rollout_summary(store.as_ref(), components)?;
+        if let Some(reporter) = &reporter {
+            reporter(&line);
+        }
+        Ok(converged)
+    };
+    if report(&components)? && once {
+        let _ = stop_tx.send(true);
+        return Ok(());
+    }
     notifier.ready(&format!(
         "{} certificates, {} targets",
         config.certificates.len(),
@@ -688,7 +759,11 @@ pub async fn run(config_path: PathBuf, loaded: config::Loaded) -> anyhow::Result
     let mut watchdog_timer = tokio::time::interval(watchdog);
     // Deploy retries and file imports are picked up every tick; live-state scans and policy
     // checks run on the configured cron schedule.
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    let mut tick = tokio::time::interval(if once {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(30)
+    });
     let mut next_scan = next_scan_time(&config, OffsetDateTime::now_utc());
     loop {
         tokio::select! {
@@ -700,7 +775,7 @@ pub async fn run(config_path: PathBuf, loaded: config::Loaded) -> anyhow::Result
             }
             _ = hangup.recv() => {
                 notifier.reloading();
-                match reload(&config_path, source_store.clone()).await {
+                match reload(&config_path, source_store.clone(), environment.as_ref()).await {
                     Ok((new_config, new_components)) => {
                         config = new_config;
                         components = new_components;
@@ -719,7 +794,7 @@ pub async fn run(config_path: PathBuf, loaded: config::Loaded) -> anyhow::Result
             }
             _ = tick.tick() => {
                 let now = OffsetDateTime::now_utc();
-                let scan = next_scan.is_some_and(|at| at <= now);
+                let scan = once || next_scan.is_some_and(|at| at <= now);
                 if scan {
                     next_scan = next_scan_time(&config, now);
                 }
@@ -727,6 +802,15 @@ pub async fn run(config_path: PathBuf, loaded: config::Loaded) -> anyhow::Result
                     tracing::error!(error = %error, "reconcile failed");
                 }
                 notifier.status(&format!("last reconcile {}", now.unix_timestamp()));
+                match report(&components) {
+                    Ok(true) if once => break,
+                    Ok(_) => {}
+                    Err(error) => tracing::error!(error = %error, "reading rollout state failed"),
+                }
+                if once && started.elapsed() > Duration::from_secs(120) {
+                    let _ = stop_tx.send(true);
+                    anyhow::bail!("did not converge within two minutes; see `certkeeper status`");
+                }
             }
         }
     }
@@ -746,12 +830,13 @@ fn next_scan_time(config: &Config, now: OffsetDateTime) -> Option<OffsetDateTime
 async fn reload(
     path: &Path,
     source_store: Arc<dyn SourceStore>,
+    environment: &(dyn SecretEnvironment + Send + Sync),
 ) -> anyhow::Result<(Config, Components)> {
     let loaded = config::load(path)?;
     for warning in &loaded.warnings {
         tracing::warn!(warning = %warning, "config warning");
     }
-    let components = build(&loaded.config, source_store, &ProcessEnvironment).await?;
+    let components = build(&loaded.config, source_store, environment).await?;
     Ok((loaded.config, components))
 }
 

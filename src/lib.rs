@@ -6,6 +6,7 @@
 //! - [`cert`]: bundles, parsing, fingerprints, key generation, pre-deploy checks.
 //! - [`source`]: where certificates come from (ACME, watched files, local CA).
 //! - [`cloud`]: targets, policies and DNS solvers per vendor, plus the simulator.
+//! - [`demo`]: the offline demo (simulator + daemon).
 //! - [`engine`]: windows, renewal timing, retries and the reconcile loop.
 //! - [`status`]: the `certkeeper status` view.
 //! - [`store`]: the state that must survive a crash (SQLite by default).
@@ -19,6 +20,7 @@ pub mod app;
 pub mod cert;
 pub mod cloud;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod fsutil;

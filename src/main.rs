@@ -54,6 +54,21 @@ enum Command {
         #[arg(long)]
         seed: Option<PathBuf>,
     },
+    /// Run the offline demo: the simulator plus the daemon rolling a certificate out to a
+    /// small simulated fleet and enforcing both policies.
+    Demo {
+        /// Where the demo writes its config, state and files.
+        #[arg(long, default_value = "certkeeper-demo")]
+        directory: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        metrics_listen: String,
+        /// How many simulated CDN domains to roll out to.
+        #[arg(long, default_value_t = 20)]
+        cdn_domains: usize,
+        /// Exit once everything has converged instead of serving until Ctrl-C.
+        #[arg(long)]
+        once: bool,
+    },
     /// Print the version.
     Version,
 }
@@ -101,6 +116,24 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Demo {
+            directory,
+            metrics_listen,
+            cdn_domains,
+            once,
+        } => {
+            let result = tokio::runtime::Runtime::new()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| {
+                    runtime.block_on(certkeeper::demo::run(
+                        &directory,
+                        &metrics_listen,
+                        cdn_domains,
+                        once,
+                    ))
+                });
+            report(result, EX_SOFTWARE)
+        }
         Command::Sim { listen, seed } => report(run_sim(listen, seed), EX_SOFTWARE),
     }
 }
