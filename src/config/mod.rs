@@ -219,21 +219,9 @@ pub enum SourceConfig {
     LocalCa(String),
 }
 
-/// Private key algorithms certkeeper generates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-pub enum KeyAlgorithm {
-    #[default]
-    #[serde(rename = "ecdsa-p256")]
-    EcdsaP256,
-    #[serde(rename = "ecdsa-p384")]
-    EcdsaP384,
-    #[serde(rename = "rsa-2048")]
-    Rsa2048,
-    #[serde(rename = "rsa-3072")]
-    Rsa3072,
-    #[serde(rename = "rsa-4096")]
-    Rsa4096,
-}
+/// Private key algorithms certkeeper generates (`key = "ecdsa-p256"` ...): the certificate
+/// model's own key type, so the config and key generation cannot disagree.
+pub use crate::cert::KeyType as KeyAlgorithm;
 
 /// `[[certificate]]`.
 #[derive(Debug, Clone, Deserialize)]
