@@ -1,6 +1,7 @@
 # certkeeper as a container (sidecar or standalone). Build: docker build -t certkeeper .
-# The runtime image holds only the static-ish binary, CA roots and an unprivileged user;
-# state lives in the /var/lib/certkeeper volume, config in /etc/certkeeper.
+# The runtime image holds only the binary, CA roots and an unprivileged user; it writes only
+# to the /var/lib/certkeeper volume (and file-target directories you mount), so it runs with
+# a read-only root file system. Config lives in /etc/certkeeper.
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
@@ -20,6 +21,6 @@ COPY config/certkeeper.example.toml /etc/certkeeper/certkeeper.example.toml
 USER certkeeper
 VOLUME ["/var/lib/certkeeper"]
 EXPOSE 9464
-HEALTHCHECK --interval=30s --timeout=3s CMD ["/usr/bin/certkeeper", "version"]
+HEALTHCHECK --interval=30s --timeout=5s CMD ["/usr/bin/certkeeper", "healthcheck", "--config", "/etc/certkeeper/certkeeper.toml"]
 ENTRYPOINT ["/usr/bin/certkeeper"]
 CMD ["run", "--config", "/etc/certkeeper/certkeeper.toml"]

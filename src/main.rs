@@ -69,6 +69,8 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Exit 0 when the running daemon's /healthz answers 200 (container HEALTHCHECK).
+    Healthcheck,
     /// Print the version.
     Version,
 }
@@ -92,6 +94,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check => check(&cli.config),
+        Command::Healthcheck => match load_config(&cli.config) {
+            Ok(loaded) => report(healthcheck(&loaded.config.daemon.metrics_listen), 1),
+            Err(code) => code,
+        },
         Command::Run => match load_config(&cli.config) {
             Ok(loaded) => {
                 let runtime = match tokio::runtime::Runtime::new() {
@@ -178,6 +184,30 @@ fn check(path: &std::path::Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(code) => code,
+    }
+}
+
+/// GET /healthz on the metrics listener with a short timeout; no HTTP client needed.
+fn healthcheck(listen: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let address: std::net::SocketAddr = listen
+        .parse()
+        .with_context(|| format!("metrics_listen `{listen}`"))?;
+    let timeout = std::time::Duration::from_secs(3);
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)
+        .with_context(|| format!("connecting to {address}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream.take(4096).read_to_string(&mut answer)?;
+    match answer.split_whitespace().nth(1) {
+        Some("200") => Ok(()),
+        Some(status) => anyhow::bail!("/healthz answered {status}"),
+        None => anyhow::bail!("/healthz gave no HTTP answer"),
     }
 }
 

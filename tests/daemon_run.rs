@@ -200,6 +200,16 @@ fn daemon_converges_reloads_safely_and_stops() {
         "{metrics}"
     );
 
+    let healthcheck = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        .args(["healthcheck", "--config"])
+        .arg(&config_path)
+        .status()
+        .unwrap();
+    assert!(
+        healthcheck.success(),
+        "certkeeper healthcheck against the running daemon"
+    );
+
     // A bad config on SIGHUP is refused; the daemon keeps running on the old one.
     std::fs::write(&config_path, "[daemon\nbroken").unwrap();
     signal(&daemon.0, "HUP");
