@@ -227,6 +227,79 @@ async fn the_account_is_created_once_and_reused_by_a_restarted_source() {
     assert_eq!((created, reused), (1, 1));
 }
 
+/// The daemon's wiring: the account lives in the SQLite state store, and a restarted daemon
+/// (a new store handle on the same file, a new source) reuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_survives_reopening_the_sqlite_store() {
+    use certkeeper::source::persist::StateSourceStore;
+    use certkeeper::store::{SqliteStore, StateStore};
+    let pebble = Pebble::start(PebbleOptions::default());
+    let responder = http01(&pebble).await;
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        let sqlite: Arc<dyn StateStore> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        Arc::new(
+            StateSourceStore::new(sqlite).with_acme_directory("pebble", pebble.directory.clone()),
+        )
+    };
+    let (events, mut seen) = tokio::sync::mpsc::unbounded_channel();
+
+    let url = {
+        let first = AcmeSource::with_events(
+            settings(&pebble, "pebble"),
+            open(),
+            ChallengeSolver::Http01(responder.clone()),
+            Some(events.clone()),
+        )
+        .unwrap();
+        first
+            .obtain(&request("one", &["one.example.test"]))
+            .await
+            .unwrap();
+        first.account_url().await.unwrap()
+    };
+    let stored = SqliteStore::open(dir.path())
+        .unwrap()
+        .acme_account(&pebble.directory, "pebble")
+        .unwrap()
+        .expect("account row under the directory URL");
+
+    let store = open();
+    let second = AcmeSource::with_events(
+        settings(&pebble, "pebble"),
+        store.clone(),
+        ChallengeSolver::Http01(responder.clone()),
+        Some(events),
+    )
+    .unwrap();
+    let issued = second
+        .obtain(&request("two", &["two.example.test"]))
+        .await
+        .unwrap();
+    verify(&pebble, &issued, &["two.example.test"]).await;
+    assert_eq!(second.account_url().await.unwrap(), url);
+    assert_eq!(
+        store.load_account("pebble").unwrap().unwrap(),
+        stored.credentials,
+        "credentials unchanged: no second registration"
+    );
+    let mut created = 0;
+    let mut reused = 0;
+    while let Ok(event) = seen.try_recv() {
+        match event {
+            AcmeEvent::AccountCreated { .. } => created += 1,
+            AcmeEvent::AccountReused {
+                url: reused_url, ..
+            } => {
+                assert_eq!(reused_url, url);
+                reused += 1
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((created, reused), (1, 1));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_pebble_restart_the_account_is_registered_again() {
     let mut pebble = Pebble::start(PebbleOptions::default());

@@ -8,6 +8,7 @@
 pub mod acme;
 pub mod file;
 pub mod local_ca;
+pub mod persist;
 
 use crate::cert::{CertError, CertificateBundle};
 use crate::config::KeyAlgorithm;
