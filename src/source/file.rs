@@ -2,14 +2,14 @@
 //! certificate + key pair, or a directory of pairs named by convention (`NAME.crt` +
 //! `NAME.key`, or `NAME/fullchain.pem` + `NAME/privkey.pem`), with `notify`. Changes are
 //! debounced (a quiet period) so a file still being written is not read, and every read is
-//! validated anyway (PEM parses, key matches, not expired), so a half-written or mismatched
+//! validated anyway (the cert module's parser, then its pre-deploy check chain: key matches,
+//! names covered, chain intact, not expired, enough validity left), so a half-written or mismatched
 //! pair is never imported: it produces a [`FileEvent::Rejected`] and the previous good
 //! version stays in force. A new version is imported only when the fingerprint changes.
 
-use crate::cert::CertificateBundle;
+use crate::cert::{CertError, CertificateBundle, ViolationReason};
 use crate::error::ErrorClass;
-use crate::secret::Secret;
-use crate::source::{split_chain, CertificateRequest, Issued, Source, SourceError};
+use crate::source::{CertificateRequest, Issued, Source, SourceError};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -66,6 +66,10 @@ pub enum FileEvent {
 pub struct FileSource {
     spec: WatchSpec,
     debounce: Duration,
+    /// Configured domains per certificate name: the files must cover them.
+    names: BTreeMap<String, Vec<String>>,
+    /// Validity the files must still have to be imported.
+    min_remaining: time::Duration,
     current: Mutex<BTreeMap<String, CertificateBundle>>,
 }
 
@@ -83,8 +87,23 @@ impl FileSource {
         Self {
             spec,
             debounce,
+            names: BTreeMap::new(),
+            min_remaining: time::Duration::ZERO,
             current: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The `[[certificate]]` domains the files for `name` must cover (`name_mismatch`
+    /// otherwise). Without it only the other checks apply.
+    pub fn with_domains(mut self, name: impl Into<String>, domains: Vec<String>) -> Self {
+        self.names.insert(name.into(), domains);
+        self
+    }
+
+    /// Files with less validity left than this are refused (`expires_too_soon`); default 0.
+    pub fn with_min_remaining(mut self, min_remaining: time::Duration) -> Self {
+        self.min_remaining = min_remaining;
+        self
     }
 
     /// The version in force for `name`.
@@ -120,7 +139,17 @@ impl FileSource {
     pub fn scan(&self) -> Vec<FileEvent> {
         let mut events = Vec::new();
         for pair in self.pairs() {
-            match read_pair(&pair) {
+            let names = self.names.get(&pair.name).cloned().unwrap_or_default();
+            let checked = read_pair(&pair).and_then(|bundle| {
+                validate_pair(
+                    &bundle,
+                    &names,
+                    OffsetDateTime::now_utc(),
+                    self.min_remaining,
+                )
+                .map(|()| bundle)
+            });
+            match checked {
                 Ok(bundle) => {
                     let mut current = self.lock();
                     let unchanged = current
@@ -257,69 +286,69 @@ fn directory_pairs(dir: &Path) -> Vec<PairPaths> {
     pairs
 }
 
+/// Reads a pair with the cert module's size-limited reader and parser (leaf and chain in
+/// any order, PKCS#8/PKCS#1/SEC1 keys, precise messages for DER or non-PEM files).
 fn read_pair(pair: &PairPaths) -> Result<CertificateBundle, SourceError> {
     let read = |path: &Path| {
-        std::fs::read_to_string(path).map_err(|error| {
-            SourceError::new(
-                ORIGIN,
-                "read",
-                if error.kind() == std::io::ErrorKind::NotFound {
-                    ErrorClass::NotFound
-                } else {
-                    ErrorClass::Invalid
-                },
-                "Read",
-                format!("{}: {error}", path.display()),
-            )
+        crate::cert::read_input(path).map_err(|error| {
+            let class = if !path.exists() {
+                ErrorClass::NotFound
+            } else {
+                ErrorClass::Invalid
+            };
+            SourceError::new(ORIGIN, "read", class, "Read", error.to_string())
         })
     };
-    let mut chain = read(&pair.cert)?;
+    let mut cert = read(&pair.cert)?;
     if let Some(extra) = &pair.chain {
-        chain.push('\n');
-        chain.push_str(&read(extra)?);
+        cert.push(b'\n');
+        cert.extend(read(extra)?);
     }
-    let key = Secret::new(read(&pair.key)?);
-    validate_pair(&chain, &key, OffsetDateTime::now_utc())
+    // Zeroizing: the buffer holds the private key.
+    let key = zeroize::Zeroizing::new(read(&pair.key)?);
+    crate::cert::parse_bundle_bytes(
+        &pair.cert.display().to_string(),
+        &cert,
+        &pair.key.display().to_string(),
+        &key,
+    )
+    .map_err(|error| {
+        // The parser already orders the chain; a certificate that does not fit is the same
+        // defect the pre-deploy chain check names `chain_broken`.
+        let code = match error {
+            CertError::UnrelatedCertificate { .. } | CertError::ChainOrder { .. } => {
+                ViolationReason::ChainBroken.as_str()
+            }
+            _ => "BadCertificate",
+        };
+        SourceError::new(
+            ORIGIN,
+            "validate",
+            ErrorClass::Invalid,
+            code,
+            error.to_string(),
+        )
+    })
 }
 
-/// The checks a pair must pass before import: the PEM parses, the key belongs to the leaf,
-/// the leaf is currently valid. One function so the lead can swap in the cert module's
-/// `parse_bundle` and pre-deploy check chain.
+/// The pre-deploy check chain a pair must pass before import (expired, not yet valid, key
+/// mismatch, names, chain, weak key, too little validity left). The error code is the
+/// violation reason (`key_mismatch`, `expired`, ...), the same label the engine uses.
 pub fn validate_pair(
-    chain_pem: &str,
-    key_pem: &Secret,
+    bundle: &CertificateBundle,
+    names: &[String],
     now: OffsetDateTime,
-) -> Result<CertificateBundle, SourceError> {
-    let invalid = |code: &str, message: String| {
-        SourceError::new(ORIGIN, "validate", ErrorClass::Invalid, code, message)
-    };
-    let (leaf, chain) =
-        split_chain(chain_pem).map_err(|error| invalid("BadCertificate", error.to_string()))?;
-    let bundle = CertificateBundle::from_pem(&leaf, &chain, key_pem.clone())
-        .map_err(|error| invalid("BadCertificate", error.to_string()))?;
-    key_matches(&bundle).map_err(|message| invalid("KeyMismatch", message))?;
-    if bundle.info.not_after <= now {
-        return Err(invalid(
-            "Expired",
-            format!("the certificate expired at {}", bundle.info.not_after),
-        ));
-    }
-    Ok(bundle)
-}
-
-/// Whether the private key is the leaf's: compares the key's SubjectPublicKeyInfo with the
-/// certificate's.
-fn key_matches(bundle: &CertificateBundle) -> Result<(), String> {
-    use x509_parser::prelude::*;
-    let key = rcgen::KeyPair::from_pem(bundle.key_pem.expose())
-        .map_err(|error| format!("the private key is unreadable: {error}"))?;
-    let block = ::pem::parse(&bundle.leaf_pem).map_err(|error| error.to_string())?;
-    let (_, cert) = X509Certificate::from_der(block.contents()).map_err(|e| e.to_string())?;
-    if rcgen::PublicKeyData::subject_public_key_info(&key) == cert.public_key().raw {
-        Ok(())
-    } else {
-        Err("the private key does not belong to the certificate".into())
-    }
+    min_remaining: time::Duration,
+) -> Result<(), SourceError> {
+    crate::cert::check_predeploy(bundle, names, now, min_remaining).map_err(|violation| {
+        SourceError::new(
+            ORIGIN,
+            "validate",
+            ErrorClass::Invalid,
+            violation.reason.as_str(),
+            violation.to_string(),
+        )
+    })
 }
 
 #[async_trait]
@@ -356,6 +385,7 @@ impl Source for FileSource {
 mod tests {
     use super::*;
     use crate::cert::bundle::testing;
+    use crate::secret::Secret;
 
     fn pair_source(dir: &Path) -> FileSource {
         FileSource::new(
@@ -420,7 +450,7 @@ mod tests {
         std::fs::write(dir.path().join("site.crt"), &other.leaf_pem).unwrap();
         let events = source.scan();
         assert!(
-            matches!(&events[0], FileEvent::Rejected { error, .. } if error.code == "KeyMismatch")
+            matches!(&events[0], FileEvent::Rejected { error, .. } if error.code == "key_mismatch")
         );
         assert_eq!(
             source.current("site").unwrap().fingerprint(),
@@ -435,7 +465,7 @@ mod tests {
         );
         write(dir.path(), &expired);
         let events = source.scan();
-        assert!(matches!(&events[0], FileEvent::Rejected { error, .. } if error.code == "Expired"));
+        assert!(matches!(&events[0], FileEvent::Rejected { error, .. } if error.code == "expired"));
 
         std::fs::remove_file(dir.path().join("site.crt")).unwrap();
         let events = source.scan();
@@ -446,6 +476,83 @@ mod tests {
             source.current("site").unwrap().fingerprint(),
             good.fingerprint()
         );
+    }
+
+    /// Every violation class of the pre-deploy chain is refused with its reason as the code,
+    /// and the good version stays in force each time.
+    #[test]
+    fn each_violation_is_refused_and_the_previous_version_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = pair_source(dir.path())
+            .with_domains("site", vec!["www.example.test".into()])
+            .with_min_remaining(time::Duration::days(7));
+        let good = testing::fresh(&["www.example.test"]);
+        write(dir.path(), &good);
+        assert_eq!(imported(&source.scan()).len(), 1);
+
+        let now = OffsetDateTime::now_utc();
+        let day = time::Duration::days(1);
+        let files = |cert: String, key: &Secret| (cert, key.clone());
+        let chain = testing::TestChain::new(&["www.example.test"], now - day, now + 90 * day);
+        let stranger = testing::TestChain::named("other", &["x.test"], now - day, now + 90 * day);
+        let other_key = testing::fresh(&["www.example.test"]);
+        let cases = [
+            ("expired", {
+                let b = testing::self_signed(&["www.example.test"], now - 30 * day, now - day);
+                files(b.leaf_pem, &b.key_pem)
+            }),
+            ("not_yet_valid", {
+                let b = testing::self_signed(&["www.example.test"], now + day, now + 90 * day);
+                files(b.leaf_pem, &b.key_pem)
+            }),
+            (
+                "key_mismatch",
+                files(good.leaf_pem.clone(), &other_key.key_pem),
+            ),
+            ("name_mismatch", {
+                let b = testing::fresh(&["api.example.test"]);
+                files(b.leaf_pem, &b.key_pem)
+            }),
+            (
+                "chain_broken",
+                files(
+                    format!("{}{}", chain.leaf, stranger.intermediate),
+                    &chain.key,
+                ),
+            ),
+            ("expires_too_soon", {
+                let b = testing::self_signed(&["www.example.test"], now - day, now + 2 * day);
+                files(b.leaf_pem, &b.key_pem)
+            }),
+        ];
+        for (reason, (cert, key)) in cases {
+            std::fs::write(dir.path().join("site.crt"), cert).unwrap();
+            std::fs::write(dir.path().join("site.key"), key.expose()).unwrap();
+            let events = source.scan();
+            assert_eq!(events.len(), 1, "{reason}");
+            match &events[0] {
+                FileEvent::Rejected { error, .. } => {
+                    assert_eq!(error.code, reason, "{error}");
+                    assert_eq!(error.class, ErrorClass::Invalid);
+                    assert!(!error.message.contains("PRIVATE KEY"));
+                }
+                FileEvent::Imported { .. } => panic!("{reason}: imported"),
+            }
+            assert_eq!(
+                source.current("site").unwrap().fingerprint(),
+                good.fingerprint(),
+                "{reason}"
+            );
+        }
+
+        // A proper chain (leaf + its intermediate, any order) is accepted.
+        std::fs::write(
+            dir.path().join("site.crt"),
+            format!("{}{}", chain.intermediate, chain.leaf),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("site.key"), chain.key.expose()).unwrap();
+        assert_eq!(imported(&source.scan()).len(), 1);
     }
 
     #[test]

@@ -8,7 +8,9 @@ use crate::config::duration::parse_duration;
 use crate::config::{KeyAlgorithm, LocalCaConfig};
 use crate::error::ErrorClass;
 use crate::secret::Secret;
-use crate::source::{generate_key, CertificateRequest, Issued, Source, SourceError, SourceStore};
+use crate::source::{
+    generate_key, key_pair, CertificateRequest, Issued, Source, SourceError, SourceStore,
+};
 use async_trait::async_trait;
 use rand::RngCore;
 use std::path::PathBuf;
@@ -119,7 +121,8 @@ impl LocalCa {
         use rcgen::{
             CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyUsagePurpose, SerialNumber,
         };
-        let leaf_key = generate_key(ORIGIN, key)?;
+        let leaf_key_pem = generate_key(ORIGIN, key)?;
+        let leaf_key = key_pair(ORIGIN, &leaf_key_pem)?;
         let mut params = CertificateParams::new(names.to_vec())
             .map_err(|error| failure("issue", "BadName", error.to_string()))?;
         if let Some(first) = names.first() {
@@ -143,7 +146,7 @@ impl LocalCa {
             .map_err(|error| failure("issue", "Sign", error.to_string()))?;
         Ok(Issued {
             chain_pem: cert.pem(),
-            key_pem: Secret::new(leaf_key.serialize_pem()),
+            key_pem: leaf_key_pem,
             renewal: None,
         })
     }
@@ -158,7 +161,7 @@ impl Source for LocalCa {
 
 fn generate_root(common_name: &str) -> Result<(String, Secret), SourceError> {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyUsagePurpose};
-    let key = generate_key(ORIGIN, KeyAlgorithm::EcdsaP256)?;
+    let key = key_pair(ORIGIN, &generate_key(ORIGIN, KeyAlgorithm::EcdsaP256)?)?;
     let mut params = CertificateParams::new(Vec::<String>::new())
         .map_err(|error| failure("generate root", "Params", error.to_string()))?;
     params

@@ -8,8 +8,9 @@
 pub mod acme;
 pub mod file;
 pub mod local_ca;
+pub mod persist;
 
-use crate::cert::{CertError, CertificateBundle};
+use crate::cert::{CertError, CertificateBundle, KeyType, PrivateKey};
 use crate::config::KeyAlgorithm;
 use crate::error::{CloudError, ErrorClass};
 use crate::secret::Secret;
@@ -239,26 +240,23 @@ impl SourceStore for MemoryStore {
     }
 }
 
-/// Generates a private key of the configured algorithm. RSA needs a key generator ring does
-/// not have; until the cert module's key API lands, RSA is refused with a clear error.
-pub fn generate_key(
-    origin: &'static str,
-    algorithm: KeyAlgorithm,
-) -> Result<rcgen::KeyPair, SourceError> {
-    let alg = match algorithm {
-        KeyAlgorithm::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-        KeyAlgorithm::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-        KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
-            return Err(SourceError::new(
-                origin,
-                "generate key",
-                ErrorClass::Unsupported,
-                "RsaKeyGeneration",
-                "RSA keys cannot be generated yet; use key = \"ecdsa-p256\" or \"ecdsa-p384\"",
-            ))
-        }
-    };
-    rcgen::KeyPair::generate_for(alg).map_err(|error| {
+/// The cert module's key type for a configured key algorithm (the two enums spell the same
+/// config values; config keeps its own so it does not depend on the cert module).
+pub fn key_type(algorithm: KeyAlgorithm) -> KeyType {
+    match algorithm {
+        KeyAlgorithm::EcdsaP256 => KeyType::EcdsaP256,
+        KeyAlgorithm::EcdsaP384 => KeyType::EcdsaP384,
+        KeyAlgorithm::Rsa2048 => KeyType::Rsa2048,
+        KeyAlgorithm::Rsa3072 => KeyType::Rsa3072,
+        KeyAlgorithm::Rsa4096 => KeyType::Rsa4096,
+    }
+}
+
+/// Generates a private key of the configured algorithm (ECDSA P-256/P-384, RSA
+/// 2048/3072/4096) as PKCS#8 PEM. RSA takes a while: async callers run it on a blocking
+/// thread.
+pub fn generate_key(origin: &'static str, algorithm: KeyAlgorithm) -> Result<Secret, SourceError> {
+    key_type(algorithm).generate().map_err(|error| {
         SourceError::new(
             origin,
             "generate key",
@@ -267,6 +265,21 @@ pub fn generate_key(
             error.to_string(),
         )
     })
+}
+
+/// The rcgen key pair of a PEM key, for signing with it.
+pub fn key_pair(origin: &'static str, key_pem: &Secret) -> Result<rcgen::KeyPair, SourceError> {
+    PrivateKey::from_pem("generated key", key_pem.expose())
+        .and_then(|key| key.to_rcgen("generated key"))
+        .map_err(|error| {
+            SourceError::new(
+                origin,
+                "load key",
+                ErrorClass::Invalid,
+                "BadKey",
+                error.to_string(),
+            )
+        })
 }
 
 #[cfg(test)]
@@ -295,11 +308,24 @@ mod tests {
     }
 
     #[test]
-    fn rsa_is_refused_clearly_and_ecdsa_works() {
-        let error = generate_key("acme", KeyAlgorithm::Rsa2048).unwrap_err();
-        assert_eq!(error.class, ErrorClass::Unsupported);
-        assert!(error.message.contains("RSA"));
-        assert!(generate_key("acme", KeyAlgorithm::EcdsaP384).is_ok());
+    fn every_configured_key_algorithm_generates() {
+        for (algorithm, expected) in [
+            (
+                KeyAlgorithm::EcdsaP256,
+                crate::cert::key::KeyAlgorithm::EcdsaP256,
+            ),
+            (
+                KeyAlgorithm::EcdsaP384,
+                crate::cert::key::KeyAlgorithm::EcdsaP384,
+            ),
+            (KeyAlgorithm::Rsa2048, crate::cert::key::KeyAlgorithm::Rsa),
+        ] {
+            let pem = generate_key("acme", algorithm).unwrap();
+            let key = PrivateKey::from_pem("test", pem.expose()).unwrap();
+            assert_eq!(key.algorithm(), expected, "{algorithm:?}");
+            key_pair("acme", &pem).unwrap();
+        }
+        assert_eq!(key_type(KeyAlgorithm::Rsa4096), KeyType::Rsa4096);
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub fn conformance<S: StateStore>(make: impl Fn() -> S) {
     attempts_round_trip(&make());
     policy_status_round_trip(&make());
     acme_accounts_round_trip(&make());
+    acme_accounts_can_be_deleted(&make());
+    ari_points_round_trip(&make());
+    local_cas_round_trip(&make());
     renewal_plans_round_trip(&make());
     events_round_trip(&make());
     status_report_joins_plans(&make());
@@ -473,6 +476,73 @@ fn acme_accounts_round_trip(store: &dyn StateStore) {
         store.acme_account(&rotated.directory_url, "main").unwrap(),
         Some(rotated)
     );
+}
+
+fn acme_accounts_can_be_deleted(store: &dyn StateStore) {
+    let account = AcmeAccount {
+        directory_url: "https://acme.test/directory".into(),
+        account_name: "main".into(),
+        credentials: Secret::new("{}"),
+        created_at: T0,
+    };
+    store.put_acme_account(&account).unwrap();
+    let other = AcmeAccount {
+        account_name: "other".into(),
+        ..account.clone()
+    };
+    store.put_acme_account(&other).unwrap();
+    store
+        .delete_acme_account(&account.directory_url, "main")
+        .unwrap();
+    assert_eq!(
+        store.acme_account(&account.directory_url, "main").unwrap(),
+        None
+    );
+    assert_eq!(
+        store.acme_account(&account.directory_url, "other").unwrap(),
+        Some(other)
+    );
+    // Deleting what is not there is not an error.
+    store
+        .delete_acme_account(&account.directory_url, "main")
+        .unwrap();
+}
+
+fn ari_points_round_trip(store: &dyn StateStore) {
+    assert_eq!(store.ari_point("web").unwrap(), None);
+    let point = AriPoint {
+        certificate: "web".into(),
+        cert_id: "aki.serial".into(),
+        window_start: T0,
+        window_end: T0 + time::Duration::days(2),
+        renew_at: T0 + time::Duration::hours(30),
+        next_poll: T0 + time::Duration::hours(6),
+    };
+    store.put_ari_point(&point).unwrap();
+    assert_eq!(store.ari_point("web").unwrap(), Some(point.clone()));
+    let moved = AriPoint {
+        cert_id: "aki.serial2".into(),
+        renew_at: T0 + time::Duration::hours(40),
+        ..point
+    };
+    store.put_ari_point(&moved).unwrap();
+    assert_eq!(store.ari_point("web").unwrap(), Some(moved));
+    assert_eq!(store.ari_point("api").unwrap(), None);
+}
+
+fn local_cas_round_trip(store: &dyn StateStore) {
+    assert_eq!(store.local_ca("ops").unwrap(), None);
+    let root = LocalCaRoot {
+        name: "ops".into(),
+        cert_pem: "-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----\n".into(),
+        key_pem: Secret::new("ROOT-KEY"),
+        created_at: T0,
+    };
+    store.put_local_ca(&root).unwrap();
+    let back = store.local_ca("ops").unwrap().unwrap();
+    assert_eq!(back, root);
+    assert_eq!(back.key_pem.expose(), "ROOT-KEY");
+    assert_eq!(store.local_ca("dev").unwrap(), None);
 }
 
 fn renewal_plans_round_trip(store: &dyn StateStore) {

@@ -298,6 +298,34 @@ pub struct RenewalPlan {
     pub updated_at: OffsetDateTime,
 }
 
+/// The ARI point the ACME source chose for a certificate: the CA's window, the instant drawn
+/// inside it, when to ask again, and the ARI identifier of the leaf it was computed for (a
+/// new leaf makes it stale). Kept apart from [`RenewalPlan`], which is per stored version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AriPoint {
+    pub certificate: String,
+    pub cert_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub window_start: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub window_end: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub renew_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub next_poll: OffsetDateTime,
+}
+
+/// A local CA's root certificate and key, generated once and reused across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LocalCaRoot {
+    pub name: String,
+    pub cert_pem: String,
+    #[serde(skip)]
+    pub key_pem: Secret,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
 /// One entry of the append-only event log. Callers never put secrets in `message` or
 /// `fields`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -420,6 +448,23 @@ pub trait StateStore: Send + Sync {
         directory_url: &str,
         account_name: &str,
     ) -> Result<Option<AcmeAccount>, StoreError>;
+
+    /// Removes an ACME account (the CA no longer knows it); absent is fine.
+    fn delete_acme_account(
+        &self,
+        directory_url: &str,
+        account_name: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Inserts or replaces the ARI point of `point.certificate`.
+    fn put_ari_point(&self, point: &AriPoint) -> Result<(), StoreError>;
+
+    fn ari_point(&self, certificate: &str) -> Result<Option<AriPoint>, StoreError>;
+
+    /// Inserts or replaces the root of local CA `root.name`.
+    fn put_local_ca(&self, root: &LocalCaRoot) -> Result<(), StoreError>;
+
+    fn local_ca(&self, name: &str) -> Result<Option<LocalCaRoot>, StoreError>;
 
     /// Inserts or replaces the renewal plan of `plan.certificate`.
     fn put_renewal_plan(&self, plan: &RenewalPlan) -> Result<(), StoreError>;

@@ -6,8 +6,9 @@
 //! either the old or the new state, never half a certificate.
 
 use super::{
-    AcmeAccount, AriWindow, Attempt, CertificateVersion, DeployStatus, DeploymentRecord, Event,
-    EventQuery, LastError, PolicyStatus, RenewalPlan, StateStore, StoreError, SubjectKind,
+    AcmeAccount, AriPoint, AriWindow, Attempt, CertificateVersion, DeployStatus, DeploymentRecord,
+    Event, EventQuery, LastError, LocalCaRoot, PolicyStatus, RenewalPlan, StateStore, StoreError,
+    SubjectKind,
 };
 use crate::error::ErrorClass;
 use crate::secret::Secret;
@@ -119,6 +120,25 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
     CREATE TRIGGER events_no_delete BEFORE DELETE ON events
         BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+    "#,
+    // 2: state the sources keep: the ARI point chosen per certificate (with the ARI
+    // identifier it belongs to) and each local CA's root.
+    r#"
+    CREATE TABLE ari_points (
+        certificate   TEXT    PRIMARY KEY,
+        cert_id       TEXT    NOT NULL,
+        window_start  INTEGER NOT NULL,
+        window_end    INTEGER NOT NULL,
+        renew_at      INTEGER NOT NULL,
+        next_poll     INTEGER NOT NULL
+    );
+
+    CREATE TABLE local_cas (
+        name        TEXT    PRIMARY KEY,
+        cert_pem    TEXT    NOT NULL,
+        key_pem     TEXT    NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
     "#,
 ];
 
@@ -822,6 +842,93 @@ impl StateStore for SqliteStore {
                         directory_url: row.get(0)?,
                         account_name: row.get(1)?,
                         credentials: Secret::new(row.get::<_, String>(2)?),
+                        created_at: time_at(row, 3)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    fn delete_acme_account(
+        &self,
+        directory_url: &str,
+        account_name: &str,
+    ) -> Result<(), StoreError> {
+        self.write("deleting an ACME account", |tx| {
+            tx.execute(
+                "DELETE FROM acme_accounts WHERE directory_url = ?1 AND account_name = ?2",
+                [directory_url, account_name],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn put_ari_point(&self, point: &AriPoint) -> Result<(), StoreError> {
+        self.write("storing an ARI point", |tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO ari_points (certificate, cert_id, window_start, \
+                 window_end, renew_at, next_poll) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    point.certificate,
+                    point.cert_id,
+                    secs(point.window_start),
+                    secs(point.window_end),
+                    secs(point.renew_at),
+                    secs(point.next_poll),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn ari_point(&self, certificate: &str) -> Result<Option<AriPoint>, StoreError> {
+        self.read("reading an ARI point", |tx| {
+            tx.query_row(
+                "SELECT certificate, cert_id, window_start, window_end, renew_at, next_poll \
+                 FROM ari_points WHERE certificate = ?1",
+                [certificate],
+                |row| {
+                    Ok(AriPoint {
+                        certificate: row.get(0)?,
+                        cert_id: row.get(1)?,
+                        window_start: time_at(row, 2)?,
+                        window_end: time_at(row, 3)?,
+                        renew_at: time_at(row, 4)?,
+                        next_poll: time_at(row, 5)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    fn put_local_ca(&self, root: &LocalCaRoot) -> Result<(), StoreError> {
+        self.write("storing a local CA root", |tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO local_cas (name, cert_pem, key_pem, created_at) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    root.name,
+                    root.cert_pem,
+                    root.key_pem.expose(),
+                    secs(root.created_at),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn local_ca(&self, name: &str) -> Result<Option<LocalCaRoot>, StoreError> {
+        self.read("reading a local CA root", |tx| {
+            tx.query_row(
+                "SELECT name, cert_pem, key_pem, created_at FROM local_cas WHERE name = ?1",
+                [name],
+                |row| {
+                    Ok(LocalCaRoot {
+                        name: row.get(0)?,
+                        cert_pem: row.get(1)?,
+                        key_pem: Secret::new(row.get::<_, String>(2)?),
                         created_at: time_at(row, 3)?,
                     })
                 },

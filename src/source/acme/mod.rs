@@ -280,9 +280,22 @@ impl Source for AcmeSource {
             )
         })?;
         let started = Instant::now();
-        // Fail on an unsupported key type before asking the CA for anything. A retried
-        // order (account re-registered, `replaces` dropped) reuses the same key.
-        let key = crate::source::generate_key(ORIGIN, request.key)?;
+        // The key exists before the CA is asked for anything; a retried order (account
+        // re-registered, `replaces` dropped) reuses it. RSA generation takes a while, so it
+        // runs off the async workers.
+        let algorithm = request.key;
+        let key =
+            tokio::task::spawn_blocking(move || crate::source::generate_key(ORIGIN, algorithm))
+                .await
+                .map_err(|error| {
+                    SourceError::new(
+                        ORIGIN,
+                        "generate key",
+                        ErrorClass::Transient,
+                        "KeyGeneration",
+                        error.to_string(),
+                    )
+                })??;
         let mut replaces = match (&request.previous_leaf_pem, self.settings.ari) {
             (Some(leaf), true) => ari::cert_id(leaf).ok(),
             _ => None,

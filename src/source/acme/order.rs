@@ -50,7 +50,7 @@ pub(crate) async fn run(
     poll: &PollSettings,
     profile: Option<&str>,
     replaces: Option<CertificateIdentifier<'static>>,
-    key: &rcgen::KeyPair,
+    key: &Secret,
 ) -> Result<Finished, OrderFailure> {
     let identifiers: Vec<Identifier> = request
         .domains
@@ -99,7 +99,7 @@ async fn complete(
     request: &CertificateRequest,
     solver: &ChallengeSolver,
     poll: &PollSettings,
-    key: &rcgen::KeyPair,
+    key: &Secret,
     guard: &mut TokenGuard,
     records: &mut Vec<DnsRecord>,
 ) -> Result<Finished, SourceError> {
@@ -193,17 +193,8 @@ async fn complete(
         return Err(failed_validation(order).await);
     }
 
-    let mut params = rcgen::CertificateParams::new(request.domains.clone()).map_err(|error| {
-        SourceError::new(
-            ORIGIN,
-            "csr",
-            ErrorClass::Invalid,
-            "BadName",
-            error.to_string(),
-        )
-    })?;
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    let csr = params.serialize_request(key).map_err(|error| {
+    // CN = first name, SANs = all names; signed with whatever key type was configured.
+    let csr = crate::cert::csr_der(key, &request.domains).map_err(|error| {
         SourceError::new(ORIGIN, "csr", ErrorClass::Invalid, "Csr", error.to_string())
     })?;
     // instant-acme retries a badNonce three times per request; a CA that rejects nonces at
@@ -211,7 +202,7 @@ async fn complete(
     // step we cannot simply restart, gets a few more tries here.
     let mut tries_left = 3;
     loop {
-        match order.finalize_csr(csr.der()).await {
+        match order.finalize_csr(&csr).await {
             Ok(()) => break,
             Err(error) => {
                 let error = classify("finalize", &error);
@@ -229,7 +220,7 @@ async fn complete(
         .map_err(|error| classify("certificate", &error))?;
     Ok(Finished {
         chain_pem,
-        key_pem: Secret::new(key.serialize_pem()),
+        key_pem: key.clone(),
     })
 }
 

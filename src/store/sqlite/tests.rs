@@ -123,6 +123,41 @@ fn migrates_an_empty_file() {
 }
 
 #[test]
+fn a_version_1_file_is_migrated_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        // A file as the first release wrote it: only step 1 applied.
+        let conn = raw(&path);
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO acme_accounts VALUES ('https://acme.test/dir', 'main', '{}', 0)",
+            [],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    const { assert!(SCHEMA_VERSION >= 2) };
+    assert!(store
+        .acme_account("https://acme.test/dir", "main")
+        .unwrap()
+        .is_some());
+    let root = LocalCaRoot {
+        name: "ops".into(),
+        cert_pem: "C".into(),
+        key_pem: Secret::new("K"),
+        created_at: OffsetDateTime::UNIX_EPOCH,
+    };
+    store.put_local_ca(&root).unwrap();
+    drop(store);
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(store.local_ca("ops").unwrap(), Some(root));
+    store.integrity_check().unwrap();
+}
+
+#[test]
 fn reopening_keeps_data_and_does_not_migrate_again() {
     let dir = tempfile::tempdir().unwrap();
     let id = {
