@@ -160,8 +160,8 @@ pub trait Source: Send + Sync {
     async fn obtain(&self, request: &CertificateRequest) -> Result<Issued, SourceError>;
 }
 
-/// The state sources persist. The daemon backs it with the SQLite store; tests use
-/// [`MemoryStore`]. Values that hold keys travel as [`Secret`].
+/// The state sources persist. The daemon backs it with the state store through
+/// [`persist::StateSourceStore`]; tests use [`MemoryStore`]. Values that hold keys travel as [`Secret`].
 pub trait SourceStore: Send + Sync {
     /// ACME account credentials (instant-acme's JSON) per `[acme.NAME]`.
     fn load_account(&self, account: &str) -> Result<Option<Secret>, SourceError>;
