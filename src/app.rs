@@ -705,7 +705,7 @@ pub async fn run_with(
         .context("opening the state store")?;
     let store: Arc<dyn StateStore> = Arc::new(store);
     health.set_store_open();
-    let source_store = source_store_for(&store);
+    let source_store = source_store_for(&store, &config);
     let mut components = build(&config, source_store.clone(), environment.as_ref())
         .await
         .context("building components")?;
@@ -840,8 +840,12 @@ async fn reload(
     Ok((loaded.config, components))
 }
 
-/// Where sources keep ACME accounts, ARI points and local CA roots.
-fn source_store_for(store: &Arc<dyn StateStore>) -> Arc<dyn SourceStore> {
-    let _ = store;
-    Arc::new(crate::source::MemoryStore::default())
+/// Where sources keep ACME accounts, ARI points and local CA roots: the state store, with
+/// each account's directory URL so an account is found again after a restart.
+fn source_store_for(store: &Arc<dyn StateStore>, config: &Config) -> Arc<dyn SourceStore> {
+    let mut adapter = crate::source::persist::StateSourceStore::new(store.clone());
+    for (name, acme) in &config.acme {
+        adapter = adapter.with_acme_directory(name, &acme.directory);
+    }
+    Arc::new(adapter)
 }

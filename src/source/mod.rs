@@ -10,7 +10,7 @@ pub mod file;
 pub mod local_ca;
 pub mod persist;
 
-use crate::cert::{CertError, CertificateBundle, KeyType, PrivateKey};
+use crate::cert::{CertError, CertificateBundle, PrivateKey};
 use crate::config::KeyAlgorithm;
 use crate::error::{CloudError, ErrorClass};
 use crate::secret::Secret;
@@ -240,23 +240,11 @@ impl SourceStore for MemoryStore {
     }
 }
 
-/// The cert module's key type for a configured key algorithm (the two enums spell the same
-/// config values; config keeps its own so it does not depend on the cert module).
-pub fn key_type(algorithm: KeyAlgorithm) -> KeyType {
-    match algorithm {
-        KeyAlgorithm::EcdsaP256 => KeyType::EcdsaP256,
-        KeyAlgorithm::EcdsaP384 => KeyType::EcdsaP384,
-        KeyAlgorithm::Rsa2048 => KeyType::Rsa2048,
-        KeyAlgorithm::Rsa3072 => KeyType::Rsa3072,
-        KeyAlgorithm::Rsa4096 => KeyType::Rsa4096,
-    }
-}
-
 /// Generates a private key of the configured algorithm (ECDSA P-256/P-384, RSA
 /// 2048/3072/4096) as PKCS#8 PEM. RSA takes a while: async callers run it on a blocking
 /// thread.
 pub fn generate_key(origin: &'static str, algorithm: KeyAlgorithm) -> Result<Secret, SourceError> {
-    key_type(algorithm).generate().map_err(|error| {
+    algorithm.generate().map_err(|error| {
         SourceError::new(
             origin,
             "generate key",
@@ -325,7 +313,6 @@ mod tests {
             assert_eq!(key.algorithm(), expected, "{algorithm:?}");
             key_pair("acme", &pem).unwrap();
         }
-        assert_eq!(key_type(KeyAlgorithm::Rsa4096), KeyType::Rsa4096);
     }
 
     #[test]
