@@ -271,4 +271,41 @@ fn daemon_converges_reloads_safely_and_stops() {
         !logs.contains("PRIVATE KEY"),
         "key material must never be logged"
     );
+
+    // A restart resumes from the store: same certificate, no new write to any target.
+    let writes = |stats: &serde_json::Value| {
+        ["SetCdnDomainSSLCertificate", "SetVodDomainSSLCertificate"]
+            .iter()
+            .map(|action| stats["alibaba"][action]["ok"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    let writes_before = writes(&simulator.stats_json());
+    assert!(writes_before >= 2, "{}", simulator.stats_json());
+    let restarted = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("TEST_ALIBABA_SECRET", "daemon-test-secret")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(
+        "the restarted daemon to be ready",
+        Duration::from_secs(60),
+        || http_get(metrics_port, "/readyz").is_some_and(|(status, _)| status == 200),
+    );
+    let view = status_json(&config_path);
+    assert_eq!(
+        view["certificates"][0]["fingerprint"].as_str(),
+        Some(fingerprint.as_str()),
+        "no re-issuance after a restart"
+    );
+    assert_eq!(
+        writes(&simulator.stats_json()),
+        writes_before,
+        "no write call after a restart"
+    );
+    drop(restarted);
 }
