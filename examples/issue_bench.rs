@@ -106,7 +106,7 @@ fn print_external(
     let wall: Duration = external.times.iter().sum();
     let share = |wall: Duration, count: usize| wall.as_secs_f64() / count.max(1) as f64;
     println!(
-        "{name}: {} certificates one after another ({} failed): wall {:.3} s, per-certificate median {:.3} s, peak RSS {} | vs certkeeper: time per certificate x{:.1}, median x{:.1} (one at a time)",
+        "{name}: {} certificates one after another ({} failed): wall {:.3} s, per-certificate median {:.3} s, peak RSS {} | vs certkeeper: time per certificate x{:.1}, median x{:.1} (one at a time), peak RSS x{}",
         external.times.len(),
         external.failures,
         wall.as_secs_f64(),
@@ -117,6 +117,12 @@ fn print_external(
             .unwrap_or_else(|| "unknown".into()),
         share(wall, external.times.len()) / share(ours.wall, ours.count).max(1e-9),
         external.median().as_secs_f64() / ours_sequential.median().as_secs_f64().max(1e-9),
+        // Ours is the whole benchmark process (VmHWM, responder included); theirs the
+        // largest single run.
+        match (external.peak_rss_kib, ours.peak_rss_kib) {
+            (Some(theirs), Some(ours)) => format!("{:.2}", theirs as f64 / ours.max(1) as f64),
+            _ => "?".into(),
+        },
     );
     if let Some(error) = &external.last_error {
         println!("{name}: last failure: {error}");
