@@ -612,7 +612,7 @@ impl Daemon {
                 error.vendor,
                 &error.operation,
                 error.class.as_str(),
-                &error.code,
+                crate::cloud::code_label(error.vendor, &error.code),
             ])
             .inc();
         tracing::warn!(vendor = error.vendor, class = %error.class, code = %error.code, error = %error, "operation failed");

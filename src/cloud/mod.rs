@@ -16,6 +16,46 @@ use crate::error::{CloudError, ErrorClass};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+/// Codes certkeeper itself reports (transport failures, verification, pre-deploy checks).
+const LOCAL_CODES: &[&str] = &[
+    "Network",
+    "Timeout",
+    "VerificationFailed",
+    "BadStoredVersion",
+    "ReloadFailed",
+    "SpawnFailed",
+    "JobFailed",
+    "JobDoneWithFailure",
+    "expired",
+    "not_yet_valid",
+    "key_mismatch",
+    "name_mismatch",
+    "chain_broken",
+    "weak_key",
+    "expires_too_soon",
+];
+
+/// Whether `code` is one of the vendor's documented codes (or one of ours), so it may be a
+/// metric label; anything else is counted as `other` to keep label sets bounded.
+pub fn is_known_code(vendor: &str, code: &str) -> bool {
+    LOCAL_CODES.contains(&code)
+        || match vendor {
+            "alibaba" => alibaba::client::is_known_code(code),
+            "huawei" => huawei::client::class_of(code).is_some(),
+            "qingcloud" => qingcloud::client::is_known_code(code),
+            _ => false,
+        }
+}
+
+/// The `code` label for `certkeeper_errors_total`.
+pub fn code_label<'a>(vendor: &str, code: &'a str) -> &'a str {
+    if is_known_code(vendor, code) {
+        code
+    } else {
+        "other"
+    }
+}
+
 /// What a target serves right now, as read back from the vendor.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LiveCertificate {
@@ -244,6 +284,16 @@ pub trait DnsSolver: Send + Sync {
 mod tests {
     use super::*;
     use crate::cert::bundle::testing;
+
+    #[test]
+    fn error_code_labels_are_bounded_by_the_vendor_tables() {
+        assert_eq!(code_label("alibaba", "Throttling.User"), "Throttling.User");
+        assert_eq!(code_label("huawei", "DBS.200019"), "DBS.200019");
+        assert_eq!(code_label("qingcloud", "5100"), "5100");
+        assert_eq!(code_label("certkeeper", "key_mismatch"), "key_mismatch");
+        assert_eq!(code_label("alibaba", "Made.Up.By.A.Server"), "other");
+        assert_eq!(code_label("qingcloud", "not a number"), "other");
+    }
 
     #[test]
     fn serves_compares_fingerprint_then_expiry() {

@@ -224,7 +224,12 @@ pub async fn reconcile_target(
         context
             .metrics
             .errors
-            .with_label_values(&[vendor, &operation, class.as_str(), &code])
+            .with_label_values(&[
+                vendor,
+                &operation,
+                class.as_str(),
+                crate::cloud::code_label(vendor, &code),
+            ])
             .inc();
         store.record_attempt(&Attempt {
             subject_kind: SubjectKind::Target,
@@ -349,7 +354,7 @@ async fn fail(
             error.vendor,
             &error.operation,
             error.class.as_str(),
-            &error.code,
+            crate::cloud::code_label(error.vendor, &error.code),
         ])
         .inc();
     Ok(DeployOutcome::Failed {

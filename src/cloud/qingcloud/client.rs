@@ -63,6 +63,12 @@ const RET_CODES: &[(i64, ErrorClass, &str)] = &[
     (8004, ErrorClass::Invalid, "config file error"),
 ];
 
+/// Whether `code` (a `ret_code` as text) is in [`RET_CODES`]: metric labels keep only these.
+pub fn is_known_code(code: &str) -> bool {
+    code.parse::<i64>()
+        .is_ok_and(|number| RET_CODES.iter().any(|(known, _, _)| *known == number))
+}
+
 /// The class of a code missing from [`RET_CODES`], by its documented family.
 fn class_by_range(ret_code: i64) -> ErrorClass {
     match ret_code {
