@@ -82,6 +82,7 @@ pub async fn build(
     config: &Config,
     source_store: Arc<dyn SourceStore>,
     environment: &dyn SecretEnvironment,
+    observer: Arc<dyn crate::cloud::http::RequestObserver>,
 ) -> Result<Components, BuildError> {
     let http = crate::cloud::http::client(Default::default()).map_err(component)?;
     let mut resolved: BTreeMap<String, ResolvedCredentials> = BTreeMap::new();
@@ -103,7 +104,8 @@ pub async fn build(
                     credentials.clone(),
                     http.clone(),
                     crate::cloud::alibaba::client::default_rate_limits(),
-                );
+                )
+                .with_observer(observer.clone());
                 alibaba.insert(name.clone(), Arc::new(client));
             }
             Provider::Huawei => {
@@ -112,7 +114,8 @@ pub async fn build(
                     http.clone(),
                     crate::cloud::huawei::client::system_clock(),
                 )
-                .map_err(component)?;
+                .map_err(component)?
+                .with_observer(observer.clone());
                 huawei.insert(name.clone(), Arc::new(client));
             }
             Provider::Qingcloud => {}
@@ -203,8 +206,9 @@ pub async fn build(
             }
             PolicySettings::QingcloudMysqlPlusSsl(settings) => {
                 let credentials = account(&policy.credentials)?;
-                let client =
-                    QingCloudClient::new(http.clone(), &credentials, None).map_err(component)?;
+                let client = QingCloudClient::new(http.clone(), &credentials, None)
+                    .map_err(component)?
+                    .with_observer(observer.clone());
                 Arc::new(
                     MysqlPlusSslPolicy::new(
                         &policy.name,
@@ -706,9 +710,14 @@ pub async fn run_with(
     let store: Arc<dyn StateStore> = Arc::new(store);
     health.set_store_open();
     let source_store = source_store_for(&store, &config);
-    let mut components = build(&config, source_store.clone(), environment.as_ref())
-        .await
-        .context("building components")?;
+    let mut components = build(
+        &config,
+        source_store.clone(),
+        environment.as_ref(),
+        Arc::new(metrics.clone()),
+    )
+    .await
+    .context("building components")?;
     health.set_config_loaded();
     let listener = tokio::net::TcpListener::bind(&config.daemon.metrics_listen)
         .await
@@ -775,7 +784,7 @@ pub async fn run_with(
             }
             _ = hangup.recv() => {
                 notifier.reloading();
-                match reload(&config_path, source_store.clone(), environment.as_ref()).await {
+                match reload(&config_path, source_store.clone(), environment.as_ref(), Arc::new(metrics.clone())).await {
                     Ok((new_config, new_components)) => {
                         config = new_config;
                         components = new_components;
@@ -831,12 +840,13 @@ async fn reload(
     path: &Path,
     source_store: Arc<dyn SourceStore>,
     environment: &(dyn SecretEnvironment + Send + Sync),
+    observer: Arc<dyn crate::cloud::http::RequestObserver>,
 ) -> anyhow::Result<(Config, Components)> {
     let loaded = config::load(path)?;
     for warning in &loaded.warnings {
         tracing::warn!(warning = %warning, "config warning");
     }
-    let components = build(&loaded.config, source_store, environment).await?;
+    let components = build(&loaded.config, source_store, environment, observer).await?;
     Ok((loaded.config, components))
 }
 

@@ -210,6 +210,15 @@ fn daemon_converges_reloads_safely_and_stops() {
         "certkeeper healthcheck against the running daemon"
     );
 
+    assert!(
+        metrics.contains(r#"certkeeper_cloud_requests_total{action="SetCdnDomainSSLCertificate",outcome="ok",vendor="alibaba"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"certkeeper_cloud_request_duration_seconds_count{action="DescribeDomainCertificateInfo",vendor="alibaba"}"#),
+        "{metrics}"
+    );
+
     // A bad config on SIGHUP is refused; the daemon keeps running on the old one.
     std::fs::write(&config_path, "[daemon\nbroken").unwrap();
     signal(&daemon.0, "HUP");

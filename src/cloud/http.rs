@@ -28,3 +28,35 @@ pub fn client(settings: HttpSettings) -> Result<reqwest::Client, reqwest::Error>
         .user_agent(concat!("certkeeper/", env!("CARGO_PKG_VERSION")))
         .build()
 }
+
+/// Sees every vendor API call once it has an answer: how metrics are layered onto the vendor
+/// clients without the vendor folders knowing about Prometheus.
+pub trait RequestObserver: Send + Sync {
+    /// `outcome` is `ok` or the error class.
+    fn observe(
+        &self,
+        vendor: &'static str,
+        action: &str,
+        outcome: &str,
+        elapsed: std::time::Duration,
+    );
+}
+
+/// Runs one API call and reports it to `observer`, if there is one.
+pub async fn observed<T>(
+    observer: Option<&std::sync::Arc<dyn RequestObserver>>,
+    vendor: &'static str,
+    action: &str,
+    call: impl std::future::Future<Output = Result<T, crate::error::CloudError>>,
+) -> Result<T, crate::error::CloudError> {
+    let started = std::time::Instant::now();
+    let result = call.await;
+    if let Some(observer) = observer {
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(error) => error.class.as_str(),
+        };
+        observer.observe(vendor, action, outcome, started.elapsed());
+    }
+    result
+}

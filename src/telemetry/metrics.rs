@@ -172,6 +172,23 @@ impl Metrics {
     }
 }
 
+impl crate::cloud::http::RequestObserver for Metrics {
+    fn observe(
+        &self,
+        vendor: &'static str,
+        action: &str,
+        outcome: &str,
+        elapsed: std::time::Duration,
+    ) {
+        self.cloud_requests
+            .with_label_values(&[vendor, action, outcome])
+            .inc();
+        self.cloud_request_duration
+            .with_label_values(&[vendor, action])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

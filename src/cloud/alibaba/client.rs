@@ -303,6 +303,7 @@ pub struct AlibabaClient {
     http: reqwest::Client,
     limiter: Arc<RateLimiter>,
     retry: Option<RetryPolicy>,
+    observer: Option<Arc<dyn crate::cloud::http::RequestObserver>>,
 }
 
 impl AlibabaClient {
@@ -316,7 +317,14 @@ impl AlibabaClient {
             http,
             limiter: Arc::new(RateLimiter::new(limits)),
             retry: None,
+            observer: None,
         }
+    }
+
+    /// Reports every call (action, outcome, duration) to `observer`, e.g. the metrics.
+    pub fn with_observer(mut self, observer: Arc<dyn crate::cloud::http::RequestObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Shares `limiter` with other clients of the same account.
@@ -373,6 +381,16 @@ impl AlibabaClient {
 
     /// One signed attempt, after waiting for a token.
     pub async fn call_once(
+        &self,
+        product: Product,
+        action: &str,
+        params: &[(String, String)],
+    ) -> Result<serde_json::Value, CloudError> {
+        let attempt = self.attempt(product, action, params);
+        crate::cloud::http::observed(self.observer.as_ref(), VENDOR, action, attempt).await
+    }
+
+    async fn attempt(
         &self,
         product: Product,
         action: &str,

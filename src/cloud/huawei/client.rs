@@ -225,6 +225,7 @@ pub struct HuaweiClient {
     credentials: ResolvedCredentials,
     language: String,
     clock: Clock,
+    observer: Option<Arc<dyn crate::cloud::http::RequestObserver>>,
 }
 
 /// The TaurusDB host prefix for `region`: it is not uniform (SDK `gaussdb_region.py`).
@@ -297,7 +298,14 @@ impl HuaweiClient {
             credentials: credentials.clone(),
             language: "en-us".to_owned(),
             clock,
+            observer: None,
         })
+    }
+
+    /// Reports every call (operation, outcome, duration) to `observer`, e.g. the metrics.
+    pub fn with_observer(mut self, observer: Arc<dyn crate::cloud::http::RequestObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Sets `X-Language` (`en-us` default, or `zh-cn`).
@@ -381,6 +389,12 @@ impl HuaweiClient {
     }
 
     async fn send_once(&self, request: &ApiRequest) -> Result<ApiResponse, CloudError> {
+        let attempt = self.attempt(request);
+        crate::cloud::http::observed(self.observer.as_ref(), VENDOR, request.operation, attempt)
+            .await
+    }
+
+    async fn attempt(&self, request: &ApiRequest) -> Result<ApiResponse, CloudError> {
         let operation = request.operation;
         let query_pairs: Vec<(&str, &str)> = request
             .query

@@ -115,6 +115,7 @@ pub struct QingCloudClient {
     secret: Secret,
     zone: String,
     clock: Clock,
+    observer: Option<Arc<dyn crate::cloud::http::RequestObserver>>,
 }
 
 impl std::fmt::Debug for QingCloudClient {
@@ -157,7 +158,14 @@ impl QingCloudClient {
             // The API wants lower-case zone ids (`pek3a`, `sh1a`).
             zone: zone.trim().to_ascii_lowercase(),
             clock: Arc::new(OffsetDateTime::now_utc),
+            observer: None,
         })
+    }
+
+    /// Reports every call (action, outcome, duration) to `observer`, e.g. the metrics.
+    pub fn with_observer(mut self, observer: Arc<dyn crate::cloud::http::RequestObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Replaces the clock (tests of time-stamp skew).
@@ -173,6 +181,15 @@ impl QingCloudClient {
     /// Calls `action` with `params` (already flattened: `jobs.1`, …) and returns the JSON
     /// body of a `ret_code = 0` answer.
     pub async fn call(
+        &self,
+        action: &str,
+        params: &[(&str, String)],
+    ) -> Result<serde_json::Value, CloudError> {
+        let attempt = self.attempt(action, params);
+        crate::cloud::http::observed(self.observer.as_ref(), VENDOR, action, attempt).await
+    }
+
+    async fn attempt(
         &self,
         action: &str,
         params: &[(&str, String)],

@@ -302,6 +302,10 @@ impl Source for AcmeSource {
         };
         // At most: one re-registration (account gone) and one retry without `replaces`.
         let mut reregistered = false;
+        // instant-acme already retries a badNonce three times per request; a CA that rejects
+        // nonces at random can still exhaust that on a busy order, so the whole order gets two
+        // more tries (the key is reused, nothing else was committed at the CA).
+        let mut nonce_retries = 2;
         let finished = loop {
             let account = self.accounts.get().await?;
             let profile = self.profile(&account);
@@ -317,6 +321,12 @@ impl Source for AcmeSource {
             .await
             {
                 Ok(finished) => break finished,
+                Err(OrderFailure::Other(error))
+                    if error.code == "badNonce" && nonce_retries > 0 =>
+                {
+                    nonce_retries -= 1;
+                    continue;
+                }
                 Err(OrderFailure::Other(error)) => return Err(error),
                 Err(OrderFailure::NewOrder(error)) => {
                     if is_account_missing(&error) && !reregistered {
@@ -334,6 +344,10 @@ impl Source for AcmeSource {
                             code: mapped.code.clone(),
                         });
                         replaces = None;
+                        continue;
+                    }
+                    if mapped.code == "badNonce" && nonce_retries > 0 {
+                        nonce_retries -= 1;
                         continue;
                     }
                     return Err(mapped);
