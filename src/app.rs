@@ -315,14 +315,6 @@ pub struct Daemon {
     retry: RetryPolicy,
 }
 
-fn source_label(source: &SourceConfig) -> String {
-    match source {
-        SourceConfig::Acme(name) => format!("acme:{name}"),
-        SourceConfig::File { .. } => "file".into(),
-        SourceConfig::LocalCa(name) => format!("local_ca:{name}"),
-    }
-}
-
 fn renewal_rule(certificate: &config::CertificateConfig) -> RenewalRule {
     match (&certificate.renew_before, certificate.renew_ratio) {
         (Some(before), _) => config::parse_duration(before)
@@ -416,7 +408,7 @@ impl Daemon {
     ) -> Result<(), StoreError> {
         for entry in &components.certificates {
             let name = entry.config.name.as_str();
-            let label = source_label(&entry.config.source);
+            let label = entry.config.source.label();
             match &entry.source {
                 CertificateSource::Files(files) => {
                     for event in tokio::task::block_in_place(|| files.scan()) {
@@ -442,7 +434,15 @@ impl Daemon {
                             plan.renewal_at <= now
                         }
                         (Some(latest), _) => {
-                            latest.not_after - (latest.not_after - latest.not_before) / 3 <= now
+                            // No plan for this version (stored by an older run): the
+                            // configured rule without jitter.
+                            renewal_time(&RenewalInputs {
+                                not_before: latest.not_before,
+                                not_after: latest.not_after,
+                                rule: renewal_rule(&entry.config),
+                                ari_point: None,
+                                jitter: Duration::ZERO,
+                            }) <= now
                         }
                     };
                     if !due {

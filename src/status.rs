@@ -84,14 +84,6 @@ pub fn print(config: &Config, json: bool, out: &mut dyn Write) -> Result<(), Sta
     Ok(())
 }
 
-fn source_label(source: &crate::config::SourceConfig) -> String {
-    match source {
-        crate::config::SourceConfig::Acme(name) => format!("acme:{name}"),
-        crate::config::SourceConfig::File { .. } => "file".into(),
-        crate::config::SourceConfig::LocalCa(name) => format!("local_ca:{name}"),
-    }
-}
-
 fn join(config: &Config, report: &StatusReport) -> StatusView {
     let certificates = config
         .certificates
@@ -103,7 +95,7 @@ fn join(config: &Config, report: &StatusReport) -> StatusView {
                 .find(|stored| stored.name == certificate.name);
             CertificateRow {
                 name: certificate.name.clone(),
-                source: source_label(&certificate.source),
+                source: certificate.source.label(),
                 domains: certificate.domains.clone(),
                 fingerprint: stored.map(|stored| stored.fingerprint.clone()),
                 not_after: stored.map(|stored| stored.not_after),

@@ -219,6 +219,17 @@ pub enum SourceConfig {
     LocalCa(String),
 }
 
+impl SourceConfig {
+    /// How the store and `status` name the source: `acme:NAME`, `file`, `local_ca:NAME`.
+    pub fn label(&self) -> String {
+        match self {
+            SourceConfig::Acme(name) => format!("acme:{name}"),
+            SourceConfig::File { .. } => "file".into(),
+            SourceConfig::LocalCa(name) => format!("local_ca:{name}"),
+        }
+    }
+}
+
 /// Private key algorithms certkeeper generates (`key = "ecdsa-p256"` ...): the certificate
 /// model's own key type, so the config and key generation cannot disagree.
 pub use crate::cert::KeyType as KeyAlgorithm;

@@ -197,23 +197,10 @@ async fn complete(
     let csr = crate::cert::csr_der(key, &request.domains).map_err(|error| {
         SourceError::new(ORIGIN, "csr", ErrorClass::Invalid, "Csr", error.to_string())
     })?;
-    // instant-acme retries a badNonce three times per request; a CA that rejects nonces at
-    // random (Pebble does 5 % by default) can still exhaust that, so finalize, the one
-    // step we cannot simply restart, gets a few more tries here.
-    let mut tries_left = 3;
-    loop {
-        match order.finalize_csr(&csr).await {
-            Ok(()) => break,
-            Err(error) => {
-                let error = classify("finalize", &error);
-                if error.code == "badNonce" && tries_left > 0 {
-                    tries_left -= 1;
-                    continue;
-                }
-                return Err(error);
-            }
-        }
-    }
+    order
+        .finalize_csr(&csr)
+        .await
+        .map_err(|error| classify("finalize", &error))?;
     let chain_pem = order
         .poll_certificate(&policy)
         .await
