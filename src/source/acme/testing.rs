@@ -79,10 +79,22 @@ impl Drop for Pebble {
 
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("free loopback port")
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct loopback ports nobody listens on right now. The listeners are held until
+/// all are chosen: binding and dropping one at a time lets the kernel hand out the same
+/// port twice (seen in CI: challtestsrv's DNS and management ports collided).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free loopback port"))
+        .collect();
+    std::array::from_fn(|index| {
+        listeners[index]
+            .local_addr()
+            .map(|addr| addr.port())
+            .expect("bound loopback port")
+    })
 }
 
 fn require(binary: &str) -> PathBuf {
@@ -172,12 +184,8 @@ impl Pebble {
         let tempdir = tempdir::TempDir::new("certkeeper-pebble");
         let dir = tempdir.path().to_path_buf();
         let (ca_pem, cert_path, key_path) = tls_material(&dir);
-        let listen_port = free_port();
-        let management_port = free_port();
-        let http_port = free_port();
-        let tls_port = free_port();
-        let dns_port = free_port();
-        let challtest_port = free_port();
+        let [listen_port, management_port, http_port, tls_port, dns_port, challtest_port] =
+            free_ports::<6>();
 
         let mut pebble = serde_json::json!({
             "listenAddress": format!("127.0.0.1:{listen_port}"),
