@@ -17,21 +17,25 @@ use crate::config::credentials::{
     ProcessEnvironment, Provider, ResolvedCredentials, SecretEnvironment,
 };
 use crate::config::{self, ChallengeType, Config, PolicySettings, SourceConfig, TargetSettings};
+use crate::control::{ControlRequest, ControlResponse, Incoming};
 use crate::engine::deploy::{reconcile_target, DeployContext, TargetHandle};
 use crate::engine::renewal::{choose_jitter, renewal_time, RenewalInputs, RenewalRule};
 use crate::engine::retry::RetryPolicy;
+use crate::engine::schedule::{next_wake, obtain_retry_at, MAX_SLEEP};
 use crate::error::CloudError;
+use crate::error::ErrorClass;
 use crate::source::acme::{AcmeSettings, AcmeSource, ChallengeSolver, Http01Responder};
 use crate::source::file::{FileEvent, FileSource, WatchSpec};
 use crate::source::local_ca::{LocalCa, LocalCaSettings};
 use crate::source::{CertificateRequest, Source, SourceError, SourceStore};
 use crate::store::{
-    CertificateVersion, Event, LastError, PolicyStatus, RenewalPlan, StateStore, StoreError,
+    Attempt, CertificateVersion, DeployStatus, Event, LastError, PolicyStatus, RenewalPlan,
+    StateStore, StoreError, SubjectKind,
 };
 use crate::systemd::Notifier;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::server::Health;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,14 +80,22 @@ pub struct Components {
     _responders: Vec<Arc<Http01Responder>>,
 }
 
+/// The cloud side of a config: vendor clients, targets and policies. Reads secrets but
+/// writes nothing, so `plan` can build it next to a running daemon.
+pub struct Cloud {
+    alibaba: HashMap<String, Arc<AlibabaClient>>,
+    huawei: HashMap<String, Arc<HuaweiClient>>,
+    pub(crate) targets: HashMap<String, TargetHandle>,
+    pub(crate) policies: Vec<(config::PolicyConfig, Arc<dyn Policy>)>,
+}
+
 /// Builds vendor clients (one per account, so targets of one account share its rate-limit
-/// buckets), targets, policies and sources. Does I/O: reads secrets, binds HTTP-01 ports.
-pub async fn build(
+/// buckets), targets and policies.
+pub fn build_cloud(
     config: &Config,
-    source_store: Arc<dyn SourceStore>,
     environment: &dyn SecretEnvironment,
     observer: Arc<dyn crate::cloud::http::RequestObserver>,
-) -> Result<Components, BuildError> {
+) -> Result<Cloud, BuildError> {
     let http = crate::cloud::http::client(Default::default()).map_err(component)?;
     let mut resolved: BTreeMap<String, ResolvedCredentials> = BTreeMap::new();
     for (name, credentials) in &config.credentials {
@@ -224,6 +236,28 @@ pub async fn build(
         };
         policies.push((policy.clone(), built));
     }
+    Ok(Cloud {
+        alibaba,
+        huawei,
+        targets,
+        policies,
+    })
+}
+
+/// Builds the cloud side and the sources. Does I/O: reads secrets, binds HTTP-01 ports,
+/// creates a local CA's root on first use.
+pub async fn build(
+    config: &Config,
+    source_store: Arc<dyn SourceStore>,
+    environment: &dyn SecretEnvironment,
+    observer: Arc<dyn crate::cloud::http::RequestObserver>,
+) -> Result<Components, BuildError> {
+    let Cloud {
+        alibaba,
+        huawei,
+        targets,
+        policies,
+    } = build_cloud(config, environment, observer)?;
 
     // Sources: one ACME source per account and one local CA per name, shared by certificates.
     let mut responders: HashMap<String, Arc<Http01Responder>> = HashMap::new();
@@ -287,10 +321,10 @@ pub async fn build(
             SourceConfig::File { .. } => {
                 let spec = WatchSpec::from_config(&certificate.name, &certificate.source)
                     .ok_or_else(|| component("file source without files"))?;
-                CertificateSource::Files(Arc::new(FileSource::new(
-                    spec,
-                    Duration::from_millis(500),
-                )))
+                CertificateSource::Files(Arc::new(
+                    FileSource::new(spec, Duration::from_millis(500))
+                        .with_domains(&certificate.name, certificate.domains.clone()),
+                ))
             }
         };
         certificates.push(CertificateEntry {
@@ -313,6 +347,25 @@ pub struct Daemon {
     metrics: Metrics,
     health: Arc<Health>,
     retry: RetryPolicy,
+}
+
+/// When `version` is due for renewal: its persisted plan, or (a plan from an older run, or
+/// none) the configured rule without jitter.
+pub(crate) fn planned_renewal(
+    store: &dyn StateStore,
+    certificate: &config::CertificateConfig,
+    version: &CertificateVersion,
+) -> Result<OffsetDateTime, StoreError> {
+    Ok(match store.renewal_plan(&certificate.name)? {
+        Some(plan) if plan.fingerprint == version.fingerprint => plan.renewal_at,
+        _ => renewal_time(&RenewalInputs {
+            not_before: version.not_before,
+            not_after: version.not_after,
+            rule: renewal_rule(certificate),
+            ari_point: None,
+            jitter: Duration::ZERO,
+        }),
+    })
 }
 
 fn renewal_rule(certificate: &config::CertificateConfig) -> RenewalRule {
@@ -400,11 +453,71 @@ impl Daemon {
         Ok(())
     }
 
-    /// Obtains certificates that are due from issuers and imports changed files.
+    /// Stores what a file source found: a new version, or the refusal of bad files (the
+    /// previous version stays in force).
+    fn file_event(&self, entry: &CertificateEntry, event: FileEvent) -> Result<(), StoreError> {
+        let name = entry.config.name.as_str();
+        match event {
+            FileEvent::Imported { bundle, .. } => {
+                self.import(&entry.config, &bundle, &entry.config.source.label())
+            }
+            FileEvent::Rejected { error, .. } => {
+                self.metrics
+                    .renewals
+                    .with_label_values(&[name, "file", "failure"])
+                    .inc();
+                self.event(
+                    "certificate.rejected",
+                    name,
+                    error.to_string(),
+                    serde_json::json!({"code": error.code, "class": error.class.as_str()}),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// When an issued certificate is next due: the renewal plan of its newest version (or
+    /// the configured rule when an older run left no plan), but not before the backoff of
+    /// failed attempts allows. `None` for file sources, which are event-driven.
+    fn certificate_due_at(
+        &self,
+        entry: &CertificateEntry,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        let CertificateSource::Issuer(_) = entry.source else {
+            return Ok(None);
+        };
+        let name = entry.config.name.as_str();
+        let renewal_at = match self.store.latest_certificate_version(name)? {
+            None => OffsetDateTime::UNIX_EPOCH,
+            Some(latest) => planned_renewal(self.store.as_ref(), &entry.config, &latest)?,
+        };
+        let history = self.store.attempts(SubjectKind::Certificate, name)?;
+        let retry_at = obtain_retry_at(&history);
+        Ok(Some(retry_at.map_or(renewal_at, |at| at.max(renewal_at))))
+    }
+
+    fn record_obtain(&self, name: &str, failure: Option<(ErrorClass, &str)>) {
+        let attempt = Attempt {
+            subject_kind: SubjectKind::Certificate,
+            subject: name.to_owned(),
+            operation: "obtain".to_owned(),
+            class: failure.map(|(class, _)| class),
+            code: failure.map(|(_, code)| code.to_owned()),
+            at: crate::store::truncate_to_seconds(OffsetDateTime::now_utc()),
+        };
+        if let Err(error) = self.store.record_attempt(&attempt) {
+            tracing::error!(error = %error, "cannot record an obtain attempt");
+        }
+    }
+
+    /// Obtains certificates that are due (or named in `force`) from issuers and imports
+    /// changed files.
     async fn obtain_due(
         &self,
         components: &Components,
         now: OffsetDateTime,
+        force: &BTreeSet<String>,
     ) -> Result<(), StoreError> {
         for entry in &components.certificates {
             let name = entry.config.name.as_str();
@@ -412,40 +525,13 @@ impl Daemon {
             match &entry.source {
                 CertificateSource::Files(files) => {
                     for event in tokio::task::block_in_place(|| files.scan()) {
-                        match event {
-                            FileEvent::Imported { bundle, .. } => {
-                                self.import(&entry.config, &bundle, &label)?
-                            }
-                            FileEvent::Rejected { error, .. } => {
-                                self.metrics
-                                    .renewals
-                                    .with_label_values(&[name, "file", "failure"])
-                                    .inc();
-                                self.event("certificate.rejected", name, error.to_string(), serde_json::json!({"code": error.code, "class": error.class.as_str()}));
-                            }
-                        }
+                        self.file_event(entry, event)?;
                     }
                 }
                 CertificateSource::Issuer(source) => {
                     let latest = self.store.latest_certificate_version(name)?;
-                    let due = match (&latest, self.store.renewal_plan(name)?) {
-                        (None, _) => true,
-                        (Some(latest), Some(plan)) if plan.fingerprint == latest.fingerprint => {
-                            plan.renewal_at <= now
-                        }
-                        (Some(latest), _) => {
-                            // No plan for this version (stored by an older run): the
-                            // configured rule without jitter.
-                            renewal_time(&RenewalInputs {
-                                not_before: latest.not_before,
-                                not_after: latest.not_after,
-                                rule: renewal_rule(&entry.config),
-                                ari_point: None,
-                                jitter: Duration::ZERO,
-                            }) <= now
-                        }
-                    };
-                    if !due {
+                    let forced = force.contains(name);
+                    if !forced && self.certificate_due_at(entry)?.is_some_and(|at| at > now) {
                         continue;
                     }
                     let mut request = CertificateRequest::new(name, entry.config.domains.clone());
@@ -466,12 +552,14 @@ impl Daemon {
                     }) {
                         Ok(bundle) => {
                             self.import(&entry.config, &bundle, &label)?;
+                            self.record_obtain(name, None);
                             self.metrics
                                 .renewals
                                 .with_label_values(&[name, source_kind, "success"])
                                 .inc();
                         }
                         Err(error) => {
+                            self.record_obtain(name, Some((error.class, &error.code)));
                             self.metrics
                                 .renewals
                                 .with_label_values(&[name, source_kind, "failure"])
@@ -493,6 +581,7 @@ impl Daemon {
         components: &Components,
         now: OffsetDateTime,
         scan: bool,
+        force: &BTreeSet<String>,
     ) -> Result<(), StoreError> {
         let context = DeployContext {
             store: self.store.clone(),
@@ -512,6 +601,11 @@ impl Daemon {
                 let Some(handle) = components.targets.get(target_name).cloned() else {
                     continue;
                 };
+                let forced = force.contains(target_name);
+                if forced {
+                    self.clear_backoff(target_name, &entry.config.name)?;
+                }
+                let scan = scan || forced;
                 let limit = limits
                     .entry(handle.vendor)
                     .or_insert_with(|| {
@@ -535,6 +629,19 @@ impl Daemon {
                 Ok(Err(error)) => return Err(error),
                 Err(error) => tracing::error!(error = %error, "a deploy task failed"),
             }
+        }
+        Ok(())
+    }
+
+    /// A manual deploy: forget the backoff (and a parked state) so the target is tried now.
+    fn clear_backoff(&self, target: &str, certificate: &str) -> Result<(), StoreError> {
+        if let Some(mut record) = self.store.deployment(target, certificate)? {
+            if matches!(record.status, DeployStatus::Failed | DeployStatus::Parked) {
+                record.status = DeployStatus::Pending;
+            }
+            record.next_attempt_at = None;
+            record.attempts = 0;
+            self.store.put_deployment(&record)?;
         }
         Ok(())
     }
@@ -623,10 +730,17 @@ impl Daemon {
     }
 
     /// One full pass: obtain, deploy, (on scans) re-read live state and check policies.
-    pub async fn reconcile(&self, components: &Components, scan: bool) -> Result<(), StoreError> {
+    /// `manual` names certificates to obtain and targets to deploy now whatever is due.
+    pub async fn reconcile(
+        &self,
+        components: &Components,
+        scan: bool,
+        manual: &Manual,
+    ) -> Result<(), StoreError> {
         let now = OffsetDateTime::now_utc();
-        self.obtain_due(components, now).await?;
-        self.deploy_all(components, now, scan).await?;
+        self.obtain_due(components, now, &manual.renew).await?;
+        self.deploy_all(components, now, scan, &manual.deploy)
+            .await?;
         if scan {
             self.check_policies(components, now).await?;
         }
@@ -635,6 +749,128 @@ impl Daemon {
         self.health.tick(finished);
         self.health.set_first_reconcile_done();
         Ok(())
+    }
+
+    /// When work is next due: renewals and obtain retries, deploy retries and windows.
+    fn next_due(&self, components: &Components) -> Result<Vec<OffsetDateTime>, StoreError> {
+        let mut due = Vec::new();
+        for entry in &components.certificates {
+            due.extend(self.certificate_due_at(entry)?);
+        }
+        let wanted: BTreeSet<(&str, &str)> = components
+            .certificates
+            .iter()
+            .flat_map(|entry| {
+                entry
+                    .config
+                    .deploy_to
+                    .iter()
+                    .map(|target| (target.as_str(), entry.config.name.as_str()))
+            })
+            .collect();
+        for record in self.store.deployments()? {
+            if !wanted.contains(&(record.target.as_str(), record.certificate.as_str())) {
+                continue;
+            }
+            match record.status {
+                DeployStatus::Pending | DeployStatus::Failed | DeployStatus::Deploying => {
+                    due.push(record.next_attempt_at.unwrap_or(OffsetDateTime::UNIX_EPOCH));
+                }
+                DeployStatus::InSync | DeployStatus::Parked => {}
+            }
+        }
+        Ok(due)
+    }
+
+    /// Answers a manual request after the pass that did its work.
+    fn answer(&self, components: &Components, request: &ControlRequest) -> ControlResponse {
+        let result = match request {
+            ControlRequest::Renew { certificate } => self
+                .store
+                .latest_certificate_version(certificate)
+                .map(|latest| match latest {
+                    Some(version) => ControlResponse::ok(format!(
+                        "{certificate}: newest version {} (not after {})",
+                        version.fingerprint, version.not_after
+                    )),
+                    None => ControlResponse::failed(format!(
+                        "{certificate}: no version obtained yet; see `certkeeper status`"
+                    )),
+                }),
+            ControlRequest::Deploy { target } => {
+                let certificate = components
+                    .certificates
+                    .iter()
+                    .find(|entry| entry.config.deploy_to.contains(target))
+                    .map(|entry| entry.config.name.clone())
+                    .unwrap_or_default();
+                self.store
+                    .deployment(target, &certificate)
+                    .map(|record| match record {
+                        Some(record) if record.status == DeployStatus::InSync => {
+                            ControlResponse::ok(format!(
+                                "{target}: in sync with {}",
+                                record.desired_fingerprint.unwrap_or_default()
+                            ))
+                        }
+                        Some(record) => ControlResponse::failed(format!(
+                            "{target}: {}{}",
+                            record.status.as_str(),
+                            record
+                                .last_error
+                                .map(|error| format!(
+                                    ": {} {}: {}",
+                                    error.class, error.code, error.message
+                                ))
+                                .unwrap_or_default()
+                        )),
+                        None => ControlResponse::failed(format!(
+                            "{target}: nothing to deploy yet (certificate {certificate} has no version)"
+                        )),
+                    })
+            }
+        };
+        result
+            .unwrap_or_else(|error| ControlResponse::failed(format!("reading the store: {error}")))
+    }
+}
+
+/// Work asked for by hand (`certkeeper renew`, `certkeeper deploy`).
+#[derive(Debug, Default, Clone)]
+pub struct Manual {
+    pub renew: BTreeSet<String>,
+    pub deploy: BTreeSet<String>,
+}
+
+impl Manual {
+    fn add(&mut self, request: &ControlRequest) {
+        match request {
+            ControlRequest::Renew { certificate } => {
+                self.renew.insert(certificate.clone());
+            }
+            ControlRequest::Deploy { target } => {
+                self.deploy.insert(target.clone());
+            }
+        }
+    }
+}
+
+/// Refuses a request naming nothing configured, before any work is queued.
+fn check_request(config: &Config, request: &ControlRequest) -> Result<(), ControlResponse> {
+    match request {
+        ControlRequest::Renew { certificate }
+            if !config.certificates.iter().any(|c| &c.name == certificate) =>
+        {
+            Err(ControlResponse::failed(format!(
+                "no certificate named `{certificate}` in the configuration"
+            )))
+        }
+        ControlRequest::Deploy { target } if !config.targets.iter().any(|t| &t.name == target) => {
+            Err(ControlResponse::failed(format!(
+                "no target named `{target}` in the configuration"
+            )))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -690,8 +926,49 @@ fn rollout_summary(
     Ok((line, in_sync == wanted && compliant == resources))
 }
 
+/// Watches the file sources of `components` until `stop` turns true, forwarding what they
+/// find, tagged with the certificate's name, to the loop.
+fn watch_files(
+    components: &Components,
+    events: &tokio::sync::mpsc::UnboundedSender<(String, FileEvent)>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) {
+    for entry in &components.certificates {
+        let CertificateSource::Files(files) = &entry.source else {
+            continue;
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (files, name, events) = (files.clone(), entry.config.name.clone(), events.clone());
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            };
+            if let Err(error) = files.run(tx, stopped).await {
+                tracing::warn!(certificate = %name, error = %error, "cannot watch the certificate files; they are read on each pass");
+            }
+        });
+        let name = entry.config.name.clone();
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                if events.send((name.clone(), event)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// The shortest pause between two passes, so a record that stays due cannot spin the loop.
+const MIN_PASS_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The daemon with its secrets' environment injected; with `once`, returns as soon as every
 /// target is in sync and every policy resource compliant (or fails after two minutes).
+///
+/// One loop takes every event: timers (the earliest renewal, retry or scan, computed from
+/// the store after each pass), file changes, SIGHUP, manual requests on the control socket,
+/// SIGTERM/SIGINT. Passes run as a task beside the loop, so the watchdog, reloads and
+/// signals are served while a long rollout runs; events during a pass queue one more pass.
 pub async fn run_with(
     config_path: PathBuf,
     loaded: config::Loaded,
@@ -701,6 +978,7 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     use tokio::signal::unix::{signal, SignalKind};
+    use tokio::time::Instant;
     let notifier = Notifier::new();
     let metrics = Metrics::new().context("setting up metrics")?;
     let health = Health::new();
@@ -710,14 +988,16 @@ pub async fn run_with(
     let store: Arc<dyn StateStore> = Arc::new(store);
     health.set_store_open();
     let source_store = source_store_for(&store, &config);
-    let mut components = build(
-        &config,
-        source_store.clone(),
-        environment.as_ref(),
-        Arc::new(metrics.clone()),
-    )
-    .await
-    .context("building components")?;
+    let mut components = Arc::new(
+        build(
+            &config,
+            source_store.clone(),
+            environment.as_ref(),
+            Arc::new(metrics.clone()),
+        )
+        .await
+        .context("building components")?,
+    );
     health.set_config_loaded();
     let listener = tokio::net::TcpListener::bind(&config.daemon.metrics_listen)
         .await
@@ -735,16 +1015,31 @@ pub async fn run_with(
         health.clone(),
         server_stop,
     ));
-    let daemon = Daemon::new(store.clone(), metrics.clone(), health.clone());
+    let daemon = Arc::new(Daemon::new(store.clone(), metrics.clone(), health.clone()));
     let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
 
-    daemon
-        .reconcile(&components, true)
-        .await
-        .context("first reconcile")?;
-    let started = std::time::Instant::now();
+    let (control_tx, mut control_rx) = tokio::sync::mpsc::channel::<Incoming>(64);
+    let control_server = match crate::control::serve(&config.daemon.state_dir, control_tx) {
+        Ok(server) => Some(server),
+        Err(error) => {
+            tracing::warn!(error = %error, "no control socket: `certkeeper renew` and `deploy` will run in-process");
+            None
+        }
+    };
+    let (files_tx, mut files_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (mut watch_stop_tx, watch_stop_rx) = tokio::sync::watch::channel(false);
+    watch_files(&components, &files_tx, &watch_stop_rx);
+
+    // READY as soon as the config is loaded and the store open: the first pass runs in the
+    // loop like every other, and /readyz reports when it has finished.
+    notifier.ready(&format!(
+        "{} certificates, {} targets",
+        config.certificates.len(),
+        config.targets.len()
+    ));
+    tracing::info!("certkeeper ready");
     let report = |components: &Components| -> anyhow::Result<bool> {
         let (line, converged) = rollout_summary(store.as_ref(), components)?;
         if let Some(reporter) = &reporter {
@@ -752,29 +1047,38 @@ pub async fn run_with(
         }
         Ok(converged)
     };
-    if report(&components)? && once {
-        let _ = stop_tx.send(true);
-        return Ok(());
-    }
-    notifier.ready(&format!(
-        "{} certificates, {} targets",
-        config.certificates.len(),
-        config.targets.len()
-    ));
-    tracing::info!("certkeeper ready");
+    let started = std::time::Instant::now();
     let watchdog = notifier
         .watchdog_interval()
         .unwrap_or(Duration::from_secs(30));
     let mut watchdog_timer = tokio::time::interval(watchdog);
-    // Deploy retries and file imports are picked up every tick; live-state scans and policy
-    // checks run on the configured cron schedule.
-    let mut tick = tokio::time::interval(if once {
-        Duration::from_secs(1)
-    } else {
-        Duration::from_secs(30)
-    });
+    watchdog_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next_scan = next_scan_time(&config, OffsetDateTime::now_utc());
+    let mut wake_at = Instant::now();
+    let mut pass_wanted = true;
+    let mut scan_wanted = true;
+    let mut running: Option<tokio::task::JoinHandle<Result<(), StoreError>>> = None;
+    let mut queued: Vec<Incoming> = Vec::new();
+    let mut answering: Vec<Incoming> = Vec::new();
     loop {
+        if running.is_none() && (pass_wanted || Instant::now() >= wake_at) {
+            let now = OffsetDateTime::now_utc();
+            let scan = scan_wanted || once || next_scan.is_some_and(|at| at <= now);
+            if scan {
+                next_scan = next_scan_time(&config, now);
+            }
+            let mut manual = Manual::default();
+            for (request, _) in &queued {
+                manual.add(request);
+            }
+            answering = std::mem::take(&mut queued);
+            pass_wanted = false;
+            scan_wanted = false;
+            let (daemon, components) = (daemon.clone(), components.clone());
+            running = Some(tokio::spawn(async move {
+                daemon.reconcile(&components, scan, &manual).await
+            }));
+        }
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
@@ -787,29 +1091,67 @@ pub async fn run_with(
                 match reload(&config_path, source_store.clone(), environment.as_ref(), Arc::new(metrics.clone())).await {
                     Ok((new_config, new_components)) => {
                         config = new_config;
-                        components = new_components;
+                        components = Arc::new(new_components);
+                        let _ = watch_stop_tx.send(true);
+                        let (tx, rx) = tokio::sync::watch::channel(false);
+                        watch_stop_tx = tx;
+                        watch_files(&components, &files_tx, &rx);
+                        next_scan = next_scan_time(&config, OffsetDateTime::now_utc());
                         metrics.config_reloads.with_label_values(&["success"]).inc();
                         tracing::info!("configuration reloaded");
-                        if let Err(error) = daemon.reconcile(&components, true).await {
-                            tracing::error!(error = %error, "reconcile after reload failed");
-                        }
+                        pass_wanted = true;
+                        scan_wanted = true;
                     }
                     Err(error) => {
                         metrics.config_reloads.with_label_values(&["failure"]).inc();
-                        tracing::error!(error = %error, "reload refused; the previous configuration keeps running");
+                        tracing::error!(error = %format!("{error:#}"), "reload refused; the previous configuration keeps running");
                     }
                 }
                 notifier.ready("reloaded");
             }
-            _ = tick.tick() => {
+            Some((request, reply)) = control_rx.recv() => {
+                match check_request(&config, &request) {
+                    Ok(()) => {
+                        tracing::info!(request = ?request, "manual request");
+                        queued.push((request, reply));
+                        pass_wanted = true;
+                    }
+                    Err(refusal) => {
+                        let _ = reply.send(refusal);
+                    }
+                }
+            }
+            Some((name, event)) = files_rx.recv() => {
+                if let Some(entry) = components.certificates.iter().find(|entry| entry.config.name == name) {
+                    if let Err(error) = daemon.file_event(entry, event) {
+                        tracing::error!(error = %error, "storing an imported certificate failed");
+                    }
+                    pass_wanted = true;
+                }
+            }
+            joined = async {
+                match running.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                running = None;
+                let mut pause = MIN_PASS_INTERVAL;
+                match joined {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::error!(error = %error, "reconcile failed");
+                        pause = Duration::from_secs(30);
+                    }
+                    Err(error) => {
+                        tracing::error!(error = %error, "a reconcile pass panicked");
+                        pause = Duration::from_secs(30);
+                    }
+                }
+                for (request, reply) in answering.drain(..) {
+                    let _ = reply.send(daemon.answer(&components, &request));
+                }
                 let now = OffsetDateTime::now_utc();
-                let scan = once || next_scan.is_some_and(|at| at <= now);
-                if scan {
-                    next_scan = next_scan_time(&config, now);
-                }
-                if let Err(error) = daemon.reconcile(&components, scan).await {
-                    tracing::error!(error = %error, "reconcile failed");
-                }
                 notifier.status(&format!("last reconcile {}", now.unix_timestamp()));
                 match report(&components) {
                     Ok(true) if once => break,
@@ -820,14 +1162,87 @@ pub async fn run_with(
                     let _ = stop_tx.send(true);
                     anyhow::bail!("did not converge within two minutes; see `certkeeper status`");
                 }
+                let due = match daemon.next_due(&components) {
+                    Ok(due) => due,
+                    Err(error) => {
+                        tracing::error!(error = %error, "reading what is due failed");
+                        vec![now + Duration::from_secs(30)]
+                    }
+                };
+                let max_sleep = if once { Duration::from_secs(1) } else { MAX_SLEEP };
+                let wake = next_wake(now, due.into_iter().chain(next_scan), max_sleep);
+                let sleep = Duration::try_from(wake - now).unwrap_or_default().max(pause);
+                wake_at = Instant::now() + sleep;
+                tracing::debug!(seconds = sleep.as_secs(), "next pass");
             }
+            _ = tokio::time::sleep_until(wake_at), if running.is_none() => {}
         }
     }
     notifier.stopping();
     tracing::info!("stopping");
+    if let Some(server) = control_server {
+        server.abort();
+    }
+    let _ = watch_stop_tx.send(true);
+    if let Some(task) = running {
+        let grace = config::parse_duration(&config.daemon.shutdown_grace)
+            .unwrap_or(Duration::from_secs(30));
+        tracing::info!(
+            grace_seconds = grace.as_secs(),
+            "waiting for in-flight work"
+        );
+        let abort = task.abort_handle();
+        if tokio::time::timeout(grace, task).await.is_err() {
+            abort.abort();
+            tracing::warn!(
+                "in-flight work did not finish within the grace period; the next start resumes it"
+            );
+        }
+    }
+    for (_, reply) in queued.into_iter().chain(answering) {
+        let _ = reply.send(ControlResponse::failed(
+            "the daemon stopped before doing this",
+        ));
+    }
+    let _ = std::fs::remove_file(crate::control::socket_path(&config.daemon.state_dir));
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())
+}
+
+/// `certkeeper renew` / `certkeeper deploy` without a daemon: one pass in this process that
+/// does the requested work (and whatever else is due), then the same answer the daemon
+/// would give.
+pub async fn run_manual(
+    loaded: config::Loaded,
+    request: ControlRequest,
+) -> anyhow::Result<ControlResponse> {
+    use anyhow::Context;
+    let config = loaded.config;
+    if let Err(refusal) = check_request(&config, &request) {
+        return Ok(refusal);
+    }
+    let metrics = Metrics::new().context("setting up metrics")?;
+    let store = crate::store::sqlite::SqliteStore::open(&config.daemon.state_dir)
+        .context("opening the state store")?;
+    let store: Arc<dyn StateStore> = Arc::new(store);
+    let source_store = source_store_for(&store, &config);
+    let components = build(
+        &config,
+        source_store,
+        &ProcessEnvironment,
+        Arc::new(metrics.clone()),
+    )
+    .await
+    .context("building components")?;
+    let daemon = Daemon::new(store, metrics, Health::new());
+    let mut manual = Manual::default();
+    manual.add(&request);
+    daemon
+        .reconcile(&components, false, &manual)
+        .await
+        .context("running the pass")?;
+    Ok(daemon.answer(&components, &request))
 }
 
 fn next_scan_time(config: &Config, now: OffsetDateTime) -> Option<OffsetDateTime> {

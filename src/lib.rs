@@ -8,7 +8,8 @@
 //! - [`cloud`]: targets, policies and DNS solvers per vendor, plus the simulator.
 //! - [`demo`]: the offline demo (simulator + daemon).
 //! - [`engine`]: windows, renewal timing, retries and the reconcile loop.
-//! - [`status`]: the `certkeeper status` view.
+//! - [`status`]: the `certkeeper status` view; [`plan`]: the `certkeeper plan` view.
+//! - [`control`]: the daemon's Unix socket for `renew` and `deploy`.
 //! - [`store`]: the state that must survive a crash (SQLite by default).
 //! - [`telemetry`]: logs, metrics and typed events.
 //! - [`error`]: the error classes every vendor maps into.
@@ -20,10 +21,12 @@ pub mod app;
 pub mod cert;
 pub mod cloud;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod fsutil;
+pub mod plan;
 pub mod secret;
 pub mod source;
 pub mod status;

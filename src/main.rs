@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 use certkeeper::config;
+use certkeeper::control::ControlRequest;
 use certkeeper::telemetry::logging::{self, LogFormat};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -68,6 +69,25 @@ enum Command {
         /// Exit once everything has converged instead of serving until Ctrl-C.
         #[arg(long)]
         once: bool,
+    },
+    /// Read every target's and policy resource's live state and print what a pass would
+    /// change. Writes nothing.
+    Plan {
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Obtain a new version of CERTIFICATE now and deploy it (through the running daemon,
+    /// else in this process).
+    Renew {
+        /// The `[[certificate]]` name.
+        certificate: String,
+    },
+    /// Read TARGET's live state now and deploy the newest version if it differs, ignoring
+    /// any backoff (through the running daemon, else in this process).
+    Deploy {
+        /// The `[[target]]` name.
+        target: String,
     },
     /// Exit 0 when the running daemon's /healthz answers 200 (container HEALTHCHECK).
     Healthcheck,
@@ -141,6 +161,64 @@ fn main() -> ExitCode {
             report(result, EX_SOFTWARE)
         }
         Command::Sim { listen, seed } => report(run_sim(listen, seed), EX_SOFTWARE),
+        Command::Plan { json } => match load_config(&cli.config) {
+            Ok(loaded) => report(plan(&loaded.config, json), EX_SOFTWARE),
+            Err(code) => code,
+        },
+        Command::Renew { certificate } => {
+            manual(&cli.config, ControlRequest::Renew { certificate })
+        }
+        Command::Deploy { target } => manual(&cli.config, ControlRequest::Deploy { target }),
+    }
+}
+
+fn plan(config: &config::Config, json: bool) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let view = runtime.block_on(certkeeper::plan::plan(
+        config,
+        &config::credentials::ProcessEnvironment,
+    ))?;
+    certkeeper::plan::print(&view, json, &mut std::io::stdout().lock())?;
+    Ok(())
+}
+
+/// `renew` / `deploy`: to the running daemon over its socket, else one pass in-process.
+/// Exits 0 when the work succeeded, 1 when it failed, 64 for an unknown name.
+fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
+    let loaded = match load_config(path) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let state_dir = loaded.config.daemon.state_dir.clone();
+    let answer = match certkeeper::control::send(&state_dir, &request) {
+        Ok(Some(answer)) => Ok(answer),
+        Ok(None) => {
+            eprintln!("certkeeper: no daemon is running; doing it in this process");
+            tokio::runtime::Runtime::new()
+                .context("starting the runtime")
+                .and_then(|runtime| runtime.block_on(certkeeper::app::run_manual(loaded, request)))
+        }
+        Err(error) => Err(error.into()),
+    };
+    match answer {
+        Ok(answer) if answer.ok => {
+            println!("{}", answer.message);
+            ExitCode::SUCCESS
+        }
+        Ok(answer) => {
+            eprintln!("certkeeper: {}", answer.message);
+            if answer.message.starts_with("no certificate named")
+                || answer.message.starts_with("no target named")
+            {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("certkeeper: {error:#}");
+            ExitCode::from(EX_SOFTWARE)
+        }
     }
 }
 

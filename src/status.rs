@@ -45,6 +45,8 @@ struct TargetRow {
     last_error: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     next_attempt_at: Option<OffsetDateTime>,
+    /// What the daemon will do next about this target, in words.
+    next_action: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,17 +76,43 @@ pub fn print(config: &Config, json: bool, out: &mut dyn Write) -> Result<(), Sta
         Some(store) => status_report(&store)?,
         None => StatusReport::default(),
     };
-    let view = join(config, &report);
+    let now = OffsetDateTime::now_utc();
+    let view = join(config, &report, now);
     if json {
         serde_json::to_writer_pretty(&mut *out, &view)?;
         writeln!(out)?;
     } else {
-        write_tables(&view, OffsetDateTime::now_utc(), out)?;
+        write_tables(&view, now, out)?;
     }
     Ok(())
 }
 
-fn join(config: &Config, report: &StatusReport) -> StatusView {
+/// The next thing the daemon does about a target, from its ledger row.
+fn next_action(record: Option<&crate::store::DeploymentRecord>, now: OffsetDateTime) -> String {
+    use crate::store::DeployStatus;
+    let Some(record) = record else {
+        return "deploy once a version exists".into();
+    };
+    match (record.status, record.next_attempt_at) {
+        (DeployStatus::InSync, _) => "verify on the next drift scan".into(),
+        (DeployStatus::Parked, _) => {
+            "parked until the certificate or the configuration changes".into()
+        }
+        (DeployStatus::Deploying, _) => "re-read and finish the interrupted deploy".into(),
+        (_, Some(at)) if at > now => match &record.last_error {
+            Some(error) => format!(
+                "retry at {} ({} backoff, {} attempt(s))",
+                date(Some(at)),
+                error.class,
+                record.attempts
+            ),
+            None => format!("deploy at {} (maintenance window)", date(Some(at))),
+        },
+        _ => "deploy on the next pass".into(),
+    }
+}
+
+fn join(config: &Config, report: &StatusReport, now: OffsetDateTime) -> StatusView {
     let certificates = config
         .certificates
         .iter()
@@ -103,6 +131,11 @@ fn join(config: &Config, report: &StatusReport) -> StatusView {
             }
         })
         .collect();
+    let deployments: std::collections::HashMap<&str, &crate::store::DeploymentRecord> = report
+        .deployments
+        .iter()
+        .map(|record| (record.target.as_str(), record))
+        .collect();
     let mut targets = Vec::new();
     for target in &config.targets {
         let certificate = config
@@ -110,10 +143,7 @@ fn join(config: &Config, report: &StatusReport) -> StatusView {
             .iter()
             .find(|certificate| certificate.deploy_to.contains(&target.name))
             .map(|certificate| certificate.name.clone());
-        let record = report
-            .deployments
-            .iter()
-            .find(|record| record.target == target.name);
+        let record = deployments.get(target.name.as_str()).copied();
         targets.push(TargetRow {
             name: target.name.clone(),
             kind: target.kind.clone(),
@@ -134,6 +164,7 @@ fn join(config: &Config, report: &StatusReport) -> StatusView {
                 .and_then(|record| record.last_error.as_ref())
                 .map(|error| error.message.clone()),
             next_attempt_at: record.and_then(|record| record.next_attempt_at),
+            next_action: next_action(record, now),
         });
     }
     let mut policies = Vec::new();
@@ -262,12 +293,20 @@ fn write_tables(
                     format!("no ({})", row.status)
                 },
                 error,
+                row.next_action.clone(),
             ]
         })
         .collect();
     table(
         out,
-        &["TARGET", "KIND", "CERTIFICATE", "IN SYNC", "LAST ERROR"],
+        &[
+            "TARGET",
+            "KIND",
+            "CERTIFICATE",
+            "IN SYNC",
+            "LAST ERROR",
+            "NEXT",
+        ],
         &target_rows,
     )?;
     if !view.policies.is_empty() {

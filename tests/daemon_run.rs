@@ -120,6 +120,16 @@ fn status_json(config_path: &std::path::Path) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
 }
 
+fn certkeeper(config_path: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        .args(args)
+        .arg("--config")
+        .arg(config_path)
+        .env("TEST_ALIBABA_SECRET", "daemon-test-secret")
+        .output()
+        .unwrap()
+}
+
 fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .arg(format!("-{name}"))
@@ -219,6 +229,51 @@ fn daemon_converges_reloads_safely_and_stops() {
         "{metrics}"
     );
 
+    // `plan` reads every target's live state: nothing to change once converged.
+    let plan = certkeeper(&config_path, &["plan", "--json"]);
+    assert!(plan.status.success(), "{plan:?}");
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(plan["changes"], 0, "{plan}");
+    assert_eq!(plan["targets"].as_array().map(Vec::len), Some(3), "{plan}");
+
+    // Manual work goes to the running daemon over its socket.
+    let renewed = certkeeper(&config_path, &["renew", "www"]);
+    assert!(renewed.status.success(), "{renewed:?}");
+    let message = String::from_utf8_lossy(&renewed.stdout).to_string();
+    assert!(
+        message.contains("newest version") && !message.contains(&fingerprint),
+        "renew obtained a new version: {message}"
+    );
+    wait_for(
+        "the renewed version in sync",
+        Duration::from_secs(60),
+        || {
+            let view = status_json(&config_path);
+            view["certificates"][0]["fingerprint"].as_str() != Some(fingerprint.as_str())
+                && view["targets"]
+                    .as_array()
+                    .is_some_and(|targets| targets.iter().all(|t| t["in_sync"] == true))
+        },
+    );
+    let fingerprint = status_json(&config_path)["certificates"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deployed = certkeeper(&config_path, &["deploy", "cdn-www"]);
+    assert!(deployed.status.success(), "{deployed:?}");
+    assert!(
+        String::from_utf8_lossy(&deployed.stdout).contains(&fingerprint),
+        "{deployed:?}"
+    );
+    let unknown = certkeeper(&config_path, &["renew", "nope"]);
+    assert_eq!(unknown.status.code(), Some(64), "{unknown:?}");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no certificate named `nope`"));
+    let view = status_json(&config_path);
+    assert_eq!(
+        view["targets"][0]["next_action"], "verify on the next drift scan",
+        "{view}"
+    );
+
     // A bad config on SIGHUP is refused; the daemon keeps running on the old one.
     std::fs::write(&config_path, "[daemon\nbroken").unwrap();
     signal(&daemon.0, "HUP");
@@ -280,6 +335,15 @@ fn daemon_converges_reloads_safely_and_stops() {
         !logs.contains("PRIVATE KEY"),
         "key material must never be logged"
     );
+    assert!(
+        !state_dir.join("control.sock").exists(),
+        "the control socket is removed on a clean stop"
+    );
+
+    // Without a daemon, `deploy` runs one pass in-process.
+    let deployed = certkeeper(&config_path, &["deploy", "files"]);
+    assert!(deployed.status.success(), "{deployed:?}");
+    assert!(String::from_utf8_lossy(&deployed.stderr).contains("no daemon is running"));
 
     // A restart resumes from the store: same certificate, no new write to any target.
     let writes = |stats: &serde_json::Value| {

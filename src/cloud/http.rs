@@ -42,6 +42,11 @@ pub trait RequestObserver: Send + Sync {
     );
 }
 
+/// Observes nothing: for one-shot commands such as `certkeeper plan`.
+impl RequestObserver for () {
+    fn observe(&self, _: &'static str, _: &str, _: &str, _: std::time::Duration) {}
+}
+
 /// Runs one API call and reports it to `observer`, if there is one.
 pub async fn observed<T>(
     observer: Option<&std::sync::Arc<dyn RequestObserver>>,

@@ -113,6 +113,9 @@ pub struct DaemonConfig {
     /// How many deploys may run at once per vendor.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// How long SIGTERM waits for in-flight deploys before exiting.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: String,
 }
 
 impl Default for DaemonConfig {
@@ -123,6 +126,7 @@ impl Default for DaemonConfig {
             scan_schedule: default_scan_schedule(),
             grace_period: default_grace_period(),
             concurrency: default_concurrency(),
+            shutdown_grace: default_shutdown_grace(),
         }
     }
 }
@@ -135,6 +139,9 @@ fn default_metrics_listen() -> String {
 }
 fn default_scan_schedule() -> String {
     "*/15 * * * *".into()
+}
+fn default_shutdown_grace() -> String {
+    "30s".into()
 }
 fn default_grace_period() -> String {
     "7d".into()
@@ -758,6 +765,9 @@ fn validate_daemon(daemon: &DaemonConfig, errors: &mut Vec<ConfigIssue>) {
     }
     if let Err(error) = crate::engine::window::parse_cron(&daemon.scan_schedule) {
         errors.push(ConfigIssue::new("daemon.scan_schedule", error));
+    }
+    if let Err(error) = parse_duration(&daemon.shutdown_grace) {
+        errors.push(ConfigIssue::new("daemon.shutdown_grace", error));
     }
     if let Err(error) = parse_duration(&daemon.grace_period) {
         errors.push(ConfigIssue::new("daemon.grace_period", error));

@@ -1,10 +1,12 @@
 //! The engine: maintenance windows, renewal timing, the two retry layers (in-operation in
-//! `retry`, across operations in `backoff`), vendor rate limits (`ratelimit`) and the
-//! reconcile loop that drives sources, targets and policies.
+//! `retry`, across operations in `backoff`), vendor rate limits (`ratelimit`), when the loop next
+//! wakes (`schedule`) and the per-target reconcile (`deploy`) that the daemon loop in
+//! `app` drives.
 
 pub mod backoff;
 pub mod deploy;
 pub mod ratelimit;
 pub mod renewal;
 pub mod retry;
+pub mod schedule;
 pub mod window;

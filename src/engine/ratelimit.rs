@@ -47,6 +47,13 @@ impl BucketState {
         }
     }
 
+    /// Empties the bucket so the next token comes `wait` from now: a vendor's throttle
+    /// reply slows every caller of the bucket, not only the one that was refused.
+    pub fn hold_off(&mut self, now: Instant, wait: Duration) {
+        self.refill(now);
+        self.tokens = self.tokens.min(-(wait.as_secs_f64() * self.rate));
+    }
+
     /// Reserves a token even when none is there (the balance goes negative) and returns how
     /// long the caller must wait before using it. Reservation keeps waiters in FIFO order.
     pub fn reserve(&mut self, now: Instant) -> Duration {
@@ -86,6 +93,16 @@ impl TokenBucket {
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+impl TokenBucket {
+    /// See [`BucketState::hold_off`].
+    pub fn hold_off(&self, wait: Duration) {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .hold_off(Instant::now(), wait);
     }
 }
 
@@ -183,6 +200,11 @@ impl RateLimiter {
             .clone()
     }
 
+    /// After a throttle reply: no call of `account`'s `action` for `wait`, whoever makes it.
+    pub fn hold_off(&self, account: &str, action: &str, wait: Duration) {
+        self.bucket(account, action).hold_off(wait);
+    }
+
     /// Waits for a token of `account`'s `action` bucket.
     pub async fn acquire(&self, account: &str, action: &str) {
         self.bucket(account, action).acquire().await;
@@ -215,6 +237,21 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_secs(2));
         // Another account has its own bucket.
         let before = Instant::now();
+        limiter.acquire("other", "Set").await;
+        assert_eq!(before.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttle_holds_off_every_caller_of_the_bucket() {
+        let limiter = RateLimiter::new(RateLimits::from_defaults(&[("Set", 100.0)]));
+        limiter.acquire("acct", "Set").await;
+        limiter.hold_off("acct", "Set", Duration::from_secs(2));
+        let start = Instant::now();
+        limiter.acquire("acct", "Set").await;
+        assert!(start.elapsed() >= Duration::from_secs(2));
+        // Other actions and accounts are not slowed.
+        let before = Instant::now();
+        limiter.acquire("acct", "Describe").await;
         limiter.acquire("other", "Set").await;
         assert_eq!(before.elapsed(), Duration::ZERO);
     }

@@ -201,12 +201,14 @@ pub struct DeploymentRecord {
     pub updated_at: OffsetDateTime,
 }
 
-/// Whether an attempt was made against a deploy target or a policy.
+/// Whether an attempt was made against a deploy target, a policy or (obtaining) a
+/// certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SubjectKind {
     Target,
     Policy,
+    Certificate,
 }
 
 impl SubjectKind {
@@ -214,6 +216,7 @@ impl SubjectKind {
         match self {
             SubjectKind::Target => "target",
             SubjectKind::Policy => "policy",
+            SubjectKind::Certificate => "certificate",
         }
     }
 
@@ -221,6 +224,7 @@ impl SubjectKind {
         match value {
             "target" => Some(SubjectKind::Target),
             "policy" => Some(SubjectKind::Policy),
+            "certificate" => Some(SubjectKind::Certificate),
             _ => None,
         }
     }

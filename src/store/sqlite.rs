@@ -140,6 +140,25 @@ const MIGRATIONS: &[&str] = &[
         created_at  INTEGER NOT NULL
     );
     "#,
+    // 3: attempts also record obtaining a certificate (its failures back off by class like
+    // deploys). SQLite cannot change a CHECK in place, so the table is copied.
+    r#"
+    CREATE TABLE attempts_v3 (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        subject_kind TEXT    NOT NULL
+            CHECK (subject_kind IN ('target', 'policy', 'certificate')),
+        subject      TEXT    NOT NULL,
+        operation    TEXT    NOT NULL,
+        class        TEXT,
+        code         TEXT,
+        at           INTEGER NOT NULL
+    );
+    INSERT INTO attempts_v3 (id, subject_kind, subject, operation, class, code, at)
+        SELECT id, subject_kind, subject, operation, class, code, at FROM attempts;
+    DROP TABLE attempts;
+    ALTER TABLE attempts_v3 RENAME TO attempts;
+    CREATE INDEX attempts_by_subject ON attempts (subject_kind, subject, id);
+    "#,
 ];
 
 /// The schema version this binary writes.
@@ -534,13 +553,21 @@ fn collect<T>(rows: impl Iterator<Item = rusqlite::Result<T>>) -> rusqlite::Resu
 impl StateStore for SqliteStore {
     fn integrity_check(&self) -> Result<(), StoreError> {
         let conn = self.lock();
-        let report = conn
+        let report = match conn
             .prepare("PRAGMA integrity_check")
             .and_then(|mut statement| {
                 let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
                 collect(rows)
-            })
-            .map_err(self.error("checking integrity"))?;
+            }) {
+            Ok(report) => report,
+            // Damage bad enough that the check itself cannot walk the file.
+            Err(rusqlite::Error::SqliteFailure(failure, message))
+                if failure.code == rusqlite::ErrorCode::DatabaseCorrupt =>
+            {
+                vec![message.unwrap_or_else(|| "database disk image is malformed".into())]
+            }
+            Err(error) => return Err(self.error("checking integrity")(error)),
+        };
         if report.len() == 1 && report[0] == "ok" {
             Ok(())
         } else {

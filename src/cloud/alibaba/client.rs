@@ -458,7 +458,13 @@ impl AlibabaClient {
             .await
             .map_err(|error| CloudError::network(VENDOR, action, &error.without_url()))?;
         if !(200..300).contains(&status) {
-            return Err(parse_error(action, status, retry_after.as_deref(), &body));
+            let error = parse_error(action, status, retry_after.as_deref(), &body);
+            if error.class == ErrorClass::Throttled {
+                // Every target of this account slows down, not just the one refused.
+                let wait = error.retry_after.unwrap_or(Duration::from_secs(1));
+                self.limiter.hold_off(self.account(), action, wait);
+            }
+            return Err(error);
         }
         serde_json::from_slice(&body).map_err(|error| {
             CloudError::new(

@@ -136,10 +136,35 @@ fn a_version_1_file_is_migrated_and_keeps_its_data() {
             [],
         )
         .unwrap();
+        conn.execute(
+            "INSERT INTO attempts (subject_kind, subject, operation, class, code, at) \
+             VALUES ('target', 'cdn', 'deploy', 'busy', 'X', 0)",
+            [],
+        )
+        .unwrap();
     }
     let store = SqliteStore::open(dir.path()).unwrap();
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
-    const { assert!(SCHEMA_VERSION >= 2) };
+    const { assert!(SCHEMA_VERSION >= 3) };
+    // Step 3 copied the attempt history and now takes certificate attempts too.
+    assert_eq!(store.attempts(SubjectKind::Target, "cdn").unwrap().len(), 1);
+    store
+        .record_attempt(&Attempt {
+            subject_kind: SubjectKind::Certificate,
+            subject: "www".into(),
+            operation: "obtain".into(),
+            class: None,
+            code: None,
+            at: OffsetDateTime::UNIX_EPOCH,
+        })
+        .unwrap();
+    assert_eq!(
+        store
+            .attempts(SubjectKind::Certificate, "www")
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(store
         .acme_account("https://acme.test/dir", "main")
         .unwrap()
@@ -232,8 +257,9 @@ fn a_corrupt_page_is_refused_on_open() {
     let mut bytes = std::fs::read(&path).unwrap();
     let page = 4096;
     assert!(bytes.len() > 8 * page, "file too small: {}", bytes.len());
-    // Scribble over the b-tree headers of a few pages past the schema page (page 1).
-    for n in [3, 5, 7] {
+    // Scribble over the b-tree headers of every other page past the schema page (page 1):
+    // some are on the freelist after migrations, but the event log's pages are hit.
+    for n in (3..bytes.len() / page).step_by(2) {
         for byte in &mut bytes[n * page..n * page + 12] {
             *byte = 0xff;
         }
