@@ -453,6 +453,55 @@ impl Daemon {
         Ok(())
     }
 
+    /// Moves the renewal point of `latest` to the CA's ARI suggestion when the source has
+    /// one, at most once per the CA's Retry-After (kept in the plan, so restarts obey it).
+    async fn refresh_ari(
+        &self,
+        entry: &CertificateEntry,
+        source: &dyn Source,
+        latest: &CertificateVersion,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let name = entry.config.name.as_str();
+        let Some(mut plan) = self
+            .store
+            .renewal_plan(name)?
+            .filter(|plan| plan.fingerprint == latest.fingerprint)
+        else {
+            return Ok(());
+        };
+        if plan.ari_next_check_at.is_some_and(|at| at > now) {
+            return Ok(());
+        }
+        match source.renewal_point(name, &latest.chain_pem).await {
+            Ok(Some(point)) => {
+                plan.renewal_at = renewal_time(&RenewalInputs {
+                    not_before: latest.not_before,
+                    not_after: latest.not_after,
+                    rule: renewal_rule(&entry.config),
+                    ari_point: Some(point.renew_at),
+                    jitter: Duration::ZERO,
+                });
+                plan.ari_window = Some(crate::store::AriWindow {
+                    start: point.window_start,
+                    end: point.window_end,
+                });
+                plan.ari_next_check_at = Some(point.next_poll);
+                plan.updated_at = now;
+                self.store.put_renewal_plan(&plan)?;
+                self.metrics
+                    .certificate_renewal
+                    .with_label_values(&[name])
+                    .set(plan.renewal_at.unix_timestamp() as f64);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(certificate = %name, code = %error.code, error = %error, "renewal information unavailable; keeping the planned time");
+            }
+        }
+        Ok(())
+    }
+
     /// Stores what a file source found: a new version, or the refusal of bad files (the
     /// previous version stays in force).
     fn file_event(&self, entry: &CertificateEntry, event: FileEvent) -> Result<(), StoreError> {
@@ -530,6 +579,10 @@ impl Daemon {
                 }
                 CertificateSource::Issuer(source) => {
                     let latest = self.store.latest_certificate_version(name)?;
+                    if let Some(latest) = &latest {
+                        self.refresh_ari(entry, source.as_ref(), latest, now)
+                            .await?;
+                    }
                     let forced = force.contains(name);
                     if !forced && self.certificate_due_at(entry)?.is_some_and(|at| at > now) {
                         continue;
@@ -756,6 +809,9 @@ impl Daemon {
         let mut due = Vec::new();
         for entry in &components.certificates {
             due.extend(self.certificate_due_at(entry)?);
+        }
+        for plan in self.store.renewal_plans()? {
+            due.extend(plan.ari_next_check_at);
         }
         let wanted: BTreeSet<(&str, &str)> = components
             .certificates

@@ -174,9 +174,11 @@ fn main() -> ExitCode {
 
 fn plan(config: &config::Config, json: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    use std::io::IsTerminal;
     let view = runtime.block_on(certkeeper::plan::plan(
         config,
         &config::credentials::ProcessEnvironment,
+        std::io::stderr().is_terminal(),
     ))?;
     certkeeper::plan::print(&view, json, &mut std::io::stdout().lock())?;
     Ok(())

@@ -84,10 +84,12 @@ pub struct PlanView {
 /// How many live-state reads run at once (the vendor clients' buckets still pace them).
 const READ_CONCURRENCY: usize = 16;
 
-/// Builds the plan. Reads secrets (to sign read calls) but writes nothing.
+/// Builds the plan. Reads secrets (to sign read calls) but writes nothing. With `progress`,
+/// counts the live-state reads on stderr (for a terminal).
 pub async fn plan(
     config: &Config,
     environment: &dyn SecretEnvironment,
+    progress: bool,
 ) -> Result<PlanView, PlanError> {
     let now = OffsetDateTime::now_utc();
     let cloud = build_cloud(config, environment, Arc::new(()))?;
@@ -225,6 +227,12 @@ pub async fn plan(
         if let Ok(row) = joined {
             targets.push(row);
         }
+        if progress {
+            eprint!("\rreading live state: {}/{order} targets", targets.len());
+        }
+    }
+    if progress && order > 0 {
+        eprintln!();
     }
     targets.sort_by_key(|(index, _)| *index);
     let targets: Vec<TargetPlan> = targets.into_iter().map(|(_, row)| row).collect();

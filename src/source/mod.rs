@@ -158,6 +158,16 @@ impl SourceError {
 #[async_trait]
 pub trait Source: Send + Sync {
     async fn obtain(&self, request: &CertificateRequest) -> Result<Issued, SourceError>;
+
+    /// The CA's suggested renewal point for an issued leaf (ACME ARI), persisted by the
+    /// source and re-fetched only after the CA's Retry-After. `None`: use the lifetime.
+    async fn renewal_point(
+        &self,
+        _certificate: &str,
+        _leaf_pem: &str,
+    ) -> Result<Option<RenewalPoint>, SourceError> {
+        Ok(None)
+    }
 }
 
 /// The state sources persist. The daemon backs it with the state store through

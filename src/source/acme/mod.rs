@@ -376,6 +376,14 @@ impl Source for AcmeSource {
         }
         Ok(issued)
     }
+
+    async fn renewal_point(
+        &self,
+        certificate: &str,
+        leaf_pem: &str,
+    ) -> Result<Option<RenewalPoint>, SourceError> {
+        AcmeSource::renewal_point(self, certificate, leaf_pem).await
+    }
 }
 
 #[cfg(test)]
