@@ -21,7 +21,7 @@ use crate::control::{ControlRequest, ControlResponse, Incoming};
 use crate::engine::deploy::{reconcile_target, DeployContext, TargetHandle};
 use crate::engine::renewal::{choose_jitter, renewal_time, RenewalInputs, RenewalRule};
 use crate::engine::retry::RetryPolicy;
-use crate::engine::schedule::{next_wake, obtain_retry_at, MAX_SLEEP};
+use crate::engine::schedule::{cron_after, next_wake, obtain_retry_at, policy_due_at, MAX_SLEEP};
 use crate::error::CloudError;
 use crate::error::ErrorClass;
 use crate::source::acme::{AcmeSettings, AcmeSource, ChallengeSolver, Http01Responder};
@@ -704,8 +704,13 @@ impl Daemon {
         &self,
         components: &Components,
         now: OffsetDateTime,
+        all: bool,
     ) -> Result<(), StoreError> {
+        let statuses = self.store.policy_statuses()?;
         for (config, policy) in &components.policies {
+            if !all && policy_due(&components.config, config, &statuses) > now {
+                continue;
+            }
             for resource in policy.resources() {
                 let outcome = apply_policy(policy.as_ref(), &resource, now).await;
                 let previous = self.store.policy_status(&config.name, &resource)?;
@@ -734,8 +739,12 @@ impl Daemon {
                             serde_json::json!({"resource": resource, "job_id": remediation.job_id}),
                         );
                     }
-                    Ok(PolicyOutcome::Reported(finding)) | Ok(PolicyOutcome::Busy(finding)) => {
+                    Ok(PolicyOutcome::Reported(finding)) => {
                         status.observed = serde_json::json!(finding.observed);
+                    }
+                    Ok(PolicyOutcome::Busy(finding)) => {
+                        status.observed =
+                            serde_json::json!({"observed": finding.observed, "busy": true});
                     }
                     Ok(PolicyOutcome::Deferred {
                         finding,
@@ -794,9 +803,7 @@ impl Daemon {
         self.obtain_due(components, now, &manual.renew).await?;
         self.deploy_all(components, now, scan, &manual.deploy)
             .await?;
-        if scan {
-            self.check_policies(components, now).await?;
-        }
+        self.check_policies(components, now, scan).await?;
         let finished = OffsetDateTime::now_utc().unix_timestamp();
         self.metrics.last_reconcile.set(finished);
         self.health.tick(finished);
@@ -812,6 +819,10 @@ impl Daemon {
         }
         for plan in self.store.renewal_plans()? {
             due.extend(plan.ari_next_check_at);
+        }
+        let statuses = self.store.policy_statuses()?;
+        for (config, _) in &components.policies {
+            due.push(policy_due(&components.config, config, &statuses));
         }
         let wanted: BTreeSet<(&str, &str)> = components
             .certificates
@@ -889,6 +900,28 @@ impl Daemon {
         result
             .unwrap_or_else(|error| ControlResponse::failed(format!("reading the store: {error}")))
     }
+}
+
+/// When `policy` is next checked (see [`policy_due_at`]), on its own schedule or the
+/// daemon's scan schedule.
+fn policy_due(
+    config: &Config,
+    policy: &config::PolicyConfig,
+    statuses: &[PolicyStatus],
+) -> OffsetDateTime {
+    let expression = policy
+        .schedule
+        .as_deref()
+        .unwrap_or(&config.daemon.scan_schedule);
+    let Ok(schedule) = crate::engine::window::parse_cron(expression) else {
+        // Validated at load; unreachable in practice, and checking now is the safe side.
+        return OffsetDateTime::UNIX_EPOCH;
+    };
+    let mine: Vec<&PolicyStatus> = statuses
+        .iter()
+        .filter(|status| status.policy == policy.name)
+        .collect();
+    policy_due_at(&schedule, &policy.resources, &mine)
 }
 
 /// Work asked for by hand (`certkeeper renew`, `certkeeper deploy`).
@@ -1303,8 +1336,7 @@ pub async fn run_manual(
 
 fn next_scan_time(config: &Config, now: OffsetDateTime) -> Option<OffsetDateTime> {
     let schedule = crate::engine::window::parse_cron(&config.daemon.scan_schedule).ok()?;
-    let from = chrono::DateTime::from_timestamp(now.unix_timestamp(), 0)?;
-    OffsetDateTime::from_unix_timestamp(schedule.after(&from).next()?.timestamp()).ok()
+    cron_after(&schedule, now)
 }
 
 async fn reload(

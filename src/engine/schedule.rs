@@ -5,7 +5,7 @@
 
 use crate::engine::backoff::next_delay;
 use crate::error::ErrorClass;
-use crate::store::Attempt;
+use crate::store::{Attempt, PolicyStatus};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -44,6 +44,49 @@ pub fn obtain_retry_at(history: &[Attempt]) -> Option<OffsetDateTime> {
     let attempts = u32::try_from(failures.len()).unwrap_or(u32::MAX);
     let delay = next_delay(class, attempts)?;
     Some(last.at + delay)
+}
+
+/// The next time after `after` that `schedule` fires.
+pub fn cron_after(schedule: &cron::Schedule, after: OffsetDateTime) -> Option<OffsetDateTime> {
+    let from = chrono::DateTime::from_timestamp(after.unix_timestamp(), 0)?;
+    OffsetDateTime::from_unix_timestamp(schedule.after(&from).next()?.timestamp()).ok()
+}
+
+/// When a policy is next checked, from the last check of each of its `resources`: a
+/// resource never checked is due now; otherwise the policy's schedule after the oldest
+/// check, brought forward to the opening of a maintenance window a correction waits for,
+/// to 30 s after a busy resource was seen, and to the class backoff after an error (a
+/// refused correction, `invalid`, waits for the schedule).
+pub fn policy_due_at(
+    schedule: &cron::Schedule,
+    resources: &[String],
+    statuses: &[&PolicyStatus],
+) -> OffsetDateTime {
+    let mut oldest: Option<OffsetDateTime> = None;
+    let mut due: Vec<OffsetDateTime> = Vec::new();
+    for resource in resources {
+        let Some(status) = statuses.iter().find(|status| &status.resource == resource) else {
+            return OffsetDateTime::UNIX_EPOCH;
+        };
+        oldest = Some(oldest.map_or(status.last_checked, |at| at.min(status.last_checked)));
+        if let Some(error) = &status.last_error {
+            due.extend(next_delay(error.class, 1).map(|delay| status.last_checked + delay));
+        } else if !status.compliant {
+            if status.observed["busy"] == true {
+                due.push(status.last_checked + Duration::from_secs(30));
+            }
+            if let Some(opens) = status.observed["window_opens"]
+                .as_i64()
+                .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok())
+            {
+                due.push(opens);
+            }
+        }
+    }
+    let scheduled = oldest
+        .and_then(|oldest| cron_after(schedule, oldest))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    due.into_iter().fold(scheduled, OffsetDateTime::min)
 }
 
 #[cfg(test)]
@@ -88,6 +131,74 @@ mod tests {
                 "{candidates:?}"
             );
         }
+    }
+
+    fn status(resource: &str, at: OffsetDateTime) -> PolicyStatus {
+        PolicyStatus {
+            policy: "p".into(),
+            resource: resource.into(),
+            compliant: true,
+            observed: serde_json::Value::Null,
+            last_checked: at,
+            last_job_id: None,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn policy_checks_follow_the_schedule_windows_busy_and_errors() {
+        let hourly = crate::engine::window::parse_cron("0 * * * *").unwrap();
+        let t = datetime!(2026-11-23 10:20 UTC);
+        let resources = vec!["a".to_owned(), "b".to_owned()];
+        let a = status("a", t);
+        // A resource never checked: now.
+        assert_eq!(
+            policy_due_at(&hourly, &resources, &[&a]),
+            OffsetDateTime::UNIX_EPOCH
+        );
+        // Both compliant: the next hour after the oldest check.
+        let b = status("b", t - Duration::from_secs(600));
+        assert_eq!(
+            policy_due_at(&hourly, &resources, &[&a, &b]),
+            datetime!(2026-11-23 11:00 UTC)
+        );
+        // A correction deferred to a window opening at 10:45.
+        let mut deferred = status("b", t);
+        deferred.compliant = false;
+        deferred.observed =
+            serde_json::json!({"window_opens": datetime!(2026-11-23 10:45 UTC).unix_timestamp()});
+        assert_eq!(
+            policy_due_at(&hourly, &resources, &[&a, &deferred]),
+            datetime!(2026-11-23 10:45 UTC)
+        );
+        // Busy: 30 s.
+        let mut busy = status("b", t);
+        busy.compliant = false;
+        busy.observed = serde_json::json!({"observed": "updating", "busy": true});
+        assert_eq!(
+            policy_due_at(&hourly, &resources, &[&a, &busy]),
+            t + Duration::from_secs(30)
+        );
+        // Auth error: an hour; invalid: the schedule.
+        let mut failed = status("b", t);
+        failed.last_error = Some(crate::store::LastError {
+            class: ErrorClass::Auth,
+            code: "X".into(),
+            message: "m".into(),
+        });
+        assert_eq!(
+            policy_due_at(&hourly, &resources, &[&a, &failed]),
+            datetime!(2026-11-23 11:00 UTC)
+        );
+        failed.last_error = Some(crate::store::LastError {
+            class: ErrorClass::Transient,
+            code: "X".into(),
+            message: "m".into(),
+        });
+        assert_eq!(
+            policy_due_at(&hourly, &resources, &[&a, &failed]),
+            t + Duration::from_secs(60)
+        );
     }
 
     #[test]
