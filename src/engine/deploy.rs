@@ -148,7 +148,17 @@ pub async fn reconcile_target(
     }
     let labels = [handle.name.as_str(), handle.kind];
     // Observe first (never writes), so an in-sync target needs no window and no write call.
-    let live = match with_retries(&context.retry, || handle.target.observe(), |_, _, _| {}).await {
+    // Retries inside the read count like those of the write: each shows in the attempt
+    // history and the error metrics, so a throttled or flaky read is visible too.
+    let retried = Retried::default();
+    let observed = with_retries(
+        &context.retry,
+        || handle.target.observe(),
+        |error, _, _| retried.push(error),
+    )
+    .await;
+    retried.record(context, handle, now)?;
+    let live = match observed {
         Ok(live) => live,
         Err(error) => return fail(context, handle, record, &error, now).await,
     };
@@ -204,42 +214,14 @@ pub async fn reconcile_target(
     record.status = DeployStatus::Deploying;
     record.updated_at = now;
     store.put_deployment(&record)?;
-    let retried = std::sync::Mutex::new(Vec::new());
+    let retried = Retried::default();
     let result = with_retries(
         &context.retry,
         || converge(handle.target.as_ref(), &bundle),
-        |error, _, _| {
-            if let Ok(mut list) = retried.lock() {
-                list.push((
-                    error.class,
-                    error.code.clone(),
-                    error.vendor,
-                    error.operation.clone(),
-                ));
-            }
-        },
+        |error, _, _| retried.push(error),
     )
     .await;
-    for (class, code, vendor, operation) in retried.into_inner().unwrap_or_default() {
-        context
-            .metrics
-            .errors
-            .with_label_values(&[
-                vendor,
-                &operation,
-                class.as_str(),
-                crate::cloud::code_label(vendor, &code),
-            ])
-            .inc();
-        store.record_attempt(&Attempt {
-            subject_kind: SubjectKind::Target,
-            subject: handle.name.clone(),
-            operation: operation.clone(),
-            class: Some(class),
-            code: Some(code),
-            at: now,
-        })?;
-    }
+    retried.record(context, handle, now)?;
     match result {
         Ok(convergence) => {
             record.status = DeployStatus::InSync;
@@ -285,6 +267,54 @@ pub async fn reconcile_target(
             })
         }
         Err(error) => fail(context, handle, record, &error, now).await,
+    }
+}
+
+/// The failures the in-operation loop retried, kept until the operation ends so each is
+/// counted in the metrics and written to the attempt history.
+#[derive(Default)]
+struct Retried(std::sync::Mutex<Vec<CloudError>>);
+
+impl Retried {
+    fn push(&self, error: &CloudError) {
+        // Plain pushes cannot leave the list inconsistent, so a poisoned lock is still usable.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(error.clone());
+    }
+
+    fn record(
+        self,
+        context: &DeployContext,
+        handle: &TargetHandle,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let errors = self
+            .0
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for error in errors {
+            context
+                .metrics
+                .errors
+                .with_label_values(&[
+                    error.vendor,
+                    &error.operation,
+                    error.class.as_str(),
+                    crate::cloud::code_label(error.vendor, &error.code),
+                ])
+                .inc();
+            context.store.record_attempt(&Attempt {
+                subject_kind: SubjectKind::Target,
+                subject: handle.name.clone(),
+                operation: error.operation,
+                class: Some(error.class),
+                code: Some(error.code),
+                at: now,
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -586,6 +616,85 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(invalid.deploys.load(Ordering::SeqCst), 2);
+    }
+
+    /// A target whose first read fails (transient), then serves `fingerprint`.
+    struct FlakyRead {
+        fingerprint: String,
+        reads: AtomicU32,
+    }
+
+    #[async_trait]
+    impl Target for FlakyRead {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        async fn observe(&self) -> Result<LiveCertificate, CloudError> {
+            if self.reads.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Err(CloudError::new(
+                    "test",
+                    "Describe",
+                    ErrorClass::Transient,
+                    "ServiceUnavailable",
+                    "try later",
+                ));
+            }
+            Ok(LiveCertificate {
+                ssl_enabled: true,
+                fingerprint: Some(self.fingerprint.clone()),
+                not_after: None,
+            })
+        }
+        async fn deploy(&self, _bundle: &CertificateBundle) -> Result<(), CloudError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn retried_reads_show_in_the_attempt_history_and_metrics() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut context = context(directory.path());
+        context.retry = RetryPolicy {
+            max_attempts: 5,
+            transient_base: Duration::from_millis(1),
+            transient_cap: Duration::from_millis(2),
+            ..RetryPolicy::default()
+        };
+        let bundle = testing::fresh(&["www.example.com"]);
+        let target = Arc::new(FlakyRead {
+            fingerprint: bundle.fingerprint().to_owned(),
+            reads: AtomicU32::new(0),
+        });
+        let outcome = reconcile_target(
+            &context,
+            &handle(target.clone(), None),
+            &version(&bundle),
+            &names(),
+            OffsetDateTime::now_utc(),
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome, DeployOutcome::InSync);
+        assert_eq!(target.reads.load(Ordering::SeqCst), 2);
+        let attempts = context
+            .store
+            .attempts(SubjectKind::Target, "flaky")
+            .unwrap();
+        assert_eq!(attempts.len(), 1, "{attempts:?}");
+        assert_eq!(attempts[0].operation, "Describe");
+        assert_eq!(attempts[0].class, Some(ErrorClass::Transient));
+        assert_eq!(
+            context
+                .metrics
+                .errors
+                .with_label_values(&["test", "Describe", "transient", "other"])
+                .get(),
+            1
+        );
     }
 
     #[tokio::test]
