@@ -605,3 +605,278 @@ async fn invalid_is_parked_until_the_certificate_changes() {
     );
     assert_eq!(harness.attempts().len(), 2);
 }
+
+mod policies {
+    //! The same classes through a policy pass (Huawei TaurusDB backup encryption): the
+    //! attempt history of `policy/resource` carries the schedule.
+
+    use super::*;
+    use certkeeper::cloud::huawei::client::{system_clock, HuaweiClient};
+    use certkeeper::cloud::huawei::gaussdb::{
+        EncryptionStatus, GaussDbBackupEncryptionPolicy, GaussDbBackupEncryptionSettings,
+    };
+    use certkeeper::cloud::{Policy, PolicyMode, PolicyOutcome};
+    use certkeeper::engine::policy::{reconcile_policy, PolicyContext, PolicyPass};
+
+    const PROJECT: &str = "619d3e78f61b4be68bc5aa0b59edcf7b";
+    const INSTANCE: &str = "7033e7c3cf93438797d44ad7ae0a7d95in07";
+    const KEY: &str = "b82fa43f-f6e8-4ec4-9c31-231bc547c526";
+    const DISABLED_KEY: &str = "0d0466b0-e727-4d9c-b35d-f84bb474a37f";
+    const MODIFY: &str = "ModifyBackupEncryptStatus";
+    const DESCRIBE_ENCRYPTION: &str = "DescribeBackupEncryptStatus";
+
+    struct PolicyHarness {
+        sim: Arc<Simulator>,
+        _stop: tokio::sync::oneshot::Sender<()>,
+        _directory: tempfile::TempDir,
+        context: PolicyContext,
+        client: Arc<HuaweiClient>,
+        now: OffsetDateTime,
+    }
+
+    impl PolicyHarness {
+        async fn start() -> Self {
+            let seed = SimSeed::from_toml(&format!(
+                r#"
+[huawei]
+kms_keys = ["{KEY}"]
+disabled_kms_keys = ["{DISABLED_KEY}"]
+
+[[huawei.accounts]]
+access_key_id = "HWFAULTS"
+secret_access_key = "hw-fault-secret"
+project_id = "{PROJECT}"
+
+[[huawei.gaussdb_instances]]
+id = "{INSTANCE}"
+backup_encryption = "off"
+project_id = "{PROJECT}"
+"#
+            ))
+            .unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let sim = Arc::new(Simulator::new(seed));
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(serve(listener, sim.clone(), async move {
+                let _ = stopped.await;
+            }));
+            let directory = tempfile::tempdir().unwrap();
+            let store = Arc::new(SqliteStore::open(&directory.path().join("state")).unwrap());
+            let mut credentials =
+                ResolvedCredentials::new("hw", Provider::Huawei, "HWFAULTS", "hw-fault-secret")
+                    .with_endpoint(&base);
+            credentials.project_id = Some(PROJECT.into());
+            credentials.region = Some("cn-north-4".into());
+            let client = Arc::new(
+                HuaweiClient::new(&credentials, reqwest::Client::new(), system_clock()).unwrap(),
+            );
+            Self {
+                sim,
+                _stop: stop,
+                _directory: directory,
+                context: PolicyContext {
+                    store,
+                    metrics: Metrics::new().unwrap(),
+                    retry: fast_policy(),
+                },
+                client,
+                now: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
+            }
+        }
+
+        fn policy(&self, key: &str) -> GaussDbBackupEncryptionPolicy {
+            GaussDbBackupEncryptionPolicy::new(
+                "backups",
+                PolicyMode::Enforce,
+                vec![INSTANCE.into()],
+                GaussDbBackupEncryptionSettings {
+                    desired: EncryptionStatus::On,
+                    kms_key_id: Some(key.into()),
+                },
+                self.client.clone(),
+                None,
+            )
+        }
+
+        fn fault(&self, action: &str, status: u16, code: &str, count: u64) {
+            self.sim.add_faults(vec![FaultRule {
+                vendor: "huawei".into(),
+                action: Some(action.into()),
+                status,
+                code: Some(code.into()),
+                message: None,
+                count: Some(count),
+                probability: None,
+                delay_ms: None,
+            }]);
+        }
+
+        async fn pass(&self, policy: &dyn Policy, inputs: &str, offset: i64) -> PolicyPass {
+            reconcile_policy(
+                &self.context,
+                "backups",
+                policy,
+                INSTANCE,
+                inputs,
+                self.at(offset),
+            )
+            .await
+            .unwrap()
+        }
+
+        fn at(&self, offset: i64) -> OffsetDateTime {
+            self.now + time::Duration::seconds(offset)
+        }
+
+        /// (class, code) of every failed attempt, oldest first.
+        fn failures(&self) -> Vec<(ErrorClass, String)> {
+            self.context
+                .store
+                .attempts(
+                    SubjectKind::Policy,
+                    &certkeeper::engine::policy::subject("backups", INSTANCE),
+                )
+                .unwrap()
+                .into_iter()
+                .filter_map(|attempt| Some((attempt.class?, attempt.code?)))
+                .collect()
+        }
+
+        fn calls(&self, action: &str, outcome: &str) -> u64 {
+            self.sim.stats_json()["huawei"][action][outcome]
+                .as_u64()
+                .unwrap_or(0)
+        }
+
+        fn errors(&self, class: ErrorClass, code: &str) -> u64 {
+            let text = self.context.metrics.encode().unwrap();
+            text.lines()
+                .filter(|line| {
+                    line.starts_with("certkeeper_errors_total{")
+                        && line.contains(&format!("class=\"{class}\""))
+                        && line.contains(&format!("code=\"{code}\""))
+                })
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum()
+        }
+    }
+
+    fn remediated(pass: &PolicyPass) -> bool {
+        matches!(pass, PolicyPass::Applied(PolicyOutcome::Remediated(_)))
+    }
+
+    #[tokio::test]
+    async fn transient_is_retried_inside_the_pass() {
+        let harness = PolicyHarness::start().await;
+        let policy = harness.policy(KEY);
+        harness.fault(DESCRIBE_ENCRYPTION, 500, "DBS.108000", 2);
+        let pass = harness.pass(&policy, "v1", 0).await;
+        assert!(remediated(&pass), "{pass:?}");
+        assert_eq!(
+            harness.failures(),
+            vec![(ErrorClass::Transient, "DBS.108000".to_owned()); 2]
+        );
+        assert_eq!(harness.calls(DESCRIBE_ENCRYPTION, "DBS.108000"), 2);
+        assert_eq!(harness.errors(ErrorClass::Transient, "DBS.108000"), 2);
+        let status = harness
+            .context
+            .store
+            .policy_status("backups", INSTANCE)
+            .unwrap()
+            .unwrap();
+        assert!(status.compliant);
+        assert!(policy.check(INSTANCE).await.unwrap().compliant);
+    }
+
+    #[tokio::test]
+    async fn busy_backs_off_from_thirty_seconds() {
+        let harness = PolicyHarness::start().await;
+        let policy = harness.policy(KEY);
+        // Another operation is in progress on the instance (DBS.200019).
+        harness.fault(MODIFY, 409, "DBS.200019", 2);
+        let busy = |retry_at| PolicyPass::Failed {
+            class: ErrorClass::Busy,
+            code: "DBS.200019".into(),
+            retry_at: Some(retry_at),
+        };
+        assert_eq!(harness.pass(&policy, "v1", 0).await, busy(harness.at(30)));
+        assert_eq!(
+            harness.calls(MODIFY, "DBS.200019"),
+            1,
+            "not retried in the pass"
+        );
+        assert_eq!(
+            harness.pass(&policy, "v1", 29).await,
+            PolicyPass::Skipped {
+                until: Some(harness.at(30))
+            }
+        );
+        assert_eq!(harness.pass(&policy, "v1", 30).await, busy(harness.at(90)));
+        assert_eq!(harness.calls(MODIFY, "DBS.200019"), 2);
+        assert!(remediated(&harness.pass(&policy, "v1", 90).await));
+        assert_eq!(harness.errors(ErrorClass::Busy, "DBS.200019"), 2);
+        let status = harness
+            .context
+            .store
+            .policy_status("backups", INSTANCE)
+            .unwrap()
+            .unwrap();
+        assert!(status.compliant);
+        assert_eq!(status.last_error, None);
+    }
+
+    #[tokio::test]
+    async fn a_disabled_key_parks_the_policy_until_its_config_changes() {
+        let harness = PolicyHarness::start().await;
+        // Not injected: the simulator refuses a disabled key with KMS.0209, as DEW does.
+        let wrong = harness.policy(DISABLED_KEY);
+        let pass = harness.pass(&wrong, "key=disabled", 0).await;
+        assert_eq!(
+            pass,
+            PolicyPass::Failed {
+                class: ErrorClass::Invalid,
+                code: "KMS.0209".into(),
+                retry_at: None
+            }
+        );
+        let modifies = harness.calls(MODIFY, "KMS.0209");
+        assert_eq!(modifies, 1);
+        assert_eq!(
+            harness.pass(&wrong, "key=disabled", 40 * 86_400).await,
+            PolicyPass::Skipped { until: None }
+        );
+        assert_eq!(
+            harness.calls(MODIFY, "KMS.0209"),
+            modifies,
+            "parked: no call"
+        );
+        // The operator configures an enabled key: new inputs, remediated at once.
+        let fixed = harness.policy(KEY);
+        assert!(remediated(
+            &harness.pass(&fixed, "key=enabled", 40 * 86_400).await
+        ));
+        assert_eq!(
+            harness.failures(),
+            vec![(ErrorClass::Invalid, "KMS.0209".to_owned())]
+        );
+    }
+
+    #[tokio::test]
+    async fn auth_waits_an_hour_then_two() {
+        let harness = PolicyHarness::start().await;
+        let policy = harness.policy(KEY);
+        harness.fault(DESCRIBE_ENCRYPTION, 401, "APIGW.0301", 2);
+        let auth = |retry_at| PolicyPass::Failed {
+            class: ErrorClass::Auth,
+            code: "APIGW.0301".into(),
+            retry_at: Some(retry_at),
+        };
+        assert_eq!(harness.pass(&policy, "v1", 0).await, auth(harness.at(3600)));
+        assert_eq!(
+            harness.pass(&policy, "v1", 3600).await,
+            auth(harness.at(3 * 3600))
+        );
+        assert!(remediated(&harness.pass(&policy, "v1", 3 * 3600).await));
+    }
+}
