@@ -14,7 +14,9 @@ use certkeeper::cloud::alibaba::sim::{AccountSeed, Seed};
 use certkeeper::cloud::sim::{serve, FaultRule, SimSeed, Simulator};
 use certkeeper::config::credentials::{Provider, ResolvedCredentials};
 use certkeeper::engine::backoff::next_delay;
-use certkeeper::engine::deploy::{reconcile_target, DeployContext, DeployOutcome, TargetHandle};
+use certkeeper::engine::deploy::{
+    reconcile_target, reconcile_target_with_inputs, DeployContext, DeployOutcome, TargetHandle,
+};
 use certkeeper::engine::retry::RetryPolicy;
 use certkeeper::error::{CloudError, ErrorClass};
 use certkeeper::store::sqlite::SqliteStore;
@@ -604,6 +606,61 @@ async fn invalid_is_parked_until_the_certificate_changes() {
         Some(renewed.fingerprint.as_str())
     );
     assert_eq!(harness.attempts().len(), 2);
+}
+
+#[tokio::test]
+async fn invalid_is_parked_until_the_config_changes() {
+    let harness = Harness::start(1).await;
+    // The vendor refuses the request as configured (seed 001).
+    harness.fault(SET, 400, "InvalidSSLProtocol.ValueNotSupported", Some(1));
+    let names = vec![DOMAIN.to_owned()];
+    let pass = |inputs: &'static str, offset: i64| {
+        let (harness, names) = (&harness, &names);
+        async move {
+            reconcile_target_with_inputs(
+                &harness.context,
+                &harness.handle,
+                &harness.version,
+                names,
+                Some(inputs),
+                harness.at(offset),
+                false,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        pass("config-1", 0).await,
+        failed(
+            ErrorClass::Invalid,
+            "InvalidSSLProtocol.ValueNotSupported",
+            None
+        )
+    );
+    assert_eq!(pass("config-1", 86_400).await, DeployOutcome::Skipped);
+    assert_eq!(
+        harness.calls(SET, "InvalidSSLProtocol.ValueNotSupported"),
+        1
+    );
+    // The operator edits the target: the fingerprint changes and the deploy runs at once.
+    assert_eq!(pass("config-2", 86_401).await, DeployOutcome::Deployed);
+    let record = harness.record();
+    assert_eq!((record.status, record.attempts), (DeployStatus::InSync, 0));
+    let operations: Vec<_> = harness
+        .history()
+        .into_iter()
+        .map(|(operation, class, _)| (operation, class))
+        .collect();
+    assert_eq!(
+        operations,
+        vec![
+            ("inputs".to_owned(), None),
+            (SET.to_owned(), Some(ErrorClass::Invalid)),
+            ("inputs".to_owned(), None),
+            ("deploy".to_owned(), None),
+        ]
+    );
 }
 
 mod policies {

@@ -6,9 +6,9 @@
 //! next start; nothing here depends on memory surviving a restart.
 
 use crate::cloud::{converge, Convergence, Target};
-use crate::engine::backoff;
 use crate::engine::retry::{with_retries, RetryPolicy};
 use crate::engine::window::MaintenanceWindow;
+use crate::engine::{backoff, inputs};
 use crate::error::{CloudError, ErrorClass};
 use crate::store::{
     Attempt, CertificateVersion, DeployStatus, DeploymentRecord, Event, LastError, StateStore,
@@ -89,7 +89,8 @@ fn event(
 }
 
 /// One pass over one target for one certificate version. `scan` forces a read of the live
-/// state even when the ledger says in sync (drift detection).
+/// state even when the ledger says in sync (drift detection). Only a new certificate
+/// version resets the backoff here; see [`reconcile_target_with_inputs`] for config changes.
 pub async fn reconcile_target(
     context: &DeployContext,
     handle: &TargetHandle,
@@ -98,12 +99,48 @@ pub async fn reconcile_target(
     now: OffsetDateTime,
     scan: bool,
 ) -> Result<DeployOutcome, StoreError> {
+    reconcile_target_with_inputs(context, handle, version, names, None, now, scan).await
+}
+
+/// [`reconcile_target`] that also resets the backoff (and unparks an `invalid` failure)
+/// when `inputs`, the fingerprint of the target's configuration
+/// ([`inputs::fingerprint`] of its `TargetConfig`), differs from the one last recorded.
+pub async fn reconcile_target_with_inputs(
+    context: &DeployContext,
+    handle: &TargetHandle,
+    version: &CertificateVersion,
+    names: &[String],
+    config_inputs: Option<&str>,
+    now: OffsetDateTime,
+    scan: bool,
+) -> Result<DeployOutcome, StoreError> {
     let store = &context.store;
     let mut record = match store.deployment(&handle.name, &version.certificate)? {
         Some(record) => record,
         None => new_record(&handle.name, version, now),
     };
-    if record.desired_fingerprint.as_deref() != Some(version.fingerprint.as_str()) {
+    let config_changed = match config_inputs {
+        Some(fingerprint) => {
+            let history = store.attempts(SubjectKind::Target, &handle.name)?;
+            inputs::note(
+                store.as_ref(),
+                SubjectKind::Target,
+                &handle.name,
+                &history,
+                fingerprint,
+                now,
+            )?
+            .is_some()
+        }
+        None => false,
+    };
+    let failing = matches!(
+        record.status,
+        DeployStatus::Failed | DeployStatus::Parked | DeployStatus::Pending
+    );
+    if record.desired_fingerprint.as_deref() != Some(version.fingerprint.as_str())
+        || (config_changed && failing)
+    {
         // New inputs: the failure history no longer applies.
         record = DeploymentRecord {
             observed_fingerprint: record.observed_fingerprint,
@@ -695,6 +732,59 @@ mod tests {
                 .get(),
             1
         );
+    }
+
+    #[tokio::test]
+    async fn a_config_change_unparks_and_resets_the_backoff() {
+        let directory = tempfile::tempdir().unwrap();
+        let context = context(directory.path());
+        let target = Arc::new(Failing {
+            class: ErrorClass::Invalid,
+            deploys: AtomicU32::new(0),
+        });
+        let handle = handle(target.clone(), None);
+        let version = version(&testing::fresh(&["www.example.com"]));
+        let now = OffsetDateTime::now_utc();
+        let pass = |inputs: &'static str, at: OffsetDateTime| {
+            let (context, handle, version) = (&context, &handle, &version);
+            async move {
+                reconcile_target_with_inputs(
+                    context,
+                    handle,
+                    version,
+                    &names(),
+                    Some(inputs),
+                    at,
+                    false,
+                )
+                .await
+                .unwrap()
+            }
+        };
+        assert!(matches!(
+            pass("a", now).await,
+            DeployOutcome::Failed { retry_at: None, .. }
+        ));
+        assert_eq!(
+            pass("a", now + time::Duration::days(3)).await,
+            DeployOutcome::Skipped
+        );
+        assert_eq!(target.deploys.load(Ordering::SeqCst), 1, "parked");
+        // The same config after a restart: still parked.
+        assert_eq!(
+            reconcile_target(&context, &handle, &version, &names(), now, false)
+                .await
+                .unwrap(),
+            DeployOutcome::Skipped
+        );
+        // The operator edits the target's config: tried again at once.
+        assert!(matches!(
+            pass("b", now + time::Duration::days(3)).await,
+            DeployOutcome::Failed { retry_at: None, .. }
+        ));
+        assert_eq!(target.deploys.load(Ordering::SeqCst), 2);
+        let record = context.store.deployment("failing", "www").unwrap().unwrap();
+        assert_eq!(record.attempts, 1, "the count restarted");
     }
 
     #[tokio::test]

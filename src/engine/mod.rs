@@ -4,6 +4,7 @@
 
 pub mod backoff;
 pub mod deploy;
+pub mod inputs;
 pub mod policy;
 pub mod ratelimit;
 pub mod renewal;

@@ -8,16 +8,13 @@
 //! fingerprint changes, which ends the failure run and so resets the backoff.
 
 use crate::cloud::{apply_policy, Policy, PolicyOutcome};
-use crate::engine::backoff;
 use crate::engine::retry::{with_retries, RetryPolicy};
+use crate::engine::{backoff, inputs};
 use crate::error::{CloudError, ErrorClass};
 use crate::store::{Attempt, Event, LastError, PolicyStatus, StateStore, StoreError, SubjectKind};
 use crate::telemetry::metrics::Metrics;
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
-
-/// The operation name of the attempts that record a policy's inputs fingerprint.
-pub const INPUTS_OPERATION: &str = "inputs";
 
 /// What a policy pass needs.
 #[derive(Clone)]
@@ -99,7 +96,8 @@ fn count_error(metrics: &Metrics, error: &CloudError) {
 }
 
 /// One pass of `policy` (configured as `name`) over `resource` at `now`. `inputs` is a
-/// fingerprint of the policy's configuration: a change unparks and resets the backoff.
+/// fingerprint of the policy's configuration ([`inputs::fingerprint`] of its
+/// `PolicyConfig`): a change unparks and resets the backoff.
 pub async fn reconcile_policy(
     context: &PolicyContext,
     name: &str,
@@ -119,14 +117,14 @@ pub async fn reconcile_policy(
         at: now,
     };
     let mut history = store.attempts(SubjectKind::Policy, &subject)?;
-    let recorded_inputs = history
-        .iter()
-        .rev()
-        .find(|attempt| attempt.operation == INPUTS_OPERATION)
-        .and_then(|attempt| attempt.code.as_deref());
-    if recorded_inputs != Some(inputs) {
-        let marker = attempt(INPUTS_OPERATION, None, Some(inputs.to_owned()));
-        store.record_attempt(&marker)?;
+    if let Some(marker) = inputs::note(
+        store.as_ref(),
+        SubjectKind::Policy,
+        &subject,
+        &history,
+        inputs,
+        now,
+    )? {
         history.push(marker);
     }
     let previous_passes = match backoff_state(&history) {
