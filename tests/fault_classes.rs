@@ -15,7 +15,8 @@ use certkeeper::cloud::sim::{serve, FaultRule, SimSeed, Simulator};
 use certkeeper::config::credentials::{Provider, ResolvedCredentials};
 use certkeeper::engine::backoff::next_delay;
 use certkeeper::engine::deploy::{
-    reconcile_target, reconcile_target_with_inputs, DeployContext, DeployOutcome, TargetHandle,
+    reconcile_target, reconcile_target_with_inputs, refresh_retry_pending, DeployContext,
+    DeployOutcome, TargetHandle,
 };
 use certkeeper::engine::retry::RetryPolicy;
 use certkeeper::error::{CloudError, ErrorClass};
@@ -205,6 +206,15 @@ impl Harness {
         self.metrics
             .cloud_requests
             .with_label_values(&["alibaba", action, outcome])
+            .get()
+    }
+
+    /// `certkeeper_retry_pending{class}` after a refresh from the store.
+    fn pending(&self, class: ErrorClass) -> i64 {
+        refresh_retry_pending(self.store.as_ref(), &self.metrics).unwrap();
+        self.metrics
+            .retry_pending
+            .with_label_values(&[class.as_str()])
             .get()
     }
 
@@ -464,6 +474,7 @@ async fn busy_fails_the_operation_and_backs_off_from_thirty_seconds() {
         )
     );
     assert_eq!(harness.record().attempts, 3);
+    assert_eq!(harness.pending(ErrorClass::Busy), 1);
     assert_eq!(harness.calls(SET, "InvalidDomain.notOnline"), 3);
     assert_eq!(
         harness.errors(SET, ErrorClass::Busy, "InvalidDomain.notOnline"),
@@ -482,6 +493,7 @@ async fn busy_fails_the_operation_and_backs_off_from_thirty_seconds() {
         (record.status, record.attempts, record.next_attempt_at),
         (DeployStatus::InSync, 0, None)
     );
+    assert_eq!(harness.pending(ErrorClass::Busy), 0);
 }
 
 #[tokio::test]
@@ -516,6 +528,7 @@ async fn auth_billing_not_found_and_unsupported_wait_an_hour_doubling_to_32_hour
             "{code}"
         );
         assert_eq!(harness.calls(SET, code), 2, "{code}");
+        assert_eq!(harness.pending(class), 1, "{code}");
         assert_eq!(harness.errors(SET, class, code), 2, "{code}");
         assert_eq!(harness.requests(SET, class.as_str()), 2, "{code}");
         // Fixed by the operator: the next due pass deploys.
@@ -570,6 +583,11 @@ async fn invalid_is_parked_until_the_certificate_changes() {
     let record = harness.record();
     assert_eq!(record.status, DeployStatus::Parked);
     assert_eq!(record.next_attempt_at, None);
+    assert_eq!(
+        harness.pending(ErrorClass::Invalid),
+        0,
+        "parked, not pending"
+    );
     // Parked: no call however long we wait.
     let describes = harness.calls(DESCRIBE, "ok");
     for offset in [30, 3600, 40 * 86_400] {

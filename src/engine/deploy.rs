@@ -307,6 +307,33 @@ pub async fn reconcile_target_with_inputs(
     }
 }
 
+/// Sets `certkeeper_retry_pending{class}` from the store: the targets and policy resources
+/// whose last pass failed and that wait for a retry, by the class of that failure (parked
+/// ones wait for new inputs, not a retry, and are not counted). Cheap (two reads), meant to
+/// run after each reconcile pass.
+pub fn refresh_retry_pending(store: &dyn StateStore, metrics: &Metrics) -> Result<(), StoreError> {
+    let mut counts: std::collections::HashMap<ErrorClass, i64> = std::collections::HashMap::new();
+    for record in store.deployments()? {
+        if let (DeployStatus::Failed, Some(error)) = (record.status, &record.last_error) {
+            *counts.entry(error.class).or_default() += 1;
+        }
+    }
+    for status in store.policy_statuses()? {
+        if let Some(error) = &status.last_error {
+            if backoff::next_delay(error.class, 1).is_some() {
+                *counts.entry(error.class).or_default() += 1;
+            }
+        }
+    }
+    for class in ErrorClass::ALL {
+        metrics
+            .retry_pending
+            .with_label_values(&[class.as_str()])
+            .set(counts.get(&class).copied().unwrap_or(0));
+    }
+    Ok(())
+}
+
 /// The failures the in-operation loop retried, kept until the operation ends so each is
 /// counted in the metrics and written to the attempt history.
 #[derive(Default)]
@@ -588,6 +615,18 @@ mod tests {
             panic!()
         };
         assert_eq!(second, later + time::Duration::seconds(60));
+        refresh_retry_pending(context.store.as_ref(), &context.metrics).unwrap();
+        let pending = |class: ErrorClass| {
+            context
+                .metrics
+                .retry_pending
+                .with_label_values(&[class.as_str()])
+                .get()
+        };
+        assert_eq!(
+            (pending(ErrorClass::Busy), pending(ErrorClass::Auth)),
+            (1, 0)
+        );
         let attempts = context
             .store
             .attempts(SubjectKind::Target, "failing")
