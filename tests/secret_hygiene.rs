@@ -613,6 +613,28 @@ fn no_secret_reaches_logs_metrics_status_or_check() {
     }
     assert!(forbidden.len() > 10, "{forbidden:?}");
 
+    // The store's error records: the event log, the ledger's last errors, policy statuses
+    // and the attempt history (error messages as the vendors and the engine wrote them).
+    let events = store.tail_events(100_000).unwrap();
+    assert!(
+        events.iter().any(|event| event.kind == "deploy.succeeded"),
+        "{events:?}"
+    );
+    let mut records = serde_json::to_string(&events).unwrap();
+    records.push_str(&serde_json::to_string(&store.deployments().unwrap()).unwrap());
+    records.push_str(&serde_json::to_string(&store.policy_statuses().unwrap()).unwrap());
+    for subject in ["cdn-www", "vod-v", "files"] {
+        let attempts = store
+            .attempts(certkeeper::store::SubjectKind::Target, subject)
+            .unwrap();
+        records.push_str(&serde_json::to_string(&attempts).unwrap());
+    }
+    assert_clean(
+        "the store's event log and error records",
+        &records,
+        &forbidden,
+    );
+
     assert_clean("the daemon log", &logs, &forbidden);
     assert_clean("/metrics", &metrics, &forbidden);
     assert_clean("certkeeper status", &status_text, &forbidden);
