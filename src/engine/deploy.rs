@@ -6,9 +6,9 @@
 //! next start; nothing here depends on memory surviving a restart.
 
 use crate::cloud::{converge, Convergence, Target};
-use crate::engine::backoff;
 use crate::engine::retry::{with_retries, RetryPolicy};
 use crate::engine::window::MaintenanceWindow;
+use crate::engine::{backoff, inputs};
 use crate::error::{CloudError, ErrorClass};
 use crate::store::{
     Attempt, CertificateVersion, DeployStatus, DeploymentRecord, Event, LastError, StateStore,
@@ -89,7 +89,8 @@ fn event(
 }
 
 /// One pass over one target for one certificate version. `scan` forces a read of the live
-/// state even when the ledger says in sync (drift detection).
+/// state even when the ledger says in sync (drift detection). Only a new certificate
+/// version resets the backoff here; see [`reconcile_target_with_inputs`] for config changes.
 pub async fn reconcile_target(
     context: &DeployContext,
     handle: &TargetHandle,
@@ -98,12 +99,48 @@ pub async fn reconcile_target(
     now: OffsetDateTime,
     scan: bool,
 ) -> Result<DeployOutcome, StoreError> {
+    reconcile_target_with_inputs(context, handle, version, names, None, now, scan).await
+}
+
+/// [`reconcile_target`] that also resets the backoff (and unparks an `invalid` failure)
+/// when `inputs`, the fingerprint of the target's configuration
+/// ([`inputs::fingerprint`] of its `TargetConfig`), differs from the one last recorded.
+pub async fn reconcile_target_with_inputs(
+    context: &DeployContext,
+    handle: &TargetHandle,
+    version: &CertificateVersion,
+    names: &[String],
+    config_inputs: Option<&str>,
+    now: OffsetDateTime,
+    scan: bool,
+) -> Result<DeployOutcome, StoreError> {
     let store = &context.store;
     let mut record = match store.deployment(&handle.name, &version.certificate)? {
         Some(record) => record,
         None => new_record(&handle.name, version, now),
     };
-    if record.desired_fingerprint.as_deref() != Some(version.fingerprint.as_str()) {
+    let config_changed = match config_inputs {
+        Some(fingerprint) => {
+            let history = store.attempts(SubjectKind::Target, &handle.name)?;
+            inputs::note(
+                store.as_ref(),
+                SubjectKind::Target,
+                &handle.name,
+                &history,
+                fingerprint,
+                now,
+            )?
+            .is_some()
+        }
+        None => false,
+    };
+    let failing = matches!(
+        record.status,
+        DeployStatus::Failed | DeployStatus::Parked | DeployStatus::Pending
+    );
+    if record.desired_fingerprint.as_deref() != Some(version.fingerprint.as_str())
+        || (config_changed && failing)
+    {
         // New inputs: the failure history no longer applies.
         record = DeploymentRecord {
             observed_fingerprint: record.observed_fingerprint,
@@ -148,7 +185,17 @@ pub async fn reconcile_target(
     }
     let labels = [handle.name.as_str(), handle.kind];
     // Observe first (never writes), so an in-sync target needs no window and no write call.
-    let live = match with_retries(&context.retry, || handle.target.observe(), |_, _, _| {}).await {
+    // Retries inside the read count like those of the write: each shows in the attempt
+    // history and the error metrics, so a throttled or flaky read is visible too.
+    let retried = Retried::default();
+    let observed = with_retries(
+        &context.retry,
+        || handle.target.observe(),
+        |error, _, _| retried.push(error),
+    )
+    .await;
+    retried.record(context, handle, now)?;
+    let live = match observed {
         Ok(live) => live,
         Err(error) => return fail(context, handle, record, &error, now).await,
     };
@@ -204,42 +251,14 @@ pub async fn reconcile_target(
     record.status = DeployStatus::Deploying;
     record.updated_at = now;
     store.put_deployment(&record)?;
-    let retried = std::sync::Mutex::new(Vec::new());
+    let retried = Retried::default();
     let result = with_retries(
         &context.retry,
         || converge(handle.target.as_ref(), &bundle),
-        |error, _, _| {
-            if let Ok(mut list) = retried.lock() {
-                list.push((
-                    error.class,
-                    error.code.clone(),
-                    error.vendor,
-                    error.operation.clone(),
-                ));
-            }
-        },
+        |error, _, _| retried.push(error),
     )
     .await;
-    for (class, code, vendor, operation) in retried.into_inner().unwrap_or_default() {
-        context
-            .metrics
-            .errors
-            .with_label_values(&[
-                vendor,
-                &operation,
-                class.as_str(),
-                crate::cloud::code_label(vendor, &code),
-            ])
-            .inc();
-        store.record_attempt(&Attempt {
-            subject_kind: SubjectKind::Target,
-            subject: handle.name.clone(),
-            operation: operation.clone(),
-            class: Some(class),
-            code: Some(code),
-            at: now,
-        })?;
-    }
+    retried.record(context, handle, now)?;
     match result {
         Ok(convergence) => {
             record.status = DeployStatus::InSync;
@@ -285,6 +304,81 @@ pub async fn reconcile_target(
             })
         }
         Err(error) => fail(context, handle, record, &error, now).await,
+    }
+}
+
+/// Sets `certkeeper_retry_pending{class}` from the store: the targets and policy resources
+/// whose last pass failed and that wait for a retry, by the class of that failure (parked
+/// ones wait for new inputs, not a retry, and are not counted). Cheap (two reads), meant to
+/// run after each reconcile pass.
+pub fn refresh_retry_pending(store: &dyn StateStore, metrics: &Metrics) -> Result<(), StoreError> {
+    let mut counts: std::collections::HashMap<ErrorClass, i64> = std::collections::HashMap::new();
+    for record in store.deployments()? {
+        if let (DeployStatus::Failed, Some(error)) = (record.status, &record.last_error) {
+            *counts.entry(error.class).or_default() += 1;
+        }
+    }
+    for status in store.policy_statuses()? {
+        if let Some(error) = &status.last_error {
+            if backoff::next_delay(error.class, 1).is_some() {
+                *counts.entry(error.class).or_default() += 1;
+            }
+        }
+    }
+    for class in ErrorClass::ALL {
+        metrics
+            .retry_pending
+            .with_label_values(&[class.as_str()])
+            .set(counts.get(&class).copied().unwrap_or(0));
+    }
+    Ok(())
+}
+
+/// The failures the in-operation loop retried, kept until the operation ends so each is
+/// counted in the metrics and written to the attempt history.
+#[derive(Default)]
+struct Retried(std::sync::Mutex<Vec<CloudError>>);
+
+impl Retried {
+    fn push(&self, error: &CloudError) {
+        // Plain pushes cannot leave the list inconsistent, so a poisoned lock is still usable.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(error.clone());
+    }
+
+    fn record(
+        self,
+        context: &DeployContext,
+        handle: &TargetHandle,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let errors = self
+            .0
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for error in errors {
+            context
+                .metrics
+                .errors
+                .with_label_values(&[
+                    error.vendor,
+                    &error.operation,
+                    error.class.as_str(),
+                    crate::cloud::code_label(error.vendor, &error.code),
+                ])
+                .inc();
+            context.store.record_attempt(&Attempt {
+                subject_kind: SubjectKind::Target,
+                subject: handle.name.clone(),
+                operation: error.operation,
+                class: Some(error.class),
+                code: Some(error.code),
+                at: now,
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -521,6 +615,18 @@ mod tests {
             panic!()
         };
         assert_eq!(second, later + time::Duration::seconds(60));
+        refresh_retry_pending(context.store.as_ref(), &context.metrics).unwrap();
+        let pending = |class: ErrorClass| {
+            context
+                .metrics
+                .retry_pending
+                .with_label_values(&[class.as_str()])
+                .get()
+        };
+        assert_eq!(
+            (pending(ErrorClass::Busy), pending(ErrorClass::Auth)),
+            (1, 0)
+        );
         let attempts = context
             .store
             .attempts(SubjectKind::Target, "failing")
@@ -586,6 +692,138 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(invalid.deploys.load(Ordering::SeqCst), 2);
+    }
+
+    /// A target whose first read fails (transient), then serves `fingerprint`.
+    struct FlakyRead {
+        fingerprint: String,
+        reads: AtomicU32,
+    }
+
+    #[async_trait]
+    impl Target for FlakyRead {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        async fn observe(&self) -> Result<LiveCertificate, CloudError> {
+            if self.reads.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Err(CloudError::new(
+                    "test",
+                    "Describe",
+                    ErrorClass::Transient,
+                    "ServiceUnavailable",
+                    "try later",
+                ));
+            }
+            Ok(LiveCertificate {
+                ssl_enabled: true,
+                fingerprint: Some(self.fingerprint.clone()),
+                not_after: None,
+            })
+        }
+        async fn deploy(&self, _bundle: &CertificateBundle) -> Result<(), CloudError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn retried_reads_show_in_the_attempt_history_and_metrics() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut context = context(directory.path());
+        context.retry = RetryPolicy {
+            max_attempts: 5,
+            transient_base: Duration::from_millis(1),
+            transient_cap: Duration::from_millis(2),
+            ..RetryPolicy::default()
+        };
+        let bundle = testing::fresh(&["www.example.com"]);
+        let target = Arc::new(FlakyRead {
+            fingerprint: bundle.fingerprint().to_owned(),
+            reads: AtomicU32::new(0),
+        });
+        let outcome = reconcile_target(
+            &context,
+            &handle(target.clone(), None),
+            &version(&bundle),
+            &names(),
+            OffsetDateTime::now_utc(),
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome, DeployOutcome::InSync);
+        assert_eq!(target.reads.load(Ordering::SeqCst), 2);
+        let attempts = context
+            .store
+            .attempts(SubjectKind::Target, "flaky")
+            .unwrap();
+        assert_eq!(attempts.len(), 1, "{attempts:?}");
+        assert_eq!(attempts[0].operation, "Describe");
+        assert_eq!(attempts[0].class, Some(ErrorClass::Transient));
+        assert_eq!(
+            context
+                .metrics
+                .errors
+                .with_label_values(&["test", "Describe", "transient", "other"])
+                .get(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_config_change_unparks_and_resets_the_backoff() {
+        let directory = tempfile::tempdir().unwrap();
+        let context = context(directory.path());
+        let target = Arc::new(Failing {
+            class: ErrorClass::Invalid,
+            deploys: AtomicU32::new(0),
+        });
+        let handle = handle(target.clone(), None);
+        let version = version(&testing::fresh(&["www.example.com"]));
+        let now = OffsetDateTime::now_utc();
+        let pass = |inputs: &'static str, at: OffsetDateTime| {
+            let (context, handle, version) = (&context, &handle, &version);
+            async move {
+                reconcile_target_with_inputs(
+                    context,
+                    handle,
+                    version,
+                    &names(),
+                    Some(inputs),
+                    at,
+                    false,
+                )
+                .await
+                .unwrap()
+            }
+        };
+        assert!(matches!(
+            pass("a", now).await,
+            DeployOutcome::Failed { retry_at: None, .. }
+        ));
+        assert_eq!(
+            pass("a", now + time::Duration::days(3)).await,
+            DeployOutcome::Skipped
+        );
+        assert_eq!(target.deploys.load(Ordering::SeqCst), 1, "parked");
+        // The same config after a restart: still parked.
+        assert_eq!(
+            reconcile_target(&context, &handle, &version, &names(), now, false)
+                .await
+                .unwrap(),
+            DeployOutcome::Skipped
+        );
+        // The operator edits the target's config: tried again at once.
+        assert!(matches!(
+            pass("b", now + time::Duration::days(3)).await,
+            DeployOutcome::Failed { retry_at: None, .. }
+        ));
+        assert_eq!(target.deploys.load(Ordering::SeqCst), 2);
+        let record = context.store.deployment("failing", "www").unwrap().unwrap();
+        assert_eq!(record.attempts, 1, "the count restarted");
     }
 
     #[tokio::test]

@@ -5,6 +5,8 @@
 
 pub mod backoff;
 pub mod deploy;
+pub mod inputs;
+pub mod policy;
 pub mod ratelimit;
 pub mod renewal;
 pub mod retry;

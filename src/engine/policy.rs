@@ -1,0 +1,467 @@
+//! One policy pass over one resource with the same retry rules as a deploy: throttled and
+//! transient failures are retried inside the pass (`engine::retry`), other classes wait
+//! across passes by class (`engine::backoff`), invalid is parked until the policy's inputs
+//! change. The backoff state lives only in the store's attempt history (subject
+//! `policy/resource`), so a restart changes nothing: consecutive failed passes are the
+//! trailing failed attempts, counted by distinct pass time (retries inside a pass share its
+//! time), and an `inputs` attempt with the config fingerprint is written whenever that
+//! fingerprint changes, which ends the failure run and so resets the backoff.
+
+use crate::cloud::{apply_policy, Policy, PolicyOutcome};
+use crate::engine::retry::{with_retries, RetryPolicy};
+use crate::engine::{backoff, inputs};
+use crate::error::{CloudError, ErrorClass};
+use crate::store::{Attempt, Event, LastError, PolicyStatus, StateStore, StoreError, SubjectKind};
+use crate::telemetry::metrics::Metrics;
+use std::sync::{Arc, Mutex};
+use time::OffsetDateTime;
+
+/// What a policy pass needs.
+#[derive(Clone)]
+pub struct PolicyContext {
+    pub store: Arc<dyn StateStore>,
+    pub metrics: Metrics,
+    pub retry: RetryPolicy,
+}
+
+/// How one pass over one policy resource ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyPass {
+    /// The pass ran: compliant, reported, deferred to the window, busy or remediated.
+    Applied(PolicyOutcome),
+    /// Backing off after failures until the time given, or parked (`None`) until the
+    /// inputs change.
+    Skipped { until: Option<OffsetDateTime> },
+    /// Failed; the next pass is due at `retry_at`, or parked (`None`).
+    Failed {
+        class: ErrorClass,
+        code: String,
+        retry_at: Option<OffsetDateTime>,
+    },
+}
+
+/// The attempt-history subject of one policy resource.
+pub fn subject(policy: &str, resource: &str) -> String {
+    format!("{policy}/{resource}")
+}
+
+/// When the next pass is due after the trailing failures of `history`, and how many failed
+/// passes they make. `None` when the history does not end in a failure.
+fn backoff_state(history: &[Attempt]) -> Option<(Option<OffsetDateTime>, u32)> {
+    let failures: Vec<&Attempt> = history
+        .iter()
+        .rev()
+        .take_while(|attempt| attempt.class.is_some())
+        .collect();
+    let last = failures.first()?;
+    let class = last.class?;
+    let mut times: Vec<OffsetDateTime> = failures.iter().map(|attempt| attempt.at).collect();
+    times.dedup();
+    let passes = u32::try_from(times.len()).unwrap_or(u32::MAX);
+    let due = backoff::next_delay(class, passes)
+        .map(|delay| last.at + time::Duration::try_from(delay).unwrap_or(time::Duration::HOUR));
+    Some((due, passes))
+}
+
+/// The failures retried inside a pass, recorded once the pass ends.
+#[derive(Default)]
+struct Retried(Mutex<Vec<CloudError>>);
+
+impl Retried {
+    fn push(&self, error: &CloudError) {
+        // Plain pushes cannot leave the list inconsistent, so a poisoned lock is still usable.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(error.clone());
+    }
+
+    fn take(self) -> Vec<CloudError> {
+        self.0
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn count_error(metrics: &Metrics, error: &CloudError) {
+    metrics
+        .errors
+        .with_label_values(&[
+            error.vendor,
+            &error.operation,
+            error.class.as_str(),
+            crate::cloud::code_label(error.vendor, &error.code),
+        ])
+        .inc();
+}
+
+/// One pass of `policy` (configured as `name`) over `resource` at `now`. `inputs` is a
+/// fingerprint of the policy's configuration ([`inputs::fingerprint`] of its
+/// `PolicyConfig`): a change unparks and resets the backoff.
+pub async fn reconcile_policy(
+    context: &PolicyContext,
+    name: &str,
+    policy: &dyn Policy,
+    resource: &str,
+    inputs: &str,
+    now: OffsetDateTime,
+) -> Result<PolicyPass, StoreError> {
+    let store = &context.store;
+    let subject = subject(name, resource);
+    let attempt = |operation: &str, class: Option<ErrorClass>, code: Option<String>| Attempt {
+        subject_kind: SubjectKind::Policy,
+        subject: subject.clone(),
+        operation: operation.to_owned(),
+        class,
+        code,
+        at: now,
+    };
+    let mut history = store.attempts(SubjectKind::Policy, &subject)?;
+    if let Some(marker) = inputs::note(
+        store.as_ref(),
+        SubjectKind::Policy,
+        &subject,
+        &history,
+        inputs,
+        now,
+    )? {
+        history.push(marker);
+    }
+    let previous_passes = match backoff_state(&history) {
+        Some((None, _)) => return Ok(PolicyPass::Skipped { until: None }),
+        Some((Some(due), _)) if due > now => return Ok(PolicyPass::Skipped { until: Some(due) }),
+        Some((Some(_), passes)) => passes,
+        None => 0,
+    };
+
+    // A remediation whose vendor job ran and failed is not retried inside the pass: such a
+    // change may restart a database, so it waits for the next pass (and window).
+    let retried = Retried::default();
+    let result = with_retries(
+        &context.retry,
+        || async {
+            match apply_policy(policy, resource, now).await {
+                Err(error) if error.job_id.is_some() => Ok(Err(error)),
+                Err(error) => Err(error),
+                Ok(outcome) => Ok(Ok(outcome)),
+            }
+        },
+        |error, _, _| retried.push(error),
+    )
+    .await
+    .and_then(|inner| inner);
+    for error in retried.take() {
+        count_error(&context.metrics, &error);
+        store.record_attempt(&attempt(
+            &error.operation,
+            Some(error.class),
+            Some(error.code.clone()),
+        ))?;
+    }
+
+    let previous = store.policy_status(name, resource)?;
+    let mut status = PolicyStatus {
+        policy: name.to_owned(),
+        resource: resource.to_owned(),
+        compliant: false,
+        observed: serde_json::Value::Null,
+        last_checked: now,
+        last_job_id: previous.and_then(|previous| previous.last_job_id),
+        last_error: None,
+    };
+    let pass = match result {
+        Ok(outcome) => {
+            match &outcome {
+                PolicyOutcome::Compliant => status.compliant = true,
+                PolicyOutcome::Remediated(remediation) => {
+                    status.compliant = true;
+                    status.last_job_id = remediation.job_id.clone();
+                    context
+                        .metrics
+                        .policy_remediations
+                        .with_label_values(&[name, "success"])
+                        .inc();
+                    store.append_event(&Event {
+                        id: 0,
+                        at: now,
+                        kind: "policy.remediated".into(),
+                        subject: name.to_owned(),
+                        message: format!("{resource} corrected"),
+                        fields: serde_json::json!({"resource": resource, "job_id": remediation.job_id}),
+                    })?;
+                }
+                PolicyOutcome::Reported(finding) | PolicyOutcome::Busy(finding) => {
+                    status.observed = serde_json::json!(finding.observed);
+                }
+                PolicyOutcome::Deferred {
+                    finding,
+                    window_opens,
+                } => {
+                    status.observed = serde_json::json!({
+                        "observed": finding.observed,
+                        "window_opens": window_opens.map(|at| at.unix_timestamp()),
+                    });
+                }
+            }
+            store.record_attempt(&attempt("check", None, None))?;
+            PolicyPass::Applied(outcome)
+        }
+        Err(error) => {
+            let passes = previous_passes.saturating_add(1);
+            let retry_at = backoff::next_delay(error.class, passes)
+                .map(|delay| now + time::Duration::try_from(delay).unwrap_or(time::Duration::HOUR));
+            status.last_error = Some(LastError {
+                class: error.class,
+                code: error.code.clone(),
+                message: error.message.clone(),
+            });
+            if error.job_id.is_some() {
+                status.last_job_id = error.job_id.clone();
+            }
+            count_error(&context.metrics, &error);
+            context
+                .metrics
+                .policy_remediations
+                .with_label_values(&[name, "failure"])
+                .inc();
+            store.record_attempt(&attempt(
+                &error.operation,
+                Some(error.class),
+                Some(error.code.clone()),
+            ))?;
+            tracing::warn!(policy = %name, resource = %resource, class = %error.class, code = %error.code, error = %error, "policy pass failed");
+            PolicyPass::Failed {
+                class: error.class,
+                code: error.code,
+                retry_at,
+            }
+        }
+    };
+    context
+        .metrics
+        .policy_compliant
+        .with_label_values(&[name, resource])
+        .set(i64::from(status.compliant));
+    store.put_policy_status(&status)?;
+    Ok(pass)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::{PolicyFinding, PolicyMode, Remediation};
+    use crate::engine::window::MaintenanceWindow;
+    use crate::store::sqlite::SqliteStore;
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    /// A non-compliant resource whose remediation fails `failures` times with `class`.
+    struct Flaky {
+        class: ErrorClass,
+        failures: AtomicU32,
+        remediations: AtomicU32,
+        fixed: std::sync::atomic::AtomicBool,
+    }
+
+    impl Flaky {
+        fn new(class: ErrorClass, failures: u32) -> Arc<Self> {
+            Arc::new(Self {
+                class,
+                failures: AtomicU32::new(failures),
+                remediations: AtomicU32::new(0),
+                fixed: Default::default(),
+            })
+        }
+    }
+
+    #[async_trait]
+    impl Policy for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        fn mode(&self) -> PolicyMode {
+            PolicyMode::Enforce
+        }
+        fn maintenance_window(&self) -> Option<&MaintenanceWindow> {
+            None
+        }
+        fn resources(&self) -> Vec<String> {
+            vec!["r1".into()]
+        }
+        async fn check(&self, resource: &str) -> Result<PolicyFinding, CloudError> {
+            let compliant = self.fixed.load(Ordering::SeqCst);
+            Ok(PolicyFinding {
+                resource: resource.to_owned(),
+                compliant,
+                observed: if compliant { "on" } else { "off" }.into(),
+                desired: "on".into(),
+                busy: false,
+            })
+        }
+        async fn remediate(&self, _resource: &str) -> Result<Remediation, CloudError> {
+            self.remediations.fetch_add(1, Ordering::SeqCst);
+            let left = self.failures.load(Ordering::SeqCst);
+            if left > 0 {
+                self.failures.store(left - 1, Ordering::SeqCst);
+                return Err(CloudError::new(
+                    "test", "Modify", self.class, "Code", "failed",
+                ));
+            }
+            self.fixed.store(true, Ordering::SeqCst);
+            Ok(Remediation { job_id: None })
+        }
+    }
+
+    fn context(directory: &std::path::Path) -> PolicyContext {
+        PolicyContext {
+            store: Arc::new(SqliteStore::open(&directory.join("state")).unwrap()),
+            metrics: Metrics::new().unwrap(),
+            retry: RetryPolicy {
+                max_attempts: 5,
+                throttle_base: Duration::from_millis(1),
+                throttle_cap: Duration::from_millis(2),
+                transient_base: Duration::from_millis(1),
+                transient_cap: Duration::from_millis(2),
+            },
+        }
+    }
+
+    fn start() -> OffsetDateTime {
+        time::macros::datetime!(2026-11-23 12:00 UTC)
+    }
+
+    async fn pass(
+        context: &PolicyContext,
+        policy: &Flaky,
+        inputs: &str,
+        offset: i64,
+    ) -> PolicyPass {
+        reconcile_policy(
+            context,
+            "p",
+            policy,
+            "r1",
+            inputs,
+            start() + time::Duration::seconds(offset),
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn transient_is_retried_inside_the_pass() {
+        let directory = tempfile::tempdir().unwrap();
+        let context = context(directory.path());
+        let policy = Flaky::new(ErrorClass::Transient, 2);
+        assert!(matches!(
+            pass(&context, &policy, "v1", 0).await,
+            PolicyPass::Applied(PolicyOutcome::Remediated(_))
+        ));
+        assert_eq!(policy.remediations.load(Ordering::SeqCst), 3);
+        let history = context.store.attempts(SubjectKind::Policy, "p/r1").unwrap();
+        let classes: Vec<_> = history
+            .iter()
+            .map(|a| (a.operation.as_str(), a.class))
+            .collect();
+        assert_eq!(
+            classes,
+            [
+                ("inputs", None),
+                ("Modify", Some(ErrorClass::Transient)),
+                ("Modify", Some(ErrorClass::Transient)),
+                ("check", None)
+            ]
+        );
+        let status = context.store.policy_status("p", "r1").unwrap().unwrap();
+        assert!(status.compliant);
+        assert_eq!(
+            context
+                .metrics
+                .errors
+                .with_label_values(&["test", "Modify", "transient", "other"])
+                .get(),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn busy_and_auth_back_off_across_passes_and_survive_a_restart() {
+        let directory = tempfile::tempdir().unwrap();
+        let context = context(directory.path());
+        let policy = Flaky::new(ErrorClass::Busy, 2);
+        assert_eq!(
+            pass(&context, &policy, "v1", 0).await,
+            PolicyPass::Failed {
+                class: ErrorClass::Busy,
+                code: "Code".into(),
+                retry_at: Some(start() + time::Duration::seconds(30))
+            }
+        );
+        assert_eq!(
+            pass(&context, &policy, "v1", 29).await,
+            PolicyPass::Skipped {
+                until: Some(start() + time::Duration::seconds(30))
+            }
+        );
+        // A new store handle (a restart) sees the same backoff.
+        let reopened = PolicyContext {
+            store: Arc::new(SqliteStore::open(&directory.path().join("state")).unwrap()),
+            ..context.clone()
+        };
+        assert_eq!(
+            pass(&reopened, &policy, "v1", 30).await,
+            PolicyPass::Failed {
+                class: ErrorClass::Busy,
+                code: "Code".into(),
+                retry_at: Some(start() + time::Duration::seconds(90))
+            }
+        );
+        assert_eq!(policy.remediations.load(Ordering::SeqCst), 2);
+        assert!(matches!(
+            pass(&reopened, &policy, "v1", 90).await,
+            PolicyPass::Applied(PolicyOutcome::Remediated(_))
+        ));
+
+        let directory = tempfile::tempdir().unwrap();
+        let context = self::context(directory.path());
+        let policy = Flaky::new(ErrorClass::Auth, 5);
+        let PolicyPass::Failed { retry_at, .. } = pass(&context, &policy, "v1", 0).await else {
+            panic!()
+        };
+        assert_eq!(retry_at, Some(start() + time::Duration::hours(1)));
+        let PolicyPass::Failed { retry_at, .. } = pass(&context, &policy, "v1", 3600).await else {
+            panic!()
+        };
+        assert_eq!(retry_at, Some(start() + time::Duration::hours(3)));
+    }
+
+    #[tokio::test]
+    async fn invalid_is_parked_until_the_inputs_change() {
+        let directory = tempfile::tempdir().unwrap();
+        let context = context(directory.path());
+        let policy = Flaky::new(ErrorClass::Invalid, 1);
+        assert_eq!(
+            pass(&context, &policy, "v1", 0).await,
+            PolicyPass::Failed {
+                class: ErrorClass::Invalid,
+                code: "Code".into(),
+                retry_at: None
+            }
+        );
+        assert_eq!(
+            pass(&context, &policy, "v1", 40 * 86_400).await,
+            PolicyPass::Skipped { until: None }
+        );
+        assert_eq!(policy.remediations.load(Ordering::SeqCst), 1);
+        // The operator fixes the config: a new fingerprint unparks at once.
+        assert!(matches!(
+            pass(&context, &policy, "v2", 40 * 86_400 + 1).await,
+            PolicyPass::Applied(PolicyOutcome::Remediated(_))
+        ));
+        assert_eq!(policy.remediations.load(Ordering::SeqCst), 2);
+    }
+}

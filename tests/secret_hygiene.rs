@@ -1,0 +1,650 @@
+//! Secret hygiene: a full rollout through the `certkeeper` binary at trace log level (every
+//! crate, the HTTP stack included), against the in-process simulator with every vendor and
+//! both Huawei authentication methods, with faults injected so the error paths log too.
+//! Afterwards no access key secret, Huawei password or IAM token, QingCloud secret or private
+//! key material may appear in the logs, `/metrics`, `certkeeper status` (table and JSON) or
+//! `certkeeper check` (including its error messages for broken configs).
+
+use certkeeper::cloud::sim::{serve, FaultRule, SimSeed, Simulator};
+use certkeeper::store::StateStore;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const ALIBABA_SECRET: &str = "hygiene-alibaba-secret-Q7x";
+const HUAWEI_SK: &str = "hygiene-huawei-sk-Z3k";
+const HUAWEI_PASSWORD: &str = "hygiene-huawei-password-M4p";
+const QINGCLOUD_SECRET: &str = "hygiene-qingcloud-secret-W9d";
+const LITERAL_SECRET: &str = "hygiene-literal-secret-J2v";
+/// A password written without quotes: TOML reads it as an integer.
+const NUMERIC_PASSWORD: &str = "8675309123";
+/// Every IAM token the simulator issues starts with this (`MIIsim` + a UUID).
+const TOKEN_PREFIX: &str = "MIIsim";
+const PROJECT: &str = "619d3e78f61b4be68bc5aa0b59edcf7b";
+const GAUSSDB_TOKEN: &str = "7033e7c3cf93438797d44ad7ae0a7d95in07";
+const GAUSSDB_AKSK: &str = "8144f8d4d0a4549898e55be8bf1b8ea6in07";
+const KMS_KEY: &str = "b82fa43f-f6e8-4ec4-9c31-231bc547c526";
+const CLUSTER: &str = "cl-hygiene1";
+
+fn seed() -> String {
+    format!(
+        r#"
+[[alibaba.accounts]]
+access_key_id = "LTAIhygiene"
+access_key_secret = "{ALIBABA_SECRET}"
+
+[alibaba]
+cdn_domains = ["www.example.com"]
+vod_domains = ["v.example.com"]
+throttle_retry_after_ms = 50
+
+[huawei]
+kms_keys = ["{KMS_KEY}"]
+
+[[huawei.accounts]]
+access_key_id = "HWHYGIENE"
+secret_access_key = "{HUAWEI_SK}"
+project_id = "{PROJECT}"
+
+[[huawei.users]]
+domain = "hygiene-domain"
+name = "deployer"
+password = "{HUAWEI_PASSWORD}"
+project_id = "{PROJECT}"
+
+[[huawei.gaussdb_instances]]
+id = "{GAUSSDB_TOKEN}"
+backup_encryption = "off"
+project_id = "{PROJECT}"
+
+[[huawei.gaussdb_instances]]
+id = "{GAUSSDB_AKSK}"
+backup_encryption = "off"
+project_id = "{PROJECT}"
+
+[qingcloud]
+job_phase_ms = 100
+
+[[qingcloud.accounts]]
+access_key_id = "QYHYGIENE"
+secret_access_key = "{QINGCLOUD_SECRET}"
+
+[[qingcloud.mysql_plus_clusters]]
+id = "{CLUSTER}"
+zone = "pek3"
+ssl = false
+"#
+    )
+}
+
+/// The daemon's config; `secrets` is the credentials part, so `check` can be run on
+/// variants that write the secrets literally.
+fn config(sim: &str, directory: &Path, metrics_port: u16, secrets: &Secrets) -> String {
+    format!(
+        r#"
+[daemon]
+state_dir = "{state}"
+metrics_listen = "127.0.0.1:{metrics_port}"
+scan_schedule = "* * * * * *"
+
+[credentials.ali]
+provider = "alibaba"
+access_key_id = "LTAIhygiene"
+{ali}
+endpoint = "{sim}"
+
+[credentials.hw-token]
+provider = "huawei"
+auth = "token"
+domain_name = "hygiene-domain"
+user_name = "deployer"
+{hw_password}
+region = "cn-north-4"
+project_id = "{PROJECT}"
+endpoint = "{sim}"
+
+[credentials.hw-aksk]
+provider = "huawei"
+access_key_id = "HWHYGIENE"
+{hw_sk}
+region = "cn-north-4"
+project_id = "{PROJECT}"
+endpoint = "{sim}"
+
+[credentials.qc]
+provider = "qingcloud"
+access_key_id = "QYHYGIENE"
+{qc}
+zone = "pek3"
+endpoint = "{sim}"
+
+[local_ca.internal]
+leaf_lifetime = "30d"
+
+[[certificate]]
+name = "www"
+domains = ["www.example.com", "v.example.com"]
+source = {{ local_ca = "internal" }}
+deploy_to = ["cdn-www", "vod-v", "files"]
+
+[[target]]
+name = "cdn-www"
+kind = "alibaba-cdn"
+credentials = "ali"
+domain = "www.example.com"
+
+[[target]]
+name = "vod-v"
+kind = "alibaba-vod"
+credentials = "ali"
+domain = "v.example.com"
+
+[[target]]
+name = "files"
+kind = "file"
+directory = "{files}"
+
+[[policy]]
+name = "gaussdb-token"
+kind = "huawei-gaussdb-backup-encryption"
+credentials = "hw-token"
+resources = ["{GAUSSDB_TOKEN}"]
+mode = "enforce"
+desired = "on"
+kms_key_id = "{KMS_KEY}"
+
+[[policy]]
+name = "gaussdb-aksk"
+kind = "huawei-gaussdb-backup-encryption"
+credentials = "hw-aksk"
+resources = ["{GAUSSDB_AKSK}"]
+mode = "enforce"
+desired = "on"
+kms_key_id = "{KMS_KEY}"
+
+[[policy]]
+name = "mysql-plus-ssl"
+kind = "qingcloud-mysql-plus-ssl"
+credentials = "qc"
+resources = ["{CLUSTER}"]
+mode = "enforce"
+ssl = true
+job_poll = {{ interval = "1s", max_interval = "1s", deadline = "1m" }}
+"#,
+        state = directory.join("state").display(),
+        files = directory.join("tls").display(),
+        ali = secrets.ali,
+        hw_password = secrets.hw_password,
+        hw_sk = secrets.hw_sk,
+        qc = secrets.qc,
+    )
+}
+
+struct Secrets {
+    ali: String,
+    hw_password: String,
+    hw_sk: String,
+    qc: String,
+}
+
+impl Secrets {
+    /// Read from the environment, as the docs recommend.
+    fn from_env() -> Self {
+        Self {
+            ali: "access_key_secret_env = \"HYGIENE_ALIBABA_SECRET\"".into(),
+            hw_password: "password_env = \"HYGIENE_HUAWEI_PASSWORD\"".into(),
+            hw_sk: "access_key_secret_env = \"HYGIENE_HUAWEI_SK\"".into(),
+            qc: "access_key_secret_env = \"HYGIENE_QINGCLOUD_SECRET\"".into(),
+        }
+    }
+
+    /// Written into the file (allowed, with a warning).
+    fn literal() -> Self {
+        Self {
+            ali: format!("access_key_secret = \"{ALIBABA_SECRET}\""),
+            hw_password: format!("password = \"{HUAWEI_PASSWORD}\""),
+            hw_sk: format!("access_key_secret = \"{HUAWEI_SK}\""),
+            qc: format!("access_key_secret = \"{QINGCLOUD_SECRET}\""),
+        }
+    }
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, text))
+}
+
+/// Runs a CLI subcommand; returns stdout and stderr together.
+fn cli(args: &[&str], config_path: &Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        .args(args)
+        .arg("--config")
+        .arg(config_path)
+        .output()
+        .unwrap();
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn status_json(config_path: &Path) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        .args(["status", "--json", "--config"])
+        .arg(config_path)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+fn converged(view: &serde_json::Value) -> bool {
+    let targets = view["targets"].as_array().is_some_and(|targets| {
+        targets.len() == 3 && targets.iter().all(|target| target["in_sync"] == true)
+    });
+    let policies = view["policies"].as_array().is_some_and(|policies| {
+        policies.len() == 3 && policies.iter().all(|policy| policy["compliant"] == true)
+    });
+    targets && policies
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn fault(vendor: &str, action: &str, status: u16, code: &str) -> FaultRule {
+    FaultRule {
+        vendor: vendor.into(),
+        action: Some(action.into()),
+        status,
+        code: Some(code.into()),
+        message: None,
+        count: Some(1),
+        probability: None,
+        delay_ms: None,
+    }
+}
+
+/// The base64 lines of every PEM private key in `pem`, long enough to be meaningful.
+fn key_body_lines(pem: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut inside = false;
+    for line in pem.lines() {
+        if line.contains("PRIVATE KEY-----") {
+            inside = line.starts_with("-----BEGIN");
+            continue;
+        }
+        if inside && line.len() >= 16 {
+            lines.push(line.trim().to_owned());
+        }
+    }
+    lines
+}
+
+/// Fails naming the first forbidden text found in `output`.
+fn assert_clean(what: &str, output: &str, forbidden: &[String]) {
+    for needle in forbidden {
+        assert!(
+            !output.contains(needle.as_str()),
+            "{what} leaks `{needle}`:\n{}",
+            excerpt(output, needle)
+        );
+    }
+    for marker in ["PRIVATE KEY", TOKEN_PREFIX] {
+        assert!(
+            !output.contains(marker),
+            "{what} contains `{marker}`:\n{}",
+            excerpt(output, marker)
+        );
+    }
+}
+
+fn excerpt(output: &str, needle: &str) -> String {
+    output
+        .lines()
+        .filter(|line| line.contains(needle))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn no_secret_reaches_logs_metrics_status_or_check() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let simulator = Arc::new(Simulator::new(SimSeed::from_toml(&seed()).unwrap()));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let sim_url = format!("http://{}", listener.local_addr().unwrap());
+    runtime.spawn(serve(listener, simulator.clone(), std::future::pending()));
+    // Error paths on every vendor: retried in the operation (deploys) or failing one policy
+    // pass (policies are checked again on the next scan).
+    simulator.add_faults(vec![
+        fault(
+            "alibaba",
+            "SetCdnDomainSSLCertificate",
+            503,
+            "ServiceUnavailable",
+        ),
+        fault(
+            "alibaba",
+            "SetVodDomainSSLCertificate",
+            400,
+            "Throttling.User",
+        ),
+        fault(
+            "alibaba",
+            "DescribeDomainCertificateInfo",
+            500,
+            "InternalError",
+        ),
+        fault(
+            "huawei",
+            "KeystoneCreateUserTokenByPassword",
+            401,
+            "APIGW.0301",
+        ),
+        fault("huawei", "DescribeBackupEncryptStatus", 500, "DBS.108000"),
+        fault("huawei", "ModifyBackupEncryptStatus", 409, "DBS.200019"),
+        fault("qingcloud", "DescribeClusters", 200, "5100"),
+        fault("qingcloud", "RunClusterCustomService", 200, "JobFailed"),
+    ]);
+
+    let directory = tempfile::tempdir().unwrap();
+    let config_path = directory.path().join("certkeeper.toml");
+    let metrics_port = free_port();
+    std::fs::write(
+        &config_path,
+        config(
+            &sim_url,
+            directory.path(),
+            metrics_port,
+            &Secrets::from_env(),
+        ),
+    )
+    .unwrap();
+    let log_path = directory.path().join("daemon.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let mut daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+            .args([
+                "run",
+                "--log-format",
+                "json",
+                "--log-level",
+                "trace",
+                "--config",
+            ])
+            .arg(&config_path)
+            .env_remove("RUST_LOG")
+            .env("HYGIENE_ALIBABA_SECRET", ALIBABA_SECRET)
+            .env("HYGIENE_HUAWEI_SK", HUAWEI_SK)
+            .env("HYGIENE_HUAWEI_PASSWORD", HUAWEI_PASSWORD)
+            .env("HYGIENE_QINGCLOUD_SECRET", QINGCLOUD_SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .unwrap(),
+    );
+
+    // Deploys run at once; scans (and so policy checks) also run after each reload, which
+    // is how this test drives the policies' second pass without waiting for a tick.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last_hup = Instant::now();
+    loop {
+        if converged(&status_json(&config_path)) {
+            break;
+        }
+        assert!(
+            daemon.0.try_wait().unwrap().is_none(),
+            "the daemon exited: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no convergence: {:#}\n{}",
+            status_json(&config_path),
+            simulator.stats_json()
+        );
+        if last_hup.elapsed() > Duration::from_secs(3) {
+            signal(&daemon.0, "HUP");
+            last_hup = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Each injected fault was met, so its error path ran.
+    let stats = simulator.stats_json();
+    for (vendor, action, code) in [
+        (
+            "alibaba",
+            "SetCdnDomainSSLCertificate",
+            "ServiceUnavailable",
+        ),
+        ("alibaba", "SetVodDomainSSLCertificate", "Throttling.User"),
+        ("huawei", "KeystoneCreateUserTokenByPassword", "APIGW.0301"),
+        ("huawei", "DescribeBackupEncryptStatus", "DBS.108000"),
+        ("qingcloud", "DescribeClusters", "5100"),
+    ] {
+        assert_eq!(stats[vendor][action][code], 1, "{vendor} {action}: {stats}");
+    }
+    assert!(
+        stats["huawei"]["KeystoneCreateUserTokenByPassword"]["ok"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
+        "token auth was used: {stats}"
+    );
+
+    let (_, metrics) = http_get(metrics_port, "/metrics").unwrap();
+    assert!(
+        metrics.contains("certkeeper_errors_total"),
+        "errors were counted: {metrics}"
+    );
+    let status_text = cli(&["status"], &config_path);
+    let status_json_text = cli(&["status", "--json"], &config_path);
+    let check_text = cli(&["check"], &config_path);
+    assert!(check_text.contains(": ok ("), "{check_text}");
+
+    // A bad config on SIGHUP is refused and logged.
+    let good = std::fs::read_to_string(&config_path).unwrap();
+    let broken_line = format!("access_key_secret = \"{LITERAL_SECRET}\n");
+    std::fs::write(
+        &config_path,
+        good.replacen(
+            "access_key_secret_env = \"HYGIENE_ALIBABA_SECRET\"\n",
+            &broken_line,
+            1,
+        ),
+    )
+    .unwrap();
+    signal(&daemon.0, "HUP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http_get(metrics_port, "/metrics").is_some_and(|(_, text)| {
+        text.contains(r#"certkeeper_config_reloads_total{result="failure"} 1"#)
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "the broken reload was not counted"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    signal(&daemon.0, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while daemon.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    // Trace for every crate (the HTTP stack included), not only certkeeper's own.
+    assert!(
+        logs.contains("\"level\":\"TRACE\"") && logs.contains("\"target\":\"hyper"),
+        "trace logging was on"
+    );
+    assert!(logs.contains("reload refused"), "the refusal was logged");
+
+    // `check` on configs with literal secrets: valid, a TOML syntax error on the secret's
+    // line, a wrong type on a secret key, and a semantic error elsewhere.
+    let literal = config(
+        &sim_url,
+        directory.path(),
+        metrics_port,
+        &Secrets::literal(),
+    );
+    let variants = [
+        ("literal", literal.clone()),
+        (
+            "unterminated string",
+            literal.replacen(
+                &format!("access_key_secret = \"{ALIBABA_SECRET}\""),
+                &format!("access_key_secret = \"{ALIBABA_SECRET}"),
+                1,
+            ),
+        ),
+        (
+            "missing equals",
+            literal.replacen(
+                &format!("access_key_secret = \"{HUAWEI_SK}\""),
+                &format!("access_key_secret \"{HUAWEI_SK}\""),
+                1,
+            ),
+        ),
+        (
+            "wrong type",
+            literal.replacen(
+                &format!("access_key_secret = \"{QINGCLOUD_SECRET}\""),
+                &format!("access_key_secret = [\"{QINGCLOUD_SECRET}\"]"),
+                1,
+            ),
+        ),
+        (
+            "secret under a wrong key",
+            literal.replacen(
+                &format!("password = \"{HUAWEI_PASSWORD}\""),
+                &format!("pasword = \"{HUAWEI_PASSWORD}\""),
+                1,
+            ),
+        ),
+        (
+            "secret in a non-secret key",
+            literal.replacen(
+                "region = \"cn-north-4\"",
+                &format!("region = 7\nzone = [\"{HUAWEI_PASSWORD}\"]"),
+                1,
+            ),
+        ),
+        (
+            "unquoted numeric password",
+            literal.replacen(
+                &format!("password = \"{HUAWEI_PASSWORD}\""),
+                &format!("password = {NUMERIC_PASSWORD}"),
+                1,
+            ),
+        ),
+        (
+            "semantic error",
+            literal.replacen("leaf_lifetime = \"30d\"", "leaf_lifetime = \"soon\"", 1),
+        ),
+    ];
+    let mut check_outputs = Vec::new();
+    for (name, text) in variants {
+        let path = directory
+            .path()
+            .join(format!("{}.toml", name.replace(' ', "-")));
+        std::fs::write(&path, text).unwrap();
+        check_outputs.push((name, cli(&["check"], &path)));
+    }
+
+    // What must never appear: every secret, the key material of the issued certificate and
+    // of the local CA, and any IAM token.
+    let mut forbidden: Vec<String> = [
+        ALIBABA_SECRET,
+        HUAWEI_SK,
+        HUAWEI_PASSWORD,
+        QINGCLOUD_SECRET,
+        LITERAL_SECRET,
+        NUMERIC_PASSWORD,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let key_pem = std::fs::read_to_string(directory.path().join("tls/key.pem")).unwrap();
+    forbidden.extend(key_body_lines(&key_pem));
+    let store =
+        certkeeper::store::sqlite::SqliteStore::open(&directory.path().join("state")).unwrap();
+    let root = store.local_ca("internal").unwrap().unwrap();
+    forbidden.extend(key_body_lines(root.key_pem.expose()));
+    let versions = store.latest_certificate_versions().unwrap();
+    assert!(!versions.is_empty());
+    for version in &versions {
+        forbidden.extend(key_body_lines(version.key_pem.expose()));
+    }
+    assert!(forbidden.len() > 10, "{forbidden:?}");
+
+    // The store's error records: the event log, the ledger's last errors, policy statuses
+    // and the attempt history (error messages as the vendors and the engine wrote them).
+    let events = store.tail_events(100_000).unwrap();
+    assert!(
+        events.iter().any(|event| event.kind == "deploy.succeeded"),
+        "{events:?}"
+    );
+    let mut records = serde_json::to_string(&events).unwrap();
+    records.push_str(&serde_json::to_string(&store.deployments().unwrap()).unwrap());
+    records.push_str(&serde_json::to_string(&store.policy_statuses().unwrap()).unwrap());
+    for subject in ["cdn-www", "vod-v", "files"] {
+        let attempts = store
+            .attempts(certkeeper::store::SubjectKind::Target, subject)
+            .unwrap();
+        records.push_str(&serde_json::to_string(&attempts).unwrap());
+    }
+    assert_clean(
+        "the store's event log and error records",
+        &records,
+        &forbidden,
+    );
+
+    assert_clean("the daemon log", &logs, &forbidden);
+    assert_clean("/metrics", &metrics, &forbidden);
+    assert_clean("certkeeper status", &status_text, &forbidden);
+    assert_clean("certkeeper status --json", &status_json_text, &forbidden);
+    assert_clean("certkeeper check", &check_text, &forbidden);
+    for (name, output) in &check_outputs {
+        assert_clean(&format!("certkeeper check ({name})"), output, &forbidden);
+    }
+    // The broken variants were refused, each with a message.
+    for (name, output) in &check_outputs[1..] {
+        assert!(!output.contains(": ok ("), "{name}: {output}");
+    }
+}
