@@ -12,25 +12,28 @@ use crate::cloud::huawei::client::HuaweiClient;
 use crate::cloud::huawei::dns::HuaweiDnsSolver;
 use crate::cloud::huawei::gaussdb::GaussDbBackupEncryptionPolicy;
 use crate::cloud::qingcloud::{MysqlPlusSslPolicy, QingCloudClient};
-use crate::cloud::{apply_policy, DnsSolver, Policy, PolicyOutcome, Target};
+use crate::cloud::{DnsSolver, Policy, Target};
 use crate::config::credentials::{
     ProcessEnvironment, Provider, ResolvedCredentials, SecretEnvironment,
 };
 use crate::config::{self, ChallengeType, Config, PolicySettings, SourceConfig, TargetSettings};
 use crate::control::{ControlRequest, ControlResponse, Incoming};
-use crate::engine::deploy::{reconcile_target, DeployContext, TargetHandle};
+use crate::engine::deploy::{
+    reconcile_target_with_inputs, refresh_retry_pending, DeployContext, TargetHandle,
+};
+use crate::engine::inputs;
+use crate::engine::policy::{reconcile_policy, PolicyContext};
 use crate::engine::renewal::{choose_jitter, renewal_time, RenewalInputs, RenewalRule};
 use crate::engine::retry::RetryPolicy;
 use crate::engine::schedule::{cron_after, next_wake, obtain_retry_at, policy_due_at, MAX_SLEEP};
-use crate::error::CloudError;
 use crate::error::ErrorClass;
 use crate::source::acme::{AcmeSettings, AcmeSource, ChallengeSolver, Http01Responder};
 use crate::source::file::{FileEvent, FileSource, WatchSpec};
 use crate::source::local_ca::{LocalCa, LocalCaSettings};
 use crate::source::{CertificateRequest, Source, SourceError, SourceStore};
 use crate::store::{
-    Attempt, CertificateVersion, DeployStatus, Event, LastError, PolicyStatus, RenewalPlan,
-    StateStore, StoreError, SubjectKind,
+    Attempt, CertificateVersion, DeployStatus, Event, PolicyStatus, RenewalPlan, StateStore,
+    StoreError, SubjectKind,
 };
 use crate::systemd::Notifier;
 use crate::telemetry::metrics::Metrics;
@@ -76,6 +79,8 @@ pub struct Components {
     certificates: Vec<CertificateEntry>,
     targets: HashMap<String, TargetHandle>,
     policies: Vec<(config::PolicyConfig, Arc<dyn Policy>)>,
+    /// A digest of each target's and policy's configuration: a change unparks it.
+    inputs: HashMap<String, String>,
     /// Keeps HTTP-01 listeners alive for as long as these components live.
     _responders: Vec<Arc<Http01Responder>>,
 }
@@ -332,7 +337,19 @@ pub async fn build(
             source,
         });
     }
+    let inputs = config
+        .targets
+        .iter()
+        .map(|target| (target.name.clone(), inputs::fingerprint(target)))
+        .chain(
+            config
+                .policies
+                .iter()
+                .map(|policy| (policy.name.clone(), inputs::fingerprint(policy))),
+        )
+        .collect();
     Ok(Components {
+        inputs,
         config: config.clone(),
         certificates,
         targets,
@@ -670,9 +687,19 @@ impl Daemon {
                     version.clone(),
                     entry.config.domains.clone(),
                 );
+                let inputs = components.inputs.get(target_name).cloned();
                 tasks.spawn(async move {
                     let _permit = limit.acquire_owned().await;
-                    reconcile_target(&context, &handle, &version, &names, now, scan).await
+                    reconcile_target_with_inputs(
+                        &context,
+                        &handle,
+                        &version,
+                        &names,
+                        inputs.as_deref(),
+                        now,
+                        scan,
+                    )
+                    .await
                 });
             }
         }
@@ -684,6 +711,44 @@ impl Daemon {
             }
         }
         Ok(())
+    }
+
+    /// When `policy` is next checked (see [`policy_due_at`]), on its own schedule or the
+    /// daemon's scan schedule; a failed resource waits for its backoff in the attempt
+    /// history (the same the policy pass obeys, so a wake-up is never wasted).
+    fn policy_due(
+        &self,
+        config: &Config,
+        policy: &config::PolicyConfig,
+        statuses: &[PolicyStatus],
+    ) -> Result<OffsetDateTime, StoreError> {
+        let expression = policy
+            .schedule
+            .as_deref()
+            .unwrap_or(&config.daemon.scan_schedule);
+        let Ok(schedule) = crate::engine::window::parse_cron(expression) else {
+            // Validated at load; checking now is the safe side.
+            return Ok(OffsetDateTime::UNIX_EPOCH);
+        };
+        let mine: Vec<&PolicyStatus> = statuses
+            .iter()
+            .filter(|status| status.policy == policy.name)
+            .collect();
+        let mut retries = HashMap::new();
+        for status in mine.iter().filter(|status| status.last_error.is_some()) {
+            let subject = crate::engine::policy::subject(&policy.name, &status.resource);
+            let history = self.store.attempts(SubjectKind::Policy, &subject)?;
+            retries.insert(
+                status.resource.clone(),
+                crate::engine::policy::retry_at(&history),
+            );
+        }
+        Ok(policy_due_at(
+            &schedule,
+            &policy.resources,
+            &mine,
+            |status| retries.get(&status.resource).copied().flatten(),
+        ))
     }
 
     /// A manual deploy: forget the backoff (and a parked state) so the target is tried now.
@@ -707,88 +772,33 @@ impl Daemon {
         all: bool,
     ) -> Result<(), StoreError> {
         let statuses = self.store.policy_statuses()?;
+        let context = PolicyContext {
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            retry: self.retry,
+        };
         for (config, policy) in &components.policies {
-            if !all && policy_due(&components.config, config, &statuses) > now {
+            if !all && self.policy_due(&components.config, config, &statuses)? > now {
                 continue;
             }
+            let inputs = components
+                .inputs
+                .get(&config.name)
+                .cloned()
+                .unwrap_or_default();
             for resource in policy.resources() {
-                let outcome = apply_policy(policy.as_ref(), &resource, now).await;
-                let previous = self.store.policy_status(&config.name, &resource)?;
-                let mut status = PolicyStatus {
-                    policy: config.name.clone(),
-                    resource: resource.clone(),
-                    compliant: false,
-                    observed: serde_json::Value::Null,
-                    last_checked: now,
-                    last_job_id: previous.and_then(|previous| previous.last_job_id),
-                    last_error: None,
-                };
-                match &outcome {
-                    Ok(PolicyOutcome::Compliant) => status.compliant = true,
-                    Ok(PolicyOutcome::Remediated(remediation)) => {
-                        status.compliant = true;
-                        status.last_job_id = remediation.job_id.clone();
-                        self.metrics
-                            .policy_remediations
-                            .with_label_values(&[config.name.as_str(), "success"])
-                            .inc();
-                        self.event(
-                            "policy.remediated",
-                            &config.name,
-                            format!("{resource} corrected"),
-                            serde_json::json!({"resource": resource, "job_id": remediation.job_id}),
-                        );
-                    }
-                    Ok(PolicyOutcome::Reported(finding)) => {
-                        status.observed = serde_json::json!(finding.observed);
-                    }
-                    Ok(PolicyOutcome::Busy(finding)) => {
-                        status.observed =
-                            serde_json::json!({"observed": finding.observed, "busy": true});
-                    }
-                    Ok(PolicyOutcome::Deferred {
-                        finding,
-                        window_opens,
-                    }) => {
-                        status.observed = serde_json::json!({"observed": finding.observed, "window_opens": window_opens.map(|at| at.unix_timestamp())});
-                    }
-                    Err(error) => {
-                        status.last_error = Some(LastError {
-                            class: error.class,
-                            code: error.code.clone(),
-                            message: error.message.clone(),
-                        });
-                        if error.job_id.is_some() {
-                            status.last_job_id = error.job_id.clone();
-                        }
-                        self.record_error(error);
-                        self.metrics
-                            .policy_remediations
-                            .with_label_values(&[config.name.as_str(), "failure"])
-                            .inc();
-                    }
-                }
-                self.metrics
-                    .policy_compliant
-                    .with_label_values(&[config.name.as_str(), resource.as_str()])
-                    .set(i64::from(status.compliant));
-                self.store.put_policy_status(&status)?;
+                reconcile_policy(
+                    &context,
+                    &config.name,
+                    policy.as_ref(),
+                    &resource,
+                    &inputs,
+                    now,
+                )
+                .await?;
             }
         }
         Ok(())
-    }
-
-    fn record_error(&self, error: &CloudError) {
-        self.metrics
-            .errors
-            .with_label_values(&[
-                error.vendor,
-                &error.operation,
-                error.class.as_str(),
-                crate::cloud::code_label(error.vendor, &error.code),
-            ])
-            .inc();
-        tracing::warn!(vendor = error.vendor, class = %error.class, code = %error.code, error = %error, "operation failed");
     }
 
     /// One full pass: obtain, deploy, (on scans) re-read live state and check policies.
@@ -804,6 +814,7 @@ impl Daemon {
         self.deploy_all(components, now, scan, &manual.deploy)
             .await?;
         self.check_policies(components, now, scan).await?;
+        refresh_retry_pending(self.store.as_ref(), &self.metrics)?;
         let finished = OffsetDateTime::now_utc().unix_timestamp();
         self.metrics.last_reconcile.set(finished);
         self.health.tick(finished);
@@ -822,7 +833,7 @@ impl Daemon {
         }
         let statuses = self.store.policy_statuses()?;
         for (config, _) in &components.policies {
-            due.push(policy_due(&components.config, config, &statuses));
+            due.push(self.policy_due(&components.config, config, &statuses)?);
         }
         let wanted: BTreeSet<(&str, &str)> = components
             .certificates
@@ -900,28 +911,6 @@ impl Daemon {
         result
             .unwrap_or_else(|error| ControlResponse::failed(format!("reading the store: {error}")))
     }
-}
-
-/// When `policy` is next checked (see [`policy_due_at`]), on its own schedule or the
-/// daemon's scan schedule.
-fn policy_due(
-    config: &Config,
-    policy: &config::PolicyConfig,
-    statuses: &[PolicyStatus],
-) -> OffsetDateTime {
-    let expression = policy
-        .schedule
-        .as_deref()
-        .unwrap_or(&config.daemon.scan_schedule);
-    let Ok(schedule) = crate::engine::window::parse_cron(expression) else {
-        // Validated at load; unreachable in practice, and checking now is the safe side.
-        return OffsetDateTime::UNIX_EPOCH;
-    };
-    let mine: Vec<&PolicyStatus> = statuses
-        .iter()
-        .filter(|status| status.policy == policy.name)
-        .collect();
-    policy_due_at(&schedule, &policy.resources, &mine)
 }
 
 /// Work asked for by hand (`certkeeper renew`, `certkeeper deploy`).

@@ -374,8 +374,8 @@ fn no_secret_reaches_logs_metrics_status_or_check() {
         fault(
             "huawei",
             "KeystoneCreateUserTokenByPassword",
-            401,
-            "APIGW.0301",
+            429,
+            "APIGW.0308",
         ),
         fault("huawei", "DescribeBackupEncryptStatus", 500, "DBS.108000"),
         fault("huawei", "ModifyBackupEncryptStatus", 409, "DBS.200019"),
@@ -454,7 +454,7 @@ fn no_secret_reaches_logs_metrics_status_or_check() {
             "ServiceUnavailable",
         ),
         ("alibaba", "SetVodDomainSSLCertificate", "Throttling.User"),
-        ("huawei", "KeystoneCreateUserTokenByPassword", "APIGW.0301"),
+        ("huawei", "KeystoneCreateUserTokenByPassword", "APIGW.0308"),
         ("huawei", "DescribeBackupEncryptStatus", "DBS.108000"),
         ("qingcloud", "DescribeClusters", "5100"),
     ] {

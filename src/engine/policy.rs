@@ -63,6 +63,12 @@ fn backoff_state(history: &[Attempt]) -> Option<(Option<OffsetDateTime>, u32)> {
     Some((due, passes))
 }
 
+/// When a failed resource may be tried again, from its attempt history; `None` when it is
+/// parked or its history does not end in a failure.
+pub fn retry_at(history: &[Attempt]) -> Option<OffsetDateTime> {
+    backoff_state(history).and_then(|(due, _)| due)
+}
+
 /// The failures retried inside a pass, recorded once the pass ends.
 #[derive(Default)]
 struct Retried(Mutex<Vec<CloudError>>);
@@ -190,8 +196,13 @@ pub async fn reconcile_policy(
                         fields: serde_json::json!({"resource": resource, "job_id": remediation.job_id}),
                     })?;
                 }
-                PolicyOutcome::Reported(finding) | PolicyOutcome::Busy(finding) => {
+                PolicyOutcome::Reported(finding) => {
                     status.observed = serde_json::json!(finding.observed);
+                }
+                PolicyOutcome::Busy(finding) => {
+                    // `busy` brings the next check forward (engine::schedule).
+                    status.observed =
+                        serde_json::json!({"observed": finding.observed, "busy": true});
                 }
                 PolicyOutcome::Deferred {
                     finding,

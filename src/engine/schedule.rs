@@ -55,12 +55,13 @@ pub fn cron_after(schedule: &cron::Schedule, after: OffsetDateTime) -> Option<Of
 /// When a policy is next checked, from the last check of each of its `resources`: a
 /// resource never checked is due now; otherwise the policy's schedule after the oldest
 /// check, brought forward to the opening of a maintenance window a correction waits for,
-/// to 30 s after a busy resource was seen, and to the class backoff after an error (a
-/// refused correction, `invalid`, waits for the schedule).
+/// to 30 s after a busy resource was seen, and to `retry_at` of a failed resource (its
+/// class backoff; `None` when parked, which waits for the schedule).
 pub fn policy_due_at(
     schedule: &cron::Schedule,
     resources: &[String],
     statuses: &[&PolicyStatus],
+    retry_at: impl Fn(&PolicyStatus) -> Option<OffsetDateTime>,
 ) -> OffsetDateTime {
     let mut oldest: Option<OffsetDateTime> = None;
     let mut due: Vec<OffsetDateTime> = Vec::new();
@@ -69,8 +70,8 @@ pub fn policy_due_at(
             return OffsetDateTime::UNIX_EPOCH;
         };
         oldest = Some(oldest.map_or(status.last_checked, |at| at.min(status.last_checked)));
-        if let Some(error) = &status.last_error {
-            due.extend(next_delay(error.class, 1).map(|delay| status.last_checked + delay));
+        if status.last_error.is_some() {
+            due.extend(retry_at(status));
         } else if !status.compliant {
             if status.observed["busy"] == true {
                 due.push(status.last_checked + Duration::from_secs(30));
@@ -151,15 +152,19 @@ mod tests {
         let t = datetime!(2026-11-23 10:20 UTC);
         let resources = vec!["a".to_owned(), "b".to_owned()];
         let a = status("a", t);
+        let first_retry = |status: &PolicyStatus| {
+            let class = status.last_error.as_ref()?.class;
+            next_delay(class, 1).map(|delay| status.last_checked + delay)
+        };
         // A resource never checked: now.
         assert_eq!(
-            policy_due_at(&hourly, &resources, &[&a]),
+            policy_due_at(&hourly, &resources, &[&a], first_retry),
             OffsetDateTime::UNIX_EPOCH
         );
         // Both compliant: the next hour after the oldest check.
         let b = status("b", t - Duration::from_secs(600));
         assert_eq!(
-            policy_due_at(&hourly, &resources, &[&a, &b]),
+            policy_due_at(&hourly, &resources, &[&a, &b], first_retry),
             datetime!(2026-11-23 11:00 UTC)
         );
         // A correction deferred to a window opening at 10:45.
@@ -168,7 +173,7 @@ mod tests {
         deferred.observed =
             serde_json::json!({"window_opens": datetime!(2026-11-23 10:45 UTC).unix_timestamp()});
         assert_eq!(
-            policy_due_at(&hourly, &resources, &[&a, &deferred]),
+            policy_due_at(&hourly, &resources, &[&a, &deferred], first_retry),
             datetime!(2026-11-23 10:45 UTC)
         );
         // Busy: 30 s.
@@ -176,7 +181,7 @@ mod tests {
         busy.compliant = false;
         busy.observed = serde_json::json!({"observed": "updating", "busy": true});
         assert_eq!(
-            policy_due_at(&hourly, &resources, &[&a, &busy]),
+            policy_due_at(&hourly, &resources, &[&a, &busy], first_retry),
             t + Duration::from_secs(30)
         );
         // Auth error: an hour; invalid: the schedule.
@@ -187,7 +192,7 @@ mod tests {
             message: "m".into(),
         });
         assert_eq!(
-            policy_due_at(&hourly, &resources, &[&a, &failed]),
+            policy_due_at(&hourly, &resources, &[&a, &failed], first_retry),
             datetime!(2026-11-23 11:00 UTC)
         );
         failed.last_error = Some(crate::store::LastError {
@@ -196,7 +201,7 @@ mod tests {
             message: "m".into(),
         });
         assert_eq!(
-            policy_due_at(&hourly, &resources, &[&a, &failed]),
+            policy_due_at(&hourly, &resources, &[&a, &failed], first_retry),
             t + Duration::from_secs(60)
         );
     }
