@@ -63,6 +63,17 @@ fn backoff_state(history: &[Attempt]) -> Option<(Option<OffsetDateTime>, u32)> {
     Some((due, passes))
 }
 
+/// The window opening a resource waits for after its vendor job failed (recorded in its
+/// status by the failing pass), if any.
+pub fn job_failed_until(status: &PolicyStatus) -> Option<OffsetDateTime> {
+    if status.observed["job_failed"].is_null() {
+        return None;
+    }
+    status.observed["window_opens"]
+        .as_i64()
+        .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok())
+}
+
 /// When a failed resource may be tried again, from its attempt history; `None` when it is
 /// parked or its history does not end in a failure.
 pub fn retry_at(history: &[Attempt]) -> Option<OffsetDateTime> {
@@ -139,6 +150,14 @@ pub async fn reconcile_policy(
         Some((Some(_), passes)) => passes,
         None => 0,
     };
+    // A vendor job that failed is retried in the next maintenance window, never again in
+    // the one it failed in (it may have restarted the database).
+    let previous = store.policy_status(name, resource)?;
+    if let Some(opens) = previous.as_ref().and_then(job_failed_until) {
+        if opens > now {
+            return Ok(PolicyPass::Skipped { until: Some(opens) });
+        }
+    }
 
     // A remediation whose vendor job ran and failed is not retried inside the pass: such a
     // change may restart a database, so it waits for the next pass (and window).
@@ -165,7 +184,6 @@ pub async fn reconcile_policy(
         ))?;
     }
 
-    let previous = store.policy_status(name, resource)?;
     let mut status = PolicyStatus {
         policy: name.to_owned(),
         resource: resource.to_owned(),
@@ -229,6 +247,14 @@ pub async fn reconcile_policy(
             if error.job_id.is_some() {
                 status.last_job_id = error.job_id.clone();
             }
+            let deferred = crate::cloud::remediation_deferred_until(policy, &error, now);
+            if let Some(opens) = deferred {
+                status.observed = serde_json::json!({
+                    "job_failed": error.job_id,
+                    "window_opens": opens.unix_timestamp(),
+                });
+            }
+            let retry_at = deferred.or(retry_at);
             count_error(&context.metrics, &error);
             context
                 .metrics
@@ -273,6 +299,8 @@ mod tests {
         failures: AtomicU32,
         remediations: AtomicU32,
         fixed: std::sync::atomic::AtomicBool,
+        /// A window, and failures that come from a vendor job that ran.
+        window: Option<MaintenanceWindow>,
     }
 
     impl Flaky {
@@ -282,6 +310,7 @@ mod tests {
                 failures: AtomicU32::new(failures),
                 remediations: AtomicU32::new(0),
                 fixed: Default::default(),
+                window: None,
             })
         }
     }
@@ -298,7 +327,7 @@ mod tests {
             PolicyMode::Enforce
         }
         fn maintenance_window(&self) -> Option<&MaintenanceWindow> {
-            None
+            self.window.as_ref()
         }
         fn resources(&self) -> Vec<String> {
             vec!["r1".into()]
@@ -318,9 +347,11 @@ mod tests {
             let left = self.failures.load(Ordering::SeqCst);
             if left > 0 {
                 self.failures.store(left - 1, Ordering::SeqCst);
-                return Err(CloudError::new(
-                    "test", "Modify", self.class, "Code", "failed",
-                ));
+                let error = CloudError::new("test", "Modify", self.class, "Code", "failed");
+                return Err(match self.window {
+                    Some(_) => error.with_job_id(Some("job-1".into())),
+                    None => error,
+                });
             }
             self.fixed.store(true, Ordering::SeqCst);
             Ok(Remediation { job_id: None })
@@ -361,6 +392,37 @@ mod tests {
         )
         .await
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failed_job_waits_for_the_next_window() {
+        let directory = tempfile::tempdir().unwrap();
+        let context = context(directory.path());
+        let policy = Flaky {
+            window: Some(MaintenanceWindow::new("0 12 * * *", Duration::from_secs(3600)).unwrap()),
+            ..Arc::into_inner(Flaky::new(ErrorClass::Busy, 1)).unwrap()
+        };
+        let next_window = start() + time::Duration::days(1);
+        let PolicyPass::Failed { retry_at, .. } = pass(&context, &policy, "v1", 0).await else {
+            panic!("the job failed");
+        };
+        assert_eq!(retry_at, Some(next_window));
+        let status = context.store.policy_status("p", "r1").unwrap().unwrap();
+        assert_eq!(job_failed_until(&status), Some(next_window));
+        // Still inside the same window, after the busy backoff: not tried again.
+        assert_eq!(
+            pass(&context, &policy, "v1", 120).await,
+            PolicyPass::Skipped {
+                until: Some(next_window)
+            }
+        );
+        assert_eq!(policy.remediations.load(Ordering::SeqCst), 1);
+        // The next window: corrected.
+        assert!(matches!(
+            pass(&context, &policy, "v1", 86_400 + 10).await,
+            PolicyPass::Applied(PolicyOutcome::Remediated(_))
+        ));
+        assert_eq!(policy.remediations.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

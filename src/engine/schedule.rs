@@ -70,7 +70,9 @@ pub fn policy_due_at(
             return OffsetDateTime::UNIX_EPOCH;
         };
         oldest = Some(oldest.map_or(status.last_checked, |at| at.min(status.last_checked)));
-        if status.last_error.is_some() {
+        if let Some(opens) = crate::engine::policy::job_failed_until(status) {
+            due.push(opens);
+        } else if status.last_error.is_some() {
             due.extend(retry_at(status));
         } else if !status.compliant {
             if status.observed["busy"] == true {
