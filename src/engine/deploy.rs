@@ -147,8 +147,18 @@ pub async fn reconcile_target(
         return fail(context, handle, record, &failure, now).await;
     }
     let labels = [handle.name.as_str(), handle.kind];
+    // Every error retried inside an operation goes to the attempt history too, reads as
+    // well as writes, so the history shows each failure's class and not only the last one.
+    let retried = RetriedErrors::default();
     // Observe first (never writes), so an in-sync target needs no window and no write call.
-    let live = match with_retries(&context.retry, || handle.target.observe(), |_, _, _| {}).await {
+    let observed = with_retries(
+        &context.retry,
+        || handle.target.observe(),
+        |error, _, _| retried.push(error),
+    )
+    .await;
+    retried.record(context, handle, now)?;
+    let live = match observed {
         Ok(live) => live,
         Err(error) => return fail(context, handle, record, &error, now).await,
     };
@@ -204,42 +214,13 @@ pub async fn reconcile_target(
     record.status = DeployStatus::Deploying;
     record.updated_at = now;
     store.put_deployment(&record)?;
-    let retried = std::sync::Mutex::new(Vec::new());
     let result = with_retries(
         &context.retry,
         || converge(handle.target.as_ref(), &bundle),
-        |error, _, _| {
-            if let Ok(mut list) = retried.lock() {
-                list.push((
-                    error.class,
-                    error.code.clone(),
-                    error.vendor,
-                    error.operation.clone(),
-                ));
-            }
-        },
+        |error, _, _| retried.push(error),
     )
     .await;
-    for (class, code, vendor, operation) in retried.into_inner().unwrap_or_default() {
-        context
-            .metrics
-            .errors
-            .with_label_values(&[
-                vendor,
-                &operation,
-                class.as_str(),
-                crate::cloud::code_label(vendor, &code),
-            ])
-            .inc();
-        store.record_attempt(&Attempt {
-            subject_kind: SubjectKind::Target,
-            subject: handle.name.clone(),
-            operation: operation.clone(),
-            class: Some(class),
-            code: Some(code),
-            at: now,
-        })?;
-    }
+    retried.record(context, handle, now)?;
     match result {
         Ok(convergence) => {
             record.status = DeployStatus::InSync;
@@ -285,6 +266,57 @@ pub async fn reconcile_target(
             })
         }
         Err(error) => fail(context, handle, record, &error, now).await,
+    }
+}
+
+/// Errors that were retried inside one operation, kept until they are counted and recorded.
+#[derive(Default)]
+struct RetriedErrors(std::sync::Mutex<Vec<(ErrorClass, String, &'static str, String)>>);
+
+impl RetriedErrors {
+    fn push(&self, error: &CloudError) {
+        if let Ok(mut list) = self.0.lock() {
+            list.push((
+                error.class,
+                error.code.clone(),
+                error.vendor,
+                error.operation.clone(),
+            ));
+        }
+    }
+
+    /// Counts and records (then forgets) what was pushed so far.
+    fn record(
+        &self,
+        context: &DeployContext,
+        handle: &TargetHandle,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let taken = match self.0.lock() {
+            Ok(mut list) => std::mem::take(&mut *list),
+            Err(_) => Vec::new(),
+        };
+        for (class, code, vendor, operation) in taken {
+            context
+                .metrics
+                .errors
+                .with_label_values(&[
+                    vendor,
+                    &operation,
+                    class.as_str(),
+                    crate::cloud::code_label(vendor, &code),
+                ])
+                .inc();
+            context.store.record_attempt(&Attempt {
+                subject_kind: SubjectKind::Target,
+                subject: handle.name.clone(),
+                operation,
+                class: Some(class),
+                code: Some(code),
+                at: now,
+            })?;
+        }
+        Ok(())
     }
 }
 
