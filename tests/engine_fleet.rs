@@ -244,6 +244,22 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A plain HTTP GET on loopback: the status code and the whole reply.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, text))
+}
+
 /// One simulated fleet: the simulator, a scratch directory with the config, the watched
 /// certificate files, the state directory and the daemons' log.
 struct Fleet {
@@ -540,6 +556,12 @@ impl Daemon {
         }
     }
 
+    /// Asserts the process has not exited.
+    fn still_running(mut self) -> Self {
+        assert!(self.0.try_wait().unwrap().is_none(), "daemon exited");
+        self
+    }
+
     /// `kill -9`: no chance to clean up.
     fn kill_9(mut self) {
         self.0.kill().unwrap();
@@ -637,6 +659,25 @@ fn fleet_converges_and_rolls_out_a_replaced_certificate_file() {
     if let Some(plan) = fleet.plan() {
         assert_plan_empty(&plan);
     }
+
+    // A bad config sent with SIGHUP is refused; the daemon keeps running on the old one
+    // (and goes on rolling out below).
+    let good_config = std::fs::read_to_string(&fleet.config_path).unwrap();
+    std::fs::write(&fleet.config_path, "[daemon\nbroken").unwrap();
+    daemon.signal("HUP");
+    let started = Instant::now();
+    while !http_get(fleet.metrics_port, "/metrics").is_some_and(|(_, text)| {
+        text.contains(r#"certkeeper_config_reloads_total{result="failure"} 1"#)
+    }) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the refused reload was not counted\n{}",
+            fleet.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::write(&fleet.config_path, good_config).unwrap();
+    let daemon = daemon.still_running();
 
     // Replaced while the daemon runs: the watched file's new version rolls out.
     let v2 = fleet.replace_edge_certificate("v2");
@@ -759,6 +800,18 @@ fn fleet_converges_through_transient_errors_throttling_and_busy_rds() {
         "{stats}"
     );
 
+    // Injected faults answer before the simulator acts: exactly one write per target, so
+    // no retry wrote twice.
+    for index in 0..CDN_DOMAINS {
+        assert_eq!(fleet.alibaba_writes("cdn_domains", &cdn_domain(index)), 1);
+    }
+    for index in 0..VOD_DOMAINS {
+        assert_eq!(fleet.alibaba_writes("vod_domains", &vod_domain(index)), 1);
+    }
+    for index in 0..RDS_INSTANCES {
+        assert_eq!(fleet.alibaba_writes("rds_instances", &rds_id(index)), 1);
+    }
+
     let store = fleet.store();
     let mut seen: BTreeMap<(ErrorClass, String), BTreeSet<String>> = BTreeMap::new();
     let names = (0..CDN_DOMAINS)
@@ -830,6 +883,8 @@ fn chaos_setting(name: &str) -> Option<u64> {
 struct StoreCheck {
     versions: BTreeMap<String, Vec<String>>,
     targets_in_sync: usize,
+    /// A few targets not in sync with the newest version, with their ledger status.
+    lagging: Vec<String>,
 }
 
 /// Opens the store after a `kill -9`: the integrity check passes, no version that was
@@ -865,21 +920,22 @@ fn check_store(fleet: &Fleet, before: &BTreeMap<String, Vec<String>>) -> StoreCh
         );
         versions.insert(name.to_owned(), fingerprints);
     }
-    let targets_in_sync = store
-        .deployments()
-        .unwrap()
-        .iter()
-        .filter(|record| {
-            record.status == certkeeper::store::DeployStatus::InSync
-                && versions
-                    .get(&record.certificate)
-                    .and_then(|list| list.last())
-                    == record.desired_fingerprint.as_ref()
-        })
-        .count();
+    let records = store.deployments().unwrap();
+    let (in_sync, lagging): (Vec<_>, Vec<_>) = records.iter().partition(|record| {
+        record.status == certkeeper::store::DeployStatus::InSync
+            && versions
+                .get(&record.certificate)
+                .and_then(|list| list.last())
+                == record.desired_fingerprint.as_ref()
+    });
     StoreCheck {
         versions,
-        targets_in_sync,
+        targets_in_sync: in_sync.len(),
+        lagging: lagging
+            .iter()
+            .take(6)
+            .map(|record| format!("{} {}", record.target, record.status))
+            .collect(),
     }
 }
 
@@ -907,9 +963,10 @@ fn chaos_fleet_converges_after_kill_9_at_random_moments() {
         daemon.kill_9();
         let check = check_store(&fleet, &versions);
         eprintln!(
-            "chaos: kill {} after {moment:?}: {}/{total} targets in sync with the newest version",
+            "chaos: kill {} after {moment:?}: {}/{total} targets in sync with the newest version; lagging e.g. {:?}",
             kill + 1,
-            check.targets_in_sync
+            check.targets_in_sync,
+            check.lagging
         );
         if check.targets_in_sync < total {
             interrupted += 1;
@@ -932,6 +989,27 @@ fn chaos_fleet_converges_after_kill_9_at_random_moments() {
     let check = check_store(&fleet, &versions);
     assert_eq!(check.targets_in_sync, total);
     assert_eq!(check.versions["video"].len(), 1, "{:?}", check.versions);
+    // Resumed, not repeated: a target is written at most once per version (the local CA's
+    // one version, the file's two).
+    for index in 0..VOD_DOMAINS {
+        assert_eq!(fleet.alibaba_writes("vod_domains", &vod_domain(index)), 1);
+    }
+    for index in 0..CDN_DOMAINS {
+        let writes = fleet.alibaba_writes("cdn_domains", &cdn_domain(index));
+        assert!(
+            (1..=2).contains(&writes),
+            "{}: {writes} writes",
+            cdn_domain(index)
+        );
+    }
+    for index in 0..RDS_INSTANCES {
+        let writes = fleet.alibaba_writes("rds_instances", &rds_id(index));
+        assert!(
+            (1..=2).contains(&writes),
+            "{}: {writes} writes",
+            rds_id(index)
+        );
+    }
     assert_eq!(
         check.versions["edge"].last(),
         Some(&edge),
