@@ -44,6 +44,9 @@ const GAUSSDB: [&str; 2] = [
     "00000000000000000000000000000002in07",
 ];
 const CLUSTERS: [&str; 2] = ["cl-fleet001", "cl-fleet002"];
+/// Whether the daemon records policy checks in the attempt history
+/// (`certkeeper::engine::policy::apply_recorded`); flip once app.rs calls it.
+const POLICY_ATTEMPTS_RECORDED: bool = false;
 /// Every wait for convergence; the daemon may still reconcile on a 30 s tick.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -727,8 +730,12 @@ fn fleet_converges_and_rolls_out_a_replaced_certificate_file() {
 }
 
 fn fault(action: &str, status: u16, code: &str) -> FaultRule {
+    vendor_fault("alibaba", action, status, code)
+}
+
+fn vendor_fault(vendor: &str, action: &str, status: u16, code: &str) -> FaultRule {
     FaultRule {
-        vendor: "alibaba".into(),
+        vendor: vendor.into(),
         action: Some(action.into()),
         status,
         code: Some(code.into()),
@@ -782,6 +789,15 @@ fn fleet_converges_through_transient_errors_throttling_and_busy_rds() {
             fault("DescribeVodDomainCertificateInfo", 500, "InternalError"),
             0.3,
         ),
+        // The policies' reads fail too: a TaurusDB internal error, QingCloud "server busy".
+        counted(
+            vendor_fault("huawei", "DescribeBackupEncryptStatus", 500, "DBS.108000"),
+            2,
+        ),
+        counted(
+            vendor_fault("qingcloud", "DescribeClusters", 200, "5100"),
+            2,
+        ),
     ];
     let (fleet, v1) = Fleet::new(faults);
     let daemon = fleet.start();
@@ -799,6 +815,11 @@ fn fleet_converges_through_transient_errors_throttling_and_busy_rds() {
         answered("SetCdnDomainSSLCertificate", "ServiceUnavailable").is_some(),
         "{stats}"
     );
+    assert_eq!(
+        stats["huawei"]["DescribeBackupEncryptStatus"]["DBS.108000"], 2,
+        "{stats}"
+    );
+    assert_eq!(stats["qingcloud"]["DescribeClusters"]["5100"], 2, "{stats}");
 
     // Injected faults answer before the simulator acts: exactly one write per target, so
     // no retry wrote twice.
@@ -857,6 +878,29 @@ fn fleet_converges_through_transient_errors_throttling_and_busy_rds() {
         2,
         "each busy RDS reply in the history: {summary}"
     );
+    if POLICY_ATTEMPTS_RECORDED {
+        let policy_failures = |policy: &str, resources: &[&str]| {
+            resources
+                .iter()
+                .flat_map(|resource| {
+                    store
+                        .attempts(SubjectKind::Policy, &format!("{policy}/{resource}"))
+                        .unwrap()
+                })
+                .filter_map(|attempt| attempt.class.zip(attempt.code))
+                .collect::<Vec<_>>()
+        };
+        let gaussdb = policy_failures("gaussdb-backup-encryption", &GAUSSDB);
+        assert!(
+            gaussdb.contains(&(ErrorClass::Transient, "DBS.108000".to_owned())),
+            "{gaussdb:?}"
+        );
+        let mysql = policy_failures("mysql-plus-ssl", &CLUSTERS);
+        assert!(
+            mysql.contains(&(ErrorClass::Transient, "5100".to_owned())),
+            "{mysql:?}"
+        );
+    }
     for target in ["cdn-0", "vod-0", "rds-0"] {
         let record = store
             .deployment(

@@ -4,6 +4,7 @@
 
 pub mod backoff;
 pub mod deploy;
+pub mod policy;
 pub mod ratelimit;
 pub mod renewal;
 pub mod retry;
