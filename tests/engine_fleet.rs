@@ -6,7 +6,8 @@
 //! (every target serves the newest version, every policy resource compliant), a replaced
 //! certificate file rolling out (with `certkeeper plan` before and after), faults (30 %
 //! transient errors, throttling bursts, RDS busy) whose classes all reach the store's attempt
-//! history, and `kill -9` at random moments during a rollout.
+//! history, a bad config sent with SIGHUP refused while the daemon keeps running on the old
+//! one, and `kill -9` at random moments during a rollout.
 //!
 //! The chaos test kills `CERTKEEPER_CHAOS_KILLS` times (default 5); issue 9's chaos suite is
 //! the same test with 20 kills (`CERTKEEPER_CHAOS_SEED` replays the moments of a logged run):
