@@ -19,7 +19,8 @@ pub fn attempt_subject(policy: &str, resource: &str) -> String {
 }
 
 /// Runs [`apply_policy`] for `resource` with in-operation retries and records the attempts.
-/// The outer `Result` is the store's; the inner one is the policy's outcome.
+/// The outer `Result` is the store's; the inner one is the policy's outcome. Retried errors
+/// are counted in `certkeeper_errors_total` here; the final one is left to the caller.
 pub async fn apply_recorded(
     store: &dyn StateStore,
     metrics: &Metrics,
@@ -50,11 +51,9 @@ pub async fn apply_recorded(
     .await
     .and_then(|inner| inner);
     let subject = attempt_subject(policy_name, resource);
-    let mut failures = retried.into_inner().unwrap_or_default();
-    if let Err(error) = &outcome {
-        failures.push(error.clone());
-    }
-    for error in &failures {
+    let retried = retried.into_inner().unwrap_or_default();
+    // The final error is counted by the caller, which also logs it; retried ones only here.
+    for error in &retried {
         metrics
             .errors
             .with_label_values(&[
@@ -64,6 +63,8 @@ pub async fn apply_recorded(
                 crate::cloud::code_label(error.vendor, &error.code),
             ])
             .inc();
+    }
+    for error in retried.iter().chain(outcome.as_ref().err()) {
         store.record_attempt(&Attempt {
             subject_kind: SubjectKind::Policy,
             subject: subject.clone(),
