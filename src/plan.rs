@@ -185,7 +185,14 @@ pub async fn plan(
                     action: NO_CHANGE.into(),
                     detail: None,
                 };
-                let live = handle.target.observe().await;
+                // Throttled and transient reads are retried as in a pass: a daemon running
+                // next to `plan` shares the account's limits.
+                let live = crate::engine::retry::with_retries(
+                    &crate::engine::retry::RetryPolicy::default(),
+                    || handle.target.observe(),
+                    |_, _, _| {},
+                )
+                .await;
                 match (&bundle, live) {
                     (_, Err(error)) => {
                         row.action = "error".into();
@@ -197,7 +204,13 @@ pub async fn plan(
                         row.detail = Some("no certificate version to deploy yet".into());
                     }
                     (Some(bundle), Ok(live)) => {
-                        row.observed = describe(&live);
+                        // A vendor that returns only the expiry (RDS) still serves a known
+                        // version when it matches: show that version.
+                        row.observed = if live.serves(bundle) {
+                            Some(bundle.fingerprint().to_owned())
+                        } else {
+                            describe(&live)
+                        };
                         if !live.serves(bundle) {
                             match crate::cert::check_predeploy(bundle, &names, now, grace) {
                                 Ok(()) => {
@@ -247,7 +260,13 @@ pub async fn plan(
                 action: NO_CHANGE.into(),
                 detail: None,
             };
-            match policy.check(&resource).await {
+            let checked = crate::engine::retry::with_retries(
+                &crate::engine::retry::RetryPolicy::default(),
+                || policy.check(&resource),
+                |_, _, _| {},
+            )
+            .await;
+            match checked {
                 Ok(finding) => {
                     row.compliant = Some(finding.compliant);
                     if !finding.compliant {

@@ -39,6 +39,10 @@ struct TargetRow {
     certificate: Option<String>,
     status: String,
     in_sync: bool,
+    /// What the ledger wants on the target and what it last saw there, so a script can
+    /// tell "in sync with the newest version" from "in sync with an older one".
+    desired_fingerprint: Option<String>,
+    observed_fingerprint: Option<String>,
     attempts: u32,
     last_error_class: Option<String>,
     last_error_code: Option<String>,
@@ -153,6 +157,8 @@ fn join(config: &Config, report: &StatusReport, now: OffsetDateTime) -> StatusVi
                 .unwrap_or_else(|| "never_deployed".into()),
             in_sync: record
                 .is_some_and(|record| record.status == crate::store::DeployStatus::InSync),
+            desired_fingerprint: record.and_then(|record| record.desired_fingerprint.clone()),
+            observed_fingerprint: record.and_then(|record| record.observed_fingerprint.clone()),
             attempts: record.map(|record| record.attempts).unwrap_or(0),
             last_error_class: record
                 .and_then(|record| record.last_error.as_ref())
