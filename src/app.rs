@@ -660,8 +660,16 @@ impl Daemon {
             grace: config::parse_duration(&components.config.daemon.grace_period)
                 .unwrap_or(Duration::from_secs(7 * 86_400)),
         };
-        let mut limits: HashMap<&'static str, Arc<Semaphore>> = HashMap::new();
-        let mut tasks = tokio::task::JoinSet::new();
+        // Targets the ledger does not show in sync go first: after a restart in the middle
+        // of a rollout, the unfinished work is not queued behind re-reading the finished.
+        let in_sync: BTreeSet<(String, String)> = self
+            .store
+            .deployments()?
+            .into_iter()
+            .filter(|record| record.status == DeployStatus::InSync)
+            .filter_map(|record| Some((record.target, record.desired_fingerprint?)))
+            .collect();
+        let mut jobs = Vec::new();
         for entry in &components.certificates {
             let Some(version) = self.store.latest_certificate_version(&entry.config.name)? else {
                 continue;
@@ -675,33 +683,33 @@ impl Daemon {
                 if forced {
                     self.clear_backoff(target_name, &entry.config.name)?;
                 }
-                let scan = scan || forced;
-                let limit = limits
-                    .entry(handle.vendor)
-                    .or_insert_with(|| {
-                        Arc::new(Semaphore::new(components.config.daemon.concurrency))
-                    })
-                    .clone();
-                let (context, version, names) = (
-                    context.clone(),
-                    version.clone(),
-                    entry.config.domains.clone(),
-                );
-                let inputs = components.inputs.get(target_name).cloned();
-                tasks.spawn(async move {
-                    let _permit = limit.acquire_owned().await;
-                    reconcile_target_with_inputs(
-                        &context,
-                        &handle,
-                        &version,
-                        &names,
-                        inputs.as_deref(),
-                        now,
-                        scan,
-                    )
-                    .await
-                });
+                let done = in_sync.contains(&(target_name.clone(), version.fingerprint.clone()));
+                jobs.push((done, handle, version.clone(), entry, scan || forced));
             }
+        }
+        jobs.sort_by_key(|(done, ..)| *done);
+        let mut limits: HashMap<&'static str, Arc<Semaphore>> = HashMap::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (_, handle, version, entry, scan) in jobs {
+            let limit = limits
+                .entry(handle.vendor)
+                .or_insert_with(|| Arc::new(Semaphore::new(components.config.daemon.concurrency)))
+                .clone();
+            let (context, names) = (context.clone(), entry.config.domains.clone());
+            let inputs = components.inputs.get(&handle.name).cloned();
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                reconcile_target_with_inputs(
+                    &context,
+                    &handle,
+                    &version,
+                    &names,
+                    inputs.as_deref(),
+                    now,
+                    scan,
+                )
+                .await
+            });
         }
         while let Some(joined) = tasks.join_next().await {
             match joined {

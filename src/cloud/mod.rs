@@ -118,6 +118,16 @@ pub async fn converge(
     if target.observe().await?.serves(bundle) {
         return Ok(Convergence::AlreadyInSync);
     }
+    deploy_and_verify(target, bundle).await
+}
+
+/// Deploy → verify by reading back, for a caller that has just observed a difference (the
+/// engine's first attempt). A retry goes through [`converge`], which observes first: a
+/// deploy whose answer was lost may have landed.
+pub async fn deploy_and_verify(
+    target: &dyn Target,
+    bundle: &CertificateBundle,
+) -> Result<Convergence, CloudError> {
     target.deploy(bundle).await?;
     let live = target.observe().await?;
     if live.serves(bundle) {

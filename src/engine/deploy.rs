@@ -5,7 +5,7 @@
 //! `deploying` before any write call, so a crash mid-deploy is found and re-observed on the
 //! next start; nothing here depends on memory surviving a restart.
 
-use crate::cloud::{converge, Convergence, Target};
+use crate::cloud::{converge, deploy_and_verify, Convergence, Target};
 use crate::engine::retry::{with_retries, RetryPolicy};
 use crate::engine::window::MaintenanceWindow;
 use crate::engine::{backoff, inputs};
@@ -252,9 +252,22 @@ pub async fn reconcile_target_with_inputs(
     record.updated_at = now;
     store.put_deployment(&record)?;
     let retried = Retried::default();
+    // The target was just observed stale: the first attempt writes at once; retries
+    // observe again first.
+    let first = std::sync::atomic::AtomicBool::new(true);
     let result = with_retries(
         &context.retry,
-        || converge(handle.target.as_ref(), &bundle),
+        || {
+            let first = first.swap(false, std::sync::atomic::Ordering::SeqCst);
+            let (target, bundle) = (handle.target.as_ref(), &bundle);
+            async move {
+                if first {
+                    deploy_and_verify(target, bundle).await
+                } else {
+                    converge(target, bundle).await
+                }
+            }
+        },
         |error, _, _| retried.push(error),
     )
     .await;
