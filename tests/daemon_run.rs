@@ -382,3 +382,76 @@ fn daemon_converges_reloads_safely_and_stops() {
     );
     drop(restarted);
 }
+
+#[test]
+fn sigterm_lets_an_in_flight_deploy_finish() {
+    use certkeeper::cloud::sim::FaultRule;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let simulator = Arc::new(Simulator::new(SimSeed::from_toml(SEED).unwrap()));
+    // Every CDN write takes 3 s: long enough to stop the daemon in the middle of one.
+    simulator.add_faults(vec![FaultRule {
+        vendor: "alibaba".into(),
+        action: Some("SetCdnDomainSSLCertificate".into()),
+        status: 200,
+        code: None,
+        message: None,
+        count: Some(1),
+        probability: None,
+        delay_ms: Some(3000),
+    }]);
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let sim_url = format!("http://{}", listener.local_addr().unwrap());
+    runtime.spawn(serve(listener, simulator.clone(), std::future::pending()));
+    let directory = tempfile::tempdir().unwrap();
+    let state_dir = directory.path().join("state");
+    let files = directory.path().join("tls");
+    let config_path = directory.path().join("certkeeper.toml");
+    std::fs::write(
+        &config_path,
+        config(&sim_url, &state_dir, &files, free_port()),
+    )
+    .unwrap();
+    let mut daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("TEST_ALIBABA_SECRET", "daemon-test-secret")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the CDN deploy to start", Duration::from_secs(60), || {
+        status_json(&config_path)["targets"]
+            .as_array()
+            .is_some_and(|targets| {
+                targets
+                    .iter()
+                    .any(|t| t["name"] == "cdn-www" && t["status"] == "deploying")
+            })
+    });
+    signal(&daemon.0, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(status) = daemon.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "{exit:?}");
+    let view = status_json(&config_path);
+    let cdn = view["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "cdn-www")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        cdn["status"], "in_sync",
+        "the write in flight at SIGTERM finished and was recorded: {view}"
+    );
+}
