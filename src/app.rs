@@ -819,6 +819,9 @@ impl Daemon {
     ) -> Result<(), StoreError> {
         let now = OffsetDateTime::now_utc();
         self.obtain_due(components, now, &manual.renew).await?;
+        // A fresh clock: obtaining may have taken minutes, and a certificate issued during
+        // this pass must not look "not yet valid" to its deploy.
+        let now = OffsetDateTime::now_utc();
         self.deploy_all(components, now, scan, &manual.deploy)
             .await?;
         self.check_policies(components, now, scan).await?;

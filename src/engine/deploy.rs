@@ -174,10 +174,16 @@ pub async fn reconcile_target_with_inputs(
     // Never push an expired, wrong-name, mismatched or too-short-lived certificate.
     let min_remaining = time::Duration::try_from(context.grace).unwrap_or(time::Duration::ZERO);
     if let Err(violation) = crate::cert::check_predeploy(&bundle, names, now, min_remaining) {
+        // Time fixes a certificate that is not valid yet (a CA that stamps `not_before`
+        // with the issuance second): wait like a busy resource. Anything else is parked.
+        let class = match violation.reason {
+            crate::cert::checks::ViolationReason::NotYetValid => ErrorClass::Busy,
+            _ => ErrorClass::Invalid,
+        };
         let failure = CloudError::new(
             "certkeeper",
             "predeploy_check",
-            ErrorClass::Invalid,
+            class,
             violation.reason.as_str(),
             violation.detail,
         );
@@ -874,6 +880,41 @@ mod tests {
                 }
             );
         }
+        assert_eq!(target.deploys.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_certificate_not_yet_valid_waits_instead_of_parking() {
+        let directory = tempfile::tempdir().unwrap();
+        let context = context(directory.path());
+        let target = Arc::new(Failing {
+            class: ErrorClass::Busy,
+            deploys: AtomicU32::new(0),
+        });
+        let now = OffsetDateTime::now_utc();
+        let early = testing::self_signed(
+            &["www.example.com"],
+            now + time::Duration::seconds(5),
+            now + time::Duration::days(60),
+        );
+        let outcome = reconcile_target(
+            &context,
+            &handle(target.clone(), None),
+            &version(&early),
+            &names(),
+            now,
+            false,
+        )
+        .await
+        .unwrap();
+        let DeployOutcome::Failed {
+            class, retry_at, ..
+        } = outcome
+        else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(class, ErrorClass::Busy);
+        assert!(retry_at.is_some(), "retried once valid, not parked");
         assert_eq!(target.deploys.load(Ordering::SeqCst), 0);
     }
 
