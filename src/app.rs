@@ -1074,6 +1074,8 @@ pub async fn run_with(
     let mut config = loaded.config;
     let store = crate::store::sqlite::SqliteStore::open(&config.daemon.state_dir)
         .context("opening the state store")?;
+    let _state_lock = crate::fsutil::lock_state_dir(&config.daemon.state_dir)
+        .context("locking the state directory")?;
     let store: Arc<dyn StateStore> = Arc::new(store);
     health.set_store_open();
     let source_store = source_store_for(&store, &config);
@@ -1314,6 +1316,9 @@ pub async fn run_manual(
     let metrics = Metrics::new().context("setting up metrics")?;
     let store = crate::store::sqlite::SqliteStore::open(&config.daemon.state_dir)
         .context("opening the state store")?;
+    // A daemon whose socket we could not reach still owns the directory: do not race it.
+    let _state_lock = crate::fsutil::lock_state_dir(&config.daemon.state_dir)
+        .context("locking the state directory")?;
     let store: Arc<dyn StateStore> = Arc::new(store);
     let source_store = source_store_for(&store, &config);
     let components = build(

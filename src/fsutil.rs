@@ -1,11 +1,38 @@
 //! Durable file writes: write to a temporary file in the same directory, fsync it, rename it
 //! over the target, then fsync the directory, so a crash leaves either the old or the new
-//! file, never half of one. Key files are created 0600 from the start.
+//! file, never half of one. Key files are created 0600 from the start. Also the state
+//! directory's lock, which keeps a second daemon off a directory one already runs on.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+
+/// The lock file's name inside the state directory.
+pub const LOCK_NAME: &str = "daemon.lock";
+
+/// Takes the exclusive lock of `state_dir` for as long as the returned file lives. The
+/// kernel drops it when the process dies, so a `kill -9` never leaves it stale. Fails with
+/// `WouldBlock` when another process holds it.
+pub fn lock_state_dir(state_dir: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(state_dir.join(LOCK_NAME))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!(
+                "another certkeeper daemon is running on {}",
+                state_dir.display()
+            ),
+        )),
+        Err(fs::TryLockError::Error(error)) => Err(error),
+    }
+}
 
 /// Atomically replaces `path` with `contents`, created with `mode` (e.g. 0o600).
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
@@ -42,6 +69,20 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_directory_takes_one_daemon() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_state_dir(dir.path()).unwrap();
+        let error = lock_state_dir(dir.path()).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::WouldBlock);
+        assert!(
+            error.to_string().contains("another certkeeper daemon"),
+            "{error}"
+        );
+        drop(held);
+        lock_state_dir(dir.path()).unwrap();
+    }
     use std::os::unix::fs::PermissionsExt;
 
     #[test]

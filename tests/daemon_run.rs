@@ -229,6 +229,19 @@ fn daemon_converges_reloads_safely_and_stops() {
         "{metrics}"
     );
 
+    // A second daemon on the same state directory is refused.
+    let second = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .env("TEST_ALIBABA_SECRET", "daemon-test-secret")
+        .output()
+        .unwrap();
+    assert!(!second.status.success(), "{second:?}");
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another certkeeper daemon is running"),
+        "{second:?}"
+    );
+
     // `plan` reads every target's live state: nothing to change once converged.
     let plan = certkeeper(&config_path, &["plan", "--json"]);
     assert!(plan.status.success(), "{plan:?}");
