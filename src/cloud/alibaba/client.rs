@@ -457,20 +457,31 @@ impl AlibabaClient {
             .bytes()
             .await
             .map_err(|error| CloudError::network(VENDOR, action, &error.without_url()))?;
-        if !(200..300).contains(&status) {
-            return Err(parse_error(action, status, retry_after.as_deref(), &body));
-        }
-        serde_json::from_slice(&body).map_err(|error| {
-            CloudError::new(
-                VENDOR,
-                action,
-                ErrorClass::Transient,
-                "BadResponse",
-                format!("reply is not JSON: {error}"),
-            )
-            .with_status(status)
-        })
+        decode_response(action, status, retry_after.as_deref(), &body)
     }
+}
+
+/// Reads a reply from its status, `x-acs-retry-after` header and body: the JSON of a 2xx,
+/// else the classified error. Pure, so the fuzzer can feed it any reply.
+pub fn decode_response(
+    action: &str,
+    status: u16,
+    retry_after: Option<&str>,
+    body: &[u8],
+) -> Result<serde_json::Value, CloudError> {
+    if !(200..300).contains(&status) {
+        return Err(parse_error(action, status, retry_after, body));
+    }
+    serde_json::from_slice(body).map_err(|error| {
+        CloudError::new(
+            VENDOR,
+            action,
+            ErrorClass::Transient,
+            "BadResponse",
+            format!("reply is not JSON: {error}"),
+        )
+        .with_status(status)
+    })
 }
 
 /// `x-acs-date` for now: ISO 8601 UTC to the second.
@@ -543,6 +554,20 @@ mod tests {
         let garbage = parse_error("X", 503, None, b"<html>");
         assert_eq!(garbage.class, ErrorClass::Transient);
         assert_eq!(garbage.code, "HTTP503");
+    }
+
+    #[test]
+    fn decode_response_reads_json_replies_and_classifies_the_rest() {
+        let ok = decode_response("X", 200, None, br#"{"RequestId":"R"}"#).unwrap();
+        assert_eq!(str_at(&ok, &["RequestId"]), Some("R"));
+        let not_json = decode_response("X", 200, None, b"<html>").unwrap_err();
+        assert_eq!(not_json.class, ErrorClass::Transient);
+        assert_eq!(not_json.code, "BadResponse");
+        let refused = decode_response("X", 400, None, br#"{"Code":"NameRepeat"}"#).unwrap_err();
+        assert_eq!(refused.class, ErrorClass::Invalid);
+        let hinted = decode_response("X", 500, Some("30"), b"").unwrap_err();
+        assert_eq!(hinted.class, ErrorClass::Throttled);
+        assert_eq!(hinted.retry_after, Some(Duration::from_millis(30)));
     }
 
     /// Every row of the error tables in seeds 000, 001 and 002 names a code in our table.
