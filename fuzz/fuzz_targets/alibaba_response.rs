@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         Err(error) => {
             let _ = error.to_string();
             let _ = format!("{error:?}");
-            assert!(!error.code.is_empty());
+            assert!(!error.code.trim().is_empty());
             assert_eq!(error.http_status, Some(reply.status));
             if (200..300).contains(&reply.status) {
                 assert!(!is_json);

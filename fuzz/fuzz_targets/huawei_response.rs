@@ -43,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = error.to_string();
             let _ = format!("{error:?}");
             assert_eq!(error.http_status, Some(reply.status));
+            assert!(!error.code.trim().is_empty());
             if (200..300).contains(&reply.status) {
                 assert!(!accepted);
                 assert_eq!(error.request_id, reply.header(0));

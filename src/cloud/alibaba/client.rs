@@ -275,7 +275,12 @@ pub fn parse_error(
     body: &[u8],
 ) -> CloudError {
     let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
-    let code = parsed.code.unwrap_or_else(|| format!("HTTP{status}"));
+    // A blank `Code` says no more than a missing one (found by fuzzing: it left the error
+    // without a code); both fall back on the status.
+    let code = parsed
+        .code
+        .filter(|code| !code.trim().is_empty())
+        .unwrap_or_else(|| format!("HTTP{status}"));
     let mut message = parsed.message.unwrap_or_default();
     if let Some(recommend) = parsed.recommend {
         message = format!("{message} (see {recommend})");
@@ -554,6 +559,18 @@ mod tests {
         let garbage = parse_error("X", 503, None, b"<html>");
         assert_eq!(garbage.class, ErrorClass::Transient);
         assert_eq!(garbage.code, "HTTP503");
+    }
+
+    #[test]
+    fn blank_code_falls_back_on_the_status() {
+        // Fuzzing regression (fuzz/ alibaba_response): `{"Code":""}` gave an empty code.
+        let error = parse_error("X", 400, None, br#"{"Code":"","RequestId":"R1"}"#);
+        assert_eq!(error.code, "HTTP400");
+        assert_eq!(error.class, ErrorClass::Invalid);
+        assert_eq!(
+            parse_error("X", 503, None, br#"{"Code":" "}"#).code,
+            "HTTP503"
+        );
     }
 
     #[test]

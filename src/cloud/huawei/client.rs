@@ -87,6 +87,10 @@ pub fn parse_error_body(body: &[u8]) -> Option<(String, String)> {
                 serde_json::Value::Number(code) => code.to_string(),
                 _ => return None,
             };
+            // A blank code is no code: try the other spellings, then the status.
+            if code.trim().is_empty() {
+                return None;
+            }
             let message = object.get(*message).and_then(|m| m.as_str()).unwrap_or("");
             Some((code, message.to_owned()))
         })
@@ -521,6 +525,23 @@ pub fn sign_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blank_codes_are_skipped() {
+        // Found by fuzzing the Alibaba envelope; the Huawei reader had the same gap.
+        assert_eq!(
+            parse_error_body(br#"{"error_code":"","error_msg":"m"}"#),
+            None
+        );
+        assert_eq!(
+            parse_error_body(br#"{"error_code":" ","code":"X.1","message":"m"}"#),
+            Some(("X.1".to_owned(), "m".to_owned()))
+        );
+        assert_eq!(
+            classify("op", 502, None, None, br#"{"error_code":""}"#).code,
+            "HTTP502"
+        );
+    }
 
     #[test]
     fn decode_response_reads_headers_and_body() {
