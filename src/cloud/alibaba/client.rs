@@ -275,7 +275,12 @@ pub fn parse_error(
     body: &[u8],
 ) -> CloudError {
     let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
-    let code = parsed.code.unwrap_or_else(|| format!("HTTP{status}"));
+    // A blank `Code` says no more than a missing one (found by fuzzing: it left the error
+    // without a code); both fall back on the status.
+    let code = parsed
+        .code
+        .filter(|code| !code.trim().is_empty())
+        .unwrap_or_else(|| format!("HTTP{status}"));
     let mut message = parsed.message.unwrap_or_default();
     if let Some(recommend) = parsed.recommend {
         message = format!("{message} (see {recommend})");
@@ -457,26 +462,39 @@ impl AlibabaClient {
             .bytes()
             .await
             .map_err(|error| CloudError::network(VENDOR, action, &error.without_url()))?;
-        if !(200..300).contains(&status) {
-            let error = parse_error(action, status, retry_after.as_deref(), &body);
+        let decoded = decode_response(action, status, retry_after.as_deref(), &body);
+        if let Err(error) = &decoded {
             if error.class == ErrorClass::Throttled {
                 // Every target of this account slows down, not just the one refused.
                 let wait = error.retry_after.unwrap_or(Duration::from_secs(1));
                 self.limiter.hold_off(self.account(), action, wait);
             }
-            return Err(error);
         }
-        serde_json::from_slice(&body).map_err(|error| {
-            CloudError::new(
-                VENDOR,
-                action,
-                ErrorClass::Transient,
-                "BadResponse",
-                format!("reply is not JSON: {error}"),
-            )
-            .with_status(status)
-        })
+        decoded
     }
+}
+
+/// Reads a reply from its status, `x-acs-retry-after` header and body: the JSON of a 2xx,
+/// else the classified error. Pure, so the fuzzer can feed it any reply.
+pub fn decode_response(
+    action: &str,
+    status: u16,
+    retry_after: Option<&str>,
+    body: &[u8],
+) -> Result<serde_json::Value, CloudError> {
+    if !(200..300).contains(&status) {
+        return Err(parse_error(action, status, retry_after, body));
+    }
+    serde_json::from_slice(body).map_err(|error| {
+        CloudError::new(
+            VENDOR,
+            action,
+            ErrorClass::Transient,
+            "BadResponse",
+            format!("reply is not JSON: {error}"),
+        )
+        .with_status(status)
+    })
 }
 
 /// `x-acs-date` for now: ISO 8601 UTC to the second.
@@ -549,6 +567,32 @@ mod tests {
         let garbage = parse_error("X", 503, None, b"<html>");
         assert_eq!(garbage.class, ErrorClass::Transient);
         assert_eq!(garbage.code, "HTTP503");
+    }
+
+    #[test]
+    fn blank_code_falls_back_on_the_status() {
+        // Fuzzing regression (fuzz/ alibaba_response): `{"Code":""}` gave an empty code.
+        let error = parse_error("X", 400, None, br#"{"Code":"","RequestId":"R1"}"#);
+        assert_eq!(error.code, "HTTP400");
+        assert_eq!(error.class, ErrorClass::Invalid);
+        assert_eq!(
+            parse_error("X", 503, None, br#"{"Code":" "}"#).code,
+            "HTTP503"
+        );
+    }
+
+    #[test]
+    fn decode_response_reads_json_replies_and_classifies_the_rest() {
+        let ok = decode_response("X", 200, None, br#"{"RequestId":"R"}"#).unwrap();
+        assert_eq!(str_at(&ok, &["RequestId"]), Some("R"));
+        let not_json = decode_response("X", 200, None, b"<html>").unwrap_err();
+        assert_eq!(not_json.class, ErrorClass::Transient);
+        assert_eq!(not_json.code, "BadResponse");
+        let refused = decode_response("X", 400, None, br#"{"Code":"NameRepeat"}"#).unwrap_err();
+        assert_eq!(refused.class, ErrorClass::Invalid);
+        let hinted = decode_response("X", 500, Some("30"), b"").unwrap_err();
+        assert_eq!(hinted.class, ErrorClass::Throttled);
+        assert_eq!(hinted.retry_after, Some(Duration::from_millis(30)));
     }
 
     /// Every row of the error tables in seeds 000, 001 and 002 names a code in our table.

@@ -87,6 +87,10 @@ pub fn parse_error_body(body: &[u8]) -> Option<(String, String)> {
                 serde_json::Value::Number(code) => code.to_string(),
                 _ => return None,
             };
+            // A blank code is no code: try the other spellings, then the status.
+            if code.trim().is_empty() {
+                return None;
+            }
             let message = object.get(*message).and_then(|m| m.as_str()).unwrap_or("");
             Some((code, message.to_owned()))
         })
@@ -131,29 +135,41 @@ pub(crate) async fn read_response(
     response: reqwest::Response,
 ) -> Result<ApiResponse, CloudError> {
     let status = response.status().as_u16();
+    let headers = response.headers().clone();
     let header = |name: &str| {
-        response
-            .headers()
+        headers
             .get(name)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned)
     };
+    let body = response
+        .bytes()
+        .await
+        .map_err(|error| CloudError::network(VENDOR, operation, &error))?;
+    decode_response(operation, status, header, &body)
+}
+
+/// Reads an answer from its status, its headers (looked up by lower-case name through
+/// `header`) and its body: the JSON of a 2xx, else the classified error. Pure, so the fuzzer
+/// can feed it any answer.
+pub fn decode_response(
+    operation: &str,
+    status: u16,
+    header: impl Fn(&str) -> Option<String>,
+    body: &[u8],
+) -> Result<ApiResponse, CloudError> {
     let request_id = header("x-request-id");
     let retry_after = header("retry-after")
         .and_then(|value| value.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
     let subject_token = header("x-subject-token").map(Secret::new);
-    let body = response
-        .bytes()
-        .await
-        .map_err(|error| CloudError::network(VENDOR, operation, &error))?;
     if !(200..300).contains(&status) {
-        return Err(classify(operation, status, request_id, retry_after, &body));
+        return Err(classify(operation, status, request_id, retry_after, body));
     }
     let json = if body.is_empty() {
         serde_json::Value::Null
     } else {
-        serde_json::from_slice(&body).map_err(|error| {
+        serde_json::from_slice(body).map_err(|error| {
             CloudError::new(
                 VENDOR,
                 operation,
@@ -509,6 +525,46 @@ pub fn sign_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blank_codes_are_skipped() {
+        // Found by fuzzing the Alibaba envelope; the Huawei reader had the same gap.
+        assert_eq!(
+            parse_error_body(br#"{"error_code":"","error_msg":"m"}"#),
+            None
+        );
+        assert_eq!(
+            parse_error_body(br#"{"error_code":" ","code":"X.1","message":"m"}"#),
+            Some(("X.1".to_owned(), "m".to_owned()))
+        );
+        assert_eq!(
+            classify("op", 502, None, None, br#"{"error_code":""}"#).code,
+            "HTTP502"
+        );
+    }
+
+    #[test]
+    fn decode_response_reads_headers_and_body() {
+        let header = |name: &str| match name {
+            "x-request-id" => Some("r-9".to_owned()),
+            "retry-after" => Some(" 3 ".to_owned()),
+            "x-subject-token" => Some("tok".to_owned()),
+            _ => None,
+        };
+        let ok = decode_response("op", 201, header, br#"{"a":1}"#).unwrap();
+        assert_eq!(ok.body["a"], 1);
+        assert_eq!(ok.request_id.as_deref(), Some("r-9"));
+        assert_eq!(ok.subject_token.unwrap().expose(), "tok");
+        let empty = decode_response("op", 204, |_| None, b"").unwrap();
+        assert!(empty.body.is_null());
+        let garbled = decode_response("op", 200, header, b"{").unwrap_err();
+        assert_eq!(garbled.code, "MalformedResponse");
+        assert_eq!(garbled.request_id.as_deref(), Some("r-9"));
+        let throttled = decode_response("op", 429, header, b"busy").unwrap_err();
+        assert_eq!(throttled.class, ErrorClass::Throttled);
+        assert_eq!(throttled.retry_after, Some(Duration::from_secs(3)));
+        assert_eq!(throttled.message, "busy");
+    }
 
     #[test]
     fn table_first_then_http_status() {
