@@ -9,6 +9,7 @@ use crate::cert::CertificateBundle;
 use crate::cloud::PolicyMode;
 use crate::config::credentials::SecretEnvironment;
 use crate::config::{Config, SourceConfig};
+use crate::engine::retry::RetryPolicy;
 use crate::source::file::{FileEvent, FileSource, WatchSpec};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{StateStore, StoreError};
@@ -82,7 +83,17 @@ pub struct PlanView {
 }
 
 /// How many live-state reads run at once (the vendor clients' buckets still pace them).
-const READ_CONCURRENCY: usize = 16;
+const READ_CONCURRENCY: usize = 8;
+
+/// Reads retried more patiently than a pass does: `plan` runs beside the daemon, which
+/// spends the same account's read limit, and a plan with holes answers nothing.
+const PLAN_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 12,
+    throttle_base: Duration::from_secs(1),
+    throttle_cap: Duration::from_secs(10),
+    transient_base: Duration::from_millis(500),
+    transient_cap: Duration::from_secs(10),
+};
 
 /// Builds the plan. Reads secrets (to sign read calls) but writes nothing. With `progress`,
 /// counts the live-state reads on stderr (for a terminal).
@@ -188,7 +199,7 @@ pub async fn plan(
                 // Throttled and transient reads are retried as in a pass: a daemon running
                 // next to `plan` shares the account's limits.
                 let live = crate::engine::retry::with_retries(
-                    &crate::engine::retry::RetryPolicy::default(),
+                    &PLAN_RETRY,
                     || handle.target.observe(),
                     |_, _, _| {},
                 )
@@ -261,7 +272,7 @@ pub async fn plan(
                 detail: None,
             };
             let checked = crate::engine::retry::with_retries(
-                &crate::engine::retry::RetryPolicy::default(),
+                &PLAN_RETRY,
                 || policy.check(&resource),
                 |_, _, _| {},
             )
