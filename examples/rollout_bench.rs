@@ -6,13 +6,15 @@
 //!
 //! ```text
 //! cargo run --release --example rollout_bench -- --cdn 2000 --vod 200 [--concurrency 64]
-//!     [--rate DescribeVodDomainCertificateInfo=100] [--retry]
+//!     [--rate DescribeVodDomainCertificateInfo=10] [--retry]
 //! ```
 //! `--concurrency` bounds the converges in flight per product (CDN and VOD each get their own
 //! semaphore: their limits are separate buckets, and a shared semaphore would let the slower
 //! product's queue starve the other). `--rate Action=N` overrides the client's rate for an
-//! action, as `rate_limits` in the config does. `--retry` gives the client the default retry
-//! policy (throttled replies are then retried instead of failing the converge).
+//! action only: the simulator keeps enforcing `DEFAULT_RATE_LIMITS`, so a rate above the
+//! table shows as throttled replies, one below it as a lower achieved rate. `--retry` gives
+//! the client the default retry policy (throttled replies are then retried instead of
+//! failing the converge).
 //!
 //! The achieved rate of an action is measured between its first and last reply, as
 //! `(calls - 1) / span`: a perfectly shaped bucket lets the first call through at once and

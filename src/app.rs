@@ -43,7 +43,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
-use tokio::sync::Semaphore;
 
 /// Why the daemon could not be built from a config.
 #[derive(Debug, thiserror::Error)]
@@ -358,6 +357,15 @@ pub async fn build(
     })
 }
 
+/// One (target, certificate version) for a pass's deploy queue.
+struct DeployJob {
+    handle: TargetHandle,
+    version: Arc<CertificateVersion>,
+    names: Arc<[String]>,
+    inputs: Option<String>,
+    scan: bool,
+}
+
 /// The state that outlives reloads.
 pub struct Daemon {
     store: Arc<dyn StateStore>,
@@ -669,12 +677,16 @@ impl Daemon {
             .filter(|record| record.status == DeployStatus::InSync)
             .filter_map(|record| Some((record.target, record.desired_fingerprint?)))
             .collect();
-        let mut jobs = Vec::new();
+        // Queued per vendor and run by one driver each with at most `concurrency` deploys
+        // in flight, so 10,000 targets never mean 10,000 live futures at once (the memory
+        // of a burst stays with the allocator long after the pass).
+        let mut queues: HashMap<&'static str, Vec<(bool, DeployJob)>> = HashMap::new();
         for entry in &components.certificates {
             let Some(version) = self.store.latest_certificate_version(&entry.config.name)? else {
                 continue;
             };
             let version = Arc::new(version);
+            let names: Arc<[String]> = entry.config.domains.clone().into();
             for target_name in &entry.config.deploy_to {
                 let Some(handle) = components.targets.get(target_name).cloned() else {
                     continue;
@@ -684,38 +696,60 @@ impl Daemon {
                     self.clear_backoff(target_name, &entry.config.name)?;
                 }
                 let done = in_sync.contains(&(target_name.clone(), version.fingerprint.clone()));
-                jobs.push((done, handle, version.clone(), entry, scan || forced));
+                let job = DeployJob {
+                    inputs: components.inputs.get(target_name).cloned(),
+                    handle,
+                    version: version.clone(),
+                    names: names.clone(),
+                    scan: scan || forced,
+                };
+                queues
+                    .entry(job.handle.vendor)
+                    .or_default()
+                    .push((done, job));
             }
         }
-        jobs.sort_by_key(|(done, ..)| *done);
-        let mut limits: HashMap<&'static str, Arc<Semaphore>> = HashMap::new();
-        let mut tasks = tokio::task::JoinSet::new();
-        for (_, handle, version, entry, scan) in jobs {
-            let limit = limits
-                .entry(handle.vendor)
-                .or_insert_with(|| Arc::new(Semaphore::new(components.config.daemon.concurrency)))
-                .clone();
-            let (context, names) = (context.clone(), entry.config.domains.clone());
-            let inputs = components.inputs.get(&handle.name).cloned();
-            tasks.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                reconcile_target_with_inputs(
-                    &context,
-                    &handle,
-                    &version,
-                    &names,
-                    inputs.as_deref(),
-                    now,
-                    scan,
-                )
-                .await
+        let concurrency = components.config.daemon.concurrency.max(1);
+        let mut drivers = tokio::task::JoinSet::new();
+        for (_, mut jobs) in queues {
+            jobs.sort_by_key(|(done, _)| *done);
+            let context = context.clone();
+            drivers.spawn(async move {
+                let mut running = tokio::task::JoinSet::new();
+                let mut jobs = jobs.into_iter().map(|(_, job)| job);
+                loop {
+                    while running.len() < concurrency {
+                        let Some(job) = jobs.next() else { break };
+                        let context = context.clone();
+                        running.spawn(async move {
+                            reconcile_target_with_inputs(
+                                &context,
+                                &job.handle,
+                                &job.version,
+                                &job.names,
+                                job.inputs.as_deref(),
+                                now,
+                                job.scan,
+                            )
+                            .await
+                        });
+                    }
+                    match running.join_next().await {
+                        None => return Ok(()),
+                        Some(Ok(Ok(_))) => {}
+                        Some(Ok(Err(error))) => return Err(error),
+                        Some(Err(error)) => {
+                            tracing::error!(error = %error, "a deploy task failed")
+                        }
+                    }
+                }
             });
         }
-        while let Some(joined) = tasks.join_next().await {
+        while let Some(joined) = drivers.join_next().await {
             match joined {
-                Ok(Ok(_)) => {}
+                Ok(Ok(())) => {}
                 Ok(Err(error)) => return Err(error),
-                Err(error) => tracing::error!(error = %error, "a deploy task failed"),
+                Err(error) => tracing::error!(error = %error, "a deploy driver failed"),
             }
         }
         Ok(())

@@ -118,20 +118,20 @@ pub async fn converge(
     if target.observe().await?.serves(bundle) {
         return Ok(Convergence::AlreadyInSync);
     }
-    deploy_and_verify(target, bundle).await
+    deploy_and_verify(target, bundle).await?;
+    Ok(Convergence::Deployed)
 }
 
-/// Deploy → verify by reading back, for a caller that has just observed a difference (the
-/// engine's first attempt). A retry goes through [`converge`], which observes first: a
-/// deploy whose answer was lost may have landed.
+/// The second half of [`converge`]: deploy, then verify by reading back. For callers that
+/// have just observed a difference, so the read before the write is not paid twice.
 pub async fn deploy_and_verify(
     target: &dyn Target,
     bundle: &CertificateBundle,
-) -> Result<Convergence, CloudError> {
+) -> Result<(), CloudError> {
     target.deploy(bundle).await?;
     let live = target.observe().await?;
     if live.serves(bundle) {
-        Ok(Convergence::Deployed)
+        Ok(())
     } else {
         Err(CloudError::new(
             "certkeeper",

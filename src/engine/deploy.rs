@@ -190,59 +190,71 @@ pub async fn reconcile_target_with_inputs(
         return fail(context, handle, record, &failure, now).await;
     }
     let labels = [handle.name.as_str(), handle.kind];
-    // Observe first (never writes), so an in-sync target needs no window and no write call.
-    // Retries inside the read count like those of the write: each shows in the attempt
-    // history and the error metrics, so a throttled or flaky read is visible too.
-    let retried = Retried::default();
-    let observed = with_retries(
-        &context.retry,
-        || handle.target.observe(),
-        |error, _, _| retried.push(error),
-    )
-    .await;
-    retried.record(context, handle, now)?;
-    let live = match observed {
-        Ok(live) => live,
-        Err(error) => return fail(context, handle, record, &error, now).await,
-    };
-    if let Some(not_after) = live.not_after {
-        context
-            .metrics
-            .target_certificate_expiration
-            .with_label_values(&labels)
-            .set(not_after.unix_timestamp() as f64);
-    }
-    if live.serves(&bundle) {
-        let was_in_sync = record.status == DeployStatus::InSync;
-        record.status = DeployStatus::InSync;
-        record.observed_fingerprint = Some(version.fingerprint.clone());
-        record.attempts = 0;
-        record.last_error = None;
-        record.next_attempt_at = None;
-        record.updated_at = now;
-        store.put_deployment(&record)?;
-        context
-            .metrics
-            .target_in_sync
-            .with_label_values(&labels)
-            .set(1);
-        if !was_in_sync {
-            store.append_event(&event(
-                "deploy.in_sync",
-                &handle.name,
-                "target already serves the desired certificate".into(),
-                serde_json::json!({"fingerprint": version.fingerprint}),
-                now,
-            ))?;
+    // A new version for a target whose last read showed the old one: the ledger already
+    // knows the target is stale, so the read before the write is skipped (it would halve
+    // the write rate where reads and writes share a limit, e.g. VOD). A failed or
+    // interrupted (`deploying`) record is always read first.
+    let known_stale = record.status == DeployStatus::Pending
+        && record.attempts == 0
+        && record
+            .observed_fingerprint
+            .as_deref()
+            .is_some_and(|observed| observed != version.fingerprint);
+    if !known_stale {
+        // Observe first (never writes), so an in-sync target needs no window and no write call.
+        // Retries inside the read count like those of the write: each shows in the attempt
+        // history and the error metrics, so a throttled or flaky read is visible too.
+        let retried = Retried::default();
+        let observed = with_retries(
+            &context.retry,
+            || handle.target.observe(),
+            |error, _, _| retried.push(error),
+        )
+        .await;
+        retried.record(context, handle, now)?;
+        let live = match observed {
+            Ok(live) => live,
+            Err(error) => return fail(context, handle, record, &error, now).await,
+        };
+        if let Some(not_after) = live.not_after {
+            context
+                .metrics
+                .target_certificate_expiration
+                .with_label_values(&labels)
+                .set(not_after.unix_timestamp() as f64);
         }
-        return Ok(DeployOutcome::InSync);
+        if live.serves(&bundle) {
+            let was_in_sync = record.status == DeployStatus::InSync;
+            record.status = DeployStatus::InSync;
+            record.observed_fingerprint = Some(version.fingerprint.clone());
+            record.attempts = 0;
+            record.last_error = None;
+            record.next_attempt_at = None;
+            record.updated_at = now;
+            store.put_deployment(&record)?;
+            context
+                .metrics
+                .target_in_sync
+                .with_label_values(&labels)
+                .set(1);
+            if !was_in_sync {
+                store.append_event(&event(
+                    "deploy.in_sync",
+                    &handle.name,
+                    "target already serves the desired certificate".into(),
+                    serde_json::json!({"fingerprint": version.fingerprint}),
+                    now,
+                ))?;
+            }
+            return Ok(DeployOutcome::InSync);
+        }
+        record.observed_fingerprint = live.fingerprint.clone();
     }
     context
         .metrics
         .target_in_sync
         .with_label_values(&labels)
         .set(0);
-    record.observed_fingerprint = live.fingerprint.clone();
     if let Some(window) = &handle.window {
         if !window.is_open(now) {
             let opens = window.next_open(now);
@@ -258,17 +270,19 @@ pub async fn reconcile_target_with_inputs(
     record.updated_at = now;
     store.put_deployment(&record)?;
     let retried = Retried::default();
-    // The target was just observed stale: the first attempt writes at once; retries
-    // observe again first.
-    let first = std::sync::atomic::AtomicBool::new(true);
+    // The first attempt follows a read (or the ledger) that showed a difference, so it
+    // writes at once; a retry reads first, since the failed attempt may have written.
+    let mut first = true;
     let result = with_retries(
         &context.retry,
         || {
-            let first = first.swap(false, std::sync::atomic::Ordering::SeqCst);
+            let fresh = std::mem::replace(&mut first, false);
             let (target, bundle) = (handle.target.as_ref(), &bundle);
             async move {
-                if first {
-                    deploy_and_verify(target, bundle).await
+                if fresh {
+                    deploy_and_verify(target, bundle)
+                        .await
+                        .map(|()| Convergence::Deployed)
                 } else {
                     converge(target, bundle).await
                 }
@@ -541,6 +555,85 @@ mod tests {
             target,
             window,
         }
+    }
+
+    /// A target that serves what it was last given, counting reads and writes.
+    #[derive(Default)]
+    struct Counting {
+        served: std::sync::Mutex<Option<String>>,
+        observes: AtomicU32,
+        deploys: AtomicU32,
+    }
+
+    #[async_trait]
+    impl Target for Counting {
+        fn name(&self) -> &str {
+            "counting"
+        }
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        async fn observe(&self) -> Result<LiveCertificate, CloudError> {
+            self.observes.fetch_add(1, Ordering::SeqCst);
+            let served = self.served.lock().unwrap().clone();
+            Ok(LiveCertificate {
+                ssl_enabled: served.is_some(),
+                fingerprint: served,
+                not_after: None,
+            })
+        }
+        async fn deploy(&self, bundle: &CertificateBundle) -> Result<(), CloudError> {
+            self.deploys.fetch_add(1, Ordering::SeqCst);
+            *self.served.lock().unwrap() = Some(bundle.fingerprint().to_owned());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_once_before_and_once_after_a_write_and_not_before_a_known_stale_one() {
+        let directory = tempfile::tempdir().unwrap();
+        let context = context(directory.path());
+        let target = Arc::new(Counting::default());
+        let handle = handle(target.clone(), None);
+        let now = OffsetDateTime::now_utc();
+        let counts = || {
+            (
+                target.observes.load(Ordering::SeqCst),
+                target.deploys.load(Ordering::SeqCst),
+            )
+        };
+        // Unknown target: read, write, read back (not read twice before the write).
+        let first = version(&testing::fresh(&["www.example.com"]));
+        let outcome = reconcile_target(&context, &handle, &first, &names(), now, false)
+            .await
+            .unwrap();
+        assert_eq!(outcome, DeployOutcome::Deployed);
+        assert_eq!(counts(), (2, 1));
+        // A new version: the ledger knows the target serves the old one, so write and read
+        // back only.
+        let second = version(&testing::fresh(&["www.example.com"]));
+        assert_ne!(first.fingerprint, second.fingerprint);
+        let outcome = reconcile_target(&context, &handle, &second, &names(), now, false)
+            .await
+            .unwrap();
+        assert_eq!(outcome, DeployOutcome::Deployed);
+        assert_eq!(counts(), (3, 2));
+        // A scan of an in-sync target reads and does not write.
+        let outcome = reconcile_target(&context, &handle, &second, &names(), now, true)
+            .await
+            .unwrap();
+        assert_eq!(outcome, DeployOutcome::InSync);
+        assert_eq!(counts(), (4, 2));
+        let record = context
+            .store
+            .deployment("counting", &second.certificate)
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.status, DeployStatus::InSync);
+        assert_eq!(
+            record.observed_fingerprint.as_deref(),
+            Some(second.fingerprint.as_str())
+        );
     }
 
     #[tokio::test]
