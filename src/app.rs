@@ -984,12 +984,12 @@ fn check_request(config: &Config, request: &ControlRequest) -> Result<(), Contro
         ControlRequest::Renew { certificate }
             if !config.certificates.iter().any(|c| &c.name == certificate) =>
         {
-            Err(ControlResponse::failed(format!(
+            Err(ControlResponse::unknown_name(format!(
                 "no certificate named `{certificate}` in the configuration"
             )))
         }
         ControlRequest::Deploy { target } if !config.targets.iter().any(|t| &t.name == target) => {
-            Err(ControlResponse::failed(format!(
+            Err(ControlResponse::unknown_name(format!(
                 "no target named `{target}` in the configuration"
             )))
         }

@@ -31,6 +31,9 @@ pub enum ControlRequest {
 pub struct ControlResponse {
     pub ok: bool,
     pub message: String,
+    /// The request named no configured certificate or target (a usage error).
+    #[serde(default)]
+    pub unknown_name: bool,
 }
 
 impl ControlResponse {
@@ -38,6 +41,7 @@ impl ControlResponse {
         Self {
             ok: true,
             message: message.into(),
+            unknown_name: false,
         }
     }
 
@@ -45,6 +49,14 @@ impl ControlResponse {
         Self {
             ok: false,
             message: message.into(),
+            unknown_name: false,
+        }
+    }
+
+    pub fn unknown_name(message: impl Into<String>) -> Self {
+        Self {
+            unknown_name: true,
+            ..Self::failed(message)
         }
     }
 }

@@ -209,9 +209,7 @@ fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
         }
         Ok(answer) => {
             eprintln!("certkeeper: {}", answer.message);
-            if answer.message.starts_with("no certificate named")
-                || answer.message.starts_with("no target named")
-            {
+            if answer.unknown_name {
                 ExitCode::from(EX_USAGE)
             } else {
                 ExitCode::FAILURE

@@ -5,7 +5,9 @@
 //! config) change.
 
 use crate::error::ErrorClass;
+use crate::store::Attempt;
 use std::time::Duration;
+use time::OffsetDateTime;
 
 /// When to try again after `attempts` consecutive failures (1 = the first failure) of
 /// `class`; `None` means parked until the inputs change.
@@ -26,6 +28,22 @@ pub fn next_delay(class: ErrorClass, attempts: u32) -> Option<Duration> {
         }
         ErrorClass::Invalid => None,
     }
+}
+
+/// The failures an attempt history (oldest first) ends with: the class of the last one,
+/// how many passes they span (retries inside one pass share its time) and when the last
+/// one was. `None` when the history does not end in a failure.
+pub fn trailing_failures(history: &[Attempt]) -> Option<(ErrorClass, u32, OffsetDateTime)> {
+    let failures: Vec<&Attempt> = history
+        .iter()
+        .rev()
+        .take_while(|attempt| attempt.class.is_some())
+        .collect();
+    let last = failures.first()?;
+    let mut times: Vec<OffsetDateTime> = failures.iter().map(|attempt| attempt.at).collect();
+    times.dedup();
+    let passes = u32::try_from(times.len()).unwrap_or(u32::MAX);
+    Some((last.class?, passes, last.at))
 }
 
 #[cfg(test)]

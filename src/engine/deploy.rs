@@ -6,7 +6,7 @@
 //! next start; nothing here depends on memory surviving a restart.
 
 use crate::cloud::{converge, deploy_and_verify, Convergence, Target};
-use crate::engine::retry::{with_retries, RetryPolicy};
+use crate::engine::retry::{with_retries, RetriedErrors, RetryPolicy};
 use crate::engine::window::MaintenanceWindow;
 use crate::engine::{backoff, inputs};
 use crate::error::{CloudError, ErrorClass};
@@ -204,14 +204,14 @@ pub async fn reconcile_target_with_inputs(
         // Observe first (never writes), so an in-sync target needs no window and no write call.
         // Retries inside the read count like those of the write: each shows in the attempt
         // history and the error metrics, so a throttled or flaky read is visible too.
-        let retried = Retried::default();
+        let retried = RetriedErrors::default();
         let observed = with_retries(
             &context.retry,
             || handle.target.observe(),
             |error, _, _| retried.push(error),
         )
         .await;
-        retried.record(context, handle, now)?;
+        record_retried(retried, context, handle, now)?;
         let live = match observed {
             Ok(live) => live,
             Err(error) => return fail(context, handle, record, &error, now).await,
@@ -269,7 +269,7 @@ pub async fn reconcile_target_with_inputs(
     record.status = DeployStatus::Deploying;
     record.updated_at = now;
     store.put_deployment(&record)?;
-    let retried = Retried::default();
+    let retried = RetriedErrors::default();
     // The first attempt follows a read (or the ledger) that showed a difference, so it
     // writes at once; a retry reads first, since the failed attempt may have written.
     let mut first = true;
@@ -291,7 +291,7 @@ pub async fn reconcile_target_with_inputs(
         |error, _, _| retried.push(error),
     )
     .await;
-    retried.record(context, handle, now)?;
+    record_retried(retried, context, handle, now)?;
     match result {
         Ok(convergence) => {
             record.status = DeployStatus::InSync;
@@ -367,52 +367,26 @@ pub fn refresh_retry_pending(store: &dyn StateStore, metrics: &Metrics) -> Resul
     Ok(())
 }
 
-/// The failures the in-operation loop retried, kept until the operation ends so each is
-/// counted in the metrics and written to the attempt history.
-#[derive(Default)]
-struct Retried(std::sync::Mutex<Vec<CloudError>>);
-
-impl Retried {
-    fn push(&self, error: &CloudError) {
-        // Plain pushes cannot leave the list inconsistent, so a poisoned lock is still usable.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(error.clone());
+/// Counts and records, as attempts against the target, the failures retried inside one
+/// operation.
+fn record_retried(
+    retried: RetriedErrors,
+    context: &DeployContext,
+    handle: &TargetHandle,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    for error in retried.take() {
+        context.metrics.count_error(&error);
+        context.store.record_attempt(&Attempt {
+            subject_kind: SubjectKind::Target,
+            subject: handle.name.clone(),
+            operation: error.operation,
+            class: Some(error.class),
+            code: Some(error.code),
+            at: now,
+        })?;
     }
-
-    fn record(
-        self,
-        context: &DeployContext,
-        handle: &TargetHandle,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        let errors = self
-            .0
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for error in errors {
-            context
-                .metrics
-                .errors
-                .with_label_values(&[
-                    error.vendor,
-                    &error.operation,
-                    error.class.as_str(),
-                    crate::cloud::code_label(error.vendor, &error.code),
-                ])
-                .inc();
-            context.store.record_attempt(&Attempt {
-                subject_kind: SubjectKind::Target,
-                subject: handle.name.clone(),
-                operation: error.operation,
-                class: Some(error.class),
-                code: Some(error.code),
-                at: now,
-            })?;
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// Records a failure and schedules the next attempt by class.
@@ -474,16 +448,7 @@ async fn fail(
         .deployments
         .with_label_values(&[handle.name.as_str(), handle.kind, "failure"])
         .inc();
-    context
-        .metrics
-        .errors
-        .with_label_values(&[
-            error.vendor,
-            &error.operation,
-            error.class.as_str(),
-            crate::cloud::code_label(error.vendor, &error.code),
-        ])
-        .inc();
+    context.metrics.count_error(error);
     Ok(DeployOutcome::Failed {
         class: error.class,
         code: error.code.clone(),

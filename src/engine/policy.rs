@@ -8,12 +8,12 @@
 //! fingerprint changes, which ends the failure run and so resets the backoff.
 
 use crate::cloud::{apply_policy, Policy, PolicyOutcome};
-use crate::engine::retry::{with_retries, RetryPolicy};
+use crate::engine::retry::{with_retries, RetriedErrors, RetryPolicy};
 use crate::engine::{backoff, inputs};
-use crate::error::{CloudError, ErrorClass};
+use crate::error::ErrorClass;
 use crate::store::{Attempt, Event, LastError, PolicyStatus, StateStore, StoreError, SubjectKind};
 use crate::telemetry::metrics::Metrics;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 /// What a policy pass needs.
@@ -48,19 +48,11 @@ pub fn subject(policy: &str, resource: &str) -> String {
 /// When the next pass is due after the trailing failures of `history`, and how many failed
 /// passes they make. `None` when the history does not end in a failure.
 fn backoff_state(history: &[Attempt]) -> Option<(Option<OffsetDateTime>, u32)> {
-    let failures: Vec<&Attempt> = history
-        .iter()
-        .rev()
-        .take_while(|attempt| attempt.class.is_some())
-        .collect();
-    let last = failures.first()?;
-    let class = last.class?;
-    let mut times: Vec<OffsetDateTime> = failures.iter().map(|attempt| attempt.at).collect();
-    times.dedup();
-    let passes = u32::try_from(times.len()).unwrap_or(u32::MAX);
-    let due = backoff::next_delay(class, passes)
-        .map(|delay| last.at + time::Duration::try_from(delay).unwrap_or(time::Duration::HOUR));
-    Some((due, passes))
+    let (class, passes, last) = backoff::trailing_failures(history)?;
+    Some((
+        backoff::next_delay(class, passes).map(|delay| last + delay),
+        passes,
+    ))
 }
 
 /// The window opening a resource waits for after its vendor job failed (recorded in its
@@ -78,38 +70,6 @@ pub fn job_failed_until(status: &PolicyStatus) -> Option<OffsetDateTime> {
 /// parked or its history does not end in a failure.
 pub fn retry_at(history: &[Attempt]) -> Option<OffsetDateTime> {
     backoff_state(history).and_then(|(due, _)| due)
-}
-
-/// The failures retried inside a pass, recorded once the pass ends.
-#[derive(Default)]
-struct Retried(Mutex<Vec<CloudError>>);
-
-impl Retried {
-    fn push(&self, error: &CloudError) {
-        // Plain pushes cannot leave the list inconsistent, so a poisoned lock is still usable.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(error.clone());
-    }
-
-    fn take(self) -> Vec<CloudError> {
-        self.0
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-fn count_error(metrics: &Metrics, error: &CloudError) {
-    metrics
-        .errors
-        .with_label_values(&[
-            error.vendor,
-            &error.operation,
-            error.class.as_str(),
-            crate::cloud::code_label(error.vendor, &error.code),
-        ])
-        .inc();
 }
 
 /// One pass of `policy` (configured as `name`) over `resource` at `now`. `inputs` is a
@@ -161,7 +121,7 @@ pub async fn reconcile_policy(
 
     // A remediation whose vendor job ran and failed is not retried inside the pass: such a
     // change may restart a database, so it waits for the next pass (and window).
-    let retried = Retried::default();
+    let retried = RetriedErrors::default();
     let result = with_retries(
         &context.retry,
         || async {
@@ -176,7 +136,7 @@ pub async fn reconcile_policy(
     .await
     .and_then(|inner| inner);
     for error in retried.take() {
-        count_error(&context.metrics, &error);
+        context.metrics.count_error(&error);
         store.record_attempt(&attempt(
             &error.operation,
             Some(error.class),
@@ -255,7 +215,7 @@ pub async fn reconcile_policy(
                 });
             }
             let retry_at = deferred.or(retry_at);
-            count_error(&context.metrics, &error);
+            context.metrics.count_error(&error);
             context
                 .metrics
                 .policy_remediations
@@ -288,6 +248,7 @@ mod tests {
     use super::*;
     use crate::cloud::{PolicyFinding, PolicyMode, Remediation};
     use crate::engine::window::MaintenanceWindow;
+    use crate::error::CloudError;
     use crate::store::sqlite::SqliteStore;
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicU32, Ordering};

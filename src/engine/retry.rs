@@ -58,6 +58,27 @@ impl RetryPolicy {
     }
 }
 
+/// The failures [`with_retries`] retried, collected from its `on_retry` callback so the
+/// caller can count and record each once the operation has ended.
+#[derive(Default)]
+pub struct RetriedErrors(std::sync::Mutex<Vec<CloudError>>);
+
+impl RetriedErrors {
+    pub fn push(&self, error: &CloudError) {
+        // Plain pushes cannot leave the list inconsistent, so a poisoned lock is still usable.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(error.clone());
+    }
+
+    pub fn take(self) -> Vec<CloudError> {
+        self.0
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// Runs `operation` until it succeeds, fails with a class that is not retried within an
 /// operation, or runs out of attempts. `on_retry` sees each error that will be retried
 /// (for metrics and the attempt history).

@@ -3,7 +3,7 @@
 //! restart computes the same times. Obtaining a certificate backs off by the class of its
 //! last failures, read from the attempt history like deploys read theirs from the ledger.
 
-use crate::engine::backoff::next_delay;
+use crate::engine::backoff::{next_delay, trailing_failures};
 use crate::error::ErrorClass;
 use crate::store::{Attempt, PolicyStatus};
 use std::time::Duration;
@@ -31,19 +31,12 @@ pub fn next_wake(
 /// request (`invalid`) is not parked as a deploy would be: it is often fixed outside our
 /// config (DNS, CAA records, an account limit), so it waits like `auth`, doubling from 1 h.
 pub fn obtain_retry_at(history: &[Attempt]) -> Option<OffsetDateTime> {
-    let failures: Vec<&Attempt> = history
-        .iter()
-        .rev()
-        .take_while(|attempt| attempt.class.is_some())
-        .collect();
-    let last = failures.first()?;
-    let class = match last.class? {
+    let (class, failures, last) = trailing_failures(history)?;
+    let class = match class {
         ErrorClass::Invalid => ErrorClass::Auth,
         class => class,
     };
-    let attempts = u32::try_from(failures.len()).unwrap_or(u32::MAX);
-    let delay = next_delay(class, attempts)?;
-    Some(last.at + delay)
+    Some(last + next_delay(class, failures)?)
 }
 
 /// The next time after `after` that `schedule` fires.

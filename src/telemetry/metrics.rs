@@ -34,6 +34,19 @@ pub struct Metrics {
 pub struct MetricsError(#[from] prometheus::Error);
 
 impl Metrics {
+    /// Counts one failed call in `certkeeper_errors_total` (codes outside the vendors'
+    /// documented tables are labelled `other`, so a server cannot grow the series).
+    pub fn count_error(&self, error: &crate::error::CloudError) {
+        self.errors
+            .with_label_values(&[
+                error.vendor,
+                &error.operation,
+                error.class.as_str(),
+                crate::cloud::code_label(error.vendor, &error.code),
+            ])
+            .inc();
+    }
+
     pub fn new() -> Result<Self, MetricsError> {
         let registry = Registry::new();
         let gauge = |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, MetricsError> {
