@@ -1,0 +1,1 @@
+//! Hostile probes: config (filled by its owner).

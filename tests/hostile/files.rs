@@ -1,0 +1,1 @@
+//! Hostile probes: files (filled by its owner).

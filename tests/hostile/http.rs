@@ -1,0 +1,1 @@
+//! Hostile probes: http (filled by its owner).

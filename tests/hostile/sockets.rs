@@ -1,0 +1,1 @@
+//! Hostile probes: sockets (filled by its owner).

@@ -1,0 +1,168 @@
+//! Helpers shared by the integration tests: loopback ports, the in-tree simulator, the
+//! `certkeeper` binary as a child process, HTTP probes and polling. Each test file that needs
+//! them says `mod support;`; not every file uses every helper, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+use certkeeper::cloud::sim::{serve, SimSeed, Simulator};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A loopback port nobody listens on now and no other test of this process was given: the
+/// tests run in parallel, and the kernel may hand a just-released port out again.
+pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("binding a loopback port")
+            .local_addr()
+            .expect("reading the bound port")
+            .port();
+        if GIVEN.lock().expect("port registry").insert(port) {
+            return port;
+        }
+    }
+}
+
+/// The simulator served on a loopback port by its own runtime, for as long as this lives.
+pub struct Sim {
+    pub url: String,
+    pub simulator: Arc<Simulator>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// Starts the simulator from a seed written in the documented TOML format.
+pub fn start_sim(seed_toml: &str) -> Sim {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime for the simulator");
+    let simulator = Arc::new(Simulator::new(
+        SimSeed::from_toml(seed_toml).expect("a valid simulator seed"),
+    ));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("binding the simulator");
+    let url = format!("http://{}", listener.local_addr().expect("simulator address"));
+    runtime.spawn(serve(listener, simulator.clone(), std::future::pending()));
+    Sim {
+        url,
+        simulator,
+        _runtime: runtime,
+    }
+}
+
+/// A child process killed and reaped when the test ends, however it ends.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`, ...) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.0.id().to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `timeout` for the child to exit; `None` if it is still running.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `certkeeper` binary under test.
+pub fn certkeeper_command() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+}
+
+/// Runs `certkeeper ARGS --config CONFIG` with `envs` set and waits for it.
+pub fn certkeeper(config: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut command = certkeeper_command();
+    command.args(args).arg("--config").arg(config);
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command.output().expect("running certkeeper")
+}
+
+/// Starts `certkeeper run --config CONFIG` (JSON logs on stderr, piped) with `envs` set.
+pub fn spawn_daemon(config: &Path, envs: &[(&str, &str)]) -> ChildGuard {
+    let mut command = certkeeper_command();
+    command
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    ChildGuard(command.spawn().expect("starting the daemon"))
+}
+
+/// GET `path` on a loopback port; the status and the whole answer, or `None` if nobody
+/// answered within 5 s.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, text))
+}
+
+/// Polls `check` every 100 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// `certkeeper status --json` for CONFIG, or `Null` when it printed no JSON.
+pub fn status_json(config: &Path) -> serde_json::Value {
+    let output = certkeeper(config, &["status", "--json"], &[]);
+    serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// The value of the first sample of `series` (name with its labels, as exposed) in a
+/// Prometheus text exposition.
+pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok())?
+        })
+}
