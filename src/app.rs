@@ -594,6 +594,7 @@ impl Daemon {
         force: &BTreeSet<String>,
     ) -> Result<(), StoreError> {
         for entry in &components.certificates {
+            self.health.progress();
             let name = entry.config.name.as_str();
             let label = entry.config.source.label();
             match &entry.source {
@@ -714,6 +715,7 @@ impl Daemon {
         for (_, mut jobs) in queues {
             jobs.sort_by_key(|(done, _)| *done);
             let context = context.clone();
+            let health = self.health.clone();
             drivers.spawn(async move {
                 let mut running = tokio::task::JoinSet::new();
                 let mut jobs = jobs.into_iter().map(|(_, job)| job);
@@ -734,7 +736,9 @@ impl Daemon {
                             .await
                         });
                     }
-                    match running.join_next().await {
+                    let joined = running.join_next().await;
+                    health.progress();
+                    match joined {
                         None => return Ok(()),
                         Some(Ok(Ok(_))) => {}
                         Some(Ok(Err(error))) => return Err(error),
@@ -838,6 +842,7 @@ impl Daemon {
                     now,
                 )
                 .await?;
+                self.health.progress();
             }
         }
         Ok(())
@@ -851,6 +856,7 @@ impl Daemon {
         scan: bool,
         manual: &Manual,
     ) -> Result<(), StoreError> {
+        let _pass = self.health.begin_pass();
         let now = OffsetDateTime::now_utc();
         self.obtain_due(components, now, &manual.renew).await?;
         // A fresh clock: obtaining may have taken minutes, and a certificate issued during
@@ -1106,6 +1112,16 @@ pub async fn run_with(
     let metrics = Metrics::new().context("setting up metrics")?;
     let health = Health::new();
     let mut config = loaded.config;
+    health.set_stall_budget(
+        config::parse_duration(&config.daemon.stall_timeout)
+            .unwrap_or(crate::telemetry::server::DEFAULT_STALL_TIMEOUT),
+    );
+    // Every cloud call answered is progress of the running pass.
+    let progress_observer: Arc<dyn crate::cloud::http::RequestObserver> =
+        Arc::new(crate::telemetry::server::ProgressObserver {
+            health: health.clone(),
+            inner: Arc::new(metrics.clone()),
+        });
     let store = crate::store::sqlite::SqliteStore::open(&config.daemon.state_dir)
         .context("opening the state store")?;
     let _state_lock = crate::fsutil::lock_state_dir(&config.daemon.state_dir)
@@ -1118,7 +1134,7 @@ pub async fn run_with(
             &config,
             source_store.clone(),
             environment.as_ref(),
-            Arc::new(metrics.clone()),
+            progress_observer.clone(),
         )
         .await
         .context("building components")?,
@@ -1178,6 +1194,7 @@ pub async fn run_with(
         .unwrap_or(Duration::from_secs(30));
     let mut watchdog_timer = tokio::time::interval(watchdog);
     watchdog_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stall_reported = false;
     let mut next_scan = next_scan_time(&config, OffsetDateTime::now_utc());
     let mut wake_at = Instant::now();
     let mut pass_wanted = true;
@@ -1208,12 +1225,23 @@ pub async fn run_with(
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = watchdog_timer.tick() => {
-                notifier.watchdog();
                 health.tick(OffsetDateTime::now_utc().unix_timestamp());
+                // A stalled pass starves the watchdog, so systemd restarts the daemon.
+                match health.stall() {
+                    None => {
+                        notifier.watchdog();
+                        stall_reported = false;
+                    }
+                    Some(stall) if !stall_reported => {
+                        tracing::error!(silent_seconds = stall.silent_for.as_secs(), budget_seconds = stall.budget.as_secs(), "{stall}; no longer feeding the watchdog");
+                        stall_reported = true;
+                    }
+                    Some(_) => {}
+                }
             }
             _ = hangup.recv() => {
                 notifier.reloading();
-                match reload(&config_path, source_store.clone(), environment.as_ref(), Arc::new(metrics.clone())).await {
+                match reload(&config_path, source_store.clone(), environment.as_ref(), progress_observer.clone()).await {
                     Ok((new_config, new_components)) => {
                         config = new_config;
                         components = Arc::new(new_components);

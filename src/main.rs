@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const EX_USAGE: u8 = 64;
+const EX_UNAVAILABLE: u8 = 69;
 const EX_SOFTWARE: u8 = 70;
 const EX_IOERR: u8 = 74;
 const EX_CONFIG: u8 = 78;
@@ -199,6 +200,10 @@ fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
             tokio::runtime::Runtime::new()
                 .context("starting the runtime")
                 .and_then(|runtime| runtime.block_on(certkeeper::app::run_manual(loaded, request)))
+        }
+        Err(error) if error.is_unavailable() => {
+            eprintln!("certkeeper: {error}");
+            return ExitCode::from(EX_UNAVAILABLE);
         }
         Err(error) => Err(error.into()),
     };

@@ -116,6 +116,10 @@ pub struct DaemonConfig {
     /// How long SIGTERM waits for in-flight deploys before exiting.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: String,
+    /// How long a running pass may go without progress before `/healthz` fails and the
+    /// systemd watchdog is no longer fed.
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout: String,
 }
 
 impl Default for DaemonConfig {
@@ -127,6 +131,7 @@ impl Default for DaemonConfig {
             grace_period: default_grace_period(),
             concurrency: default_concurrency(),
             shutdown_grace: default_shutdown_grace(),
+            stall_timeout: default_stall_timeout(),
         }
     }
 }
@@ -142,6 +147,9 @@ fn default_scan_schedule() -> String {
 }
 fn default_shutdown_grace() -> String {
     "30s".into()
+}
+fn default_stall_timeout() -> String {
+    "5m".into()
 }
 fn default_grace_period() -> String {
     "7d".into()
@@ -768,6 +776,9 @@ fn validate_daemon(daemon: &DaemonConfig, errors: &mut Vec<ConfigIssue>) {
     }
     if let Err(error) = parse_duration(&daemon.shutdown_grace) {
         errors.push(ConfigIssue::new("daemon.shutdown_grace", error));
+    }
+    if let Err(error) = parse_duration(&daemon.stall_timeout) {
+        errors.push(ConfigIssue::new("daemon.stall_timeout", error));
     }
     if let Err(error) = parse_duration(&daemon.grace_period) {
         errors.push(ConfigIssue::new("daemon.grace_period", error));
