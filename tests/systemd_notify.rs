@@ -12,39 +12,16 @@ use support::free_port;
 #[test]
 fn notify_sequence_ready_status_watchdog_reloading_stopping() {
     let directory = tempfile::tempdir().unwrap();
-    let socket_path = directory.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let config_path = directory.path().join("certkeeper.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            r#"
-[daemon]
-state_dir = "{state}"
-metrics_listen = "127.0.0.1:{port}"
-
-[local_ca.internal]
-
-[[certificate]]
-name = "internal"
-domains = ["svc.internal.example"]
-source = {{ local_ca = "internal" }}
-deploy_to = ["files"]
-
-[[target]]
-name = "files"
-kind = "file"
-directory = "{files}"
-"#,
-            state = directory.path().join("state").display(),
-            port = free_port(),
-            files = directory.path().join("tls").display(),
+    let (socket_path, socket) = bind_notify_socket(directory.path(), Duration::from_millis(200));
+    let (config_path, _) = write_config(
+        directory.path(),
+        "",
+        &format!(
+            r#"kind = "file"
+directory = "{}""#,
+            directory.path().join("tls").display()
         ),
-    )
-    .unwrap();
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
         .args(["run", "--config"])
         .arg(&config_path)
@@ -115,6 +92,54 @@ directory = "{files}"
     );
 }
 
+/// A notify socket in `directory` (path and socket) whose reads wait at most `read_timeout`.
+fn bind_notify_socket(
+    directory: &std::path::Path,
+    read_timeout: Duration,
+) -> (std::path::PathBuf, UnixDatagram) {
+    let path = directory.join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(read_timeout)).unwrap();
+    (path, socket)
+}
+
+/// Writes a config with one local-CA certificate, `www`, deployed to one target `t` (whose
+/// table body is `target`) and `daemon_extra` lines in `[daemon]`; its path and metrics port.
+fn write_config(
+    directory: &std::path::Path,
+    daemon_extra: &str,
+    target: &str,
+) -> (std::path::PathBuf, u16) {
+    let port = free_port();
+    let path = directory.join("certkeeper.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[daemon]
+state_dir = "{state}"
+metrics_listen = "127.0.0.1:{port}"
+{daemon_extra}
+
+[local_ca.internal]
+
+[[certificate]]
+name = "www"
+domains = ["www.example.com"]
+source = {{ local_ca = "internal" }}
+deploy_to = ["t"]
+
+[[target]]
+name = "t"
+{target}
+"#,
+            state = directory.join("state").display(),
+        ),
+    )
+    .unwrap();
+    (path, port)
+}
+
 /// A vendor endpoint that accepts connections and never answers, for as long as the process.
 fn silent_endpoint() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -144,48 +169,27 @@ fn messages_within(socket: &UnixDatagram, window: Duration) -> Vec<String> {
 #[test]
 fn a_stuck_pass_turns_healthz_red_and_starves_the_watchdog() {
     let directory = tempfile::tempdir().unwrap();
-    let socket_path = directory.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let metrics_port = free_port();
-    let config_path = directory.path().join("certkeeper.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            r#"
-[daemon]
-state_dir = "{state}"
-metrics_listen = "127.0.0.1:{metrics_port}"
-stall_timeout = "2s"
-shutdown_grace = "1s"
-
+    let (socket_path, socket) = bind_notify_socket(directory.path(), Duration::from_millis(100));
+    let (config_path, metrics_port) = write_config(
+        directory.path(),
+        "stall_timeout = \"2s\"\nshutdown_grace = \"1s\"",
+        r#"kind = "alibaba-cdn"
+credentials = "ali"
+domain = "www.example.com""#,
+    );
+    // The credentials the target uses: a vendor endpoint that never answers.
+    let mut config = std::fs::read_to_string(&config_path).unwrap();
+    config.push_str(&format!(
+        r#"
 [credentials.ali]
 provider = "alibaba"
 access_key_id = "LTAIstalltest"
 access_key_secret_env = "TEST_ALIBABA_SECRET"
-endpoint = "{endpoint}"
-
-[local_ca.internal]
-
-[[certificate]]
-name = "www"
-domains = ["www.example.com"]
-source = {{ local_ca = "internal" }}
-deploy_to = ["cdn-www"]
-
-[[target]]
-name = "cdn-www"
-kind = "alibaba-cdn"
-credentials = "ali"
-domain = "www.example.com"
+endpoint = "{}"
 "#,
-            state = directory.path().join("state").display(),
-            endpoint = silent_endpoint(),
-        ),
-    )
-    .unwrap();
+        silent_endpoint()
+    ));
+    std::fs::write(&config_path, config).unwrap();
     let mut daemon = support::spawn_daemon(
         &config_path,
         &[
