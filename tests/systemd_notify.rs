@@ -7,13 +7,12 @@ mod support;
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::free_port;
 
 #[test]
 fn notify_sequence_ready_status_watchdog_reloading_stopping() {
     let directory = tempfile::tempdir().unwrap();
     let (socket_path, socket) = bind_notify_socket(directory.path(), Duration::from_millis(200));
-    let (config_path, _) = write_config(
+    let (config_path, _) = support::write_local_ca_config(
         directory.path(),
         "",
         &format!(
@@ -103,43 +102,6 @@ fn bind_notify_socket(
     (path, socket)
 }
 
-/// Writes a config with one local-CA certificate, `www`, deployed to one target `t` (whose
-/// table body is `target`) and `daemon_extra` lines in `[daemon]`; its path and metrics port.
-fn write_config(
-    directory: &std::path::Path,
-    daemon_extra: &str,
-    target: &str,
-) -> (std::path::PathBuf, u16) {
-    let port = free_port();
-    let path = directory.join("certkeeper.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[daemon]
-state_dir = "{state}"
-metrics_listen = "127.0.0.1:{port}"
-{daemon_extra}
-
-[local_ca.internal]
-
-[[certificate]]
-name = "www"
-domains = ["www.example.com"]
-source = {{ local_ca = "internal" }}
-deploy_to = ["t"]
-
-[[target]]
-name = "t"
-{target}
-"#,
-            state = directory.join("state").display(),
-        ),
-    )
-    .unwrap();
-    (path, port)
-}
-
 /// A vendor endpoint that accepts connections and never answers, for as long as the process.
 fn silent_endpoint() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -170,7 +132,7 @@ fn messages_within(socket: &UnixDatagram, window: Duration) -> Vec<String> {
 fn a_stuck_pass_turns_healthz_red_and_starves_the_watchdog() {
     let directory = tempfile::tempdir().unwrap();
     let (socket_path, socket) = bind_notify_socket(directory.path(), Duration::from_millis(100));
-    let (config_path, metrics_port) = write_config(
+    let (config_path, metrics_port) = support::write_local_ca_config(
         directory.path(),
         "stall_timeout = \"2s\"\nshutdown_grace = \"1s\"",
         r#"kind = "alibaba-cdn"

@@ -3,10 +3,11 @@
 //! (store open, config loaded, first reconcile done).
 //!
 //! The listener is exposed to whatever can reach the port, so every connection is bounded:
-//! request headers must arrive within [`HEADER_READ_TIMEOUT`] (a slowloris client is dropped),
-//! a connection lives at most [`CONNECTION_LIFETIME`], at most [`MAX_CONNECTIONS`] are served
-//! at once (the rest get a 503 and are closed), and accept errors (EMFILE) back off instead
-//! of spinning.
+//! request headers must arrive within [`HEADER_READ_TIMEOUT`] of the connection (or of the
+//! previous response) starting to wait for them, which drops slowloris and idle keep-alive
+//! clients alike; a connection lives at most [`CONNECTION_LIFETIME`] (a client pipelining or
+//! reading slowly forever); at most [`MAX_CONNECTIONS`] are served at once (the rest get a
+//! 503 and are closed); accept errors (EMFILE) back off instead of spinning.
 
 use super::metrics::Metrics;
 use axum::http::StatusCode;
@@ -199,7 +200,8 @@ impl crate::cloud::http::RequestObserver for ProgressObserver {
 /// How long the loop may be silent before `/healthz` fails.
 const STALE_AFTER: Duration = Duration::from_secs(120);
 
-/// Request headers must be complete this long after a connection starts waiting for them.
+/// Request headers must be complete this long after a connection starts waiting for them
+/// (hyper starts the clock on an idle keep-alive connection too: it is the idle timeout).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection is asked to close (after its current response) once this old, and dropped
@@ -416,9 +418,23 @@ where
     }
 }
 
-/// Tells a connection beyond the cap why it is closed, without waiting on it for long.
+/// Tells a connection beyond the cap why it is closed, without waiting on it for long. The
+/// request is drained (a little of it, briefly) so that closing does not reset the
+/// connection before the client has read the 503.
 async fn refuse(mut stream: tokio::net::TcpStream) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY_REPLY)).await;
+    use tokio::io::AsyncReadExt;
+    let refused = async {
+        stream.write_all(BUSY_REPLY).await?;
+        stream.shutdown().await?;
+        let mut drained = [0u8; 4096];
+        for _ in 0..16 {
+            if stream.read(&mut drained).await? == 0 {
+                break;
+            }
+        }
+        std::io::Result::Ok(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), refused).await;
 }
 
 #[cfg(test)]
@@ -463,6 +479,52 @@ mod tests {
         assert_eq!(health.stall_at(progressed + 5_000), None, "progress resets");
         drop(pass);
         assert_eq!(health.stall_at(far_future), None, "a finished pass is idle");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_beyond_the_cap_get_a_503_and_are_closed() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            Metrics::new().unwrap(),
+            Health::new(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            held.push(tokio::net::TcpStream::connect(address).await.unwrap());
+        }
+        let mut extra = tokio::net::TcpStream::connect(address).await.unwrap();
+        let mut answer = String::new();
+        extra.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.ends_with("too many connections\n"), "{answer}");
+        // A freed slot serves again.
+        drop(held.pop());
+        let mut served = String::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+            stream
+                .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            served.clear();
+            let read = stream.read_to_string(&mut served).await;
+            if read.is_ok() && !served.contains("too many connections") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(served.contains("store not open"), "{served}");
+        let _ = stop.send(());
+        drop(held);
+        server.await.unwrap().unwrap();
     }
 
     #[test]

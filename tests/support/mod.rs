@@ -169,3 +169,41 @@ pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
             (name == series).then(|| value.parse().ok())?
         })
 }
+
+/// Writes `DIRECTORY/certkeeper.toml`: state in `DIRECTORY/state`, one local-CA certificate
+/// `www` (www.example.com) deployed to one target `t` whose table body is `target`, and
+/// `daemon_extra` lines in `[daemon]`. Returns the config path and its metrics port.
+pub fn write_local_ca_config(
+    directory: &Path,
+    daemon_extra: &str,
+    target: &str,
+) -> (std::path::PathBuf, u16) {
+    let port = free_port();
+    let path = directory.join("certkeeper.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[daemon]
+state_dir = "{state}"
+metrics_listen = "127.0.0.1:{port}"
+{daemon_extra}
+
+[local_ca.internal]
+
+[[certificate]]
+name = "www"
+domains = ["www.example.com"]
+source = {{ local_ca = "internal" }}
+deploy_to = ["t"]
+
+[[target]]
+name = "t"
+{target}
+"#,
+            state = directory.join("state").display(),
+        ),
+    )
+    .expect("writing the config");
+    (path, port)
+}
