@@ -191,13 +191,11 @@ endpoint = "{}"
     );
     assert!(stalled(), "the stall is still reported");
 
-    daemon.signal("TERM");
-    let status = daemon
-        .wait_timeout(Duration::from_secs(60))
-        .expect("the daemon stops on SIGTERM despite the stuck pass");
-    assert!(status.success(), "{status:?}");
-    let mut logs = String::new();
-    std::io::Read::read_to_string(&mut daemon.0.stderr.take().unwrap(), &mut logs).unwrap();
+    let (status, logs) = daemon.stop_and_read_logs();
+    assert!(
+        status.is_some_and(|status| status.success()),
+        "the daemon stops on SIGTERM despite the stuck pass: {status:?}"
+    );
     let stall_line = logs
         .lines()
         .find(|line| line.contains("no longer feeding the watchdog"))

@@ -207,3 +207,19 @@ name = "t"
     .expect("writing the config");
     (path, port)
 }
+
+impl ChildGuard {
+    /// Sends SIGTERM, waits up to 60 s for the child to exit, and returns how it exited (`None`
+    /// if it is still running) with everything it wrote on its piped stderr.
+    pub fn stop_and_read_logs(&mut self) -> (Option<std::process::ExitStatus>, String) {
+        use std::io::Read;
+        self.signal("TERM");
+        let status = self.wait_timeout(Duration::from_secs(60));
+        let mut logs = String::new();
+        if let Some(mut stderr) = self.0.stderr.take() {
+            // The child has exited (or is killed when the guard drops): the pipe ends.
+            let _ = stderr.read_to_string(&mut logs);
+        }
+        (status, logs)
+    }
+}
