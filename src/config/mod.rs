@@ -673,6 +673,7 @@ pub fn validate(config: &Config) -> (Vec<ConfigIssue>, Vec<ConfigIssue>) {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     validate_daemon(&config.daemon, &mut errors);
+    validate_stall_budget(config, &mut errors);
     for (name, credentials) in &config.credentials {
         validate_credentials(name, credentials, &mut errors, &mut warnings);
     }
@@ -749,6 +750,28 @@ fn valid_name(name: &str) -> bool {
         && name.chars().all(|character| {
             character.is_ascii_alphanumeric() || matches!(character, '-' | '_' | '.')
         })
+}
+
+/// A pass waiting out a DNS-01 propagation makes no progress meanwhile: the stall budget must
+/// be longer, or every DNS-01 order would look like a stuck pass and get the daemon restarted.
+fn validate_stall_budget(config: &Config, errors: &mut Vec<ConfigIssue>) {
+    let Ok(budget) = parse_duration(&config.daemon.stall_timeout) else {
+        return;
+    };
+    for (name, acme) in &config.acme {
+        let Some(wait) = acme.dns_propagation_wait.as_deref() else {
+            continue;
+        };
+        if parse_duration(wait).is_ok_and(|wait| wait >= budget) {
+            errors.push(ConfigIssue::new(
+                format!("acme.{name}.dns_propagation_wait"),
+                format!(
+                    "`{wait}` is not shorter than daemon.stall_timeout (`{}`): the wait would look like a stuck pass; raise daemon.stall_timeout",
+                    config.daemon.stall_timeout
+                ),
+            ));
+        }
+    }
 }
 
 fn validate_daemon(daemon: &DaemonConfig, errors: &mut Vec<ConfigIssue>) {
@@ -1342,5 +1365,32 @@ mod tests {
         assert!(domain_syntax("-a.example.com", true).is_err());
         assert!(domain_syntax("localhost", true).is_err());
         assert!(domain_syntax("exa_mple.com", true).is_err());
+    }
+
+    #[test]
+    fn a_dns_propagation_wait_must_fit_in_the_stall_budget() {
+        let text = |wait: &str| {
+            format!(
+                "[daemon]\nstall_timeout = \"2m\"\n[acme.le]\ndirectory = \"https://acme.example/dir\"\ndns_propagation_wait = \"{wait}\"\n"
+            )
+        };
+        let issues = |wait: &str| {
+            let Ok(config) = parse(&text(wait)) else {
+                panic!("the test config parses")
+            };
+            let (errors, _) = validate(&config);
+            errors
+                .into_iter()
+                .filter(|issue| issue.path == "acme.le.dns_propagation_wait")
+                .map(|issue| issue.message)
+                .collect::<Vec<_>>()
+        };
+        assert!(issues("90s").is_empty());
+        let refused = issues("2m");
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(
+            refused[0].contains("not shorter than daemon.stall_timeout (`2m`)"),
+            "{refused:?}"
+        );
     }
 }
