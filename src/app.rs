@@ -1230,7 +1230,10 @@ pub async fn run_with(
                 match health.stall() {
                     None => {
                         notifier.watchdog();
-                        stall_reported = false;
+                        if stall_reported {
+                            tracing::info!("the pass is making progress again; feeding the watchdog");
+                            stall_reported = false;
+                        }
                     }
                     Some(stall) if !stall_reported => {
                         tracing::error!(silent_seconds = stall.silent_for.as_secs(), budget_seconds = stall.budget.as_secs(), "{stall}; no longer feeding the watchdog");
