@@ -345,3 +345,346 @@ fn last_in_sync_event(
     }
     Ok(newest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cert::bundle::testing;
+    use crate::cloud::{PolicyFinding, Remediation};
+    use crate::error::{CloudError, ErrorClass};
+    use crate::store::{LastError, RenewalPlan, SqliteStore};
+    use async_trait::async_trait;
+    use time::macros::datetime;
+
+    /// A policy that is never called: the restore only asks for its mode, window and
+    /// resources.
+    struct Described {
+        mode: PolicyMode,
+        window: Option<MaintenanceWindow>,
+        resources: Vec<String>,
+    }
+
+    #[async_trait]
+    impl Policy for Described {
+        fn name(&self) -> &str {
+            "ssl"
+        }
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        fn mode(&self) -> PolicyMode {
+            self.mode
+        }
+        fn maintenance_window(&self) -> Option<&MaintenanceWindow> {
+            self.window.as_ref()
+        }
+        fn resources(&self) -> Vec<String> {
+            self.resources.clone()
+        }
+        async fn check(&self, _resource: &str) -> Result<PolicyFinding, CloudError> {
+            unreachable!("the restore never checks")
+        }
+        async fn remediate(&self, _resource: &str) -> Result<Remediation, CloudError> {
+            unreachable!("the restore never remediates")
+        }
+    }
+
+    fn attempt(kind: SubjectKind, subject: &str, class: Option<ErrorClass>, at: i64) -> Attempt {
+        Attempt {
+            subject_kind: kind,
+            subject: subject.to_owned(),
+            operation: if class.is_some() { "Describe" } else { "check" }.to_owned(),
+            class,
+            code: class.map(|_| "InvalidAccessKeyId.NotFound".to_owned()),
+            at: OffsetDateTime::from_unix_timestamp(at).unwrap(),
+        }
+    }
+
+    fn ledger_row(
+        target: &str,
+        version: &CertificateVersion,
+        status: DeployStatus,
+        attempts: u32,
+        class: Option<ErrorClass>,
+        at: OffsetDateTime,
+    ) -> DeploymentRecord {
+        DeploymentRecord {
+            target: target.to_owned(),
+            certificate: version.certificate.clone(),
+            desired_fingerprint: Some(version.fingerprint.clone()),
+            observed_fingerprint: (status == DeployStatus::InSync)
+                .then(|| version.fingerprint.clone()),
+            status,
+            attempts,
+            last_error: class.map(|class| LastError {
+                class,
+                code: "Code".into(),
+                message: "failed".into(),
+            }),
+            next_attempt_at: None,
+            updated_at: at,
+        }
+    }
+
+    #[test]
+    fn restore_sets_every_series_from_the_store_and_drops_removed_objects() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(directory.path()).unwrap();
+        let metrics = Metrics::new().unwrap();
+        let now = datetime!(2026-11-23 12:00 UTC);
+        let bundle = testing::self_signed(
+            &["www.example.com"],
+            now - time::Duration::days(5),
+            now + time::Duration::days(25),
+        );
+        let obtained = now - time::Duration::days(5);
+        let version = CertificateVersion::from_bundle("www", &bundle, "local_ca:x", obtained);
+        store
+            .insert_certificate_version(&version, &["cdn".into(), "bad".into()])
+            .unwrap();
+        let renewal_at = datetime!(2026-12-08 00:00 UTC);
+        store
+            .put_renewal_plan(&RenewalPlan {
+                certificate: "www".into(),
+                fingerprint: version.fingerprint.clone(),
+                renewal_at,
+                ari_window: None,
+                ari_next_check_at: None,
+                updated_at: obtained,
+            })
+            .unwrap();
+        let seconds = |at: OffsetDateTime| at.unix_timestamp();
+        // `www` obtained once, then refused twice by the CA.
+        for (class, at) in [
+            (None, seconds(obtained)),
+            (Some(ErrorClass::Auth), seconds(now) - 7200),
+            (Some(ErrorClass::Auth), seconds(now) - 3600),
+        ] {
+            store
+                .record_attempt(&attempt(SubjectKind::Certificate, "www", class, at))
+                .unwrap();
+        }
+        store
+            .put_deployment(&ledger_row(
+                "cdn",
+                &version,
+                DeployStatus::InSync,
+                0,
+                None,
+                now - time::Duration::minutes(3),
+            ))
+            .unwrap();
+        store
+            .put_deployment(&ledger_row(
+                "bad",
+                &version,
+                DeployStatus::Failed,
+                3,
+                Some(ErrorClass::Auth),
+                now,
+            ))
+            .unwrap();
+        store
+            .put_policy_status(&PolicyStatus {
+                policy: "ssl".into(),
+                resource: "db-1".into(),
+                compliant: false,
+                observed: serde_json::json!({"observed": "off", NONCOMPLIANT_SINCE: seconds(now) - 600}),
+                last_checked: now - time::Duration::minutes(10),
+                last_job_id: None,
+                last_error: None,
+            })
+            .unwrap();
+        store
+            .record_attempt(&attempt(
+                SubjectKind::Policy,
+                "ssl/db-1",
+                None,
+                seconds(now) - 600,
+            ))
+            .unwrap();
+        store
+            .record_attempt(&attempt(
+                SubjectKind::Policy,
+                "ssl/db-1",
+                Some(ErrorClass::Busy),
+                seconds(now) - 60,
+            ))
+            .unwrap();
+        let policy = Described {
+            mode: PolicyMode::Audit,
+            window: None,
+            resources: vec!["db-1".into(), "db-2".into()],
+        };
+        let inventory = Inventory {
+            certificates: vec![
+                CertificateItem {
+                    name: "www",
+                    rule: RenewalRule::default(),
+                },
+                CertificateItem {
+                    name: "new",
+                    rule: RenewalRule::default(),
+                },
+            ],
+            targets: ["cdn", "bad", "idle"]
+                .into_iter()
+                .map(|name| TargetItem {
+                    name,
+                    kind: "alibaba-cdn",
+                    certificates: if name == "idle" {
+                        vec!["new"]
+                    } else {
+                        vec!["www"]
+                    },
+                })
+                .collect(),
+            policies: vec![PolicyItem {
+                name: "ssl",
+                policy: &policy,
+            }],
+        };
+        restore(&store, &metrics, &inventory, now).unwrap();
+
+        let gauge = |family: &prometheus::GaugeVec, labels: &[&str]| {
+            family.with_label_values(labels).get() as i64
+        };
+        let int = |family: &prometheus::IntGaugeVec, labels: &[&str]| {
+            family.with_label_values(labels).get()
+        };
+        // Certificates: validity and plan of the newest version; a new one is due now.
+        assert_eq!(
+            gauge(&metrics.certificate_expiration, &["www"]),
+            seconds(version.not_after)
+        );
+        assert_eq!(
+            gauge(&metrics.certificate_not_before, &["www"]),
+            seconds(version.not_before)
+        );
+        assert_eq!(
+            gauge(&metrics.certificate_renewal, &["www"]),
+            seconds(renewal_at)
+        );
+        assert_eq!(gauge(&metrics.certificate_renewal, &["new"]), 0);
+        assert_eq!(
+            gauge(&metrics.certificate_last_success, &["www"]),
+            seconds(obtained)
+        );
+        assert_eq!(int(&metrics.certificate_consecutive_failures, &["www"]), 2);
+        assert_eq!(int(&metrics.certificate_last_error, &["www", "auth"]), 1);
+        assert_eq!(gauge(&metrics.certificate_last_success, &["new"]), 0);
+        // Targets: in sync with what it serves; failing with its class; never deployed.
+        let cdn = ["cdn", "alibaba-cdn"];
+        assert_eq!(int(&metrics.target_in_sync, &cdn), 1);
+        assert_eq!(
+            gauge(&metrics.target_last_success, &cdn),
+            seconds(now) - 180
+        );
+        assert_eq!(
+            gauge(&metrics.target_certificate_not_before, &cdn),
+            seconds(version.not_before)
+        );
+        let bad = ["bad", "alibaba-cdn"];
+        assert_eq!(int(&metrics.target_in_sync, &bad), 0);
+        assert_eq!(int(&metrics.target_consecutive_failures, &bad), 3);
+        assert_eq!(int(&metrics.target_parked, &bad), 0);
+        assert_eq!(
+            int(&metrics.target_last_error, &["bad", "alibaba-cdn", "auth"]),
+            1
+        );
+        assert_eq!(gauge(&metrics.target_last_success, &bad), 0);
+        let idle = ["idle", "alibaba-cdn"];
+        assert_eq!(int(&metrics.target_in_sync, &idle), 0);
+        assert_eq!(int(&metrics.target_consecutive_failures, &idle), 0);
+        // Policy resources: audit finding overdue at once; an unchecked one is all zeros.
+        let db1 = ["ssl", "db-1"];
+        assert_eq!(int(&metrics.policy_compliant, &db1), 0);
+        assert_eq!(int(&metrics.policy_remediation_overdue, &db1), 1);
+        assert_eq!(int(&metrics.policy_consecutive_failures, &db1), 1);
+        assert_eq!(int(&metrics.policy_last_error, &["ssl", "db-1", "busy"]), 1);
+        assert_eq!(gauge(&metrics.policy_last_check, &db1), seconds(now) - 600);
+        let text = metrics.encode().unwrap();
+        assert!(
+            text.contains("certkeeper_policy_last_check_timestamp_seconds{policy=\"ssl\",resource=\"db-2\"} 0"),
+            "{text}"
+        );
+
+        // A reload without `bad`, `new` (and so `idle`'s certificate) and db-2.
+        let inventory = Inventory {
+            certificates: inventory.certificates.into_iter().take(1).collect(),
+            targets: inventory.targets.into_iter().take(1).collect(),
+            policies: inventory.policies,
+        };
+        let policy_without_db2 = Described {
+            mode: PolicyMode::Audit,
+            window: None,
+            resources: vec!["db-1".into()],
+        };
+        let inventory = Inventory {
+            policies: vec![PolicyItem {
+                name: "ssl",
+                policy: &policy_without_db2,
+            }],
+            ..inventory
+        };
+        restore(&store, &metrics, &inventory, now).unwrap();
+        let text = metrics.encode().unwrap();
+        for gone in [
+            "target=\"bad\"",
+            "target=\"idle\"",
+            "certificate=\"new\"",
+            "resource=\"db-2\"",
+        ] {
+            assert!(!text.contains(gone), "{gone} still exported:\n{text}");
+        }
+        assert!(text.contains("certkeeper_target_in_sync{kind=\"alibaba-cdn\",target=\"cdn\"} 1"));
+    }
+
+    #[test]
+    fn enforce_mode_is_overdue_once_the_window_closes_uncorrected() {
+        let found = datetime!(2026-11-23 12:00 UTC);
+        let status = PolicyStatus {
+            policy: "ssl".into(),
+            resource: "db-1".into(),
+            compliant: false,
+            observed: serde_json::json!({ NONCOMPLIANT_SINCE: found.unix_timestamp() }),
+            last_checked: found,
+            last_job_id: None,
+            last_error: None,
+        };
+        let window = MaintenanceWindow::new("0 2 * * *", Duration::from_secs(3600)).unwrap();
+        let overdue = |mode, window: Option<&MaintenanceWindow>, at| {
+            remediation_overdue(&status, mode, window, at)
+        };
+        let closes = datetime!(2026-11-24 03:00 UTC);
+        assert!(!overdue(
+            PolicyMode::Enforce,
+            Some(&window),
+            closes - time::Duration::seconds(1)
+        ));
+        assert!(overdue(PolicyMode::Enforce, Some(&window), closes));
+        assert!(overdue(PolicyMode::Audit, Some(&window), found));
+        assert!(overdue(PolicyMode::Enforce, None, found));
+        // Found during an open window: overdue when that one closes.
+        let inside = PolicyStatus {
+            observed: serde_json::json!({ NONCOMPLIANT_SINCE: datetime!(2026-11-24 02:30 UTC).unix_timestamp() }),
+            ..status.clone()
+        };
+        assert!(remediation_overdue(
+            &inside,
+            PolicyMode::Enforce,
+            Some(&window),
+            closes
+        ));
+        let compliant = PolicyStatus {
+            compliant: true,
+            ..status
+        };
+        assert!(!remediation_overdue(
+            &compliant,
+            PolicyMode::Audit,
+            None,
+            closes
+        ));
+    }
+}
