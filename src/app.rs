@@ -381,16 +381,12 @@ pub(crate) fn planned_renewal(
     certificate: &config::CertificateConfig,
     version: &CertificateVersion,
 ) -> Result<OffsetDateTime, StoreError> {
-    Ok(match store.renewal_plan(&certificate.name)? {
-        Some(plan) if plan.fingerprint == version.fingerprint => plan.renewal_at,
-        _ => renewal_time(&RenewalInputs {
-            not_before: version.not_before,
-            not_after: version.not_after,
-            rule: renewal_rule(certificate),
-            ari_point: None,
-            jitter: Duration::ZERO,
-        }),
-    })
+    crate::engine::state::planned_renewal(
+        store,
+        &certificate.name,
+        renewal_rule(certificate),
+        version,
+    )
 }
 
 fn renewal_rule(certificate: &config::CertificateConfig) -> RenewalRule {
@@ -461,14 +457,20 @@ impl Daemon {
             ari_next_check_at: None,
             updated_at: now,
         })?;
-        self.metrics
-            .certificate_expiration
-            .with_label_values(&[certificate.name.as_str()])
-            .set(bundle.info.not_after.unix_timestamp() as f64);
-        self.metrics
-            .certificate_renewal
-            .with_label_values(&[certificate.name.as_str()])
-            .set(renewal_at.unix_timestamp() as f64);
+        self.metrics.set_certificate_version(
+            &certificate.name,
+            Some(crate::engine::state::validity(&version)),
+            renewal_at.unix_timestamp(),
+        );
+        tracing::info!(
+            certificate = %certificate.name,
+            fingerprint = %version.fingerprint,
+            serial = %version.serial,
+            not_after = %version.not_after,
+            renewal_at = %renewal_at,
+            source = %source,
+            "stored a new certificate version"
+        );
         self.event(
             "certificate.stored",
             &certificate.name,
@@ -533,9 +535,13 @@ impl Daemon {
         let name = entry.config.name.as_str();
         match event {
             FileEvent::Imported { bundle, .. } => {
-                self.import(&entry.config, &bundle, &entry.config.source.label())
+                self.import(&entry.config, &bundle, &entry.config.source.label())?;
+                self.record_obtain(name, "import", None);
+                Ok(())
             }
             FileEvent::Rejected { error, .. } => {
+                // The file source has logged the rejection with the file it concerns.
+                self.record_obtain(name, "import", Some((error.class, &error.code)));
                 self.metrics
                     .renewals
                     .with_label_values(&[name, "file", "failure"])
@@ -571,17 +577,82 @@ impl Daemon {
         Ok(Some(retry_at.map_or(renewal_at, |at| at.max(renewal_at))))
     }
 
-    fn record_obtain(&self, name: &str, failure: Option<(ErrorClass, &str)>) {
+    /// Records an obtain or import attempt and sets the certificate's failure gauges from
+    /// the history it ends (the same reading as at start, `engine::state`).
+    fn record_obtain(&self, name: &str, operation: &str, failure: Option<(ErrorClass, &str)>) {
         let attempt = Attempt {
             subject_kind: SubjectKind::Certificate,
             subject: name.to_owned(),
-            operation: "obtain".to_owned(),
+            operation: operation.to_owned(),
             class: failure.map(|(class, _)| class),
             code: failure.map(|(_, code)| code.to_owned()),
             at: crate::store::truncate_to_seconds(OffsetDateTime::now_utc()),
         };
         if let Err(error) = self.store.record_attempt(&attempt) {
             tracing::error!(error = %error, "cannot record an obtain attempt");
+        }
+        if failure.is_none() {
+            self.metrics
+                .certificate_succeeded(name, attempt.at.unix_timestamp());
+            return;
+        }
+        match self.store.attempts(SubjectKind::Certificate, name) {
+            Ok(history) => self
+                .metrics
+                .set_certificate_failing(name, crate::engine::state::failing(&history)),
+            Err(error) => tracing::error!(error = %error, "cannot read the obtain attempts"),
+        }
+    }
+
+    /// What the state gauges cover: every configured certificate, target and policy.
+    fn inventory<'a>(components: &'a Components) -> crate::engine::state::Inventory<'a> {
+        use crate::engine::state::{CertificateItem, Inventory, PolicyItem, TargetItem};
+        Inventory {
+            certificates: components
+                .certificates
+                .iter()
+                .map(|entry| CertificateItem {
+                    name: &entry.config.name,
+                    rule: renewal_rule(&entry.config),
+                })
+                .collect(),
+            targets: components
+                .config
+                .targets
+                .iter()
+                .filter_map(|target| components.targets.get(&target.name))
+                .map(|handle| TargetItem {
+                    name: &handle.name,
+                    kind: handle.kind,
+                    certificates: components
+                        .certificates
+                        .iter()
+                        .filter(|entry| entry.config.deploy_to.contains(&handle.name))
+                        .map(|entry| entry.config.name.as_str())
+                        .collect(),
+                })
+                .collect(),
+            policies: components
+                .policies
+                .iter()
+                .map(|(config, policy)| PolicyItem {
+                    name: &config.name,
+                    policy: policy.as_ref(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Sets every state gauge of `components` from the store and drops those of objects no
+    /// longer configured (at start, before READY, and after each reload). A store that
+    /// cannot be read is logged; the pass reports it again.
+    pub fn restore_metrics(&self, components: &Components) {
+        let inventory = Self::inventory(components);
+        let now = OffsetDateTime::now_utc();
+        if let Err(error) =
+            crate::engine::state::restore(self.store.as_ref(), &self.metrics, &inventory, now)
+        {
+            tracing::error!(error = %error, "cannot restore the metrics from the state store");
         }
     }
 
@@ -631,19 +702,23 @@ impl Daemon {
                     }) {
                         Ok(bundle) => {
                             self.import(&entry.config, &bundle, &label)?;
-                            self.record_obtain(name, None);
+                            self.record_obtain(name, "obtain", None);
                             self.metrics
                                 .renewals
                                 .with_label_values(&[name, source_kind, "success"])
                                 .inc();
                         }
                         Err(error) => {
-                            self.record_obtain(name, Some((error.class, &error.code)));
+                            self.record_obtain(name, "obtain", Some((error.class, &error.code)));
                             self.metrics
                                 .renewals
                                 .with_label_values(&[name, source_kind, "failure"])
                                 .inc();
-                            tracing::warn!(certificate = %name, class = %error.class, code = %error.code, error = %error, "obtaining a certificate failed");
+                            crate::telemetry::logging::failure!(
+                                crate::telemetry::logging::needs_human(error.class, false),
+                                certificate = %name, class = %error.class, code = %error.code,
+                                error = %error, "obtaining a certificate failed"
+                            );
                             self.event("certificate.obtain_failed", name, error.to_string(), serde_json::json!({"class": error.class.as_str(), "code": error.code}));
                         }
                     }
@@ -866,6 +941,12 @@ impl Daemon {
             .await?;
         self.check_policies(components, now, scan).await?;
         refresh_retry_pending(self.store.as_ref(), &self.metrics)?;
+        crate::engine::state::refresh_remediation_overdue(
+            self.store.as_ref(),
+            &self.metrics,
+            &Self::inventory(components).policies,
+            now,
+        )?;
         let finished = OffsetDateTime::now_utc().unix_timestamp();
         self.metrics.last_reconcile.set(finished);
         self.health.tick(finished);
@@ -1172,6 +1253,7 @@ pub async fn run_with(
     let (files_tx, mut files_rx) = tokio::sync::mpsc::unbounded_channel();
     let (mut watch_stop_tx, watch_stop_rx) = tokio::sync::watch::channel(false);
     watch_files(&components, &files_tx, &watch_stop_rx);
+    daemon.restore_metrics(&components);
 
     // READY as soon as the config is loaded and the store open: the first pass runs in the
     // loop like every other, and /readyz reports when it has finished.
@@ -1248,6 +1330,7 @@ pub async fn run_with(
                     Ok((new_config, new_components)) => {
                         config = new_config;
                         components = Arc::new(new_components);
+                        daemon.restore_metrics(&components);
                         let _ = watch_stop_tx.send(true);
                         let (tx, rx) = tokio::sync::watch::channel(false);
                         watch_stop_tx = tx;

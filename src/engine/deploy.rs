@@ -8,13 +8,14 @@
 use crate::cloud::{converge, deploy_and_verify, Convergence, Target};
 use crate::engine::retry::{with_retries, RetriedErrors, RetryPolicy};
 use crate::engine::window::MaintenanceWindow;
-use crate::engine::{backoff, inputs};
+use crate::engine::{backoff, inputs, state};
 use crate::error::{CloudError, ErrorClass};
 use crate::store::{
     Attempt, CertificateVersion, DeployStatus, DeploymentRecord, Event, LastError, StateStore,
     StoreError, SubjectKind,
 };
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::logging::{failure, needs_human};
+use crate::telemetry::metrics::{Failing, Metrics};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -189,7 +190,6 @@ pub async fn reconcile_target_with_inputs(
         );
         return fail(context, handle, record, &failure, now).await;
     }
-    let labels = [handle.name.as_str(), handle.kind];
     // A new version for a target whose last read showed the old one: the ledger already
     // knows the target is stale, so the read before the write is skipped (it would halve
     // the write rate where reads and writes share a limit, e.g. VOD). A failed or
@@ -216,14 +216,9 @@ pub async fn reconcile_target_with_inputs(
             Ok(live) => live,
             Err(error) => return fail(context, handle, record, &error, now).await,
         };
-        if let Some(not_after) = live.not_after {
-            context
-                .metrics
-                .target_certificate_expiration
-                .with_label_values(&labels)
-                .set(not_after.unix_timestamp() as f64);
-        }
-        if live.serves(&bundle) {
+        let serves = live.serves(&bundle);
+        publish_served(context, handle, version, serves, &live)?;
+        if serves {
             let was_in_sync = record.status == DeployStatus::InSync;
             record.status = DeployStatus::InSync;
             record.observed_fingerprint = Some(version.fingerprint.clone());
@@ -234,10 +229,9 @@ pub async fn reconcile_target_with_inputs(
             store.put_deployment(&record)?;
             context
                 .metrics
-                .target_in_sync
-                .with_label_values(&labels)
-                .set(1);
+                .target_proven_in_sync(&handle.name, handle.kind, now.unix_timestamp());
             if !was_in_sync {
+                tracing::info!(target_name = %handle.name, kind = handle.kind, certificate = %version.certificate, fingerprint = %version.fingerprint, "target serves the desired certificate");
                 store.append_event(&event(
                     "deploy.in_sync",
                     &handle.name,
@@ -252,9 +246,7 @@ pub async fn reconcile_target_with_inputs(
     }
     context
         .metrics
-        .target_in_sync
-        .with_label_values(&labels)
-        .set(0);
+        .target_not_in_sync(&handle.name, handle.kind);
     if let Some(window) = &handle.window {
         if !window.is_open(now) {
             let opens = window.next_open(now);
@@ -270,6 +262,7 @@ pub async fn reconcile_target_with_inputs(
     record.updated_at = now;
     store.put_deployment(&record)?;
     let retried = RetriedErrors::default();
+    let started = std::time::Instant::now();
     // The first attempt follows a read (or the ledger) that showed a difference, so it
     // writes at once; a retry reads first, since the failed attempt may have written.
     let mut first = true;
@@ -316,6 +309,15 @@ pub async fn reconcile_target_with_inputs(
                 serde_json::json!({"fingerprint": version.fingerprint, "certificate": version.certificate}),
                 now,
             ))?;
+            tracing::info!(
+                target_name = %handle.name,
+                kind = handle.kind,
+                certificate = %version.certificate,
+                fingerprint = %version.fingerprint,
+                serial = %version.serial,
+                duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "deployed"
+            );
             context
                 .metrics
                 .deployments
@@ -323,14 +325,12 @@ pub async fn reconcile_target_with_inputs(
                 .inc();
             context
                 .metrics
-                .target_in_sync
-                .with_label_values(&labels)
-                .set(1);
-            context
-                .metrics
-                .target_certificate_expiration
-                .with_label_values(&labels)
-                .set(version.not_after.unix_timestamp() as f64);
+                .target_proven_in_sync(&handle.name, handle.kind, now.unix_timestamp());
+            context.metrics.set_target_served(
+                &handle.name,
+                handle.kind,
+                Some(state::validity(version)),
+            );
             Ok(match convergence {
                 Convergence::AlreadyInSync => DeployOutcome::InSync,
                 Convergence::Deployed => DeployOutcome::Deployed,
@@ -338,6 +338,40 @@ pub async fn reconcile_target_with_inputs(
         }
         Err(error) => fail(context, handle, record, &error, now).await,
     }
+}
+
+/// Sets what the target is known to serve: the desired version when the read proved it,
+/// else the stored version whose fingerprint it serves, else only the expiry the read gave.
+fn publish_served(
+    context: &DeployContext,
+    handle: &TargetHandle,
+    version: &CertificateVersion,
+    serves: bool,
+    live: &crate::cloud::LiveCertificate,
+) -> Result<(), StoreError> {
+    let served = if serves {
+        Some(state::validity(version))
+    } else if let Some(fingerprint) = &live.fingerprint {
+        context
+            .store
+            .certificate_versions(&version.certificate)?
+            .iter()
+            .find(|stored| &stored.fingerprint == fingerprint)
+            .map(state::validity)
+    } else {
+        None
+    };
+    context
+        .metrics
+        .set_target_served(&handle.name, handle.kind, served);
+    if let (None, Some(not_after)) = (served, live.not_after) {
+        context
+            .metrics
+            .target_certificate_expiration
+            .with_label_values(&[handle.name.as_str(), handle.kind])
+            .set(not_after.unix_timestamp() as f64);
+    }
+    Ok(())
 }
 
 /// Sets `certkeeper_retry_pending{class}` from the store: the targets and policy resources
@@ -376,6 +410,7 @@ fn record_retried(
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
     for error in retried.take() {
+        tracing::warn!(target_name = %handle.name, class = %error.class, code = %error.code, request_id = error.request_id.as_deref().unwrap_or(""), error = %error, "retrying a failed call");
         context.metrics.count_error(&error);
         context.store.record_attempt(&Attempt {
             subject_kind: SubjectKind::Target,
@@ -442,7 +477,23 @@ async fn fail(
         }),
         now,
     ))?;
-    tracing::warn!(target_name = %handle.name, class = %error.class, code = %error.code, error = %error, "deploy failed");
+    let parked = retry_at.is_none();
+    failure!(
+        needs_human(error.class, parked),
+        target_name = %handle.name, kind = handle.kind, class = %error.class, code = %error.code,
+        request_id = error.request_id.as_deref().unwrap_or(""), parked,
+        retry_at = retry_at.map_or(0, OffsetDateTime::unix_timestamp), error = %error,
+        "deploy failed"
+    );
+    context.metrics.set_target_failing(
+        &handle.name,
+        handle.kind,
+        Some(Failing {
+            consecutive: record.attempts,
+            class: error.class,
+        }),
+        parked,
+    );
     context
         .metrics
         .deployments

@@ -1,7 +1,7 @@
 //! The engine: maintenance windows, renewal timing, the two retry layers (in-operation in
 //! `retry`, across operations in `backoff`), vendor rate limits (`ratelimit`), when the loop next
 //! wakes (`schedule`) and the per-target reconcile (`deploy`) that the daemon loop in
-//! `app` drives.
+//! `app` drives, and the state gauges rebuilt from the store (`state`).
 
 pub mod backoff;
 pub mod deploy;
@@ -11,4 +11,5 @@ pub mod ratelimit;
 pub mod renewal;
 pub mod retry;
 pub mod schedule;
+pub mod state;
 pub mod window;

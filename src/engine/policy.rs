@@ -9,7 +9,7 @@
 
 use crate::cloud::{apply_policy, Policy, PolicyOutcome};
 use crate::engine::retry::{with_retries, RetriedErrors, RetryPolicy};
-use crate::engine::{backoff, inputs};
+use crate::engine::{backoff, inputs, state};
 use crate::error::ErrorClass;
 use crate::store::{Attempt, Event, LastError, PolicyStatus, StateStore, StoreError, SubjectKind};
 use crate::telemetry::metrics::Metrics;
@@ -113,6 +113,7 @@ pub async fn reconcile_policy(
     // A vendor job that failed is retried in the next maintenance window, never again in
     // the one it failed in (it may have restarted the database).
     let previous = store.policy_status(name, resource)?;
+    let previous_since = previous.as_ref().and_then(state::noncompliant_since);
     if let Some(opens) = previous.as_ref().and_then(job_failed_until) {
         if opens > now {
             return Ok(PolicyPass::Skipped { until: Some(opens) });
@@ -165,6 +166,7 @@ pub async fn reconcile_policy(
                         .policy_remediations
                         .with_label_values(&[name, "success"])
                         .inc();
+                    tracing::info!(policy = %name, resource = %resource, job_id = remediation.job_id.as_deref().unwrap_or(""), "policy remediated");
                     store.append_event(&Event {
                         id: 0,
                         at: now,
@@ -175,7 +177,7 @@ pub async fn reconcile_policy(
                     })?;
                 }
                 PolicyOutcome::Reported(finding) => {
-                    status.observed = serde_json::json!(finding.observed);
+                    status.observed = serde_json::json!({"observed": finding.observed});
                 }
                 PolicyOutcome::Busy(finding) => {
                     // `busy` brings the next check forward (engine::schedule).
@@ -226,7 +228,12 @@ pub async fn reconcile_policy(
                 Some(error.class),
                 Some(error.code.clone()),
             ))?;
-            tracing::warn!(policy = %name, resource = %resource, class = %error.class, code = %error.code, error = %error, "policy pass failed");
+            crate::telemetry::logging::failure!(
+                crate::telemetry::logging::needs_human(error.class, retry_at.is_none()),
+                policy = %name, resource = %resource, class = %error.class, code = %error.code,
+                request_id = error.request_id.as_deref().unwrap_or(""), error = %error,
+                "policy pass failed"
+            );
             PolicyPass::Failed {
                 class: error.class,
                 code: error.code,
@@ -234,12 +241,25 @@ pub async fn reconcile_policy(
             }
         }
     };
+    // A check that found it non-compliant starts (or continues) the clock of
+    // `remediation_overdue`; a failed check continues a clock already running.
+    let found_noncompliant = matches!(pass, PolicyPass::Applied(_)) && !status.compliant;
+    let since = previous_since.or(found_noncompliant.then_some(now));
+    if let Some(since) = since.filter(|_| !status.compliant) {
+        if !status.observed.is_object() {
+            status.observed = match status.observed.take() {
+                serde_json::Value::Null => serde_json::json!({}),
+                observed => serde_json::json!({ "observed": observed }),
+            };
+        }
+        status.observed[state::NONCOMPLIANT_SINCE] = since.unix_timestamp().into();
+    }
+    store.put_policy_status(&status)?;
+    let history = store.attempts(SubjectKind::Policy, &subject)?;
+    let gauges = state::policy_resource_state(Some(&status), &history, policy, now);
     context
         .metrics
-        .policy_compliant
-        .with_label_values(&[name, resource])
-        .set(i64::from(status.compliant));
-    store.put_policy_status(&status)?;
+        .set_policy_resource_state(name, resource, &gauges);
     Ok(pass)
 }
 

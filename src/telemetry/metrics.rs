@@ -2,10 +2,12 @@
 //! `certkeeper_<noun>_<unit>[_total]`; labels are configured names and enums only, never error
 //! text or secrets, so their number stays bounded by the config.
 
+use crate::error::ErrorClass;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
+use std::collections::{HashMap, HashSet};
 
 /// Every family, registered on one registry.
 #[derive(Clone)]
@@ -13,12 +15,25 @@ pub struct Metrics {
     registry: Registry,
     pub certificate_expiration: GaugeVec,
     pub certificate_renewal: GaugeVec,
+    pub certificate_not_before: GaugeVec,
+    pub certificate_consecutive_failures: IntGaugeVec,
+    pub certificate_last_success: GaugeVec,
+    pub certificate_last_error: IntGaugeVec,
     pub target_certificate_expiration: GaugeVec,
+    pub target_certificate_not_before: GaugeVec,
     pub target_in_sync: IntGaugeVec,
+    pub target_consecutive_failures: IntGaugeVec,
+    pub target_last_success: GaugeVec,
+    pub target_parked: IntGaugeVec,
+    pub target_last_error: IntGaugeVec,
     pub deployments: IntCounterVec,
     pub errors: IntCounterVec,
     pub renewals: IntCounterVec,
     pub policy_compliant: IntGaugeVec,
+    pub policy_last_check: GaugeVec,
+    pub policy_consecutive_failures: IntGaugeVec,
+    pub policy_remediation_overdue: IntGaugeVec,
+    pub policy_last_error: IntGaugeVec,
     pub policy_remediations: IntCounterVec,
     pub cloud_requests: IntCounterVec,
     pub cloud_request_duration: HistogramVec,
@@ -93,15 +108,60 @@ impl Metrics {
                 "When each certificate is due for renewal (Unix time).",
                 &["certificate"],
             )?,
+            certificate_not_before: gauge(
+                "certkeeper_certificate_not_before_timestamp_seconds",
+                "Start of validity of the newest stored version of each certificate (Unix time).",
+                &["certificate"],
+            )?,
+            certificate_consecutive_failures: int_gauge(
+                "certkeeper_certificate_consecutive_failures",
+                "Obtain or import failures since the last success (0 when healthy).",
+                &["certificate"],
+            )?,
+            certificate_last_success: gauge(
+                "certkeeper_certificate_last_success_timestamp_seconds",
+                "When a version was last obtained or imported (Unix time, 0 = never).",
+                &["certificate"],
+            )?,
+            certificate_last_error: int_gauge(
+                "certkeeper_certificate_last_error_info",
+                "1 for the class of the last error while the certificate is failing.",
+                &["certificate", "class"],
+            )?,
             target_certificate_expiration: gauge(
                 "certkeeper_target_certificate_expiration_timestamp_seconds",
                 "Expiry of the certificate each target actually serves (Unix time).",
                 &["target", "kind"],
             )?,
+            target_certificate_not_before: gauge(
+                "certkeeper_target_certificate_not_before_timestamp_seconds",
+                "Start of validity of the certificate each target actually serves (Unix time).",
+                &["target", "kind"],
+            )?,
             target_in_sync: int_gauge(
                 "certkeeper_target_in_sync",
-                "1 when the target serves the desired certificate.",
+                "1 when a read proved the target serves the desired certificate, else 0.",
                 &["target", "kind"],
+            )?,
+            target_consecutive_failures: int_gauge(
+                "certkeeper_target_consecutive_failures",
+                "Failed reads or deploys since the last success (0 when healthy).",
+                &["target", "kind"],
+            )?,
+            target_last_success: gauge(
+                "certkeeper_target_last_success_timestamp_seconds",
+                "When the target was last proven in sync (Unix time, 0 = never).",
+                &["target", "kind"],
+            )?,
+            target_parked: int_gauge(
+                "certkeeper_target_parked",
+                "1 when the target is parked until its certificate or config changes (a human must act).",
+                &["target", "kind"],
+            )?,
+            target_last_error: int_gauge(
+                "certkeeper_target_last_error_info",
+                "1 for the class of the last error while the target is failing.",
+                &["target", "kind", "class"],
             )?,
             deployments: counter("certkeeper_deployments_total", "Deploy attempts by result.", &["target", "kind", "result"])?,
             errors: counter(
@@ -114,6 +174,26 @@ impl Metrics {
                 "certkeeper_policy_compliant",
                 "1 when the resource complies with the policy.",
                 &["policy", "resource"],
+            )?,
+            policy_last_check: gauge(
+                "certkeeper_policy_last_check_timestamp_seconds",
+                "When the resource's last check completed (Unix time, 0 = never).",
+                &["policy", "resource"],
+            )?,
+            policy_consecutive_failures: int_gauge(
+                "certkeeper_policy_consecutive_failures",
+                "Failed checks or remediations since the last success (0 when healthy).",
+                &["policy", "resource"],
+            )?,
+            policy_remediation_overdue: int_gauge(
+                "certkeeper_policy_remediation_overdue",
+                "1 when the resource is non-compliant and a human must act (audit mode) or a maintenance window closed without correcting it.",
+                &["policy", "resource"],
+            )?,
+            policy_last_error: int_gauge(
+                "certkeeper_policy_last_error_info",
+                "1 for the class of the last error while the resource is failing.",
+                &["policy", "resource", "class"],
             )?,
             policy_remediations: counter(
                 "certkeeper_policy_remediations_total",
@@ -156,11 +236,24 @@ impl Metrics {
     /// dashboard coverage test). Histograms also export `_bucket`, `_sum` and `_count`.
     pub fn family_names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 15] = [
+        let collectors: [&dyn Collector; 28] = [
             &self.certificate_expiration,
             &self.certificate_renewal,
+            &self.certificate_not_before,
+            &self.certificate_consecutive_failures,
+            &self.certificate_last_success,
+            &self.certificate_last_error,
             &self.target_certificate_expiration,
+            &self.target_certificate_not_before,
             &self.target_in_sync,
+            &self.target_consecutive_failures,
+            &self.target_last_success,
+            &self.target_parked,
+            &self.target_last_error,
+            &self.policy_last_check,
+            &self.policy_consecutive_failures,
+            &self.policy_remediation_overdue,
+            &self.policy_last_error,
             &self.deployments,
             &self.errors,
             &self.renewals,
@@ -182,6 +275,324 @@ impl Metrics {
             names.push(format!("certkeeper_cloud_request_duration_seconds{suffix}"));
         }
         names
+    }
+}
+
+/// When a certificate is valid, as Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+/// A run of failures: how many since the last success, and the class of the last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failing {
+    pub consecutive: u32,
+    pub class: ErrorClass,
+}
+
+/// Everything the state gauges say about one certificate (see METRICS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertificateState {
+    /// The newest stored version, if any.
+    pub newest: Option<Validity>,
+    /// Its planned renewal; 0 ("due now") when there is no version yet.
+    pub renewal_at: i64,
+    /// The last successful obtain or import (0 = never).
+    pub last_success: i64,
+    pub failing: Option<Failing>,
+}
+
+/// Everything the state gauges say about one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetState {
+    pub in_sync: bool,
+    /// What the target serves, when known.
+    pub served: Option<Validity>,
+    /// The last time it was proven in sync (0 = never).
+    pub last_success: i64,
+    pub parked: bool,
+    pub failing: Option<Failing>,
+}
+
+/// Everything the state gauges say about one policy resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyResourceState {
+    pub compliant: bool,
+    /// The last completed check (0 = never).
+    pub last_check: i64,
+    pub remediation_overdue: bool,
+    pub failing: Option<Failing>,
+}
+
+/// The configured objects whose series should exist; everything else is removed by
+/// [`Metrics::retain_objects`].
+#[derive(Debug, Default, Clone)]
+pub struct Configured {
+    pub certificates: HashSet<String>,
+    /// `(target, kind)`.
+    pub targets: HashSet<(String, String)>,
+    /// `(policy, resource)`.
+    pub resources: HashSet<(String, String)>,
+}
+
+/// Removes the series of `family` whose labels `keep` refuses.
+fn retain_series<T: prometheus::core::MetricVecBuilder>(
+    family: &prometheus::core::MetricVec<T>,
+    keep: &dyn Fn(&HashMap<&str, &str>) -> bool,
+) {
+    use prometheus::core::Collector;
+    for gathered in family.collect() {
+        for metric in gathered.get_metric() {
+            let labels: HashMap<&str, &str> = metric
+                .get_label()
+                .iter()
+                .map(|pair| (pair.name(), pair.value()))
+                .collect();
+            if !keep(&labels) {
+                // Just gathered, so present; a concurrent removal is harmless.
+                let _ = family.remove(&labels);
+            }
+        }
+    }
+}
+
+/// Sets `family{labels..., class}` to 1 for `class` and removes the other classes' series, so
+/// one object never has two `last_error_info` series (`None` removes them all).
+fn set_error_class(family: &IntGaugeVec, labels: &[&str], class: Option<ErrorClass>) {
+    for other in ErrorClass::ALL {
+        if Some(other) != class {
+            let mut values = labels.to_vec();
+            values.push(other.as_str());
+            // Absent is the usual case.
+            let _ = family.remove_label_values(&values);
+        }
+    }
+    if let Some(class) = class {
+        let mut values = labels.to_vec();
+        values.push(class.as_str());
+        family.with_label_values(&values).set(1);
+    }
+}
+
+fn set_or_remove(family: &GaugeVec, labels: &[&str], value: Option<i64>) {
+    match value {
+        Some(value) => family.with_label_values(labels).set(value as f64),
+        None => {
+            let _ = family.remove_label_values(labels);
+        }
+    }
+}
+
+/// The state gauges, set whole (at start and reload, from the store) or one outcome at a
+/// time (by the pass, where the outcome is decided).
+impl Metrics {
+    /// Every gauge of one certificate.
+    pub fn set_certificate_state(&self, certificate: &str, state: &CertificateState) {
+        self.set_certificate_version(certificate, state.newest, state.renewal_at);
+        let labels = [certificate];
+        self.certificate_last_success
+            .with_label_values(&labels)
+            .set(state.last_success as f64);
+        self.set_certificate_failing(certificate, state.failing);
+    }
+
+    /// The newest version's validity (absent without one) and its planned renewal.
+    pub fn set_certificate_version(
+        &self,
+        certificate: &str,
+        newest: Option<Validity>,
+        renewal_at: i64,
+    ) {
+        let labels = [certificate];
+        set_or_remove(
+            &self.certificate_expiration,
+            &labels,
+            newest.map(|validity| validity.not_after),
+        );
+        set_or_remove(
+            &self.certificate_not_before,
+            &labels,
+            newest.map(|validity| validity.not_before),
+        );
+        self.certificate_renewal
+            .with_label_values(&labels)
+            .set(renewal_at as f64);
+    }
+
+    /// An obtain or import succeeded at `at`.
+    pub fn certificate_succeeded(&self, certificate: &str, at: i64) {
+        self.certificate_last_success
+            .with_label_values(&[certificate])
+            .set(at as f64);
+        self.set_certificate_failing(certificate, None);
+    }
+
+    /// The failure run of a certificate (`None`: healthy).
+    pub fn set_certificate_failing(&self, certificate: &str, failing: Option<Failing>) {
+        self.certificate_consecutive_failures
+            .with_label_values(&[certificate])
+            .set(failing.map_or(0, |failing| i64::from(failing.consecutive)));
+        set_error_class(
+            &self.certificate_last_error,
+            &[certificate],
+            failing.map(|failing| failing.class),
+        );
+    }
+
+    /// Every gauge of one target.
+    pub fn set_target_state(&self, target: &str, kind: &str, state: &TargetState) {
+        let labels = [target, kind];
+        self.target_in_sync
+            .with_label_values(&labels)
+            .set(i64::from(state.in_sync));
+        self.set_target_served(target, kind, state.served);
+        self.target_last_success
+            .with_label_values(&labels)
+            .set(state.last_success as f64);
+        self.set_target_failing(target, kind, state.failing, state.parked);
+    }
+
+    /// What the target serves: both timestamps when known, neither when not.
+    pub fn set_target_served(&self, target: &str, kind: &str, served: Option<Validity>) {
+        let labels = [target, kind];
+        set_or_remove(
+            &self.target_certificate_expiration,
+            &labels,
+            served.map(|validity| validity.not_after),
+        );
+        set_or_remove(
+            &self.target_certificate_not_before,
+            &labels,
+            served.map(|validity| validity.not_before),
+        );
+    }
+
+    /// A read proved the target serves the desired version at `at`.
+    pub fn target_proven_in_sync(&self, target: &str, kind: &str, at: i64) {
+        let labels = [target, kind];
+        self.target_in_sync.with_label_values(&labels).set(1);
+        self.target_last_success
+            .with_label_values(&labels)
+            .set(at as f64);
+        self.set_target_failing(target, kind, None, false);
+    }
+
+    /// The target does not (or is not known to) serve the desired version.
+    pub fn target_not_in_sync(&self, target: &str, kind: &str) {
+        self.target_in_sync
+            .with_label_values(&[target, kind])
+            .set(0);
+    }
+
+    /// The failure run of a target (`None`: healthy) and whether it is parked.
+    pub fn set_target_failing(
+        &self,
+        target: &str,
+        kind: &str,
+        failing: Option<Failing>,
+        parked: bool,
+    ) {
+        let labels = [target, kind];
+        if failing.is_some() {
+            self.target_in_sync.with_label_values(&labels).set(0);
+        }
+        self.target_consecutive_failures
+            .with_label_values(&labels)
+            .set(failing.map_or(0, |failing| i64::from(failing.consecutive)));
+        self.target_parked
+            .with_label_values(&labels)
+            .set(i64::from(parked));
+        set_error_class(
+            &self.target_last_error,
+            &labels,
+            failing.map(|failing| failing.class),
+        );
+    }
+
+    /// Every gauge of one policy resource.
+    pub fn set_policy_resource_state(
+        &self,
+        policy: &str,
+        resource: &str,
+        state: &PolicyResourceState,
+    ) {
+        let labels = [policy, resource];
+        self.policy_compliant
+            .with_label_values(&labels)
+            .set(i64::from(state.compliant));
+        self.policy_last_check
+            .with_label_values(&labels)
+            .set(state.last_check as f64);
+        self.policy_remediation_overdue
+            .with_label_values(&labels)
+            .set(i64::from(state.remediation_overdue));
+        self.policy_consecutive_failures
+            .with_label_values(&labels)
+            .set(
+                state
+                    .failing
+                    .map_or(0, |failing| i64::from(failing.consecutive)),
+            );
+        set_error_class(
+            &self.policy_last_error,
+            &labels,
+            state.failing.map(|failing| failing.class),
+        );
+    }
+
+    /// Removes every per-object series of an object not in `configured` (after a reload).
+    pub fn retain_objects(&self, configured: &Configured) {
+        let certificate = |labels: &HashMap<&str, &str>| {
+            labels
+                .get("certificate")
+                .is_some_and(|name| configured.certificates.contains(*name))
+        };
+        let target = |labels: &HashMap<&str, &str>| match (labels.get("target"), labels.get("kind"))
+        {
+            (Some(target), Some(kind)) => configured
+                .targets
+                .contains(&((*target).to_owned(), (*kind).to_owned())),
+            _ => false,
+        };
+        let resource =
+            |labels: &HashMap<&str, &str>| match (labels.get("policy"), labels.get("resource")) {
+                (Some(policy), Some(resource)) => configured
+                    .resources
+                    .contains(&((*policy).to_owned(), (*resource).to_owned())),
+                _ => false,
+            };
+        for family in [
+            &self.certificate_expiration,
+            &self.certificate_renewal,
+            &self.certificate_not_before,
+            &self.certificate_last_success,
+        ] {
+            retain_series(family, &certificate);
+        }
+        retain_series(&self.certificate_consecutive_failures, &certificate);
+        retain_series(&self.certificate_last_error, &certificate);
+        for family in [
+            &self.target_certificate_expiration,
+            &self.target_certificate_not_before,
+            &self.target_last_success,
+        ] {
+            retain_series(family, &target);
+        }
+        for family in [
+            &self.target_in_sync,
+            &self.target_consecutive_failures,
+            &self.target_parked,
+            &self.target_last_error,
+            &self.policy_compliant,
+            &self.policy_consecutive_failures,
+            &self.policy_remediation_overdue,
+            &self.policy_last_error,
+        ] {
+            retain_series(family, &|labels| target(labels) || resource(labels));
+        }
+        retain_series(&self.policy_last_check, &resource);
     }
 }
 
@@ -220,5 +631,68 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("certkeeper_retry_pending{class=\"busy\"} 0"));
+    }
+
+    #[test]
+    fn one_error_class_per_object_and_removed_objects_disappear() {
+        let metrics = Metrics::new().unwrap();
+        let failing = |class| {
+            Some(Failing {
+                consecutive: 2,
+                class,
+            })
+        };
+        metrics.set_target_failing("cdn", "alibaba-cdn", failing(ErrorClass::Busy), false);
+        metrics.set_target_failing("cdn", "alibaba-cdn", failing(ErrorClass::Auth), false);
+        metrics.set_certificate_state(
+            "www",
+            &CertificateState {
+                newest: None,
+                renewal_at: 0,
+                last_success: 0,
+                failing: failing(ErrorClass::Invalid),
+            },
+        );
+        metrics.set_policy_resource_state(
+            "ssl",
+            "db-1",
+            &PolicyResourceState {
+                compliant: false,
+                last_check: 5,
+                remediation_overdue: true,
+                failing: None,
+            },
+        );
+        let text = metrics.encode().unwrap();
+        assert!(text.contains(
+            "certkeeper_target_last_error_info{class=\"auth\",kind=\"alibaba-cdn\",target=\"cdn\"} 1"
+        ));
+        assert!(!text.contains("class=\"busy\",kind"), "{text}");
+        assert!(text.contains("certkeeper_target_in_sync{kind=\"alibaba-cdn\",target=\"cdn\"} 0"));
+        assert!(text
+            .contains("certkeeper_certificate_renewal_timestamp_seconds{certificate=\"www\"} 0"));
+        assert!(!text.contains("certkeeper_certificate_expiration_timestamp_seconds{"));
+        assert!(text
+            .contains("certkeeper_policy_remediation_overdue{policy=\"ssl\",resource=\"db-1\"} 1"));
+
+        metrics.target_proven_in_sync("cdn", "alibaba-cdn", 7);
+        let text = metrics.encode().unwrap();
+        assert!(
+            !text.contains("certkeeper_target_last_error_info{"),
+            "{text}"
+        );
+        assert!(text.contains("certkeeper_target_last_success_timestamp_seconds{kind=\"alibaba-cdn\",target=\"cdn\"} 7"));
+
+        metrics.retain_objects(&Configured {
+            certificates: ["www".to_owned()].into(),
+            ..Configured::default()
+        });
+        let text = metrics.encode().unwrap();
+        assert!(text.contains(
+            "certkeeper_certificate_last_error_info{certificate=\"www\",class=\"invalid\"} 1"
+        ));
+        for gone in ["target=\"cdn\"", "resource=\"db-1\""] {
+            assert!(!text.contains(gone), "{gone} left in {text}");
+        }
     }
 }
