@@ -46,10 +46,11 @@ fn idle_control_connections_neither_block_a_deploy_nor_stay_open() {
     let (config, port, socket) = write_config(directory.path());
     let _daemon = ready_daemon(&config, port);
 
+    // Before the first connect: no idle connection can have been accepted earlier.
+    let opened = Instant::now();
     let idle: Vec<UnixStream> = (0..200)
         .map(|_| UnixStream::connect(&socket).unwrap())
         .collect();
-    let opened = Instant::now();
 
     // A real deploy goes through the daemon (not in-process) and succeeds.
     let output = support::certkeeper(&config, &["deploy", "t"], &[]);
