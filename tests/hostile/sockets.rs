@@ -96,7 +96,7 @@ fn idle_control_connections_neither_block_a_deploy_nor_stay_open() {
 fn garbage_on_the_control_socket_gets_an_error_reply() {
     let directory = tempfile::tempdir().unwrap();
     let (config, port, socket) = write_config(directory.path());
-    let _daemon = ready_daemon(&config, port);
+    let mut daemon = ready_daemon(&config, port);
     let oversize = vec![b'{'; 100_000];
     let cases: [(&[u8], &str); 4] = [
         (b"GET / HTTP/1.1\r\n\r\n", "bad request"),
@@ -117,6 +117,23 @@ fn garbage_on_the_control_socket_gets_an_error_reply() {
     // Still serving real requests.
     let output = support::certkeeper(&config, &["deploy", "t"], &[]);
     assert!(output.status.success(), "{output:?}");
+    // The operator sees each refusal once, at WARN, with the reason.
+    let (_, logs) = daemon.stop_and_read_logs();
+    let refusals: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("control request refused"))
+        .collect();
+    assert_eq!(refusals.len(), 4, "{logs}");
+    assert!(
+        refusals
+            .iter()
+            .all(|line| line.contains("\"level\":\"WARN\"")),
+        "{refusals:#?}"
+    );
+    assert!(
+        refusals.iter().any(|line| line.contains("not UTF-8")),
+        "{refusals:#?}"
+    );
 }
 
 #[test]
