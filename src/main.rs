@@ -289,7 +289,11 @@ fn healthcheck(listen: &str) -> anyhow::Result<()> {
     stream.take(4096).read_to_string(&mut answer)?;
     match answer.split_whitespace().nth(1) {
         Some("200") => Ok(()),
-        Some(status) => anyhow::bail!("/healthz answered {status}"),
+        Some(status) => {
+            // The body says why (e.g. which budget a stalled pass exceeded).
+            let reason = answer.split("\r\n\r\n").nth(1).unwrap_or_default().trim();
+            anyhow::bail!("/healthz answered {status}: {reason}")
+        }
         None => anyhow::bail!("/healthz gave no HTTP answer"),
     }
 }

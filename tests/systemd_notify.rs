@@ -190,6 +190,14 @@ endpoint = "{}"
         "a stalled pass must not feed the watchdog: {later:?}"
     );
     assert!(stalled(), "the stall is still reported");
+    // The container health check says why.
+    let check = support::certkeeper(&config_path, &["healthcheck"], &[]);
+    let check_error = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(1), "{check_error}");
+    assert!(
+        check_error.contains("/healthz answered 503: reconcile pass stalled"),
+        "{check_error}"
+    );
 
     let (status, logs) = daemon.stop_and_read_logs();
     assert!(
