@@ -304,7 +304,9 @@ pub async fn build(
     let mut local_cas: HashMap<String, Arc<dyn Source>> = HashMap::new();
     for (name, ca) in &config.local_ca {
         let settings = LocalCaSettings::from_config(name, ca).map_err(component)?;
-        let ca = LocalCa::open(settings, source_store.as_ref()).map_err(component)?;
+        let ca = LocalCa::load(settings, source_store.clone())
+            .await
+            .map_err(component)?;
         local_cas.insert(name.clone(), Arc::new(ca));
     }
     let mut certificates = Vec::new();
@@ -598,7 +600,7 @@ impl Daemon {
             let label = entry.config.source.label();
             match &entry.source {
                 CertificateSource::Files(files) => {
-                    for event in tokio::task::block_in_place(|| files.scan()) {
+                    for event in files.scan().await {
                         self.file_event(entry, event)?;
                     }
                 }

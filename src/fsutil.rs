@@ -246,6 +246,17 @@ pub fn secure_state_dir(state_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Helpers for tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// A FIFO at `path`: what a hostile or mistaken hand may leave where a file belongs.
+    pub(crate) fn make_fifo(path: &std::path::Path) {
+        use rustix::fs::{FileType, Mode, CWD};
+        rustix::fs::mknodat(CWD, path, FileType::Fifo, Mode::from_raw_mode(0o600), 0)
+            .expect("making a FIFO");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,14 +298,7 @@ mod tests {
     fn fifos_sockets_devices_and_directories_are_refused_without_blocking() {
         let directory = tempfile::tempdir().unwrap();
         let fifo = directory.path().join("cert.pem");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
+        crate::fsutil::testing::make_fifo(&fifo);
         let socket = directory.path().join("key.pem");
         let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
         for (path, what) in [
