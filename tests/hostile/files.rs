@@ -3,7 +3,9 @@
 //! directory; each against the daemon binary, checked as the operator sees it (readiness,
 //! metrics, `status`, log lines, exit status, file modes and owners).
 
-use crate::support::{free_port, http_get, spawn_daemon, status_json, wait_for, ChildGuard};
+use crate::support::{
+    certkeeper_command, free_port, http_get, spawn_daemon, status_json, wait_for, ChildGuard,
+};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
@@ -188,6 +190,28 @@ deploy_to = ["site-files"]
         target_row(&view, "internal-files")["in_sync"],
         true,
         "{view}"
+    );
+    // The control socket still serves: `deploy` through the daemon answers.
+    let mut deploy = ChildGuard(
+        certkeeper_command()
+            .args(["deploy", "internal-files", "--config"])
+            .arg(&config_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let deployed = deploy
+        .wait_timeout(START)
+        .expect("`certkeeper deploy` answers while a FIFO sits in the file source");
+    let mut deploy_stderr = String::new();
+    if let Some(mut pipe) = deploy.0.stderr.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut deploy_stderr).unwrap();
+    }
+    assert!(deployed.success(), "{deployed:?}: {deploy_stderr}");
+    assert!(
+        !deploy_stderr.contains("no daemon is running"),
+        "went through the daemon: {deploy_stderr}"
     );
     // A process of the same user can no longer read the daemon's memory (PR_SET_DUMPABLE
     // 0 makes its /proc entries root's); as root there is nothing to tell apart.
