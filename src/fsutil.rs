@@ -204,12 +204,20 @@ pub fn refuse_shared_directory(directory: &Path) -> io::Result<()> {
 /// one we own is tightened to 0700 (logged at WARN with the mode it had); one owned by
 /// someone else that is group- or world-writable (sticky or not) is refused, since we
 /// cannot tighten it and another user could replace `control.sock` or the store. A
-/// missing directory is left to the caller to create. Errors do not repeat the path.
+/// missing directory (or a path through a file) is left to the caller, which creates it
+/// or names what is wrong. Errors do not repeat the path.
 pub fn secure_state_dir(state_dir: &Path) -> io::Result<()> {
     // Through a descriptor, so the mode we check is the mode we change.
     let directory = match File::open(state_dir) {
         Ok(directory) => directory,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(())
+        }
         Err(error) => return Err(error),
     };
     let metadata = directory.metadata()?;
