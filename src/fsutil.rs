@@ -191,8 +191,8 @@ pub fn refuse_shared_directory(directory: &Path) -> io::Result<()> {
             io::ErrorKind::InvalidInput,
             format!(
                 "{} is group- or world-writable (mode {mode:04o}): another user could replace \
-                 the files written there; remove the write bits (chmod go-w) or choose another \
-                 directory",
+                 the files written there; remove the write bits (chmod go-w) or name a \
+                 subdirectory, which certkeeper creates 0755",
                 directory.display()
             ),
         ));
@@ -245,8 +245,8 @@ pub fn secure_state_dir(state_dir: &Path) -> io::Result<()> {
             io::ErrorKind::PermissionDenied,
             format!(
                 "the state directory is owned by uid {} and group- or world-writable (mode \
-                 {mode:04o}): another user could replace the store or control.sock; use a \
-                 directory the daemon's user owns",
+                 {mode:04o}): another user could replace the store or control.sock; name a \
+                 subdirectory, which certkeeper creates 0700",
                 metadata.uid()
             ),
         ));

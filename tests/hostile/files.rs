@@ -334,3 +334,40 @@ fn a_world_writable_state_directory_we_own_is_tightened_at_start() {
         "{stderr}"
     );
 }
+
+/// A group- or world-writable state directory owned by another user (we cannot tighten
+/// it, and that user or anyone could replace `control.sock` or the store) stops the start:
+/// a non-zero exit naming the directory, its owner and mode, and nothing written into it.
+/// As root we make one (owned by `nobody`); otherwise /tmp is one (root's, 1777).
+#[test]
+fn a_shared_state_directory_owned_by_another_user_stops_the_start() {
+    let directory = tempfile::tempdir().unwrap();
+    let root = directory.path();
+    let state = if rustix::process::geteuid().is_root() {
+        let state = root.join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        state
+    } else {
+        std::path::PathBuf::from("/tmp")
+    };
+    let config_path = write_config(root, &config(&state, free_port(), ""));
+    let mut daemon = start(&config_path);
+    let status = daemon
+        .child
+        .wait_timeout(START)
+        .expect("the daemon refuses to start, promptly");
+    let stderr = daemon.stderr.join().unwrap();
+    assert_eq!(status.code(), Some(70), "{stderr}");
+    assert!(
+        stderr.contains(&state.display().to_string())
+            && stderr.contains("world-writable (mode 1777)")
+            && stderr.contains("owned by uid"),
+        "{stderr}"
+    );
+    // By name: other processes may use /tmp meanwhile.
+    for name in ["state.db", "daemon.lock", "control.sock"] {
+        assert!(!state.join(name).exists(), "{name} written into it");
+    }
+}
