@@ -115,6 +115,23 @@ fn logged(stderr: &str, level: &str, needles: &[&str]) -> bool {
         })
 }
 
+/// The sum of the samples of `family` on /metrics whose labels include all of `labels`
+/// (`name="value"`), whatever the other labels; 0 when none (or no answer).
+fn counted(metrics_port: u16, family: &str, labels: &[&str]) -> f64 {
+    let Some((_, exposition)) = http_get(metrics_port, "/metrics") else {
+        return 0.0;
+    };
+    exposition
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with('{'))
+                && labels.iter().all(|label| line.contains(label))
+        })
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
 fn ready(metrics_port: u16) -> bool {
     http_get(metrics_port, "/readyz").is_some_and(|(status, _)| status == 200)
 }
@@ -167,19 +184,12 @@ deploy_to = ["site-files"]
         std::fs::read_to_string(root.join("internal/cert.pem"))
             .is_ok_and(|pem| pem.contains("BEGIN CERTIFICATE"))
     });
-    let refusals = |exposition: &str| {
-        exposition
-            .lines()
-            .filter(|line| {
-                line.starts_with("certkeeper_renewals_total{")
-                    && line.contains(r#"certificate="site""#)
-                    && line.contains(r#"result="failure""#)
-            })
-            .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
-            .sum::<f64>()
-    };
     wait_for("the FIFO certificate counted as a failure", START, || {
-        http_get(metrics_port, "/metrics").is_some_and(|(_, body)| refusals(&body) >= 1.0)
+        counted(
+            metrics_port,
+            "certkeeper_renewals_total",
+            &[r#"certificate="site""#, r#"result="failure""#],
+        ) >= 1.0
     });
     assert!(
         !root.join("site/cert.pem").exists(),
@@ -292,6 +302,31 @@ fn a_shared_target_directory_is_refused_and_planted_symlinks_are_replaced() {
         std::fs::read_dir(&shared).unwrap().count(),
         0,
         "nothing written into the shared directory"
+    );
+    // The refusal is counted: an error of class `invalid` from the file target, and the
+    // target is out of sync.
+    wait_for("the refusal counted", START, || {
+        counted(
+            metrics_port,
+            "certkeeper_errors_total",
+            &[r#"vendor="file""#, r#"class="invalid""#],
+        ) >= 1.0
+    });
+    assert_eq!(
+        counted(
+            metrics_port,
+            "certkeeper_target_in_sync",
+            &[r#"target="shared-files""#]
+        ),
+        0.0
+    );
+    assert_eq!(
+        counted(
+            metrics_port,
+            "certkeeper_target_in_sync",
+            &[r#"target="planted-files""#]
+        ),
+        1.0
     );
 
     let victim_after = std::fs::metadata(&victim).unwrap();
