@@ -1108,10 +1108,17 @@ pub async fn run_with(
     let metrics = Metrics::new().context("setting up metrics")?;
     let health = Health::new();
     let mut config = loaded.config;
-    let store = crate::store::sqlite::SqliteStore::open(&config.daemon.state_dir)
-        .context("opening the state store")?;
-    let _state_lock = crate::fsutil::lock_state_dir(&config.daemon.state_dir)
-        .context("locking the state directory")?;
+    // On the blocking pool: the state directory's checks, SQLite's open and the lock block.
+    let state_dir = config.daemon.state_dir.clone();
+    let (store, _state_lock) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let store = crate::store::sqlite::SqliteStore::open(&state_dir)
+            .context("opening the state store")?;
+        let lock =
+            crate::fsutil::lock_state_dir(&state_dir).context("locking the state directory")?;
+        Ok((store, lock))
+    })
+    .await
+    .context("opening the state store")??;
     let store: Arc<dyn StateStore> = Arc::new(store);
     health.set_store_open();
     let source_store = source_store_for(&store, &config);
