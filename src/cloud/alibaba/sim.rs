@@ -436,6 +436,15 @@ impl AlibabaSim {
                     ));
                 }
             }
+            // A body's content type says how it is read (a form body carries parameters):
+            // the doc requires it signed whenever there is a body.
+            if !request.body.is_empty() && !signed.contains(&"content-type") {
+                return Err(refuse(
+                    400,
+                    "IncompleteSignature",
+                    "header content-type must be signed when there is a body",
+                ));
+            }
             let mut headers = Vec::new();
             for name in signed {
                 let value = request.header(name).ok_or_else(|| {
