@@ -472,21 +472,24 @@ fn memory_of(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
-#[test]
-fn a_200_mb_vendor_reply_leaves_the_daemon_peak_rss_within_10_mib_of_idle() {
-    let go = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let server = ScriptedServer::start(Behaviour::Huge {
-        total: HUGE,
-        announce_length: false,
-        go: go.clone(),
-    });
-    let directory = tempfile::tempdir().unwrap();
-    let metrics_port = support::free_port();
-    let config = directory.path().join("certkeeper.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+/// The real daemon deploying one certificate (local CA) to one Alibaba CDN target whose
+/// endpoint is `server`, with its JSON log collected as it comes.
+struct DaemonUnderTest {
+    daemon: support::ChildGuard,
+    metrics_port: u16,
+    log: Arc<Mutex<String>>,
+    _directory: tempfile::TempDir,
+}
+
+impl DaemonUnderTest {
+    fn start(server: &ScriptedServer) -> Self {
+        let directory = tempfile::tempdir().unwrap();
+        let metrics_port = support::free_port();
+        let config = directory.path().join("certkeeper.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
 [daemon]
 state_dir = "{state}"
 metrics_listen = "127.0.0.1:{metrics_port}"
@@ -513,23 +516,69 @@ kind = "alibaba-cdn"
 credentials = "ali"
 domain = "www.example.com"
 "#,
-            state = directory.path().join("state").display(),
-            url = server.url,
-        ),
-    )
-    .unwrap();
-    let mut daemon = support::spawn_daemon(&config, &[("TEST_ALIBABA_SECRET", "ali-secret")]);
-    let pid = daemon.id();
-    let log = Arc::new(Mutex::new(String::new()));
-    let stderr = daemon.0.stderr.take().unwrap();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines() {
-            let Ok(line) = line else { return };
-            sink.lock().unwrap().push_str(&(line + "\n"));
+                state = directory.path().join("state").display(),
+                url = server.url,
+            ),
+        )
+        .unwrap();
+        let mut daemon = support::spawn_daemon(&config, &[("TEST_ALIBABA_SECRET", "ali-secret")]);
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = daemon.0.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        Self {
+            daemon,
+            metrics_port,
+            log,
+            _directory: directory,
         }
+    }
+
+    /// Waits until `certkeeper_errors_total` counts `code` for the target's first read. The
+    /// call is retried (transient) within the deploy; the deploy then fails and counts every
+    /// attempt's error.
+    fn wait_for_error(&self, code: &str) {
+        let series = format!(
+            r#"certkeeper_errors_total{{class="transient",code="{code}",operation="DescribeDomainCertificateInfo",vendor="alibaba"}}"#
+        );
+        support::wait_for(&series, Duration::from_secs(300), || {
+            support::http_get(self.metrics_port, "/metrics")
+                .and_then(|(_, text)| support::metric_value(&text, &series))
+                .is_some_and(|count| count >= 1.0)
+        });
+    }
+
+    /// Waits for the deploy-failure warning naming `code` and `host`; returns the whole log.
+    fn wait_for_warning(&self, code: &str, host: &str) -> String {
+        support::wait_for(
+            "the deploy failure log line",
+            Duration::from_secs(30),
+            || {
+                self.log.lock().unwrap().lines().any(|line| {
+                    line.contains("\"WARN\"") && line.contains(code) && line.contains(host)
+                })
+            },
+        );
+        self.log.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn a_200_mb_vendor_reply_leaves_the_daemon_peak_rss_within_10_mib_of_idle() {
+    let go = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = ScriptedServer::start(Behaviour::Huge {
+        total: HUGE,
+        announce_length: false,
+        go: go.clone(),
     });
+    let daemon = DaemonUnderTest::start(&server);
+    let pid = daemon.daemon.id();
     // Idle: started, and its first vendor call is waiting on the server.
     support::wait_for(
         "the daemon's first vendor call",
@@ -540,34 +589,28 @@ domain = "www.example.com"
     // Forget the start-up peak (Linux ≥ 4.0); the comparison below needs only the idle RSS.
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
     go.store(true, Ordering::SeqCst);
-    // The call is retried (transient) within the deploy, each attempt meeting 200 MB again;
-    // the deploy then fails and counts every attempt's error.
-    let errors = r#"certkeeper_errors_total{class="transient",code="ReplyTooLarge",operation="DescribeDomainCertificateInfo",vendor="alibaba"}"#;
-    support::wait_for(
-        "the oversized reply to be counted",
-        Duration::from_secs(300),
-        || {
-            support::http_get(metrics_port, "/metrics")
-                .and_then(|(_, text)| support::metric_value(&text, errors))
-                .is_some_and(|count| count >= 1.0)
-        },
-    );
+    daemon.wait_for_error("ReplyTooLarge");
     let peak = memory_of(pid, "VmHWM");
     assert!(
         peak <= idle + 10 * 1024 * 1024,
         "peak RSS {peak} B vs idle {idle} B"
     );
-    assert!(server.requests() >= 1);
-    // The operator's log: one warning naming the cap error and the host, never a body.
-    support::wait_for(
-        "the deploy failure log line",
-        Duration::from_secs(30),
-        || {
-            log.lock().unwrap().lines().any(|line| {
-                line.contains("\"WARN\"")
-                    && line.contains("ReplyTooLarge")
-                    && line.contains(server.url.trim_start_matches("http://"))
-            })
-        },
-    );
+    daemon.wait_for_warning("ReplyTooLarge", server.url.trim_start_matches("http://"));
+}
+
+#[test]
+fn the_daemon_counts_and_logs_a_refused_redirect_and_never_contacts_the_other_host() {
+    let other = TcpListener::bind(("127.0.0.1", support::free_port())).unwrap();
+    let other_host = other.local_addr().unwrap().to_string();
+    let server = ScriptedServer::start(Behaviour::Redirect {
+        status: 307,
+        location: format!("http://{other_host}/collect?from=certkeeper"),
+    });
+    let daemon = DaemonUnderTest::start(&server);
+    daemon.wait_for_error("Redirect");
+    let log = daemon.wait_for_warning("Redirect", &other_host);
+    assert!(!log.contains("collect?from"), "{log}");
+    assert!(!log.contains("ali-secret"), "{log}");
+    other.set_nonblocking(true).unwrap();
+    assert!(other.accept().is_err(), "the other host was contacted");
 }

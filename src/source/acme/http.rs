@@ -88,8 +88,9 @@ impl HttpClient for AcmeHttp {
             let reply = crate::cloud::http::send(request, ACME_REPLY_CAP)
                 .await
                 .map_err(|error| match error {
-                    // Kept as the reqwest error: the error mapping tells transport failures
-                    // from refusals by that type.
+                    // Transport failures stay reqwest errors, a redirect or an oversized
+                    // reply stays a ReplyError: the error mapping reads both types as "the
+                    // CA was not reached", never as the CA refusing the order.
                     ReplyError::Transport(error) => instant_acme::Error::Other(Box::new(error)),
                     refused => instant_acme::Error::Other(Box::new(refused)),
                 })?;
@@ -162,6 +163,18 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert(http::header::RETRY_AFTER, "120".parse().unwrap());
         assert_eq!(retry_after_seconds(&headers), Some(120));
+    }
+
+    #[test]
+    fn a_refused_redirect_is_not_a_refusal_of_replaces() {
+        let redirect = instant_acme::Error::Other(Box::new(ReplyError::Redirect {
+            status: 307,
+            location: "elsewhere.example".into(),
+        }));
+        assert!(!super::super::errors::is_replaces_refusal(&redirect));
+        let mapped = super::super::errors::classify("newOrder", &redirect);
+        assert_eq!(mapped.class, ErrorClass::Transient);
+        assert!(mapped.message.contains("elsewhere.example"), "{mapped:?}");
     }
 
     #[test]
