@@ -3,10 +3,10 @@
 //!
 //! The client ([`client`], [`client_trusting`]): rustls only, bounded connect and total
 //! timeouts (the total one covers the body, so a trickling reply ends too), **no redirects**
-//! and **no `Referer`**. A redirect would replay a signed query (Alibaba `SSLPri`, QingCloud
-//! signatures), an IAM password or an `X-Auth-Token` to a host nobody configured, and take
-//! that host's answer for the vendor's; so a 3xx is never followed: [`read_reply`] turns it
-//! into a [`ReplyError::Redirect`] that names only the `Location` host.
+//! and **no `Referer`**. A followed redirect replays the request (a signed query, an IAM
+//! password, an `X-Auth-Token`) to a host nobody configured and takes that host's answer for
+//! the vendor's; so a 3xx is never followed: [`read_reply`] turns it into a
+//! [`ReplyError::Redirect`] that names only the `Location` host.
 //!
 //! Replies ([`send`], [`read_reply`]) are read through one bounded reader: the announced
 //! `Content-Length` is checked first, then the bytes are counted while streaming, and the
@@ -282,4 +282,70 @@ pub async fn observed<T>(
         observer.observe(vendor, action, outcome, started.elapsed());
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> reqwest::Response {
+        let mut builder = http::Response::builder().status(status);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        reqwest::Response::from(builder.body(body.to_owned()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_redirect_names_only_the_location_host() {
+        let absolute = response(
+            307,
+            &[("location", "https://evil.example:8443/steal?SSLPri=key")],
+            "",
+        );
+        let error = read_reply(absolute, 1024).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "refused to follow a redirect (HTTP 307) to evil.example:8443"
+        );
+        // A relative Location stays on the host that answered.
+        let relative = response(302, &[("location", "/elsewhere?token=t")], "");
+        let text = read_reply(relative, 1024).await.unwrap_err().to_string();
+        assert!(
+            !text.contains("elsewhere") && !text.contains("token"),
+            "{text}"
+        );
+        let bare = response(301, &[], "");
+        let error = read_reply(bare, 1024).await.unwrap_err();
+        assert!(error.to_string().ends_with("to no location"), "{error}");
+        let cloud = error.into_cloud("alibaba", "X");
+        assert_eq!(
+            (cloud.class, cloud.code.as_str(), cloud.http_status),
+            (ErrorClass::Transient, "Redirect", Some(301))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_cap_is_checked_on_the_announced_and_the_counted_length() {
+        let announced = response(200, &[("content-length", "2048")], &"x".repeat(2048));
+        match read_reply(announced, 1024).await.unwrap_err() {
+            ReplyError::TooLarge { cap, announced, .. } => {
+                assert_eq!((cap, announced), (1024, Some(2048)))
+            }
+            other => panic!("{other}"),
+        }
+        let unannounced = response(200, &[], &"x".repeat(1025));
+        let error = read_reply(unannounced, 1024).await.unwrap_err();
+        assert!(error.to_string().contains("1024-byte cap"), "{error}");
+        let cloud = error.into_cloud("huawei", "X");
+        assert_eq!(
+            (cloud.class, cloud.code.as_str()),
+            (ErrorClass::Transient, "ReplyTooLarge")
+        );
+        let fits = read_reply(response(200, &[("x-request-id", "r")], "{}"), 2)
+            .await
+            .unwrap();
+        assert_eq!((fits.status, &fits.body[..]), (200, &b"{}"[..]));
+        assert_eq!(fits.header("x-request-id").as_deref(), Some("r"));
+    }
 }

@@ -308,8 +308,8 @@ impl Acs3Call<'_> {
     }
 
     /// Signs the call with every parameter in a form body and none in the URL, so PEM keys
-    /// (`SSLPri`, `ServerKey`) never travel in a query string that proxies and access logs
-    /// keep.
+    /// (CDN/VOD `SSLPri`, legacy CDN `PrivateKey`, RDS `ServerKey`, CAS `Key`) never travel
+    /// in a query string that proxies and access logs keep.
     pub fn sign_form(&self, access_key_id: &str, secret: &str) -> SignedRequest {
         SignedRequest {
             query: String::new(),
