@@ -444,9 +444,12 @@ impl AlibabaClient {
         };
         // The product SDKs put every parameter (PEM keys included) in the query; the gateway
         // reads RPC parameters from a form body just as well (vendor doc "V3 request
-        // structure": formData body parameters, signed through the payload hash), so the key
-        // never sits in a URL that proxies, access logs or a redirect's `Referer` would keep.
-        // None of the APIs we call (CDN, VOD, RDS, alidns, CAS) requires the query.
+        // structure": formData body parameters, signed through the payload hash; the SDK
+        // oracle cases `generic_rpc_form_body_SetCdnDomainSSLCertificate` (ACS3) and
+        // `rds_ModifyDBInstanceSSL_form_body` (V1) send the PEMs that way). So the key never
+        // sits in a URL that proxies, access logs or a redirect would carry. None of the RPC
+        // APIs we call (CDN, VOD, RDS, alidns, CAS) requires the query, so nothing stays
+        // there.
         let SignedRequest {
             query: _,
             body,
