@@ -3,7 +3,7 @@
 //! endpoint sees one request, the other host none, the error names only the Location host);
 //! a 200 MB reply, announced or not, fails fast on the reply cap; a trickling or silent
 //! server ends in a timeout within the configured bound; and the real daemon's peak RSS stays
-//! flat while a vendor streams 200 MB at it.
+//! flat while a vendor streams 200 MB at it, and it counts and logs a refused redirect.
 
 use crate::support;
 use bytes::Bytes;
@@ -33,7 +33,7 @@ const HUGE: u64 = 200 * 1000 * 1000;
 enum Behaviour {
     /// Answers `status` with `Location: location`.
     Redirect { status: u16, location: String },
-    /// Streams `total` bytes of JSON-ish filler, written lazily in 64 KiB slices, with or
+    /// Streams `total` bytes of spaces (JSON whitespace), written lazily in 64 KiB slices, with or
     /// without a `Content-Length`; holds the answer until `go` is set.
     Huge {
         total: u64,
