@@ -274,7 +274,11 @@ async fn no_client_follows_a_redirect_and_the_error_names_only_the_location_host
             });
             let error = bounded(
                 "a redirected call",
-                call(caller, &server.url, client(short()).unwrap()),
+                call(
+                    caller,
+                    &server.url,
+                    client(HttpSettings::default()).unwrap(),
+                ),
             )
             .await;
             let context = format!("{caller:?} {status}: {error}");
@@ -314,7 +318,12 @@ async fn the_alibaba_private_key_travels_in_the_form_body_never_in_the_url() {
         status: 307,
         location: format!("http://{}/", other.local_addr().unwrap()),
     });
-    call(Caller::Alibaba, &server.url, client(short()).unwrap()).await;
+    call(
+        Caller::Alibaba,
+        &server.url,
+        client(HttpSettings::default()).unwrap(),
+    )
+    .await;
     let seen = server.seen.lock().unwrap().clone();
     let request = &seen[0];
     let request_line = request.lines().next().unwrap();
@@ -416,11 +425,14 @@ async fn the_acme_client_refuses_redirects_and_oversized_replies_and_times_out()
         status: 307,
         location: format!("http://{other_host}/acme/new-order?x=1"),
     });
-    let error = bounded("an ACME redirect", acme_get(&server.url, short()))
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+    let error = bounded(
+        "an ACME redirect",
+        acme_get(&server.url, HttpSettings::ACME),
+    )
+    .await
+    .err()
+    .unwrap()
+    .to_string();
     assert!(error.contains(&other_host), "{error}");
     assert!(!error.contains("new-order"), "{error}");
     assert_eq!(server.requests(), 1);
@@ -432,11 +444,14 @@ async fn the_acme_client_refuses_redirects_and_oversized_replies_and_times_out()
         announce_length: false,
         go: Arc::new(true.into()),
     });
-    let error = bounded("an oversized ACME reply", acme_get(&huge.url, short()))
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+    let error = bounded(
+        "an oversized ACME reply",
+        acme_get(&huge.url, HttpSettings::ACME),
+    )
+    .await
+    .err()
+    .unwrap()
+    .to_string();
     assert!(error.contains(&ACME_REPLY_CAP.to_string()), "{error}");
 
     let silent = ScriptedServer::start(Behaviour::Silent);
