@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 const PRIVATE_KEY: &str =
     "-----BEGIN PRIVATE KEY-----\nTUFZLU5PVC1MRUFL\n-----END PRIVATE KEY-----\n";
 const IAM_PASSWORD: &str = "iam-password-never-leaves";
+/// The IAM token a scripted server issues: it must never reach another host.
+const ISSUED_TOKEN: &str = "issued-token-never-leaves";
 /// 200 MB: the reply size of the probe in issue 19.
 const HUGE: u64 = 200 * 1000 * 1000;
 
@@ -40,6 +42,9 @@ enum Behaviour {
         announce_length: bool,
         go: Arc<std::sync::atomic::AtomicBool>,
     },
+    /// Issues an IAM token (`POST /v3/auth/tokens`), then answers every other request as
+    /// [`Behaviour::Redirect`] does.
+    TokenThenRedirect { location: String },
     /// Announces a body and sends one byte every 100 ms.
     Trickle,
     /// Never answers, holding the connection open.
@@ -113,7 +118,7 @@ fn serve(
     let Some(request) = read_request(&mut stream) else {
         return;
     };
-    log.lock().unwrap().push(request);
+    log.lock().unwrap().push(request.clone());
     counter.fetch_add(1, Ordering::SeqCst);
     match behaviour {
         Behaviour::Redirect { status, location } => {
@@ -151,6 +156,21 @@ fn serve(
                     return;
                 }
                 sent += slice.len() as u64;
+            }
+        }
+        Behaviour::TokenThenRedirect { location } => {
+            if request.starts_with("POST /v3/auth/tokens") {
+                let body = r#"{"token":{"issued_at":"2030-01-01T00:00:00Z","expires_at":"2030-01-02T00:00:00Z","project":{"id":"p"}}}"#;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 201 Created\r\nX-Subject-Token: {ISSUED_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            } else {
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 307 Moved\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
             }
         }
         Behaviour::Trickle => {
@@ -309,6 +329,54 @@ async fn no_client_follows_a_redirect_and_the_error_names_only_the_location_host
             }
         }
     }
+}
+
+#[tokio::test]
+async fn a_redirected_token_call_never_carries_the_token_to_the_other_host() {
+    let other = TcpListener::bind(("127.0.0.1", support::free_port())).unwrap();
+    let other_host = other.local_addr().unwrap().to_string();
+    let server = ScriptedServer::start(Behaviour::TokenThenRedirect {
+        location: format!("http://{other_host}/v3/p/instances"),
+    });
+    let mut credentials =
+        ResolvedCredentials::new("hw", Provider::Huawei, "", "").with_endpoint(&server.url);
+    credentials.auth = AuthMethod::Token;
+    credentials.iam_endpoint = Some(server.url.clone());
+    credentials.domain_name = Some("acme".into());
+    credentials.user_name = Some("deployer".into());
+    credentials.password = Some(Secret::new(IAM_PASSWORD));
+    let http = client(HttpSettings::default()).unwrap();
+    let huawei = HuaweiClient::new(&credentials, http, system_clock()).unwrap();
+    let error = bounded(
+        "a redirected GaussDB call",
+        huawei.send(&ApiRequest {
+            operation: "ModifyBackupEncryptStatus",
+            method: reqwest::Method::POST,
+            base: huawei.gaussdb_endpoint(),
+            path: "/v3/p/instances/i1/backups/encryption".into(),
+            query: Vec::new(),
+            body: Some(serde_json::json!({"encryption_status": "off"})),
+        }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (error.class, error.code.as_str(), error.operation.as_str()),
+        (
+            ErrorClass::Transient,
+            "Redirect",
+            "ModifyBackupEncryptStatus"
+        ),
+        "{error}"
+    );
+    assert!(error.message.contains(&other_host), "{error}");
+    assert!(!error.to_string().contains(ISSUED_TOKEN), "{error}");
+    // One token call, one product call carrying the token, and nothing more.
+    assert_eq!(server.requests(), 2);
+    let seen = server.seen.lock().unwrap().clone();
+    assert!(seen[1].contains(ISSUED_TOKEN), "{}", seen[1]);
+    other.set_nonblocking(true).unwrap();
+    assert!(other.accept().is_err(), "the other host was contacted");
 }
 
 #[tokio::test]
