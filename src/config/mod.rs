@@ -758,6 +758,12 @@ fn validate_stall_budget(config: &Config, errors: &mut Vec<ConfigIssue>) {
     let Ok(budget) = parse_duration(&config.daemon.stall_timeout) else {
         return;
     };
+    if budget.is_zero() {
+        errors.push(ConfigIssue::new(
+            "daemon.stall_timeout",
+            "must be longer than zero: every pass would count as stalled",
+        ));
+    }
     for (name, acme) in &config.acme {
         let Some(wait) = acme.dns_propagation_wait.as_deref() else {
             continue;
@@ -1386,6 +1392,14 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert!(issues("90s").is_empty());
+        let Ok(mut zero) = parse(&text("1s")) else {
+            panic!("the test config parses")
+        };
+        zero.daemon.stall_timeout = "0s".into();
+        assert!(validate(&zero)
+            .0
+            .iter()
+            .any(|issue| issue.path == "daemon.stall_timeout"));
         let refused = issues("2m");
         assert_eq!(refused.len(), 1, "{refused:?}");
         assert!(
