@@ -36,7 +36,11 @@ fn reply_and_close(stream: UnixStream, timeout: Duration) -> (serde_json::Value,
     reader.read_line(&mut line).unwrap();
     let reply = serde_json::from_str(line.trim()).unwrap_or(serde_json::Value::Null);
     let mut rest = Vec::new();
-    let closed = reader.read_to_end(&mut rest).is_ok();
+    // Closed with unread request bytes (an oversize request), the socket resets instead.
+    let closed = match reader.read_to_end(&mut rest) {
+        Ok(_) => true,
+        Err(error) => error.kind() == std::io::ErrorKind::ConnectionReset,
+    };
     (reply, closed)
 }
 
