@@ -184,8 +184,10 @@ fn plan(config: &config::Config, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `renew` / `deploy`: to the running daemon over its socket, else one pass in-process.
-/// Exits 0 when the work succeeded, 1 when it failed, 64 for an unknown name.
+/// `renew` / `deploy`: to the running daemon over its socket, else one pass in-process; both
+/// wait for the pass that does the work. Prints the newest version and each target's
+/// outcome; exits 0 when everything succeeded, 1 when the obtain failed, the files were
+/// rejected or a deploy failed (or is parked), 64 for an unknown name.
 fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
     let loaded = match load_config(path) {
         Ok(loaded) => loaded,
@@ -205,10 +207,12 @@ fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
     match answer {
         Ok(answer) if answer.ok => {
             println!("{}", answer.message);
+            print_outcomes(&answer.outcomes);
             ExitCode::SUCCESS
         }
         Ok(answer) => {
             eprintln!("certkeeper: {}", answer.message);
+            print_outcomes(&answer.outcomes);
             if answer.unknown_name {
                 ExitCode::from(EX_USAGE)
             } else {
@@ -219,6 +223,13 @@ fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
             eprintln!("certkeeper: {error:#}");
             ExitCode::from(EX_SOFTWARE)
         }
+    }
+}
+
+/// One line per target of a manual request: `  cdn-www: failed: auth Code: message`.
+fn print_outcomes(outcomes: &[certkeeper::control::TargetOutcome]) {
+    for outcome in outcomes {
+        println!("  {outcome}");
     }
 }
 
