@@ -71,7 +71,9 @@ enum Command {
         once: bool,
     },
     /// Read every target's and policy resource's live state and print what a pass would
-    /// change. Writes nothing.
+    /// change. Writes nothing. Exits 0 when nothing would change, 2 when a pass would
+    /// change something, 1 when something could not be read (like terraform's
+    /// `-detailed-exitcode`).
     Plan {
         /// Print JSON instead of lines.
         #[arg(long)]
@@ -162,7 +164,13 @@ fn main() -> ExitCode {
         }
         Command::Sim { listen, seed } => report(run_sim(listen, seed), EX_SOFTWARE),
         Command::Plan { json } => match load_config(&cli.config) {
-            Ok(loaded) => report(plan(&loaded.config, json), EX_SOFTWARE),
+            Ok(loaded) => match plan(&loaded.config, json) {
+                Ok(code) => ExitCode::from(code),
+                Err(error) => {
+                    eprintln!("certkeeper: {error:#}");
+                    ExitCode::from(certkeeper::plan::EXIT_UNREADABLE)
+                }
+            },
             Err(code) => code,
         },
         Command::Renew { certificate } => {
@@ -172,7 +180,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn plan(config: &config::Config, json: bool) -> anyhow::Result<()> {
+/// Prints the plan and returns its exit code (0 no change, 2 changes, 1 unreadable).
+fn plan(config: &config::Config, json: bool) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     use std::io::IsTerminal;
     let view = runtime.block_on(certkeeper::plan::plan(
@@ -181,7 +190,7 @@ fn plan(config: &config::Config, json: bool) -> anyhow::Result<()> {
         std::io::stderr().is_terminal(),
     ))?;
     certkeeper::plan::print(&view, json, &mut std::io::stdout().lock())?;
-    Ok(())
+    Ok(view.exit_code())
 }
 
 /// `renew` / `deploy`: to the running daemon over its socket, else one pass in-process; both

@@ -2,7 +2,8 @@
 //! each target's outcome: with a wrong access key for one CDN target, both exit 1 and name
 //! that target's failure class and code while the healthy targets read `in sync`; files
 //! the source rejects fail `renew`; an unknown name is a usage error (64). Checked both
-//! in-process (no daemon) and through a running daemon's control socket.
+//! in-process (no daemon) and through a running daemon's control socket. `plan` exits like
+//! terraform's `-detailed-exitcode`: 0 no change, 2 changes, 1 something unreadable.
 
 mod support;
 
@@ -110,6 +111,14 @@ fn renew_and_deploy_exit_1_naming_the_failing_target_in_process() {
     let directory = tempfile::tempdir().unwrap();
     let config = write_config(directory.path(), &sim.url);
 
+    // `plan` cannot read cdn-bad: 1, whatever else would change.
+    let planned = certkeeper(&config, &["plan"], ENV);
+    assert_eq!(planned.status.code(), Some(1), "{planned:?}");
+    assert!(
+        text(&planned.stdout).contains("1 could not be read"),
+        "{planned:?}"
+    );
+
     let renewed = certkeeper(&config, &["renew", "www"], ENV);
     let (stdout, stderr) = (text(&renewed.stdout), text(&renewed.stderr));
     assert_eq!(renewed.status.code(), Some(1), "{stdout}\n{stderr}");
@@ -174,4 +183,43 @@ fn deploy_through_the_daemon_exits_1_for_a_wrong_key() {
         daemon.wait_timeout(Duration::from_secs(60)).is_some(),
         "the daemon stops on SIGTERM"
     );
+}
+
+#[test]
+fn plan_exits_2_with_changes_and_0_once_converged() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = directory.path().join("certkeeper.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[daemon]
+state_dir = "{state}"
+
+[local_ca.internal]
+
+[[certificate]]
+name = "internal"
+domains = ["svc.internal.example"]
+source = {{ local_ca = "internal" }}
+deploy_to = ["files"]
+
+[[target]]
+name = "files"
+kind = "file"
+directory = "{files}"
+"#,
+            state = directory.path().join("state").display(),
+            files = directory.path().join("tls").display(),
+        ),
+    )
+    .unwrap();
+    let before = certkeeper(&config, &["plan"], &[]);
+    assert_eq!(before.status.code(), Some(2), "{before:?}");
+    assert!(text(&before.stdout).contains("obtain"), "{before:?}");
+    let renewed = certkeeper(&config, &["renew", "internal"], &[]);
+    assert_eq!(renewed.status.code(), Some(0), "{renewed:?}");
+    let after = certkeeper(&config, &["plan"], &[]);
+    assert_eq!(after.status.code(), Some(0), "{after:?}");
+    assert!(text(&after.stdout).contains("No changes"), "{after:?}");
 }
