@@ -1366,7 +1366,10 @@ pub async fn run_with(
                     let _ = reply.send(daemon.answer(&components, &request, answering_since));
                 }
                 let now = OffsetDateTime::now_utc();
-                notifier.status(&format!("last reconcile {}", now.unix_timestamp()));
+                match crate::store::status_report(store.as_ref()) {
+                    Ok(state) => notifier.status(&crate::status::summary_line(&config, &state, now)),
+                    Err(error) => tracing::error!(error = %error, "reading the state for STATUS failed"),
+                }
                 match report(&components) {
                     Ok(true) if once => break,
                     Ok(_) => {}
