@@ -1035,6 +1035,24 @@ impl Daemon {
     }
 }
 
+/// How often the daemon applies the store's retention (after the first pass, then daily).
+const RETENTION_INTERVAL: Duration = Duration::from_secs(86_400);
+
+/// Prunes old events and certificate versions (README, "Retention"); a failure is logged
+/// and retried a day later, since nothing depends on it.
+fn apply_retention(store: &dyn StateStore, config: &Config, now: OffsetDateTime) {
+    let names = config.certificates.iter().map(|c| c.name.as_str());
+    match crate::store::apply_retention(store, names, now) {
+        Ok(pruned) if pruned != crate::store::Pruned::default() => tracing::info!(
+            events = pruned.events,
+            versions = pruned.versions,
+            "pruned the store by its retention"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(error = %error, "pruning the store failed"),
+    }
+}
+
 /// The id of the newest event (0 for none): what a manual request's pass appends comes
 /// after it. A read failure gives 0, which at worst reports an older failure too.
 fn newest_event_id(store: &dyn StateStore) -> i64 {
@@ -1273,6 +1291,7 @@ pub async fn run_with(
     let mut queued: Vec<Incoming> = Vec::new();
     let mut answering: Vec<Incoming> = Vec::new();
     let mut answering_since = 0;
+    let mut retention_due = Instant::now();
     loop {
         if running.is_none() && (pass_wanted || Instant::now() >= wake_at) {
             let now = OffsetDateTime::now_utc();
@@ -1366,6 +1385,10 @@ pub async fn run_with(
                     let _ = reply.send(daemon.answer(&components, &request, answering_since));
                 }
                 let now = OffsetDateTime::now_utc();
+                if Instant::now() >= retention_due {
+                    retention_due = Instant::now() + RETENTION_INTERVAL;
+                    apply_retention(store.as_ref(), &config, now);
+                }
                 match crate::store::status_report(store.as_ref()) {
                     Ok(state) => notifier.status(&crate::status::summary_line(&config, &state, now)),
                     Err(error) => tracing::error!(error = %error, "reading the state for STATUS failed"),

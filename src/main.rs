@@ -58,10 +58,16 @@ enum Command {
     /// Run the offline demo: the simulator plus the daemon rolling a certificate out to a
     /// small simulated fleet and enforcing both policies.
     Demo {
-        /// Where the demo writes its config, state and files.
+        /// Where the demo writes its config, state and files (relative to the current
+        /// directory unless absolute).
         #[arg(long, default_value = "certkeeper-demo")]
         directory: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:9464")]
+        /// Where the demo daemon serves /metrics.
+        #[arg(
+            long,
+            env = "CERTKEEPER_DEMO_METRICS_LISTEN",
+            default_value = "127.0.0.1:9464"
+        )]
         metrics_listen: String,
         /// How many simulated CDN domains to roll out to.
         #[arg(long, default_value_t = 20)]
