@@ -97,6 +97,25 @@ enum Command {
         /// The `[[target]]` name.
         target: String,
     },
+    /// Show the event log from the state directory (read-only, safe next to the daemon):
+    /// `TIME  KIND  SUBJECT  MESSAGE` per line, oldest first.
+    Events {
+        /// Only events since this long ago (`24h`, `7d`) or this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events of this certificate and of the targets it deploys to.
+        #[arg(long)]
+        certificate: Option<String>,
+        /// Only events of this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Keep printing new events as they are logged, until Ctrl-C or SIGTERM.
+        #[arg(short, long)]
+        follow: bool,
+    },
     /// Exit 0 when the running daemon's /healthz answers 200 (container HEALTHCHECK).
     Healthcheck,
     /// Print the version.
@@ -179,6 +198,23 @@ fn main() -> ExitCode {
             },
             Err(code) => code,
         },
+        Command::Events {
+            since,
+            certificate,
+            target,
+            json,
+            follow,
+        } => match load_config(&cli.config) {
+            Ok(loaded) => events(
+                &loaded.config,
+                since.as_deref(),
+                certificate.as_deref(),
+                target.as_deref(),
+                json,
+                follow,
+            ),
+            Err(code) => code,
+        },
         Command::Renew { certificate } => {
             manual(&cli.config, ControlRequest::Renew { certificate })
         }
@@ -197,6 +233,49 @@ fn plan(config: &config::Config, json: bool) -> anyhow::Result<u8> {
     ))?;
     certkeeper::plan::print(&view, json, &mut std::io::stdout().lock())?;
     Ok(view.exit_code())
+}
+
+/// `events`: 0 when printed (or followed until a signal), 64 for a bad filter, 74 when the
+/// store cannot be read.
+fn events(
+    config: &config::Config,
+    since: Option<&str>,
+    certificate: Option<&str>,
+    target: Option<&str>,
+    json: bool,
+    follow: bool,
+) -> ExitCode {
+    use certkeeper::status::events::{self, EventFilter, EventsError};
+    let now = time::OffsetDateTime::now_utc();
+    let result = EventFilter::new(config, since, certificate, target, now).and_then(|filter| {
+        let runtime = tokio::runtime::Runtime::new().map_err(EventsError::Runtime)?;
+        runtime.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut terminate = signal(SignalKind::terminate()).map_err(EventsError::Runtime)?;
+            let stop = async move {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            };
+            let mut out = std::io::stdout().lock();
+            events::run(config, &filter, json, follow, &mut out, stop).await
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // A reader that went away (`| head`) is not an error.
+        Err(EventsError::Output(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("certkeeper: {error}");
+            ExitCode::from(match error {
+                EventsError::Usage(_) => EX_USAGE,
+                _ => EX_IOERR,
+            })
+        }
+    }
 }
 
 /// `renew` / `deploy`: to the running daemon over its socket, else one pass in-process; both

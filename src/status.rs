@@ -1,6 +1,9 @@
 //! `certkeeper status`: what the store knows, joined with what the config names, as a table
 //! for people or JSON for scripts. Read-only: a state directory without a store shows every
-//! configured certificate and target as not yet obtained or deployed.
+//! configured certificate and target as not yet obtained or deployed. [`events`] is the
+//! other read-only view of the store: `certkeeper events`.
+
+pub mod events;
 
 use crate::config::Config;
 use crate::store::sqlite::SqliteStore;

@@ -188,32 +188,7 @@ fn deploy_through_the_daemon_exits_1_for_a_wrong_key() {
 #[test]
 fn plan_exits_2_with_changes_and_0_once_converged() {
     let directory = tempfile::tempdir().unwrap();
-    let config = directory.path().join("certkeeper.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[daemon]
-state_dir = "{state}"
-
-[local_ca.internal]
-
-[[certificate]]
-name = "internal"
-domains = ["svc.internal.example"]
-source = {{ local_ca = "internal" }}
-deploy_to = ["files"]
-
-[[target]]
-name = "files"
-kind = "file"
-directory = "{files}"
-"#,
-            state = directory.path().join("state").display(),
-            files = directory.path().join("tls").display(),
-        ),
-    )
-    .unwrap();
+    let config = support::write_local_ca_config(directory.path());
     let before = certkeeper(&config, &["plan"], &[]);
     assert_eq!(before.status.code(), Some(2), "{before:?}");
     assert!(text(&before.stdout).contains("obtain"), "{before:?}");

@@ -179,35 +179,7 @@ fn systemd_status_line_reads_in_words() {
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let config_path = directory.path().join("certkeeper.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            r#"
-[daemon]
-state_dir = "{state}"
-metrics_listen = "127.0.0.1:{port}"
-
-[local_ca.internal]
-leaf_lifetime = "30d"
-
-[[certificate]]
-name = "internal"
-domains = ["svc.internal.example"]
-source = {{ local_ca = "internal" }}
-deploy_to = ["files"]
-
-[[target]]
-name = "files"
-kind = "file"
-directory = "{files}"
-"#,
-            state = directory.path().join("state").display(),
-            port = support::free_port(),
-            files = directory.path().join("tls").display(),
-        ),
-    )
-    .unwrap();
+    let config_path = support::write_local_ca_config(directory.path());
     let mut daemon = support::ChildGuard(
         support::certkeeper_command()
             .args(["run", "--config"])
