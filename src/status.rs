@@ -456,14 +456,15 @@ fn write_tables(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::{CertificateStatus, DeployStatus, DeploymentRecord, LastError};
     use time::macros::datetime;
 
     const NOW: OffsetDateTime = datetime!(2026-11-29 03:00:00 UTC);
 
-    fn config() -> Config {
+    /// `web` deploys to targets `a` and `b`, `api` to `c` (file sources and targets).
+    pub(crate) fn config() -> Config {
         crate::config::load_str(
             "test.toml",
             r#"

@@ -209,37 +209,9 @@ mod tests {
 
     const NOW: OffsetDateTime = datetime!(2026-11-29 12:00:00 UTC);
 
+    /// `web` deploys to targets `a` and `b`, `api` to `c`.
     fn config() -> Config {
-        crate::config::load_str(
-            "test.toml",
-            r#"
-[daemon]
-state_dir = "/var/lib/certkeeper"
-
-[[certificate]]
-name = "www"
-domains = ["www.example.com"]
-source = { file = { cert = "/x/c.pem", key = "/x/k.pem" } }
-deploy_to = ["cdn-www", "files"]
-
-[[target]]
-name = "cdn-www"
-kind = "file"
-directory = "/tmp/a"
-
-[[target]]
-name = "files"
-kind = "file"
-directory = "/tmp/b"
-
-[[target]]
-name = "other"
-kind = "file"
-directory = "/tmp/c"
-"#,
-        )
-        .unwrap()
-        .config
+        crate::status::tests::config()
     }
 
     #[test]
@@ -259,17 +231,19 @@ directory = "/tmp/c"
     #[test]
     fn a_certificate_brings_its_targets_and_unknown_names_are_refused() {
         let config = config();
-        let filter = EventFilter::new(&config, None, Some("www"), None, NOW).unwrap();
+        let filter = EventFilter::new(&config, None, Some("web"), None, NOW).unwrap();
         assert_eq!(
             filter.subjects,
             Some(BTreeSet::from([
-                "cdn-www".to_owned(),
-                "files".to_owned(),
-                "www".to_owned()
+                "a".to_owned(),
+                "b".to_owned(),
+                "web".to_owned()
             ]))
         );
-        let both = EventFilter::new(&config, None, Some("www"), Some("files"), NOW).unwrap();
-        assert_eq!(both.subjects, Some(BTreeSet::from(["files".to_owned()])));
+        let both = EventFilter::new(&config, None, Some("web"), Some("b"), NOW).unwrap();
+        assert_eq!(both.subjects, Some(BTreeSet::from(["b".to_owned()])));
+        let neither = EventFilter::new(&config, None, Some("web"), Some("c"), NOW).unwrap();
+        assert_eq!(neither.subjects, Some(BTreeSet::new()), "c is api's target");
         for (certificate, target) in [(Some("nope"), None), (None, Some("nope"))] {
             let error = EventFilter::new(&config, None, certificate, target, NOW).unwrap_err();
             assert!(matches!(error, EventsError::Usage(_)), "{error}");
@@ -312,18 +286,18 @@ directory = "/tmp/c"
                     id: 0,
                     at: NOW,
                     kind: "deploy.in_sync".into(),
-                    subject: if n % 2 == 0 { "files" } else { "other" }.into(),
+                    subject: if n % 2 == 0 { "a" } else { "c" }.into(),
                     message: format!("event {n}"),
                     fields: serde_json::json!({}),
                 })
                 .unwrap();
         }
-        let filter = EventFilter::new(&config(), None, None, Some("files"), NOW).unwrap();
+        let filter = EventFilter::new(&config(), None, None, Some("a"), NOW).unwrap();
         let mut out = Vec::new();
         let cursor = print_new(&store, &filter, 0, false, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().count(), (PAGE + 5).div_ceil(2));
-        assert!(text.lines().all(|line| line.contains("  files  ")));
+        assert!(text.lines().all(|line| line.contains("  a  ")));
         assert_eq!(cursor, (PAGE + 5) as i64);
         let mut again = Vec::new();
         assert_eq!(
