@@ -139,3 +139,39 @@ fn follow_prints_new_events_until_sigterm() {
         .expect("the follower stops on SIGTERM");
     assert!(status.success(), "{status:?}");
 }
+
+/// The daemon applies the retention after its first pass: an event older than 90 days is
+/// gone from `certkeeper events`, a recent one stays.
+#[test]
+fn the_daemon_prunes_events_past_the_retention() {
+    use certkeeper::store::{Event, StateStore};
+    let directory = tempfile::tempdir().unwrap();
+    let config = write_local_ca_config(directory.path());
+    {
+        let store = certkeeper::store::SqliteStore::open(&directory.path().join("state")).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        for (age, message) in [(91, "from last season"), (1, "from yesterday")] {
+            store
+                .append_event(&Event {
+                    id: 0,
+                    at: now - time::Duration::days(age),
+                    kind: "deploy.succeeded".into(),
+                    subject: "files".into(),
+                    message: message.into(),
+                    fields: serde_json::json!({}),
+                })
+                .unwrap();
+        }
+    }
+    let before = text(&certkeeper(&config, &["events"], &[]).stdout);
+    assert!(before.contains("from last season"), "{before}");
+
+    let mut daemon = support::spawn_daemon(&config, &[]);
+    support::wait_for("the old event pruned", Duration::from_secs(60), || {
+        !text(&certkeeper(&config, &["events"], &[]).stdout).contains("from last season")
+    });
+    let after = text(&certkeeper(&config, &["events"], &[]).stdout);
+    assert!(after.contains("from yesterday"), "{after}");
+    daemon.signal("TERM");
+    assert!(daemon.wait_timeout(Duration::from_secs(60)).is_some());
+}
