@@ -926,25 +926,31 @@ impl Daemon {
     ) -> Result<ControlResponse, StoreError> {
         match request {
             ControlRequest::Renew { certificate } => {
-                let refused = self
-                    .store
-                    .events(&crate::store::EventQuery {
-                        after_id: Some(since_event),
-                        subject: Some(certificate.clone()),
-                        ..Default::default()
-                    })?
-                    .into_iter()
-                    .rfind(|event| {
-                        matches!(
-                            event.kind.as_str(),
-                            "certificate.obtain_failed" | "certificate.rejected"
-                        )
-                    });
+                let during_pass = self.store.events(&crate::store::EventQuery {
+                    after_id: Some(since_event),
+                    subject: Some(certificate.clone()),
+                    ..Default::default()
+                })?;
+                let stored = during_pass
+                    .iter()
+                    .any(|event| event.kind == "certificate.stored");
+                let refused = during_pass.into_iter().rfind(|event| {
+                    matches!(
+                        event.kind.as_str(),
+                        "certificate.obtain_failed" | "certificate.rejected"
+                    )
+                });
                 let latest = self.store.latest_certificate_version(certificate)?;
                 let newest = match &latest {
                     Some(version) => format!(
-                        "newest version {} (not after {})",
-                        version.fingerprint, version.not_after
+                        "{}; newest version {} (not after {})",
+                        if stored {
+                            "stored a new version"
+                        } else {
+                            "no new version"
+                        },
+                        version.fingerprint,
+                        version.not_after
                     ),
                     None => "no version obtained yet".to_owned(),
                 };

@@ -122,7 +122,10 @@ fn renew_and_deploy_exit_1_naming_the_failing_target_in_process() {
     let renewed = certkeeper(&config, &["renew", "www"], ENV);
     let (stdout, stderr) = (text(&renewed.stdout), text(&renewed.stderr));
     assert_eq!(renewed.status.code(), Some(1), "{stdout}\n{stderr}");
-    assert!(stderr.contains("newest version"), "{stderr}");
+    assert!(
+        stderr.contains("www: stored a new version; newest version "),
+        "{stderr}"
+    );
     assert!(stderr.contains("a deploy failed"), "{stderr}");
     assert_bad_target_reported(&stdout);
     assert!(stdout.contains("  cdn-good: in sync: "), "{stdout}");

@@ -1,9 +1,10 @@
 //! The state that must survive a crash: certificate versions (with their keys), the
 //! per-target deployment ledger, attempt history, policy status, ACME accounts, renewal plans
-//! and an append-only event log. Everything goes through the [`StateStore`] trait so a
-//! PostgreSQL backend can join the embedded SQLite one ([`sqlite::SqliteStore`]) under the same
-//! conformance suite; the record types are plain data, `Serialize` for `certkeeper status
-//! --json` with every secret skipped, and their `Debug` never shows a key.
+//! and an event log (never edited; pruned by age, see [`apply_retention`]). Everything goes
+//! through the [`StateStore`] trait so a PostgreSQL backend can join the embedded SQLite one
+//! ([`sqlite::SqliteStore`]) under the same conformance suite; the record types are plain
+//! data, `Serialize` for `certkeeper status --json` with every secret skipped, and their
+//! `Debug` never shows a key.
 //!
 //! Threading: the trait is synchronous on purpose (SQLite does blocking file I/O and `fsync`
 //! on every commit). Async code holds an `Arc<dyn StateStore>` and calls it through
@@ -330,7 +331,7 @@ pub struct LocalCaRoot {
     pub created_at: OffsetDateTime,
 }
 
-/// One entry of the append-only event log. Callers never put secrets in `message` or
+/// One entry of the event log (never edited; deleted only by the retention). Callers never put secrets in `message` or
 /// `fields`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
