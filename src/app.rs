@@ -950,7 +950,7 @@ impl Daemon {
                             "no new version"
                         },
                         version.fingerprint,
-                        version.not_after
+                        crate::status::events::rfc3339(version.not_after)
                     ),
                     None => "no version obtained yet".to_owned(),
                 };
@@ -1026,7 +1026,7 @@ impl Daemon {
                     }
                     _ => record
                         .next_attempt_at
-                        .map(|at| format!("next attempt at {at}"))
+                        .map(|at| format!("next attempt at {}", crate::status::events::rfc3339(at)))
                         .unwrap_or_default(),
                 };
                 (record.status, detail)

@@ -118,6 +118,11 @@ pub fn parse_since(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, Ev
         })
 }
 
+/// `2026-11-29T03:12:45Z`: how the CLI prints an instant.
+pub fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
+}
+
 /// One event as `certkeeper events` prints it: `2026-11-29T03:12:45Z  deploy.succeeded
 /// cdn-www  deployed www to cdn-www`, or one JSON object.
 pub fn write_event(event: &Event, json: bool, out: &mut dyn Write) -> Result<(), EventsError> {
@@ -125,10 +130,7 @@ pub fn write_event(event: &Event, json: bool, out: &mut dyn Write) -> Result<(),
         serde_json::to_writer(&mut *out, event)?;
         writeln!(out)?;
     } else {
-        let at = event
-            .at
-            .format(&Rfc3339)
-            .unwrap_or_else(|_| event.at.to_string());
+        let at = rfc3339(event.at);
         writeln!(
             out,
             "{at}  {}  {}  {}",
