@@ -1395,8 +1395,8 @@ pub async fn run_with(
                     retention_due = Instant::now() + RETENTION_INTERVAL;
                     apply_retention(store.as_ref(), &config, now);
                 }
-                match crate::store::status_report(store.as_ref()) {
-                    Ok(state) => notifier.status(&crate::status::summary_line(&config, &state, now)),
+                match crate::status::daemon_summary(&config, store.as_ref(), now) {
+                    Ok(line) => notifier.status(&line),
                     Err(error) => tracing::error!(error = %error, "reading the state for STATUS failed"),
                 }
                 match report(&components) {

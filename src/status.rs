@@ -7,7 +7,7 @@ pub mod events;
 
 use crate::config::Config;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{status_report, StatusReport, StoreError};
+use crate::store::{status_report, StateStore, StatusReport, StoreError, SubjectKind};
 use serde::Serialize;
 use std::io::Write;
 use time::OffsetDateTime;
@@ -94,11 +94,37 @@ pub fn print(config: &Config, json: bool, out: &mut dyn Write) -> Result<(), Sta
     Ok(())
 }
 
+/// [`summary_line`] from the store: the status report plus which certificates' last
+/// obtain attempt failed.
+pub fn daemon_summary(
+    config: &Config,
+    store: &dyn StateStore,
+    now: OffsetDateTime,
+) -> Result<String, StoreError> {
+    let report = status_report(store)?;
+    let mut obtain_failing = 0;
+    for certificate in &config.certificates {
+        let attempts = store.attempts(SubjectKind::Certificate, &certificate.name)?;
+        if attempts
+            .last()
+            .is_some_and(|attempt| attempt.class.is_some())
+        {
+            obtain_failing += 1;
+        }
+    }
+    Ok(summary_line(config, &report, obtain_failing, now))
+}
+
 /// The daemon's one-line state for systemd's `STATUS=` (what `systemctl status` shows):
 /// `52/52 in sync, next renewal web in 19d, 0 failing`, plus policy compliance when the
-/// config has policies. Failing counts targets failed or parked and policy resources whose
-/// last check or correction failed.
-pub fn summary_line(config: &Config, report: &StatusReport, now: OffsetDateTime) -> String {
+/// config has policies. Failing counts targets failed or parked, policy resources whose
+/// last check or correction failed and the `obtain_failing` certificates.
+pub fn summary_line(
+    config: &Config,
+    report: &StatusReport,
+    obtain_failing: usize,
+    now: OffsetDateTime,
+) -> String {
     use crate::store::DeployStatus;
     let ledger = |target: &str, certificate: &str| {
         report
@@ -140,10 +166,11 @@ pub fn summary_line(config: &Config, report: &StatusReport, now: OffsetDateTime)
             .iter()
             .find(|status| status.policy == policy && status.resource == resource)
     };
-    let failing = statuses
-        .iter()
-        .filter(|status| matches!(status, Some(DeployStatus::Failed | DeployStatus::Parked)))
-        .count()
+    let failing = obtain_failing
+        + statuses
+            .iter()
+            .filter(|status| matches!(status, Some(DeployStatus::Failed | DeployStatus::Parked)))
+            .count()
         + configured_resources
             .iter()
             .filter(|(policy, resource)| {
@@ -552,27 +579,28 @@ directory = "/tmp/c"
             ],
             policies: Vec::new(),
         };
-        let line = summary_line(&config(), &report, NOW);
+        let line = summary_line(&config(), &report, 0, NOW);
         assert_eq!(line, "2/3 in sync, next renewal web in 19d, 1 failing");
+        assert!(summary_line(&config(), &report, 1, NOW).ends_with(", 2 failing"));
         assert!(!line.contains(&NOW.unix_timestamp().to_string()));
     }
 
     #[test]
     fn summary_before_anything_is_stored_and_when_a_renewal_is_due() {
-        let line = summary_line(&config(), &StatusReport::default(), NOW);
+        let line = summary_line(&config(), &StatusReport::default(), 0, NOW);
         assert_eq!(line, "0/3 in sync, no renewal planned, 0 failing");
         let report = StatusReport {
             certificates: vec![stored("api", Some(NOW - time::Duration::hours(1)))],
             ..StatusReport::default()
         };
         assert_eq!(
-            summary_line(&config(), &report, NOW),
+            summary_line(&config(), &report, 0, NOW),
             "0/3 in sync, renewal of api due now, 0 failing"
         );
         let soon = StatusReport {
             certificates: vec![stored("api", Some(NOW + time::Duration::minutes(90)))],
             ..StatusReport::default()
         };
-        assert!(summary_line(&config(), &soon, NOW).contains("next renewal api in 1h"));
+        assert!(summary_line(&config(), &soon, 0, NOW).contains("next renewal api in 1h"));
     }
 }
