@@ -988,21 +988,85 @@ impl Daemon {
         Ok(due)
     }
 
-    /// Answers a manual request after the pass that did its work.
-    fn answer(&self, components: &Components, request: &ControlRequest) -> ControlResponse {
-        let result = match request {
-            ControlRequest::Renew { certificate } => self
-                .store
-                .latest_certificate_version(certificate)
-                .map(|latest| match latest {
-                    Some(version) => ControlResponse::ok(format!(
-                        "{certificate}: newest version {} (not after {})",
-                        version.fingerprint, version.not_after
+    /// Answers a manual request after the pass that did its work: the newest version and
+    /// where each target concerned stands. `since_event` is the newest event id before that
+    /// pass, so an obtain failure or a rejection of the files during it fails the request.
+    fn answer(
+        &self,
+        components: &Components,
+        request: &ControlRequest,
+        since_event: i64,
+    ) -> ControlResponse {
+        self.answer_from_store(components, request, since_event)
+            .unwrap_or_else(|error| ControlResponse::failed(format!("reading the store: {error}")))
+    }
+
+    fn answer_from_store(
+        &self,
+        components: &Components,
+        request: &ControlRequest,
+        since_event: i64,
+    ) -> Result<ControlResponse, StoreError> {
+        match request {
+            ControlRequest::Renew { certificate } => {
+                let during_pass = self.store.events(&crate::store::EventQuery {
+                    after_id: Some(since_event),
+                    subject: Some(certificate.clone()),
+                    ..Default::default()
+                })?;
+                let stored = during_pass
+                    .iter()
+                    .any(|event| event.kind == "certificate.stored");
+                let refused = during_pass.into_iter().rfind(|event| {
+                    matches!(
+                        event.kind.as_str(),
+                        "certificate.obtain_failed" | "certificate.rejected"
+                    )
+                });
+                let latest = self.store.latest_certificate_version(certificate)?;
+                let newest = match &latest {
+                    Some(version) => format!(
+                        "{}; newest version {} (not after {})",
+                        if stored {
+                            "stored a new version"
+                        } else {
+                            "no new version"
+                        },
+                        version.fingerprint,
+                        crate::status::events::rfc3339(version.not_after)
+                    ),
+                    None => "no version obtained yet".to_owned(),
+                };
+                let targets = components
+                    .certificates
+                    .iter()
+                    .find(|entry| &entry.config.name == certificate)
+                    .map(|entry| entry.config.deploy_to.clone())
+                    .unwrap_or_default();
+                let outcomes = targets
+                    .iter()
+                    .map(|target| self.outcome(target, certificate))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut response = match (refused, &latest) {
+                    (Some(event), _) => ControlResponse::failed(format!(
+                        "{certificate}: {} ({}); {newest}",
+                        event.message,
+                        event
+                            .kind
+                            .trim_start_matches("certificate.")
+                            .replace('_', " ")
                     )),
-                    None => ControlResponse::failed(format!(
-                        "{certificate}: no version obtained yet; see `certkeeper status`"
+                    (None, None) => ControlResponse::failed(format!(
+                        "{certificate}: {newest}; see `certkeeper status`"
                     )),
-                }),
+                    (None, Some(_)) if outcomes.iter().any(|outcome| outcome.failed) => {
+                        ControlResponse::failed(format!("{certificate}: {newest}; a deploy failed"))
+                    }
+                    (None, Some(_)) => ControlResponse::ok(format!("{certificate}: {newest}")),
+                };
+                response.outcomes = outcomes;
+                Ok(response)
+            }
             ControlRequest::Deploy { target } => {
                 let certificate = components
                     .certificates
@@ -1010,35 +1074,82 @@ impl Daemon {
                     .find(|entry| entry.config.deploy_to.contains(target))
                     .map(|entry| entry.config.name.clone())
                     .unwrap_or_default();
-                self.store
-                    .deployment(target, &certificate)
-                    .map(|record| match record {
-                        Some(record) if record.status == DeployStatus::InSync => {
-                            ControlResponse::ok(format!(
-                                "{target}: in sync with {}",
-                                record.desired_fingerprint.unwrap_or_default()
-                            ))
-                        }
-                        Some(record) => ControlResponse::failed(format!(
-                            "{target}: {}{}",
-                            record.status.as_str(),
-                            record
-                                .last_error
-                                .map(|error| format!(
-                                    ": {} {}: {}",
-                                    error.class, error.code, error.message
-                                ))
-                                .unwrap_or_default()
-                        )),
-                        None => ControlResponse::failed(format!(
-                            "{target}: nothing to deploy yet (certificate {certificate} has no version)"
-                        )),
-                    })
+                let outcome = self.outcome(target, &certificate)?;
+                let mut response = if outcome.status == DeployStatus::InSync.as_str() {
+                    ControlResponse::ok(format!("{target}: in sync with {}", outcome.detail))
+                } else if self.store.deployment(target, &certificate)?.is_none() {
+                    ControlResponse::failed(format!(
+                        "{target}: nothing to deploy yet (certificate {certificate} has no version)"
+                    ))
+                } else {
+                    ControlResponse::failed(outcome.to_string())
+                };
+                response.outcomes = vec![outcome];
+                Ok(response)
+            }
+        }
+    }
+
+    /// Where `target` stands for `certificate` in the ledger, as `renew`/`deploy` print it.
+    fn outcome(
+        &self,
+        target: &str,
+        certificate: &str,
+    ) -> Result<crate::control::TargetOutcome, StoreError> {
+        let record = self.store.deployment(target, certificate)?;
+        let (status, detail) = match &record {
+            None => (DeployStatus::Pending, "no version deployed yet".to_owned()),
+            Some(record) => {
+                let detail = match (record.status, &record.last_error) {
+                    (DeployStatus::InSync, _) => {
+                        record.desired_fingerprint.clone().unwrap_or_default()
+                    }
+                    (DeployStatus::Failed | DeployStatus::Parked, Some(error)) => {
+                        format!("{} {}: {}", error.class, error.code, error.message)
+                    }
+                    _ => record
+                        .next_attempt_at
+                        .map(|at| format!("next attempt at {}", crate::status::events::rfc3339(at)))
+                        .unwrap_or_default(),
+                };
+                (record.status, detail)
             }
         };
-        result
-            .unwrap_or_else(|error| ControlResponse::failed(format!("reading the store: {error}")))
+        Ok(crate::control::TargetOutcome {
+            target: target.to_owned(),
+            status: status.as_str().to_owned(),
+            detail,
+            failed: matches!(status, DeployStatus::Failed | DeployStatus::Parked),
+        })
     }
+}
+
+/// How often the daemon applies the store's retention (after the first pass, then daily).
+const RETENTION_INTERVAL: Duration = Duration::from_secs(86_400);
+
+/// Prunes old events and certificate versions (README, "Retention"); a failure is logged
+/// and retried a day later, since nothing depends on it.
+fn apply_retention(store: &dyn StateStore, config: &Config, now: OffsetDateTime) {
+    let names = config.certificates.iter().map(|c| c.name.as_str());
+    match crate::store::apply_retention(store, names, now) {
+        Ok(pruned) if pruned != crate::store::Pruned::default() => tracing::info!(
+            events = pruned.events,
+            versions = pruned.versions,
+            "pruned the store by its retention"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(error = %error, "pruning the store failed"),
+    }
+}
+
+/// The id of the newest event (0 for none): what a manual request's pass appends comes
+/// after it. A read failure gives 0, which at worst reports an older failure too.
+fn newest_event_id(store: &dyn StateStore) -> i64 {
+    store
+        .tail_events(1)
+        .ok()
+        .and_then(|events| events.last().map(|event| event.id))
+        .unwrap_or(0)
 }
 
 /// Work asked for by hand (`certkeeper renew`, `certkeeper deploy`).
@@ -1276,6 +1387,8 @@ pub async fn run_with(
     let mut running: Option<tokio::task::JoinHandle<Result<(), StoreError>>> = None;
     let mut queued: Vec<Incoming> = Vec::new();
     let mut answering: Vec<Incoming> = Vec::new();
+    let mut answering_since = 0;
+    let mut retention_due = Instant::now();
     loop {
         if running.is_none() && (pass_wanted || Instant::now() >= wake_at) {
             let now = OffsetDateTime::now_utc();
@@ -1288,6 +1401,7 @@ pub async fn run_with(
                 manual.add(request);
             }
             answering = std::mem::take(&mut queued);
+            answering_since = newest_event_id(store.as_ref());
             pass_wanted = false;
             scan_wanted = false;
             let (daemon, components) = (daemon.clone(), components.clone());
@@ -1366,10 +1480,17 @@ pub async fn run_with(
                     }
                 }
                 for (request, reply) in answering.drain(..) {
-                    let _ = reply.send(daemon.answer(&components, &request));
+                    let _ = reply.send(daemon.answer(&components, &request, answering_since));
                 }
                 let now = OffsetDateTime::now_utc();
-                notifier.status(&format!("last reconcile {}", now.unix_timestamp()));
+                if Instant::now() >= retention_due {
+                    retention_due = Instant::now() + RETENTION_INTERVAL;
+                    apply_retention(store.as_ref(), &config, now);
+                }
+                match crate::status::daemon_summary(&config, store.as_ref(), now) {
+                    Ok(line) => notifier.status(&line),
+                    Err(error) => tracing::error!(error = %error, "reading the state for STATUS failed"),
+                }
                 match report(&components) {
                     Ok(true) if once => break,
                     Ok(_) => {}
@@ -1455,6 +1576,7 @@ pub async fn run_manual(
     )
     .await
     .context("building components")?;
+    let since_event = newest_event_id(store.as_ref());
     let daemon = Daemon::new(store, metrics, Health::new());
     let mut manual = Manual::default();
     manual.add(&request);
@@ -1462,7 +1584,7 @@ pub async fn run_manual(
         .reconcile(&components, false, &manual)
         .await
         .context("running the pass")?;
-    Ok(daemon.answer(&components, &request))
+    Ok(daemon.answer(&components, &request, since_event))
 }
 
 fn next_scan_time(config: &Config, now: OffsetDateTime) -> Option<OffsetDateTime> {

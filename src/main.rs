@@ -58,10 +58,16 @@ enum Command {
     /// Run the offline demo: the simulator plus the daemon rolling a certificate out to a
     /// small simulated fleet and enforcing both policies.
     Demo {
-        /// Where the demo writes its config, state and files.
+        /// Where the demo writes its config, state and files (relative to the current
+        /// directory unless absolute).
         #[arg(long, default_value = "certkeeper-demo")]
         directory: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:9464")]
+        /// Where the demo daemon serves /metrics.
+        #[arg(
+            long,
+            env = "CERTKEEPER_DEMO_METRICS_LISTEN",
+            default_value = "127.0.0.1:9464"
+        )]
         metrics_listen: String,
         /// How many simulated CDN domains to roll out to.
         #[arg(long, default_value_t = 20)]
@@ -71,7 +77,9 @@ enum Command {
         once: bool,
     },
     /// Read every target's and policy resource's live state and print what a pass would
-    /// change. Writes nothing.
+    /// change. Writes nothing. Exits 0 when nothing would change, 2 when a pass would
+    /// change something, 1 when something could not be read (like terraform's
+    /// `-detailed-exitcode`).
     Plan {
         /// Print JSON instead of lines.
         #[arg(long)]
@@ -88,6 +96,25 @@ enum Command {
     Deploy {
         /// The `[[target]]` name.
         target: String,
+    },
+    /// Show the event log from the state directory (read-only, safe next to the daemon):
+    /// `TIME  KIND  SUBJECT  MESSAGE` per line, oldest first.
+    Events {
+        /// Only events since this long ago (`24h`, `7d`) or this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events of this certificate and of the targets it deploys to.
+        #[arg(long)]
+        certificate: Option<String>,
+        /// Only events of this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Keep printing new events as they are logged, until Ctrl-C or SIGTERM.
+        #[arg(short, long)]
+        follow: bool,
     },
     /// Exit 0 when the running daemon's /healthz answers 200 (container HEALTHCHECK).
     Healthcheck,
@@ -166,7 +193,30 @@ fn main() -> ExitCode {
         }
         Command::Sim { listen, seed } => report(run_sim(listen, seed), EX_SOFTWARE),
         Command::Plan { json } => match load_config(&cli.config) {
-            Ok(loaded) => report(plan(&loaded.config, json), EX_SOFTWARE),
+            Ok(loaded) => match plan(&loaded.config, json) {
+                Ok(code) => ExitCode::from(code),
+                Err(error) => {
+                    eprintln!("certkeeper: {error:#}");
+                    ExitCode::from(certkeeper::plan::EXIT_UNREADABLE)
+                }
+            },
+            Err(code) => code,
+        },
+        Command::Events {
+            since,
+            certificate,
+            target,
+            json,
+            follow,
+        } => match load_config(&cli.config) {
+            Ok(loaded) => events(
+                &loaded.config,
+                since.as_deref(),
+                certificate.as_deref(),
+                target.as_deref(),
+                json,
+                follow,
+            ),
             Err(code) => code,
         },
         Command::Renew { certificate } => {
@@ -176,7 +226,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn plan(config: &config::Config, json: bool) -> anyhow::Result<()> {
+/// Prints the plan and returns its exit code (0 no change, 2 changes, 1 unreadable).
+fn plan(config: &config::Config, json: bool) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     use std::io::IsTerminal;
     let view = runtime.block_on(certkeeper::plan::plan(
@@ -185,11 +236,56 @@ fn plan(config: &config::Config, json: bool) -> anyhow::Result<()> {
         std::io::stderr().is_terminal(),
     ))?;
     certkeeper::plan::print(&view, json, &mut std::io::stdout().lock())?;
-    Ok(())
+    Ok(view.exit_code())
 }
 
-/// `renew` / `deploy`: to the running daemon over its socket, else one pass in-process.
-/// Exits 0 when the work succeeded, 1 when it failed, 64 for an unknown name.
+/// `events`: 0 when printed (or followed until a signal), 64 for a bad filter, 74 when the
+/// store cannot be read.
+fn events(
+    config: &config::Config,
+    since: Option<&str>,
+    certificate: Option<&str>,
+    target: Option<&str>,
+    json: bool,
+    follow: bool,
+) -> ExitCode {
+    use certkeeper::status::events::{self, EventFilter, EventsError};
+    let now = time::OffsetDateTime::now_utc();
+    let result = EventFilter::new(config, since, certificate, target, now).and_then(|filter| {
+        let runtime = tokio::runtime::Runtime::new().map_err(EventsError::Runtime)?;
+        runtime.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut terminate = signal(SignalKind::terminate()).map_err(EventsError::Runtime)?;
+            let stop = async move {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            };
+            let mut out = std::io::stdout().lock();
+            events::run(config, &filter, json, follow, &mut out, stop).await
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // A reader that went away (`| head`) is not an error.
+        Err(EventsError::Output(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("certkeeper: {error}");
+            ExitCode::from(match error {
+                EventsError::Usage(_) => EX_USAGE,
+                _ => EX_IOERR,
+            })
+        }
+    }
+}
+
+/// `renew` / `deploy`: to the running daemon over its socket, else one pass in-process; both
+/// wait for the pass that does the work. Prints the newest version and each target's
+/// outcome; exits 0 when everything succeeded, 1 when the obtain failed, the files were
+/// rejected or a deploy failed (or is parked), 64 for an unknown name.
 fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
     let loaded = match load_config(path) {
         Ok(loaded) => loaded,
@@ -209,10 +305,12 @@ fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
     match answer {
         Ok(answer) if answer.ok => {
             println!("{}", answer.message);
+            print_outcomes(&answer.outcomes);
             ExitCode::SUCCESS
         }
         Ok(answer) => {
             eprintln!("certkeeper: {}", answer.message);
+            print_outcomes(&answer.outcomes);
             if answer.unknown_name {
                 ExitCode::from(EX_USAGE)
             } else {
@@ -223,6 +321,13 @@ fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
             eprintln!("certkeeper: {error:#}");
             ExitCode::from(EX_SOFTWARE)
         }
+    }
+}
+
+/// One line per target of a manual request: `  cdn-www: failed: auth Code: message`.
+fn print_outcomes(outcomes: &[certkeeper::control::TargetOutcome]) {
+    for outcome in outcomes {
+        println!("  {outcome}");
     }
 }
 

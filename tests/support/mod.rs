@@ -169,3 +169,40 @@ pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
             (name == series).then(|| value.parse().ok())?
         })
 }
+
+/// Writes `DIRECTORY/certkeeper.toml`: one certificate `internal` from a local CA (30-day
+/// leaves) deployed to one file target `files` (`DIRECTORY/tls`), state in
+/// `DIRECTORY/state`, metrics on a free loopback port. The smallest config a daemon
+/// converges with, no simulator needed.
+pub fn write_local_ca_config(directory: &Path) -> std::path::PathBuf {
+    let path = directory.join("certkeeper.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[daemon]
+state_dir = "{state}"
+metrics_listen = "127.0.0.1:{port}"
+
+[local_ca.internal]
+leaf_lifetime = "30d"
+
+[[certificate]]
+name = "internal"
+domains = ["svc.internal.example"]
+source = {{ local_ca = "internal" }}
+deploy_to = ["files"]
+
+[[target]]
+name = "files"
+kind = "file"
+directory = "{files}"
+"#,
+            state = directory.join("state").display(),
+            port = free_port(),
+            files = directory.join("tls").display(),
+        ),
+    )
+    .expect("writing the config");
+    path
+}
