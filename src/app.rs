@@ -14,7 +14,7 @@ use crate::cloud::huawei::gaussdb::GaussDbBackupEncryptionPolicy;
 use crate::cloud::qingcloud::{MysqlPlusSslPolicy, QingCloudClient};
 use crate::cloud::{DnsSolver, Policy, Target};
 use crate::config::credentials::{
-    ProcessEnvironment, Provider, ResolvedCredentials, SecretEnvironment,
+    ProcessEnvironment, Provider, ResolvedCredentials, SecretEnvironment, SecretFingerprint,
 };
 use crate::config::{self, ChallengeType, Config, PolicySettings, SourceConfig, TargetSettings};
 use crate::control::{ControlRequest, ControlResponse, Incoming};
@@ -47,16 +47,59 @@ use time::OffsetDateTime;
 /// Why the daemon could not be built from a config.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// A secret the config names cannot be read.
     #[error(transparent)]
     Credentials(#[from] config::credentials::CredentialError),
+    /// A value of the config that validation could not check (a file, a setting).
     #[error("{0}")]
     Component(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Not the config's fault: an HTTP client or a listener could not be set up.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 fn component(error: impl std::fmt::Display) -> BuildError {
     BuildError::Component(error.to_string())
+}
+
+fn unavailable(error: impl std::fmt::Display) -> BuildError {
+    BuildError::Unavailable(error.to_string())
+}
+
+/// Why `certkeeper run` could not start, typed so that `main` maps it to an exit code (the
+/// one place that mapping lives) without reading messages.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config or a secret it names cannot be used: restarting does not help (78).
+    #[error("the configuration cannot be used")]
+    Config(#[source] BuildError),
+    /// The state directory cannot be opened, created, written or locked (74).
+    #[error("{what} {}", path.display())]
+    StateDirectory {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Anything else (70).
+    #[error("building components")]
+    Internal(#[source] BuildError),
+}
+
+impl StartError {
+    fn from_build(error: BuildError, state_dir: &Path) -> Self {
+        match error {
+            BuildError::Credentials(_) | BuildError::Component(_) => StartError::Config(error),
+            BuildError::Store(source) => StartError::StateDirectory {
+                what: "writing the state store in",
+                path: state_dir.to_owned(),
+                source: Box::new(source),
+            },
+            BuildError::Unavailable(_) => StartError::Internal(error),
+        }
+    }
 }
 
 /// A certificate and where it comes from.
@@ -80,6 +123,9 @@ pub struct Components {
     policies: Vec<(config::PolicyConfig, Arc<dyn Policy>)>,
     /// A digest of each target's and policy's configuration: a change unparks it.
     inputs: HashMap<String, String>,
+    /// A keyed digest of each account's secrets: a change resets the auth backoff of what
+    /// uses the account (see `Daemon::reset_auth_backoff`).
+    secrets: BTreeMap<String, SecretFingerprint>,
     /// Keeps HTTP-01 listeners alive for as long as these components live.
     _responders: Vec<Arc<Http01Responder>>,
 }
@@ -91,6 +137,7 @@ pub struct Cloud {
     huawei: HashMap<String, Arc<HuaweiClient>>,
     pub(crate) targets: HashMap<String, TargetHandle>,
     pub(crate) policies: Vec<(config::PolicyConfig, Arc<dyn Policy>)>,
+    secrets: BTreeMap<String, SecretFingerprint>,
 }
 
 /// Builds vendor clients (one per account, so targets of one account share its rate-limit
@@ -100,11 +147,15 @@ pub fn build_cloud(
     environment: &dyn SecretEnvironment,
     observer: Arc<dyn crate::cloud::http::RequestObserver>,
 ) -> Result<Cloud, BuildError> {
-    let http = crate::cloud::http::client(Default::default()).map_err(component)?;
+    let http = crate::cloud::http::client(Default::default()).map_err(unavailable)?;
     let mut resolved: BTreeMap<String, ResolvedCredentials> = BTreeMap::new();
     for (name, credentials) in &config.credentials {
         resolved.insert(name.clone(), credentials.resolve(name, environment)?);
     }
+    let secrets = resolved
+        .iter()
+        .map(|(name, credentials)| (name.clone(), credentials.secret_fingerprint()))
+        .collect();
     let mut alibaba: HashMap<String, Arc<AlibabaClient>> = HashMap::new();
     let mut huawei: HashMap<String, Arc<HuaweiClient>> = HashMap::new();
     let account = |name: &str| {
@@ -245,6 +296,7 @@ pub fn build_cloud(
         huawei,
         targets,
         policies,
+        secrets,
     })
 }
 
@@ -253,7 +305,7 @@ pub fn build_cloud(
 pub async fn build(
     config: &Config,
     source_store: Arc<dyn SourceStore>,
-    environment: &dyn SecretEnvironment,
+    environment: &(dyn SecretEnvironment + Sync),
     observer: Arc<dyn crate::cloud::http::RequestObserver>,
 ) -> Result<Components, BuildError> {
     let Cloud {
@@ -261,6 +313,7 @@ pub async fn build(
         huawei,
         targets,
         policies,
+        secrets,
     } = build_cloud(config, environment, observer)?;
 
     // Sources: one ACME source per account and one local CA per name, shared by certificates.
@@ -274,7 +327,8 @@ pub async fn build(
                     Some(responder) => responder.clone(),
                     None => {
                         let address = acme.http01_listen.parse().map_err(component)?;
-                        let responder = Http01Responder::bind(address).await.map_err(component)?;
+                        let responder =
+                            Http01Responder::bind(address).await.map_err(unavailable)?;
                         responders.insert(acme.http01_listen.clone(), responder.clone());
                         responder
                     }
@@ -349,6 +403,7 @@ pub async fn build(
         .collect();
     Ok(Components {
         inputs,
+        secrets,
         config: config.clone(),
         certificates,
         targets,
@@ -806,6 +861,87 @@ impl Daemon {
         Ok(())
     }
 
+    /// A fixed secret takes effect at once: every deployment, policy resource and ACME
+    /// certificate (DNS-01) that uses one of the `changed` accounts and last failed on
+    /// authentication leaves its backoff and is tried in the next pass. Deployments go back
+    /// to pending; policy and obtain histories get a `secret_changed` marker (a success-less
+    /// attempt, which ends the run of failures the backoff is computed from).
+    fn reset_auth_backoff(
+        &self,
+        components: &Components,
+        changed: &BTreeSet<String>,
+    ) -> Result<(), StoreError> {
+        let config = &components.config;
+        let uses_changed =
+            |credentials: Option<&String>| credentials.is_some_and(|name| changed.contains(name));
+        let targets: BTreeMap<&str, &str> = config
+            .targets
+            .iter()
+            .filter(|target| uses_changed(target.credentials.as_ref()))
+            .filter_map(|target| Some((target.name.as_str(), target.credentials.as_deref()?)))
+            .collect();
+        for mut record in self.store.deployments()? {
+            let Some(account) = targets.get(record.target.as_str()) else {
+                continue;
+            };
+            if record.last_error.as_ref().map(|error| error.class) != Some(ErrorClass::Auth) {
+                continue;
+            }
+            if record.status == DeployStatus::Failed {
+                record.status = DeployStatus::Pending;
+            }
+            record.next_attempt_at = None;
+            record.attempts = 0;
+            self.store.put_deployment(&record)?;
+            tracing::info!(target = %record.target, certificate = %record.certificate, credentials = %account, "the secret of its credentials changed: auth backoff reset, retried in the next pass");
+        }
+        let now = crate::store::truncate_to_seconds(OffsetDateTime::now_utc());
+        let mut marked = Vec::new();
+        for policy in &config.policies {
+            if !changed.contains(&policy.credentials) {
+                continue;
+            }
+            for resource in &policy.resources {
+                let subject = crate::engine::policy::subject(&policy.name, resource);
+                marked.push((SubjectKind::Policy, subject, policy.credentials.as_str()));
+            }
+        }
+        for certificate in &config.certificates {
+            let SourceConfig::Acme(account) = &certificate.source else {
+                continue;
+            };
+            let dns = config
+                .acme
+                .get(account)
+                .and_then(|acme| acme.dns_credentials.as_ref());
+            if let Some(dns) = dns.filter(|dns| changed.contains(*dns)) {
+                marked.push((
+                    SubjectKind::Certificate,
+                    certificate.name.clone(),
+                    dns.as_str(),
+                ));
+            }
+        }
+        for (kind, subject, account) in marked {
+            let history = self.store.attempts(kind, &subject)?;
+            let failing_on_auth = crate::engine::backoff::trailing_failures(&history)
+                .is_some_and(|(class, _, _)| class == ErrorClass::Auth);
+            if !failing_on_auth {
+                continue;
+            }
+            self.store.record_attempt(&Attempt {
+                subject_kind: kind,
+                subject: subject.clone(),
+                operation: "secret_changed".to_owned(),
+                class: None,
+                code: None,
+                at: now,
+            })?;
+            tracing::info!(subject = %subject, kind = kind.as_str(), credentials = %account, "the secret of its credentials changed: auth backoff reset, retried in the next pass");
+        }
+        Ok(())
+    }
+
     /// Checks (and in enforce mode corrects) every policy resource.
     async fn check_policies(
         &self,
@@ -1106,10 +1242,20 @@ pub async fn run_with(
     let metrics = Metrics::new().context("setting up metrics")?;
     let health = Health::new();
     let mut config = loaded.config;
-    let store = crate::store::sqlite::SqliteStore::open(&config.daemon.state_dir)
-        .context("opening the state store")?;
-    let _state_lock = crate::fsutil::lock_state_dir(&config.daemon.state_dir)
-        .context("locking the state directory")?;
+    let state_dir = config.daemon.state_dir.clone();
+    let store = crate::store::sqlite::SqliteStore::open(&state_dir).map_err(|source| {
+        StartError::StateDirectory {
+            what: "opening the state store in",
+            path: state_dir.clone(),
+            source: Box::new(source),
+        }
+    })?;
+    let _state_lock =
+        crate::fsutil::lock_state_dir(&state_dir).map_err(|source| StartError::StateDirectory {
+            what: "locking the state directory",
+            path: state_dir.clone(),
+            source: Box::new(source),
+        })?;
     let store: Arc<dyn StateStore> = Arc::new(store);
     health.set_store_open();
     let source_store = source_store_for(&store, &config);
@@ -1121,7 +1267,7 @@ pub async fn run_with(
             Arc::new(metrics.clone()),
         )
         .await
-        .context("building components")?,
+        .map_err(|error| StartError::from_build(error, &state_dir))?,
     );
     health.set_config_loaded();
     let listener = tokio::net::TcpListener::bind(&config.daemon.metrics_listen)
@@ -1185,8 +1331,30 @@ pub async fn run_with(
     let mut running: Option<tokio::task::JoinHandle<Result<(), StoreError>>> = None;
     let mut queued: Vec<Incoming> = Vec::new();
     let mut answering: Vec<Incoming> = Vec::new();
+    // A reload parses and builds beside the loop (the control socket and the watchdog keep
+    // being served); a SIGHUP during one queues one more.
+    let mut reloading: Option<tokio::task::JoinHandle<anyhow::Result<(Config, Components)>>> = None;
+    let mut reload_again = false;
+    let start_reload = || {
+        notifier.reloading();
+        tokio::spawn(reload(
+            config_path.clone(),
+            source_store.clone(),
+            environment.clone(),
+            Arc::new(metrics.clone()),
+        ))
+    };
+    // Accounts whose secret a reload found changed; their auth backoff is reset before the
+    // next pass starts (not during one, whose failure would be written over the reset).
+    let mut secrets_changed: BTreeSet<String> = BTreeSet::new();
     loop {
         if running.is_none() && (pass_wanted || Instant::now() >= wake_at) {
+            if !secrets_changed.is_empty() {
+                let changed = std::mem::take(&mut secrets_changed);
+                if let Err(error) = daemon.reset_auth_backoff(&components, &changed) {
+                    tracing::error!(error = %error, "resetting the backoff of changed credentials failed");
+                }
+            }
             let now = OffsetDateTime::now_utc();
             let scan = scan_wanted || once || next_scan.is_some_and(|at| at <= now);
             if scan {
@@ -1212,9 +1380,23 @@ pub async fn run_with(
                 health.tick(OffsetDateTime::now_utc().unix_timestamp());
             }
             _ = hangup.recv() => {
-                notifier.reloading();
-                match reload(&config_path, source_store.clone(), environment.as_ref(), Arc::new(metrics.clone())).await {
+                if reloading.is_some() {
+                    tracing::info!("SIGHUP during a reload: another reload follows it");
+                    reload_again = true;
+                } else {
+                    reloading = Some(start_reload());
+                }
+            }
+            reloaded = async {
+                match reloading.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                reloading = None;
+                match reloaded.map_err(anyhow::Error::from).and_then(|result| result) {
                     Ok((new_config, new_components)) => {
+                        secrets_changed.extend(changed_secrets(&components, &new_components));
                         config = new_config;
                         components = Arc::new(new_components);
                         let _ = watch_stop_tx.send(true);
@@ -1233,6 +1415,9 @@ pub async fn run_with(
                     }
                 }
                 notifier.ready("reloaded");
+                if std::mem::take(&mut reload_again) {
+                    reloading = Some(start_reload());
+                }
             }
             Some((request, reply)) = control_rx.recv() => {
                 match check_request(&config, &request) {
@@ -1305,6 +1490,9 @@ pub async fn run_with(
     }
     notifier.stopping();
     tracing::info!("stopping");
+    if let Some(task) = reloading {
+        task.abort();
+    }
     if let Some(server) = control_server {
         server.abort();
     }
@@ -1378,18 +1566,33 @@ fn next_scan_time(config: &Config, now: OffsetDateTime) -> Option<OffsetDateTime
     cron_after(&schedule, now)
 }
 
+/// Reads, validates and builds the config at `path` for a reload: the parse and
+/// validation on a blocking thread (a large config takes a while), the build as a task.
 async fn reload(
-    path: &Path,
+    path: PathBuf,
     source_store: Arc<dyn SourceStore>,
-    environment: &(dyn SecretEnvironment + Send + Sync),
+    environment: Arc<dyn SecretEnvironment + Send + Sync>,
     observer: Arc<dyn crate::cloud::http::RequestObserver>,
 ) -> anyhow::Result<(Config, Components)> {
-    let loaded = config::load(path)?;
+    let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await??;
     for warning in &loaded.warnings {
         tracing::warn!(warning = %warning, "config warning");
     }
-    let components = build(&loaded.config, source_store, environment, observer).await?;
+    let components = build(&loaded.config, source_store, environment.as_ref(), observer).await?;
     Ok((loaded.config, components))
+}
+
+/// Accounts in both `old` and `new` whose secrets differ (compared by keyed digest).
+fn changed_secrets(old: &Components, new: &Components) -> Vec<String> {
+    new.secrets
+        .iter()
+        .filter(|(name, fingerprint)| {
+            old.secrets
+                .get(*name)
+                .is_some_and(|previous| previous != *fingerprint)
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// Where sources keep ACME accounts, ARI points and local CA roots: the state store, with

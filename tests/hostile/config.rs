@@ -1,1 +1,108 @@
-//! Hostile probes: config (filled by its owner).
+//! Hostile probes: config. A 50,000-line config with 50,000 bad references is refused with
+//! exit 78 and every issue located at its own `file:line:column:`, and `check` finishes:
+//! locating issues must not re-parse the document per issue (that took minutes).
+
+use super::support::{certkeeper_command, ChildGuard};
+use std::process::Stdio;
+use std::time::Duration;
+
+/// Bad references in the generated config, one per line.
+const BAD_REFERENCES: usize = 50_000;
+
+/// Lines before the first element of `deploy_to` in the generated config.
+const HEADER_LINES: usize = 13;
+
+/// A file target and one certificate whose `deploy_to` names `count` targets that do not
+/// exist, each on its own line (`  "missing-000001",` at column 3).
+fn config_with_bad_references(count: usize) -> String {
+    let mut text = String::from(
+        "[daemon]\nstate_dir = \"/var/lib/certkeeper\"\n\n[[target]]\nname = \"web\"\nkind = \"file\"\ndirectory = \"/etc/tls/web\"\n\n[[certificate]]\nname = \"www\"\ndomains = [\"www.example.com\"]\nsource = { local_ca = \"internal\" }\ndeploy_to = [\n",
+    );
+    assert_eq!(text.lines().count(), HEADER_LINES);
+    for index in 1..=count {
+        text.push_str(&format!("  \"missing-{index:06}\",\n"));
+    }
+    text.push_str("]\n\n[local_ca.internal]\n");
+    text
+}
+
+#[test]
+fn a_50000_line_bad_config_is_refused_with_every_issue_located() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = directory.path().join("bad.toml");
+    std::fs::write(&config, config_with_bad_references(BAD_REFERENCES)).unwrap();
+    // Issues go to a file: 50,000 lines would fill a pipe nobody reads while we wait.
+    let stderr_path = directory.path().join("stderr.txt");
+    let mut child = ChildGuard(
+        certkeeper_command()
+            .args(["check", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // A guard against a hang or a quadratic blow-up (it took minutes), not a speed test:
+    // the linear version takes well under a second.
+    let status = child
+        .wait_timeout(Duration::from_secs(30))
+        .expect("check of a 50,000-line bad config did not finish within 30 s");
+    assert_eq!(status.code(), Some(78));
+
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    let file = config.display().to_string();
+    let issues: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("no target named"))
+        .collect();
+    assert_eq!(issues.len(), BAD_REFERENCES, "one line per bad reference");
+    assert_eq!(
+        issues[0],
+        format!(
+            "{file}:{}:3: certificate[0].deploy_to[0]: no target named `missing-000001`",
+            HEADER_LINES + 1
+        )
+    );
+    let last = BAD_REFERENCES - 1;
+    assert_eq!(
+        issues[last],
+        format!(
+            "{file}:{}:3: certificate[0].deploy_to[{last}]: no target named `missing-{BAD_REFERENCES:06}`",
+            HEADER_LINES + BAD_REFERENCES
+        )
+    );
+    // Every issue has its own line, in order.
+    for (index, issue) in issues.iter().enumerate().step_by(997) {
+        let line = HEADER_LINES + 1 + index;
+        assert!(
+            issue.starts_with(&format!(
+                "{file}:{line}:3: certificate[0].deploy_to[{index}]: "
+            )),
+            "{issue}"
+        );
+    }
+}
+
+#[test]
+fn typos_among_many_names_keep_their_suggestion() {
+    // The suggestion budget only runs out for absurd configs: one typo is still helped.
+    let mut text =
+        config_with_bad_references(0).replace("deploy_to = [\n]", "deploy_to = [\"wbe\"]");
+    text.push('\n');
+    let directory = tempfile::tempdir().unwrap();
+    let config = directory.path().join("typo.toml");
+    std::fs::write(&config, text).unwrap();
+    let output = certkeeper_command()
+        .args(["check", "--offline", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            ":13:14: certificate[0].deploy_to[0]: no target named `wbe` (did you mean `web`?)"
+        ),
+        "{stderr}"
+    );
+}
