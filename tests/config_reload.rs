@@ -124,3 +124,73 @@ fn a_fixed_secret_file_takes_effect_on_sighup() {
     let check = certkeeper(&config_path, &["check"], &[]);
     assert_eq!(check.status.code(), Some(0), "{check:?}");
 }
+
+#[test]
+fn environment_secrets_leave_the_environment_and_survive_a_reload() {
+    const VARIABLE: &str = "RELOAD_TEST_ENV_SECRET";
+    const VALUE: &str = "reload-env-secret-2718";
+    let directory = tempfile::tempdir().unwrap();
+    let child_env = directory.path().join("child-env.txt");
+    let port = free_port();
+    let text = format!(
+        r#"
+[daemon]
+state_dir = "{state}"
+metrics_listen = "127.0.0.1:{port}"
+
+[credentials.ali]
+provider = "alibaba"
+access_key_id = "LTAIreloadtest"
+access_key_secret_env = "{VARIABLE}"
+endpoint = "http://127.0.0.1:9"
+
+[local_ca.internal]
+
+[[certificate]]
+name = "internal"
+domains = ["internal.example.com"]
+source = {{ local_ca = "internal" }}
+deploy_to = ["files"]
+
+[[target]]
+name = "files"
+kind = "file"
+directory = "{files}"
+# What a child of the daemon inherits.
+reload_command = ["/bin/sh", "-c", "env > {child_env}"]
+"#,
+        state = directory.path().join("state").display(),
+        files = directory.path().join("tls").display(),
+        child_env = child_env.display(),
+    );
+    let config_path = directory.path().join("certkeeper.toml");
+    std::fs::write(&config_path, text).unwrap();
+    let mut daemon = spawn_daemon(&config_path, &[(VARIABLE, VALUE)]);
+
+    wait_for(
+        "the file target's reload command ran",
+        Duration::from_secs(60),
+        || std::fs::read_to_string(&child_env).is_ok_and(|text| text.contains("PATH=")),
+    );
+    let inherited = std::fs::read_to_string(&child_env).unwrap();
+    assert!(
+        !inherited.contains(VARIABLE) && !inherited.contains(VALUE),
+        "the secret variable was passed on to a child"
+    );
+
+    // The reload resolves the secret again from the process-wide cache.
+    daemon.signal("HUP");
+    wait_for("the reload succeeded", Duration::from_secs(60), || {
+        support::http_get(port, "/metrics").is_some_and(|(_, text)| {
+            support::metric_value(
+                &text,
+                r#"certkeeper_config_reloads_total{result="success"}"#,
+            ) == Some(1.0)
+        })
+    });
+    daemon.signal("TERM");
+    let status = daemon
+        .wait_timeout(Duration::from_secs(30))
+        .expect("the daemon stops on SIGTERM");
+    assert!(status.success(), "{status:?}");
+}

@@ -260,8 +260,9 @@ pub fn secret_variables(config: &super::Config) -> BTreeSet<String> {
 }
 
 /// Reads the secret variables `config` names into the process-wide cache and removes them
-/// from the environment, so no child process (a file target's reload command) and no
-/// reader of `/proc/PID/environ` sees them; returns the names taken.
+/// from the environment, so no child process (a file target's reload command) inherits
+/// them and no later `getenv` finds them; returns the names taken. (`/proc/PID/environ`
+/// shows the environment the process was started with, which only its starter controls.)
 ///
 /// Call it before the runtime starts threads: the C library's `getenv` and `setenv` are not
 /// safe against each other on other threads (which is why edition 2024 makes `remove_var`
