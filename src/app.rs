@@ -1604,3 +1604,157 @@ fn source_store_for(store: &Arc<dyn StateStore>, config: &Config) -> Arc<dyn Sou
     }
     Arc::new(adapter)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{DeploymentRecord, LastError};
+
+    /// Every secret variable is set.
+    struct AllSet;
+
+    impl SecretEnvironment for AllSet {
+        fn var(&self, _: &str) -> Option<String> {
+            Some("secret".into())
+        }
+        fn credentials_directory(&self) -> Option<PathBuf> {
+            None
+        }
+    }
+
+    const CONFIG: &str = r#"
+[credentials.ali]
+provider = "alibaba"
+access_key_id = "AK"
+access_key_secret_env = "ALI"
+endpoint = "http://127.0.0.1:9"
+
+[credentials.qc]
+provider = "qingcloud"
+access_key_id = "QK"
+access_key_secret_env = "QC"
+zone = "pek3"
+endpoint = "http://127.0.0.1:9"
+
+[local_ca.internal]
+
+[[certificate]]
+name = "www"
+domains = ["www.example.com"]
+source = { local_ca = "internal" }
+deploy_to = ["cdn-auth", "cdn-busy"]
+
+[[target]]
+name = "cdn-auth"
+kind = "alibaba-cdn"
+credentials = "ali"
+domain = "www.example.com"
+
+[[target]]
+name = "cdn-busy"
+kind = "alibaba-cdn"
+credentials = "ali"
+domain = "www.example.com"
+
+[[policy]]
+name = "ssl"
+kind = "qingcloud-mysql-plus-ssl"
+credentials = "qc"
+resources = ["c-auth", "c-busy"]
+ssl = true
+"#;
+
+    fn failed(target: &str, class: ErrorClass, now: OffsetDateTime) -> DeploymentRecord {
+        DeploymentRecord {
+            target: target.into(),
+            certificate: "www".into(),
+            desired_fingerprint: Some("f".into()),
+            observed_fingerprint: None,
+            status: DeployStatus::Failed,
+            attempts: 3,
+            last_error: Some(LastError {
+                class,
+                code: "Code".into(),
+                message: "failed".into(),
+            }),
+            next_attempt_at: Some(now + time::Duration::hours(1)),
+            updated_at: now,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_changed_secret_resets_only_the_auth_backoff_of_what_uses_it() {
+        let directory = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[daemon]\nstate_dir = {:?}\n{CONFIG}",
+            directory.path().display().to_string()
+        );
+        let loaded = config::load_str("t.toml", &text).unwrap();
+        let store: Arc<dyn StateStore> =
+            Arc::new(crate::store::sqlite::SqliteStore::open(directory.path()).unwrap());
+        let metrics = Metrics::new().unwrap();
+        let components = build(
+            &loaded.config,
+            source_store_for(&store, &loaded.config),
+            &AllSet,
+            Arc::new(()),
+        )
+        .await
+        .unwrap();
+        let now = crate::store::truncate_to_seconds(OffsetDateTime::now_utc());
+        store
+            .put_deployment(&failed("cdn-auth", ErrorClass::Auth, now))
+            .unwrap();
+        store
+            .put_deployment(&failed("cdn-busy", ErrorClass::Busy, now))
+            .unwrap();
+        for (resource, class) in [("c-auth", ErrorClass::Auth), ("c-busy", ErrorClass::Busy)] {
+            store
+                .record_attempt(&Attempt {
+                    subject_kind: SubjectKind::Policy,
+                    subject: crate::engine::policy::subject("ssl", resource),
+                    operation: "check".into(),
+                    class: Some(class),
+                    code: Some("Code".into()),
+                    at: now,
+                })
+                .unwrap();
+        }
+        let daemon = Daemon::new(store.clone(), metrics, Health::new());
+
+        // An account nothing failed on: nothing changes.
+        let changed = BTreeSet::from(["other".to_owned()]);
+        daemon.reset_auth_backoff(&components, &changed).unwrap();
+        assert_eq!(
+            store.deployment("cdn-auth", "www").unwrap().unwrap(),
+            failed("cdn-auth", ErrorClass::Auth, now)
+        );
+
+        let changed = BTreeSet::from(["ali".to_owned(), "qc".to_owned()]);
+        daemon.reset_auth_backoff(&components, &changed).unwrap();
+        let reset = store.deployment("cdn-auth", "www").unwrap().unwrap();
+        assert_eq!(reset.status, DeployStatus::Pending);
+        assert_eq!((reset.attempts, reset.next_attempt_at), (0, None));
+        assert_eq!(
+            store.deployment("cdn-busy", "www").unwrap().unwrap(),
+            failed("cdn-busy", ErrorClass::Busy, now),
+            "a failure that is not about authentication keeps its backoff"
+        );
+        let history = |resource| {
+            store
+                .attempts(
+                    SubjectKind::Policy,
+                    &crate::engine::policy::subject("ssl", resource),
+                )
+                .unwrap()
+        };
+        assert_eq!(crate::engine::policy::retry_at(&history("c-auth")), None);
+        assert_eq!(
+            history("c-auth")
+                .last()
+                .map(|attempt| attempt.operation.as_str()),
+            Some("secret_changed")
+        );
+        assert!(crate::engine::policy::retry_at(&history("c-busy")).is_some());
+    }
+}
