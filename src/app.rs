@@ -1218,6 +1218,9 @@ fn watch_files(
     }
 }
 
+/// Config issues a refused reload logs; the rest are counted (`check` lists them all).
+const MAX_LOGGED_ISSUES: usize = 20;
+
 /// The shortest pause between two passes, so a record that stays due cannot spin the loop.
 const MIN_PASS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -1411,7 +1414,11 @@ pub async fn run_with(
                     }
                     Err(error) => {
                         metrics.config_reloads.with_label_values(&["failure"]).inc();
-                        tracing::error!(error = %format!("{error:#}"), "reload refused; the previous configuration keeps running");
+                        let error = match error.downcast_ref::<config::ConfigError>() {
+                            Some(invalid) => invalid.summary(MAX_LOGGED_ISSUES),
+                            None => format!("{error:#}"),
+                        };
+                        tracing::error!(error = %error, "reload refused; the previous configuration keeps running");
                     }
                 }
                 notifier.ready("reloaded");

@@ -89,6 +89,20 @@ fn list(issues: &[LocatedIssue]) -> String {
 }
 
 impl ConfigError {
+    /// The message with at most `limit` issues and a count of the rest: what a log line
+    /// carries (a 50,000-issue config must not become a 4 MB log line).
+    pub fn summary(&self, limit: usize) -> String {
+        let issues = self.issues();
+        if issues.len() <= limit {
+            return self.to_string();
+        }
+        format!(
+            "{}\n... and {} more issues (`certkeeper check` lists them all)",
+            list(&issues[..limit]),
+            issues.len() - limit
+        )
+    }
+
     pub fn issues(&self) -> &[LocatedIssue] {
         match self {
             ConfigError::Invalid(issues) => issues,

@@ -1,8 +1,10 @@
 //! Hostile probes: config. A 50,000-line config with 50,000 bad references is refused with
 //! exit 78 and every issue located at its own `file:line:column:`, and `check` finishes:
-//! locating issues must not re-parse the document per issue (that took minutes).
+//! locating issues must not re-parse the document per issue (that took minutes). Sent to a
+//! running daemon with SIGHUP, the same config is refused with a bounded log line while the
+//! daemon keeps serving.
 
-use super::support::{certkeeper_command, ChildGuard};
+use super::support::{certkeeper_command, free_port, http_get, metric_value, wait_for, ChildGuard};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -104,5 +106,73 @@ fn typos_among_many_names_keep_their_suggestion() {
             ":13:14: certificate[0].deploy_to[0]: no target named `wbe` (did you mean `web`?)"
         ),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_50000_line_bad_config_sent_by_sighup_is_refused_and_the_daemon_keeps_serving() {
+    let directory = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let good = format!(
+        "[daemon]\nstate_dir = {:?}\nmetrics_listen = \"127.0.0.1:{port}\"\n\n[local_ca.internal]\n\n\
+         [[certificate]]\nname = \"www\"\ndomains = [\"www.example.com\"]\nsource = {{ local_ca = \"internal\" }}\ndeploy_to = [\"web\"]\n\n\
+         [[target]]\nname = \"web\"\nkind = \"file\"\ndirectory = {:?}\n",
+        directory.path().join("state").display().to_string(),
+        directory.path().join("tls").display().to_string(),
+    );
+    let config = directory.path().join("certkeeper.toml");
+    std::fs::write(&config, good).unwrap();
+    let logs = directory.path().join("daemon.log");
+    let mut daemon = ChildGuard(
+        certkeeper_command()
+            .args(["run", "--log-format", "json", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&logs).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the daemon is ready", Duration::from_secs(60), || {
+        http_get(port, "/readyz").is_some_and(|(status, _)| status == 200)
+    });
+
+    std::fs::write(&config, config_with_bad_references(BAD_REFERENCES)).unwrap();
+    daemon.signal("HUP");
+    wait_for("the reload is refused", Duration::from_secs(30), || {
+        http_get(port, "/metrics").is_some_and(|(_, text)| {
+            metric_value(
+                &text,
+                r#"certkeeper_config_reloads_total{result="failure"}"#,
+            ) == Some(1.0)
+        })
+    });
+    let (status, _) = http_get(port, "/healthz").expect("the daemon still answers");
+    assert_eq!(status, 200);
+    assert!(
+        std::fs::read_to_string(directory.path().join("tls/cert.pem"))
+            .is_ok_and(|pem| pem.contains("BEGIN CERTIFICATE")),
+        "the previous configuration keeps running"
+    );
+
+    daemon.signal("TERM");
+    let exit = daemon
+        .wait_timeout(Duration::from_secs(30))
+        .expect("the daemon stops on SIGTERM");
+    assert!(exit.success(), "{exit:?}");
+    let logs = std::fs::read_to_string(&logs).unwrap();
+    let refusal = logs
+        .lines()
+        .find(|line| line.contains("reload refused"))
+        .unwrap_or_else(|| panic!("no refusal logged:\n{logs}"));
+    assert!(refusal.contains("\"level\":\"ERROR\""), "{refusal}");
+    assert!(
+        refusal.contains("deploy_to[0]: no target named `missing-000001`")
+            && refusal.contains("and 49980 more issues"),
+        "{refusal}"
+    );
+    assert!(
+        refusal.len() < 10_000,
+        "the log line is bounded: {} bytes",
+        refusal.len()
     );
 }
