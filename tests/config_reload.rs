@@ -194,3 +194,137 @@ reload_command = ["/bin/sh", "-c", "env > {child_env}"]
         .expect("the daemon stops on SIGTERM");
     assert!(status.success(), "{status:?}");
 }
+
+/// Secrets whose lookup blocks while `hold` is set: a reload stuck reading a secret.
+struct HeldSecrets {
+    hold: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    reads_while_held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl certkeeper::config::credentials::SecretEnvironment for HeldSecrets {
+    fn var(&self, _: &str) -> Option<String> {
+        let (held, released) = &*self.hold;
+        let mut held = held.lock().unwrap();
+        if *held {
+            self.reads_while_held
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        // Bounded, so a broken test cannot hang forever.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while *held && std::time::Instant::now() < deadline {
+            held = released
+                .wait_timeout(held, Duration::from_millis(100))
+                .unwrap()
+                .0;
+        }
+        Some("secret".into())
+    }
+
+    fn credentials_directory(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+}
+
+/// The daemon runs in this process (its SIGHUP handler is this process's); while a reload
+/// is stuck reading a secret, the loop still answers the control socket, and the reload
+/// completes once the secret can be read.
+#[test]
+fn a_stuck_reload_does_not_hold_the_loop() {
+    use certkeeper::control::{send, ControlRequest};
+    let directory = tempfile::tempdir().unwrap();
+    let state_dir = directory.path().join("state");
+    let port = free_port();
+    let text = format!(
+        r#"
+[daemon]
+state_dir = "{state}"
+metrics_listen = "127.0.0.1:{port}"
+
+[credentials.ali]
+provider = "alibaba"
+access_key_id = "LTAIreloadtest"
+access_key_secret_env = "HELD_SECRET"
+endpoint = "http://127.0.0.1:9"
+
+[local_ca.internal]
+
+[[certificate]]
+name = "internal"
+domains = ["internal.example.com"]
+source = {{ local_ca = "internal" }}
+deploy_to = ["files"]
+
+[[target]]
+name = "files"
+kind = "file"
+directory = "{files}"
+"#,
+        state = state_dir.display(),
+        files = directory.path().join("tls").display(),
+    );
+    let config_path = directory.path().join("certkeeper.toml");
+    std::fs::write(&config_path, &text).unwrap();
+    let loaded = certkeeper::config::load_str("certkeeper.toml", &text).unwrap();
+    let hold = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let reads_while_held = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let environment = std::sync::Arc::new(HeldSecrets {
+        hold: hold.clone(),
+        reads_while_held: reads_while_held.clone(),
+    });
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.spawn(certkeeper::app::run_with(
+        config_path,
+        loaded,
+        environment,
+        false,
+        None,
+    ));
+    wait_for("the daemon is ready", Duration::from_secs(60), || {
+        support::http_get(port, "/readyz").is_some_and(|(status, _)| status == 200)
+    });
+
+    *hold.0.lock().unwrap() = true;
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for(
+        "the reload is reading the secret",
+        Duration::from_secs(30),
+        || reads_while_held.load(std::sync::atomic::Ordering::SeqCst) > 0,
+    );
+
+    // The loop takes a control request and answers it after a pass, reload still stuck.
+    let (answer_tx, answer_rx) = std::sync::mpsc::channel();
+    let socket_dir = state_dir.clone();
+    std::thread::spawn(move || {
+        let answer = send(
+            &socket_dir,
+            &ControlRequest::Deploy {
+                target: "files".into(),
+            },
+        );
+        let _ = answer_tx.send(format!("{answer:?}"));
+    });
+    let answer = answer_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the control socket answers while a reload is stuck");
+    assert!(answer.contains("ok: true"), "{answer}");
+    let reloads = |result: &str| {
+        support::http_get(port, "/metrics").and_then(|(_, text)| {
+            support::metric_value(
+                &text,
+                &format!("certkeeper_config_reloads_total{{result=\"{result}\"}}"),
+            )
+        })
+    };
+    assert_eq!(reloads("success"), None, "the reload is still stuck");
+
+    *hold.0.lock().unwrap() = false;
+    hold.1.notify_all();
+    wait_for("the reload completes", Duration::from_secs(30), || {
+        reloads("success") == Some(1.0)
+    });
+    drop(runtime);
+}
