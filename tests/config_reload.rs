@@ -125,14 +125,16 @@ fn a_fixed_secret_file_takes_effect_on_sighup() {
     assert_eq!(check.status.code(), Some(0), "{check:?}");
 }
 
-#[test]
-fn environment_secrets_leave_the_environment_and_survive_a_reload() {
-    const VARIABLE: &str = "RELOAD_TEST_ENV_SECRET";
-    const VALUE: &str = "reload-env-secret-2718";
-    let directory = tempfile::tempdir().unwrap();
-    let child_env = directory.path().join("child-env.txt");
-    let port = free_port();
-    let text = format!(
+/// A local CA certificate deployed to a file target under `directory` (plus
+/// `target_extra` lines in the target), with an Alibaba account whose secret comes from
+/// the environment variable `variable` (resolved at every build, never used on the wire).
+fn file_target_config(
+    directory: &std::path::Path,
+    port: u16,
+    variable: &str,
+    target_extra: &str,
+) -> String {
+    format!(
         r#"
 [daemon]
 state_dir = "{state}"
@@ -141,7 +143,7 @@ metrics_listen = "127.0.0.1:{port}"
 [credentials.ali]
 provider = "alibaba"
 access_key_id = "LTAIreloadtest"
-access_key_secret_env = "{VARIABLE}"
+access_key_secret_env = "{variable}"
 endpoint = "http://127.0.0.1:9"
 
 [local_ca.internal]
@@ -156,12 +158,29 @@ deploy_to = ["files"]
 name = "files"
 kind = "file"
 directory = "{files}"
-# What a child of the daemon inherits.
-reload_command = ["/bin/sh", "-c", "env > {child_env}"]
+{target_extra}
 "#,
-        state = directory.path().join("state").display(),
-        files = directory.path().join("tls").display(),
-        child_env = child_env.display(),
+        state = directory.join("state").display(),
+        files = directory.join("tls").display(),
+    )
+}
+
+#[test]
+fn environment_secrets_leave_the_environment_and_survive_a_reload() {
+    const VARIABLE: &str = "RELOAD_TEST_ENV_SECRET";
+    const VALUE: &str = "reload-env-secret-2718";
+    let directory = tempfile::tempdir().unwrap();
+    let child_env = directory.path().join("child-env.txt");
+    let port = free_port();
+    // What a child of the daemon inherits.
+    let text = file_target_config(
+        directory.path(),
+        port,
+        VARIABLE,
+        &format!(
+            "reload_command = [\"/bin/sh\", \"-c\", \"env > {}\"]",
+            child_env.display()
+        ),
     );
     let config_path = directory.path().join("certkeeper.toml");
     std::fs::write(&config_path, text).unwrap();
@@ -234,34 +253,7 @@ fn a_stuck_reload_does_not_hold_the_loop() {
     let directory = tempfile::tempdir().unwrap();
     let state_dir = directory.path().join("state");
     let port = free_port();
-    let text = format!(
-        r#"
-[daemon]
-state_dir = "{state}"
-metrics_listen = "127.0.0.1:{port}"
-
-[credentials.ali]
-provider = "alibaba"
-access_key_id = "LTAIreloadtest"
-access_key_secret_env = "HELD_SECRET"
-endpoint = "http://127.0.0.1:9"
-
-[local_ca.internal]
-
-[[certificate]]
-name = "internal"
-domains = ["internal.example.com"]
-source = {{ local_ca = "internal" }}
-deploy_to = ["files"]
-
-[[target]]
-name = "files"
-kind = "file"
-directory = "{files}"
-"#,
-        state = state_dir.display(),
-        files = directory.path().join("tls").display(),
-    );
+    let text = file_target_config(directory.path(), port, "HELD_SECRET", "");
     let config_path = directory.path().join("certkeeper.toml");
     std::fs::write(&config_path, &text).unwrap();
     let loaded = certkeeper::config::load_str("certkeeper.toml", &text).unwrap();
