@@ -458,3 +458,46 @@ impl CredentialsConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_fingerprints_tell_a_change_without_showing_the_secret() {
+        let account =
+            |secret: &str| ResolvedCredentials::new("ali", Provider::Alibaba, "AK", secret);
+        assert_eq!(
+            account("hunter2").secret_fingerprint(),
+            account("hunter2").secret_fingerprint()
+        );
+        assert_ne!(
+            account("hunter2").secret_fingerprint(),
+            account("hunter3").secret_fingerprint()
+        );
+        let mut with_password = account("hunter2");
+        with_password.password = Some(Secret::new("pw"));
+        assert_ne!(
+            with_password.secret_fingerprint(),
+            account("hunter2").secret_fingerprint()
+        );
+        assert_eq!(
+            format!("{:?}", account("hunter2").secret_fingerprint()),
+            "SecretFingerprint(..)"
+        );
+    }
+
+    #[test]
+    fn secret_files_are_bounded_regular_files() {
+        let directory = tempfile::tempdir().unwrap();
+        let big = directory.path().join("big");
+        std::fs::write(&big, vec![b'x'; MAX_SECRET_FILE_BYTES as usize + 1]).unwrap();
+        let error = read_secret_file(&big).unwrap_err().to_string();
+        assert!(error.contains("larger than"), "{error}");
+        let error = read_secret_file(directory.path()).unwrap_err().to_string();
+        assert!(error.contains("not a regular file"), "{error}");
+        let small = directory.path().join("small");
+        std::fs::write(&small, "s3cret\n").unwrap();
+        assert_eq!(read_secret_file(&small).unwrap(), "s3cret\n");
+    }
+}
