@@ -305,8 +305,18 @@ pub fn build_cloud(
 pub async fn build(
     config: &Config,
     source_store: Arc<dyn SourceStore>,
-    environment: &(dyn SecretEnvironment + Sync),
+    environment: &dyn SecretEnvironment,
     observer: Arc<dyn crate::cloud::http::RequestObserver>,
+) -> Result<Components, BuildError> {
+    let cloud = build_cloud(config, environment, observer)?;
+    build_sources(config, cloud, source_store).await
+}
+
+/// The sources of `config` next to its already built cloud side: the rest of [`build`].
+async fn build_sources(
+    config: &Config,
+    cloud: Cloud,
+    source_store: Arc<dyn SourceStore>,
 ) -> Result<Components, BuildError> {
     let Cloud {
         alibaba,
@@ -314,7 +324,7 @@ pub async fn build(
         targets,
         policies,
         secrets,
-    } = build_cloud(config, environment, observer)?;
+    } = cloud;
 
     // Sources: one ACME source per account and one local CA per name, shared by certificates.
     let mut responders: HashMap<String, Arc<Http01Responder>> = HashMap::new();
@@ -1262,15 +1272,13 @@ pub async fn run_with(
     let store: Arc<dyn StateStore> = Arc::new(store);
     health.set_store_open();
     let source_store = source_store_for(&store, &config);
+    let start_error = |error| StartError::from_build(error, &state_dir);
+    let cloud = build_cloud(&config, environment.as_ref(), Arc::new(metrics.clone()))
+        .map_err(start_error)?;
     let mut components = Arc::new(
-        build(
-            &config,
-            source_store.clone(),
-            environment.as_ref(),
-            Arc::new(metrics.clone()),
-        )
-        .await
-        .map_err(|error| StartError::from_build(error, &state_dir))?,
+        build_sources(&config, cloud, source_store.clone())
+            .await
+            .map_err(start_error)?,
     );
     health.set_config_loaded();
     let listener = tokio::net::TcpListener::bind(&config.daemon.metrics_listen)
@@ -1573,19 +1581,25 @@ fn next_scan_time(config: &Config, now: OffsetDateTime) -> Option<OffsetDateTime
     cron_after(&schedule, now)
 }
 
-/// Reads, validates and builds the config at `path` for a reload: the parse and
-/// validation on a blocking thread (a large config takes a while), the build as a task.
+/// Reads, validates and builds the config at `path` for a reload, beside the loop: the
+/// parse, the validation and the reading of secrets (file reads that may be slow) on a
+/// blocking thread, the rest of the build as a task.
 async fn reload(
     path: PathBuf,
     source_store: Arc<dyn SourceStore>,
     environment: Arc<dyn SecretEnvironment + Send + Sync>,
     observer: Arc<dyn crate::cloud::http::RequestObserver>,
 ) -> anyhow::Result<(Config, Components)> {
-    let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await??;
+    let (loaded, cloud) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let loaded = config::load(&path)?;
+        let cloud = build_cloud(&loaded.config, environment.as_ref(), observer)?;
+        Ok((loaded, cloud))
+    })
+    .await??;
     for warning in &loaded.warnings {
         tracing::warn!(warning = %warning, "config warning");
     }
-    let components = build(&loaded.config, source_store, environment.as_ref(), observer).await?;
+    let components = build_sources(&loaded.config, cloud, source_store).await?;
     Ok((loaded.config, components))
 }
 

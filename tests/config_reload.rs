@@ -263,7 +263,12 @@ fn a_stuck_reload_does_not_hold_the_loop() {
         hold: hold.clone(),
         reads_while_held: reads_while_held.clone(),
     });
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // One worker: a reload that blocked a worker while reading secrets would stop the loop.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.spawn(certkeeper::app::run_with(
         config_path,
         loaded,
