@@ -2,7 +2,7 @@
 //! exit 78 and every issue located at its own `file:line:column:`, and `check` finishes:
 //! locating issues must not re-parse the document per issue (that took minutes). Sent to a
 //! running daemon with SIGHUP, the same config is refused with a bounded log line while the
-//! daemon keeps serving.
+//! daemon keeps serving. A FIFO as a secret file is refused by `check` and `run`, not waited on.
 
 use super::support::{certkeeper_command, free_port, http_get, metric_value, wait_for, ChildGuard};
 use std::process::Stdio;
@@ -175,4 +175,54 @@ fn a_50000_line_bad_config_sent_by_sighup_is_refused_and_the_daemon_keeps_servin
         "the log line is bounded: {} bytes",
         refusal.len()
     );
+}
+
+#[test]
+fn a_fifo_as_a_secret_file_is_refused_not_waited_on() {
+    let directory = tempfile::tempdir().unwrap();
+    let fifo = directory.path().join("alibaba-secret");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    let port = free_port();
+    let config = directory.path().join("certkeeper.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nstate_dir = {state:?}\nmetrics_listen = \"127.0.0.1:{port}\"\n\n\
+             [credentials.ali]\nprovider = \"alibaba\"\naccess_key_id = \"AK\"\naccess_key_secret_file = {fifo:?}\n\n\
+             [local_ca.internal]\n\n\
+             [[certificate]]\nname = \"www\"\ndomains = [\"www.example.com\"]\nsource = {{ local_ca = \"internal\" }}\n",
+            state = directory.path().join("state").display().to_string(),
+            fifo = fifo.display().to_string(),
+        ),
+    )
+    .unwrap();
+    for command in ["check", "run"] {
+        let stderr_path = directory.path().join(format!("{command}.stderr"));
+        let mut child = ChildGuard(
+            certkeeper_command()
+                .args([command, "--config"])
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&stderr_path).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        // Opening a FIFO nobody writes to blocks forever: the guard catches that.
+        let status = child
+            .wait_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("`{command}` waited on the FIFO"));
+        assert_eq!(status.code(), Some(78), "{command}");
+        let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+        assert!(
+            stderr.contains(&format!(
+                "credentials.ali.access_key_secret_file: cannot read {}: not a regular file",
+                fifo.display()
+            )),
+            "{command}: {stderr}"
+        );
+    }
 }
