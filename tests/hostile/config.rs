@@ -14,6 +14,24 @@ const BAD_REFERENCES: usize = 50_000;
 /// Lines before the first element of `deploy_to` in the generated config.
 const HEADER_LINES: usize = 13;
 
+/// `certkeeper ARGS CONFIG` with stderr in the file `stderr` (a pipe nobody reads while the
+/// test waits would fill up and stall the child).
+fn spawn_logging_to(
+    args: &[&str],
+    config: &std::path::Path,
+    stderr: &std::path::Path,
+) -> ChildGuard {
+    ChildGuard(
+        certkeeper_command()
+            .args(args)
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(stderr).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 /// A file target and one certificate whose `deploy_to` names `count` targets that do not
 /// exist, each on its own line (`  "missing-000001",` at column 3).
 fn config_with_bad_references(count: usize) -> String {
@@ -35,15 +53,7 @@ fn a_50000_line_bad_config_is_refused_with_every_issue_located() {
     std::fs::write(&config, config_with_bad_references(BAD_REFERENCES)).unwrap();
     // Issues go to a file: 50,000 lines would fill a pipe nobody reads while we wait.
     let stderr_path = directory.path().join("stderr.txt");
-    let mut child = ChildGuard(
-        certkeeper_command()
-            .args(["check", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = spawn_logging_to(&["check", "--config"], &config, &stderr_path);
     // A guard against a hang or a quadratic blow-up (it took minutes), not a speed test:
     // the linear version takes well under a second.
     let status = child
@@ -123,15 +133,7 @@ fn a_50000_line_bad_config_sent_by_sighup_is_refused_and_the_daemon_keeps_servin
     let config = directory.path().join("certkeeper.toml");
     std::fs::write(&config, good).unwrap();
     let logs = directory.path().join("daemon.log");
-    let mut daemon = ChildGuard(
-        certkeeper_command()
-            .args(["run", "--log-format", "json", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&logs).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let mut daemon = spawn_logging_to(&["run", "--log-format", "json", "--config"], &config, &logs);
     wait_for("the daemon is ready", Duration::from_secs(60), || {
         http_get(port, "/readyz").is_some_and(|(status, _)| status == 200)
     });
@@ -202,15 +204,7 @@ fn a_fifo_as_a_secret_file_is_refused_not_waited_on() {
     .unwrap();
     for command in ["check", "run"] {
         let stderr_path = directory.path().join(format!("{command}.stderr"));
-        let mut child = ChildGuard(
-            certkeeper_command()
-                .args([command, "--config"])
-                .arg(&config)
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&stderr_path).unwrap())
-                .spawn()
-                .unwrap(),
-        );
+        let mut child = spawn_logging_to(&[command, "--config"], &config, &stderr_path);
         // Opening a FIFO nobody writes to blocks forever: the guard catches that.
         let status = child
             .wait_timeout(Duration::from_secs(30))
