@@ -327,7 +327,7 @@ fn check_resolves_what_run_will_need() {
     assert_eq!(code, 78, "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "FILE:8:1: credentials.ali.access_key_secret_file: cannot read {}",
+            "FILE:8:1: credentials.ali.access_key_secret_file: cannot read {} (\"alibaba-secret\" in $CREDENTIALS_DIRECTORY): ",
             credentials.join("alibaba-secret").display()
         )),
         "{stderr}"

@@ -71,36 +71,39 @@ pub struct CredentialsConfig {
 /// Why a secret could not be read. Each names the key to fix and how the secret was looked
 /// up; `owner` is the section (`credentials.ali`, `acme.le`).
 #[derive(Debug, thiserror::Error)]
+#[error("{}", self.issue())]
 pub enum CredentialError {
-    #[error("{owner}.{field}_env: environment variable {variable} is not set")]
     MissingEnv {
         owner: String,
         field: &'static str,
         variable: String,
     },
-    #[error(
-        "{owner}.{field}_file: {:?} is relative and $CREDENTIALS_DIRECTORY is not set",
-        path.display().to_string()
-    )]
+    /// A relative `*_file` name with no `$CREDENTIALS_DIRECTORY` to resolve it in.
     RelativeFile {
         owner: String,
         field: &'static str,
         path: PathBuf,
     },
-    #[error("{owner}.{field}_file: cannot read {}: {reason}", path.display())]
     File {
         owner: String,
         field: &'static str,
         path: PathBuf,
+        /// The relative name as written, when `path` is it resolved in
+        /// `$CREDENTIALS_DIRECTORY`.
+        relative: Option<PathBuf>,
         reason: String,
     },
-    #[error("{owner}: {field} is required")]
-    Missing { owner: String, field: &'static str },
+    Missing {
+        owner: String,
+        field: &'static str,
+    },
 }
 
 impl CredentialError {
-    /// The problem as a config issue (key path and message), so `check` locates it in the file.
+    /// The problem as a config issue (key path and message), so `check` locates it in the
+    /// file; its `Display` is the same text.
     pub fn issue(&self) -> super::ConfigIssue {
+        let quoted = |path: &Path| format!("{:?}", path.display().to_string());
         let (path, message) = match self {
             CredentialError::MissingEnv {
                 owner,
@@ -113,18 +116,26 @@ impl CredentialError {
             CredentialError::RelativeFile { owner, field, path } => (
                 format!("{owner}.{field}_file"),
                 format!(
-                    "{:?} is relative and $CREDENTIALS_DIRECTORY is not set",
-                    path.display().to_string()
+                    "{} is relative and $CREDENTIALS_DIRECTORY is not set",
+                    quoted(path)
                 ),
             ),
             CredentialError::File {
                 owner,
                 field,
                 path,
+                relative,
                 reason,
             } => (
                 format!("{owner}.{field}_file"),
-                format!("cannot read {}: {reason}", path.display()),
+                match relative {
+                    Some(relative) => format!(
+                        "cannot read {} ({} in $CREDENTIALS_DIRECTORY): {reason}",
+                        path.display(),
+                        quoted(relative)
+                    ),
+                    None => format!("cannot read {}: {reason}", path.display()),
+                },
             ),
             CredentialError::Missing { owner, field } => {
                 (owner.clone(), format!("{field} is required"))
@@ -345,6 +356,7 @@ pub fn resolve_secret(
                 owner: owner.to_owned(),
                 field,
                 path,
+                relative: file.is_relative().then(|| file.to_owned()),
                 reason: error.to_string(),
             });
     }
