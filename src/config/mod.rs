@@ -2,7 +2,9 @@
 //! validation. Loading is two steps: `parse` turns text into typed sections (unknown keys
 //! refused with the nearest valid key suggested), then `validate` checks values and
 //! cross-references without touching the file system, network or environment. Every
-//! problem is reported as `file:line:column: key.path: message`.
+//! problem is reported as `file:line:column: key.path: message`, located in one parse of
+//! the document whatever the number of problems. `check` (not `--offline`) then resolves
+//! what `run` will need ([`preflight`]).
 
 pub mod credentials;
 pub mod duration;
