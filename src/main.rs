@@ -39,8 +39,13 @@ struct Cli {
 enum Command {
     /// Run the daemon: obtain, deploy and verify certificates, enforce policies.
     Run,
-    /// Validate the configuration and exit (0 valid, 78 invalid).
-    Check,
+    /// Validate the configuration and what `run` will need (secrets, certificate files, a
+    /// writable state directory); exit 0 when all is well, 78 otherwise.
+    Check {
+        /// Validate the file only: read no secret, file or directory (CI linting).
+        #[arg(long)]
+        offline: bool,
+    },
     /// Show certificates and targets from the state directory.
     Status {
         /// Print JSON instead of a table.
@@ -144,13 +149,16 @@ fn main() -> ExitCode {
             println!("certkeeper {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Check => check(&cli.config),
+        Command::Check { offline } => check(&cli.config, offline),
         Command::Healthcheck => match load_config(&cli.config) {
             Ok(loaded) => report(healthcheck(&loaded.config.daemon.metrics_listen), 1),
             Err(code) => code,
         },
         Command::Run => match load_config(&cli.config) {
             Ok(loaded) => {
+                // Before the runtime starts threads: see `take_environment_secrets`.
+                let taken = config::credentials::take_environment_secrets(&loaded.config);
+                tracing::debug!(variables = ?taken, "secrets taken out of the environment");
                 let runtime = match tokio::runtime::Runtime::new() {
                     Ok(runtime) => runtime,
                     Err(error) => {
@@ -158,10 +166,13 @@ fn main() -> ExitCode {
                         return ExitCode::from(EX_SOFTWARE);
                     }
                 };
-                report(
-                    runtime.block_on(certkeeper::app::run(cli.config.clone(), loaded)),
-                    EX_SOFTWARE,
-                )
+                match runtime.block_on(certkeeper::app::run(cli.config.clone(), loaded)) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(error) => {
+                        eprintln!("certkeeper: {error:#}");
+                        ExitCode::from(run_exit_code(&error))
+                    }
+                }
             }
             Err(code) => code,
         },
@@ -356,21 +367,44 @@ fn load_config(path: &std::path::Path) -> Result<config::Loaded, ExitCode> {
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
-    match load_config(path) {
+/// The exit code of a failed `run` (sysexits): 78 when the config or a secret it names
+/// cannot be used, 74 when the state directory cannot be opened or locked, 70 otherwise.
+/// The unit's `RestartPreventExitStatus` lists the codes a restart cannot fix.
+fn run_exit_code(error: &anyhow::Error) -> u8 {
+    use certkeeper::app::StartError;
+    match error.downcast_ref::<StartError>() {
+        Some(StartError::Config(_)) => EX_CONFIG,
+        Some(StartError::StateDirectory { .. }) => EX_IOERR,
+        Some(StartError::Internal(_)) | None => EX_SOFTWARE,
+    }
+}
+
+fn check(path: &std::path::Path, offline: bool) -> ExitCode {
+    match config::check(path, &config::credentials::ProcessEnvironment, offline) {
         Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
             let config = &loaded.config;
             println!(
-                "{}: ok ({} certificates, {} targets, {} policies, {} credentials)",
+                "{}: ok ({} certificates, {} targets, {} policies, {} credentials){}",
                 path.display(),
                 config.certificates.len(),
                 config.targets.len(),
                 config.policies.len(),
-                config.credentials.len()
+                config.credentials.len(),
+                if offline {
+                    "; secrets, files and the state directory not checked (--offline)"
+                } else {
+                    ""
+                }
             );
             ExitCode::SUCCESS
         }
-        Err(code) => code,
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::from(EX_CONFIG)
+        }
     }
 }
 
