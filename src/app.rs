@@ -926,6 +926,7 @@ impl Daemon {
         scan: bool,
         manual: &Manual,
     ) -> Result<(), StoreError> {
+        let _running = self.metrics.pass_running();
         let now = OffsetDateTime::now_utc();
         self.obtain_due(components, now, &manual.renew).await?;
         // A fresh clock: obtaining may have taken minutes, and a certificate issued during
