@@ -298,6 +298,33 @@ fn a_wrong_access_key_shows_within_one_pass_and_every_series_is_back_at_ready() 
     assert!(value(&text, &good_success) >= value(&before, &good_success));
     assert!(value(&before, &good_success) > 0.0);
 
+    assert!(metric_value(&text, "certkeeper_pass_running_seconds").is_some());
+
+    // A reload without the bad target: its series disappear, the others stay.
+    let without_bad = std::fs::read_to_string(&config_path).unwrap().replace(
+        r#"deploy_to = ["cdn-good", "cdn-bad"]"#,
+        r#"deploy_to = ["cdn-good"]"#,
+    );
+    let (kept, removed) = without_bad
+        .split_once("[[target]]\nname = \"cdn-bad\"")
+        .expect("the bad target's table");
+    assert!(!removed.contains("[["), "the bad target is the last table");
+    std::fs::write(&config_path, kept).unwrap();
+    daemon.signal("HUP");
+    let mut text = String::new();
+    wait_for("the reload", Duration::from_secs(60), || {
+        text = scrape(metrics_port);
+        metric_value(
+            &text,
+            r#"certkeeper_config_reloads_total{result="success"}"#,
+        ) == Some(1.0)
+    });
+    assert!(!text.contains(r#"target="cdn-bad""#), "{text}");
+    assert_eq!(
+        value(&text, &format!("certkeeper_target_in_sync{GOOD}")),
+        1.0
+    );
+
     // Debug shows certkeeper's own detail, not the HTTP stack's connection pool.
     wait_for("a pass at debug level", Duration::from_secs(60), || {
         parsed(&logs)
