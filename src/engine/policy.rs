@@ -497,11 +497,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_remediation_is_overdue_and_a_fixed_one_is_not() {
+    async fn a_failing_remediation_shows_in_the_gauges_until_corrected() {
         let directory = tempfile::tempdir().unwrap();
         let context = context(directory.path());
         // Enforce mode without a window: the check finds it non-compliant and the
-        // remediation's job fails, so the pass ends non-compliant.
+        // remediation fails (no vendor job ran), so the pass fails.
         let policy = Flaky::new(ErrorClass::Busy, 1);
         let gauge = |family: &prometheus::IntGaugeVec| family.with_label_values(&["p", "r1"]).get();
         let metrics = &context.metrics;
