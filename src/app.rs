@@ -304,7 +304,9 @@ pub async fn build(
     let mut local_cas: HashMap<String, Arc<dyn Source>> = HashMap::new();
     for (name, ca) in &config.local_ca {
         let settings = LocalCaSettings::from_config(name, ca).map_err(component)?;
-        let ca = LocalCa::open(settings, source_store.as_ref()).map_err(component)?;
+        let ca = LocalCa::load(settings, source_store.clone())
+            .await
+            .map_err(component)?;
         local_cas.insert(name.clone(), Arc::new(ca));
     }
     let mut certificates = Vec::new();
@@ -678,7 +680,7 @@ impl Daemon {
             let label = entry.config.source.label();
             match &entry.source {
                 CertificateSource::Files(files) => {
-                    for event in tokio::task::block_in_place(|| files.scan()) {
+                    for event in files.scan().await {
                         self.file_event(entry, event)?;
                     }
                 }
@@ -1197,10 +1199,17 @@ pub async fn run_with(
     let metrics = Metrics::new().context("setting up metrics")?;
     let health = Health::new();
     let mut config = loaded.config;
-    let store = crate::store::sqlite::SqliteStore::open(&config.daemon.state_dir)
-        .context("opening the state store")?;
-    let _state_lock = crate::fsutil::lock_state_dir(&config.daemon.state_dir)
-        .context("locking the state directory")?;
+    // On the blocking pool: the state directory's checks, SQLite's open and the lock block.
+    let state_dir = config.daemon.state_dir.clone();
+    let (store, _state_lock) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let store = crate::store::sqlite::SqliteStore::open(&state_dir)
+            .context("opening the state store")?;
+        let lock =
+            crate::fsutil::lock_state_dir(&state_dir).context("locking the state directory")?;
+        Ok((store, lock))
+    })
+    .await
+    .context("opening the state store")??;
     let store: Arc<dyn StateStore> = Arc::new(store);
     health.set_store_open();
     let source_store = source_store_for(&store, &config);

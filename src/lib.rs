@@ -13,7 +13,8 @@
 //! - [`store`]: the state that must survive a crash (SQLite by default).
 //! - [`telemetry`]: logs, metrics and typed events.
 //! - [`error`]: the error classes every vendor maps into.
-//! - [`fsutil`]: crash-safe file writes.
+//! - [`fsutil`]: crash-safe file writes, bounded reads of regular files, directory modes.
+//! - [`process`]: process hardening at start (not dumpable).
 //! - [`secret`]: values that never print.
 //! - [`systemd`]: READY / WATCHDOG / STATUS / RELOADING / STOPPING.
 
@@ -27,6 +28,7 @@ pub mod engine;
 pub mod error;
 pub mod fsutil;
 pub mod plan;
+pub mod process;
 pub mod secret;
 pub mod source;
 pub mod status;

@@ -96,6 +96,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let hardened = certkeeper::process::harden();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
@@ -108,6 +109,9 @@ fn main() -> ExitCode {
         }
     };
     logging::init(cli.log_format, &cli.log_level);
+    if let Err(error) = hardened {
+        tracing::warn!(error = %error, "cannot mark the process non-dumpable; a core dump could hold keys");
+    }
     match cli.command {
         Command::Version => {
             println!("certkeeper {}", env!("CARGO_PKG_VERSION"));

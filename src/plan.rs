@@ -131,7 +131,7 @@ pub async fn plan(
                 if let Some(spec) = WatchSpec::from_config(&certificate.name, &certificate.source) {
                     let files = FileSource::new(spec, Duration::ZERO)
                         .with_domains(&certificate.name, certificate.domains.clone());
-                    for event in files.scan() {
+                    for event in files.scan().await {
                         match event {
                             FileEvent::Imported { bundle: found, .. } => {
                                 if row.desired.as_deref() != Some(found.fingerprint()) {

@@ -2,6 +2,12 @@
 //! atomically into a directory, optionally hands them to an owner and group, then runs an
 //! optional reload command with a timeout whose exit status is the deploy result. Live state
 //! is what `cert.pem` holds now.
+//!
+//! A directory other users can write into is refused (class `invalid`; see
+//! [`crate::fsutil::refuse_shared_directory`] for why the sticky bit does not save it), and
+//! owner and mode are set on each temporary file before its rename, so a symlink swapped in
+//! never hands another file to the configured owner. All file work runs on the blocking
+//! pool, and `cert.pem` is read only if it is a regular file under the size cap.
 
 use crate::cert::{CertificateBundle, LeafInfo};
 use crate::cloud::{LiveCertificate, Target};
@@ -9,6 +15,7 @@ use crate::config::ConfigIssue;
 use crate::error::{CloudError, ErrorClass};
 use async_trait::async_trait;
 use serde::Deserialize;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -105,10 +112,16 @@ impl FileTarget {
         })
     }
 
-    fn io_error(&self, operation: &str, path: &Path, error: std::io::Error) -> CloudError {
+    /// `error`'s message already names the path (see [`with_path`]).
+    fn io_error(&self, operation: &str, error: std::io::Error) -> CloudError {
         let class = match error.kind() {
             std::io::ErrorKind::PermissionDenied => ErrorClass::Auth,
             std::io::ErrorKind::NotFound => ErrorClass::NotFound,
+            // A refused directory (shared) or file (not regular, over the cap): only the
+            // operator can fix it, so retrying soon is pointless.
+            std::io::ErrorKind::InvalidInput | std::io::ErrorKind::FileTooLarge => {
+                ErrorClass::Invalid
+            }
             _ => ErrorClass::Transient,
         };
         CloudError::new(
@@ -116,7 +129,7 @@ impl FileTarget {
             operation,
             class,
             format!("{:?}", error.kind()),
-            format!("{}: {error}", path.display()),
+            error.to_string(),
         )
     }
 
@@ -174,12 +187,22 @@ impl FileTarget {
     }
 }
 
+/// Prefixes an error from std with the path it is about, as `fsutil`'s errors already are.
+fn with_path(path: &Path) -> impl Fn(std::io::Error) -> std::io::Error + '_ {
+    move |error| std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+}
+
+/// The largest passwd/group file we read to resolve a name: far above any real one.
+const MAX_DATABASE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// A numeric id, or the name's id from a passwd/group style file (`name:x:ID:...`).
 fn resolve_id(value: &str, database: &Path) -> Result<u32, CloudError> {
     if let Ok(id) = value.parse() {
         return Ok(id);
     }
-    let text = std::fs::read_to_string(database).unwrap_or_default();
+    let text = crate::fsutil::read_regular(database, MAX_DATABASE_BYTES)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
     text.lines()
         .filter_map(|line| {
             let mut fields = line.split(':');
@@ -211,8 +234,17 @@ impl Target for FileTarget {
 
     async fn observe(&self) -> Result<LiveCertificate, CloudError> {
         let path = self.directory.join("cert.pem");
-        match tokio::fs::read_to_string(&path).await {
-            Ok(text) => {
+        let read = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::fsutil::read_regular(&path, crate::cert::MAX_INPUT_BYTES as u64)
+            })
+            .await
+            .map_err(task_failed("observe"))?
+        };
+        match read {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
                 let info = LeafInfo::from_pem(&path.display().to_string(), &text).ok();
                 Ok(LiveCertificate {
                     ssl_enabled: info.is_some(),
@@ -223,7 +255,7 @@ impl Target for FileTarget {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 Ok(LiveCertificate::default())
             }
-            Err(error) => Err(self.io_error("observe", &path, error)),
+            Err(error) => Err(self.io_error("observe", error)),
         }
     }
 
@@ -242,32 +274,39 @@ impl Target for FileTarget {
             ("cert.pem", bundle.leaf_pem.as_bytes().to_vec(), 0o644),
         ];
         let (owner, group) = (self.owner, self.group);
-        let written =
-            tokio::task::spawn_blocking(move || -> Result<(), (PathBuf, std::io::Error)> {
-                std::fs::create_dir_all(&directory).map_err(|error| (directory.clone(), error))?;
-                for (file, contents, mode) in files {
-                    let path = directory.join(file);
-                    crate::fsutil::write_atomic(&path, &contents, mode)
-                        .map_err(|error| (path.clone(), error))?;
-                    if owner.is_some() || group.is_some() {
-                        std::os::unix::fs::chown(&path, owner, group)
-                            .map_err(|error| (path.clone(), error))?;
-                    }
-                }
-                Ok(())
-            })
-            .await
-            .map_err(|error| {
-                CloudError::new(
-                    VENDOR,
-                    "deploy",
-                    ErrorClass::Transient,
-                    "TaskFailed",
-                    error.to_string(),
-                )
-            })?;
-        written.map_err(|(path, error)| self.io_error("deploy", &path, error))?;
+        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            // 0755 at most (the umask may narrow it): a directory we create never fails
+            // the check below.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&directory)
+                .map_err(with_path(&directory))?;
+            crate::fsutil::refuse_shared_directory(&directory)?;
+            for (file, contents, mode) in files {
+                let path = directory.join(file);
+                crate::fsutil::write_atomic_owned(&path, &contents, mode, owner, group)
+                    .map_err(with_path(&path))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(task_failed("deploy"))?;
+        written.map_err(|error| self.io_error("deploy", error))?;
         self.run_reload().await
+    }
+}
+
+/// A blocking task that panicked or was cancelled.
+fn task_failed(operation: &'static str) -> impl Fn(tokio::task::JoinError) -> CloudError {
+    move |error| {
+        CloudError::new(
+            VENDOR,
+            operation,
+            ErrorClass::Transient,
+            "TaskFailed",
+            error.to_string(),
+        )
     }
 }
 
@@ -359,6 +398,44 @@ mod tests {
         assert_eq!(
             resolve_id("nobody-here", &passwd).unwrap_err().class,
             ErrorClass::NotFound
+        );
+    }
+
+    #[tokio::test]
+    async fn a_world_writable_directory_is_refused_and_nothing_written() {
+        let directory = tempfile::tempdir().unwrap();
+        let shared = directory.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let target = FileTarget::new("files", &settings(&shared, None)).unwrap();
+        let error = target
+            .deploy(&testing::fresh(&["www.example.com"]))
+            .await
+            .unwrap_err();
+        assert_eq!(error.class, ErrorClass::Invalid);
+        assert!(
+            error.message.contains(&shared.display().to_string())
+                && error.message.contains("mode 1777"),
+            "{error}"
+        );
+        assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0);
+    }
+
+    /// A FIFO at `cert.pem` is refused at once instead of blocking a thread forever.
+    #[tokio::test]
+    async fn a_fifo_at_cert_pem_is_refused_by_observe() {
+        let directory = tempfile::tempdir().unwrap();
+        let fifo = directory.path().join("cert.pem");
+        crate::fsutil::testing::make_fifo(&fifo);
+        let target = FileTarget::new("files", &settings(directory.path(), None)).unwrap();
+        let error = tokio::time::timeout(Duration::from_secs(30), target.observe())
+            .await
+            .expect("observe returns")
+            .unwrap_err();
+        assert_eq!(error.class, ErrorClass::Invalid);
+        assert!(
+            error.message.contains(&fifo.display().to_string()) && error.message.contains("a FIFO"),
+            "{error}"
         );
     }
 }

@@ -20,6 +20,8 @@ use time::OffsetDateTime;
 const LOCAL_CODES: &[&str] = &[
     "Network",
     "Timeout",
+    "Redirect",
+    "ReplyTooLarge",
     "VerificationFailed",
     "BadStoredVersion",
     "ReloadFailed",

@@ -6,6 +6,11 @@
 //! names covered, chain intact, not expired, enough validity left), so a half-written or mismatched
 //! pair is never imported: it produces a [`FileEvent::Rejected`] and the previous good
 //! version stays in force. A new version is imported only when the fingerprint changes.
+//!
+//! Scans run on the blocking pool, never on an async worker, and read only regular files
+//! under [`crate::cert::MAX_INPUT_BYTES`]: a FIFO, socket or device in place of a
+//! certificate or key is rejected at once with an error naming it, instead of wedging the
+//! daemon on an open that waits for a writer.
 
 use crate::cert::{CertError, CertificateBundle, ViolationReason};
 use crate::error::ErrorClass;
@@ -118,58 +123,46 @@ impl FileSource {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn pairs(&self) -> Vec<PairPaths> {
-        match &self.spec {
-            WatchSpec::Pair {
-                name,
-                cert,
-                key,
-                chain,
-            } => vec![PairPaths {
-                name: name.clone(),
-                cert: cert.clone(),
-                key: key.clone(),
-                chain: chain.clone(),
-            }],
-            WatchSpec::Directory(dir) => directory_pairs(dir),
+    /// Reads and validates every pair now (on the blocking pool); imports those whose
+    /// fingerprint changed.
+    pub async fn scan(&self) -> Vec<FileEvent> {
+        let spec = self.spec.clone();
+        let names = self.names.clone();
+        let min_remaining = self.min_remaining;
+        let checked =
+            tokio::task::spawn_blocking(move || read_and_check(&spec, &names, min_remaining)).await;
+        match checked {
+            Ok(checked) => self.import_checked(checked),
+            // The blocking task panicked: nothing was read, nothing changes.
+            Err(error) => {
+                tracing::error!(error = %error, "scanning certificate files failed");
+                Vec::new()
+            }
         }
     }
 
-    /// Reads and validates every pair now; imports those whose fingerprint changed.
-    pub fn scan(&self) -> Vec<FileEvent> {
+    /// Makes the pairs that passed (and changed) current.
+    fn import_checked(
+        &self,
+        checked: Vec<(String, Result<CertificateBundle, SourceError>)>,
+    ) -> Vec<FileEvent> {
         let mut events = Vec::new();
-        for pair in self.pairs() {
-            let names = self.names.get(&pair.name).cloned().unwrap_or_default();
-            let checked = read_pair(&pair).and_then(|bundle| {
-                validate_pair(
-                    &bundle,
-                    &names,
-                    OffsetDateTime::now_utc(),
-                    self.min_remaining,
-                )
-                .map(|()| bundle)
-            });
+        for (name, checked) in checked {
             match checked {
                 Ok(bundle) => {
                     let mut current = self.lock();
                     let unchanged = current
-                        .get(&pair.name)
+                        .get(&name)
                         .is_some_and(|old| old.fingerprint() == bundle.fingerprint());
                     if !unchanged {
-                        current.insert(pair.name.clone(), bundle.clone());
-                        tracing::info!(certificate = %pair.name, fingerprint = %bundle.fingerprint(), "imported certificate from files");
-                        events.push(FileEvent::Imported {
-                            name: pair.name,
-                            bundle,
-                        });
+                        current.insert(name.clone(), bundle.clone());
+                        tracing::info!(certificate = %name, fingerprint = %bundle.fingerprint(), "imported certificate from files");
+                        events.push(FileEvent::Imported { name, bundle });
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(certificate = %pair.name, error = %error, "certificate files rejected; the previous version stays in force");
-                    events.push(FileEvent::Rejected {
-                        name: pair.name,
-                        error,
-                    });
+                    tracing::warn!(certificate = %name, error = %error, "certificate files rejected; the previous version stays in force");
+                    events.push(FileEvent::Rejected { name, error });
                 }
             }
         }
@@ -213,7 +206,7 @@ impl FileSource {
                 .watch(dir, *mode)
                 .map_err(|error| watch_error(format!("{}: {error}", dir.display())))?;
         }
-        for event in self.scan() {
+        for event in self.scan().await {
             let _ = events.send(event);
         }
         tokio::pin!(shutdown);
@@ -233,7 +226,7 @@ impl FileSource {
                     },
                 }
             }
-            for event in self.scan() {
+            for event in self.scan().await {
                 let _ = events.send(event);
             }
         }
@@ -245,6 +238,40 @@ fn parent_dir(path: &Path) -> PathBuf {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     }
+}
+
+/// Every pair of `spec`, read and put through the pre-deploy checks: blocking work for
+/// the blocking pool.
+fn read_and_check(
+    spec: &WatchSpec,
+    names: &BTreeMap<String, Vec<String>>,
+    min_remaining: time::Duration,
+) -> Vec<(String, Result<CertificateBundle, SourceError>)> {
+    let pairs = match spec {
+        WatchSpec::Pair {
+            name,
+            cert,
+            key,
+            chain,
+        } => vec![PairPaths {
+            name: name.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+            chain: chain.clone(),
+        }],
+        WatchSpec::Directory(dir) => directory_pairs(dir),
+    };
+    pairs
+        .into_iter()
+        .map(|pair| {
+            let domains = names.get(&pair.name).map(Vec::as_slice).unwrap_or_default();
+            let checked = read_pair(&pair).and_then(|bundle| {
+                validate_pair(&bundle, domains, OffsetDateTime::now_utc(), min_remaining)
+                    .map(|()| bundle)
+            });
+            (pair.name, checked)
+        })
+        .collect()
 }
 
 fn watch_error(message: String) -> SourceError {
@@ -286,17 +313,19 @@ fn directory_pairs(dir: &Path) -> Vec<PairPaths> {
     pairs
 }
 
-/// Reads a pair with the cert module's size-limited reader and parser (leaf and chain in
-/// any order, PKCS#8/PKCS#1/SEC1 keys, precise messages for DER or non-PEM files).
+/// Reads a pair (regular files only, each at most [`crate::cert::MAX_INPUT_BYTES`]) and
+/// parses it with the cert module's parser (leaf and chain in any order, PKCS#8/PKCS#1/SEC1
+/// keys, precise messages for DER or non-PEM files). Errors name the file at fault.
 fn read_pair(pair: &PairPaths) -> Result<CertificateBundle, SourceError> {
     let read = |path: &Path| {
-        crate::cert::read_input(path).map_err(|error| {
-            let class = if !path.exists() {
-                ErrorClass::NotFound
-            } else {
-                ErrorClass::Invalid
+        crate::fsutil::read_regular(path, crate::cert::MAX_INPUT_BYTES as u64).map_err(|error| {
+            let (class, code) = match error.kind() {
+                std::io::ErrorKind::NotFound => (ErrorClass::NotFound, "Read"),
+                std::io::ErrorKind::InvalidInput => (ErrorClass::Invalid, "NotRegularFile"),
+                std::io::ErrorKind::FileTooLarge => (ErrorClass::Invalid, "TooLarge"),
+                _ => (ErrorClass::Invalid, "Read"),
             };
-            SourceError::new(ORIGIN, "read", class, "Read", error.to_string())
+            SourceError::new(ORIGIN, "read", class, code, error.to_string())
         })
     };
     let mut cert = read(&pair.cert)?;
@@ -356,7 +385,7 @@ impl Source for FileSource {
     /// The version in force; scans first when nothing was imported yet.
     async fn obtain(&self, request: &CertificateRequest) -> Result<Issued, SourceError> {
         if self.current(&request.name).is_none() {
-            for event in self.scan() {
+            for event in self.scan().await {
                 if let FileEvent::Rejected { name, error } = event {
                     if name == request.name {
                         return Err(error);
@@ -414,15 +443,15 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_half_written_file_is_rejected_then_the_complete_one_imported() {
+    #[tokio::test]
+    async fn a_half_written_file_is_rejected_then_the_complete_one_imported() {
         let dir = tempfile::tempdir().unwrap();
         let source = pair_source(dir.path());
         let bundle = testing::fresh(&["www.example.test"]);
         std::fs::write(dir.path().join("site.key"), bundle.key_pem.expose()).unwrap();
         let half = &bundle.leaf_pem[..bundle.leaf_pem.len() / 2];
         std::fs::write(dir.path().join("site.crt"), half).unwrap();
-        let events = source.scan();
+        let events = source.scan().await;
         assert!(imported(&events).is_empty());
         assert!(
             matches!(&events[0], FileEvent::Rejected { error, .. } if error.code == "BadCertificate")
@@ -431,24 +460,24 @@ mod tests {
 
         write(dir.path(), &bundle);
         assert_eq!(
-            imported(&source.scan()),
+            imported(&source.scan().await),
             vec![bundle.fingerprint().to_owned()]
         );
         // Same files again: same fingerprint, no new version.
-        assert!(source.scan().is_empty());
+        assert!(source.scan().await.is_empty());
     }
 
-    #[test]
-    fn a_wrong_key_or_expired_certificate_never_replaces_the_good_version() {
+    #[tokio::test]
+    async fn a_wrong_key_or_expired_certificate_never_replaces_the_good_version() {
         let dir = tempfile::tempdir().unwrap();
         let source = pair_source(dir.path());
         let good = testing::fresh(&["www.example.test"]);
         write(dir.path(), &good);
-        assert_eq!(imported(&source.scan()).len(), 1);
+        assert_eq!(imported(&source.scan().await).len(), 1);
 
         let other = testing::fresh(&["www.example.test"]);
         std::fs::write(dir.path().join("site.crt"), &other.leaf_pem).unwrap();
-        let events = source.scan();
+        let events = source.scan().await;
         assert!(
             matches!(&events[0], FileEvent::Rejected { error, .. } if error.code == "key_mismatch")
         );
@@ -464,11 +493,11 @@ mod tests {
             now - time::Duration::days(1),
         );
         write(dir.path(), &expired);
-        let events = source.scan();
+        let events = source.scan().await;
         assert!(matches!(&events[0], FileEvent::Rejected { error, .. } if error.code == "expired"));
 
         std::fs::remove_file(dir.path().join("site.crt")).unwrap();
-        let events = source.scan();
+        let events = source.scan().await;
         assert!(
             matches!(&events[0], FileEvent::Rejected { error, .. } if error.class == ErrorClass::NotFound)
         );
@@ -480,15 +509,15 @@ mod tests {
 
     /// Every violation class of the pre-deploy chain is refused with its reason as the code,
     /// and the good version stays in force each time.
-    #[test]
-    fn each_violation_is_refused_and_the_previous_version_stays() {
+    #[tokio::test]
+    async fn each_violation_is_refused_and_the_previous_version_stays() {
         let dir = tempfile::tempdir().unwrap();
         let source = pair_source(dir.path())
             .with_domains("site", vec!["www.example.test".into()])
             .with_min_remaining(time::Duration::days(7));
         let good = testing::fresh(&["www.example.test"]);
         write(dir.path(), &good);
-        assert_eq!(imported(&source.scan()).len(), 1);
+        assert_eq!(imported(&source.scan().await).len(), 1);
 
         let now = OffsetDateTime::now_utc();
         let day = time::Duration::days(1);
@@ -528,7 +557,7 @@ mod tests {
         for (reason, (cert, key)) in cases {
             std::fs::write(dir.path().join("site.crt"), cert).unwrap();
             std::fs::write(dir.path().join("site.key"), key.expose()).unwrap();
-            let events = source.scan();
+            let events = source.scan().await;
             assert_eq!(events.len(), 1, "{reason}");
             match &events[0] {
                 FileEvent::Rejected { error, .. } => {
@@ -552,11 +581,11 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.path().join("site.key"), chain.key.expose()).unwrap();
-        assert_eq!(imported(&source.scan()).len(), 1);
+        assert_eq!(imported(&source.scan().await).len(), 1);
     }
 
-    #[test]
-    fn directories_pair_files_by_convention() {
+    #[tokio::test]
+    async fn directories_pair_files_by_convention() {
         let dir = tempfile::tempdir().unwrap();
         let a = testing::fresh(&["a.example.test"]);
         let b = testing::fresh(&["b.example.test"]);
@@ -569,12 +598,66 @@ mod tests {
             WatchSpec::Directory(dir.path().to_path_buf()),
             Duration::from_millis(300),
         );
-        let events = source.scan();
+        let events = source.scan().await;
         assert_eq!(
             imported(&events),
             vec![a.fingerprint().to_owned(), b.fingerprint().to_owned()]
         );
         assert_eq!(source.current("b").unwrap().fingerprint(), b.fingerprint());
+    }
+
+    /// A FIFO in place of the certificate (or an oversized key) is rejected at once, naming
+    /// the file, and the good version stays in force.
+    #[tokio::test]
+    async fn a_fifo_or_an_oversized_file_is_rejected_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = pair_source(dir.path());
+        let good = testing::fresh(&["www.example.test"]);
+        write(dir.path(), &good);
+        assert_eq!(imported(&source.scan().await).len(), 1);
+
+        let cert = dir.path().join("site.crt");
+        std::fs::remove_file(&cert).unwrap();
+        crate::fsutil::testing::make_fifo(&cert);
+        let events = tokio::time::timeout(Duration::from_secs(30), source.scan())
+            .await
+            .expect("a scan never waits on a FIFO");
+        match &events[..] {
+            [FileEvent::Rejected { error, .. }] => {
+                assert_eq!(
+                    (error.class, error.code.as_str()),
+                    (ErrorClass::Invalid, "NotRegularFile")
+                );
+                assert!(
+                    error.message.contains(&cert.display().to_string())
+                        && error.message.contains("a FIFO"),
+                    "{error}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+
+        std::fs::remove_file(&cert).unwrap();
+        std::fs::write(&cert, &good.leaf_pem).unwrap();
+        let huge = vec![b'A'; crate::cert::MAX_INPUT_BYTES + 1];
+        std::fs::write(dir.path().join("site.key"), huge).unwrap();
+        match &source.scan().await[..] {
+            [FileEvent::Rejected { error, .. }] => {
+                assert_eq!(error.code, "TooLarge");
+                assert!(
+                    error.message.contains("site.key")
+                        && error
+                            .message
+                            .contains(&format!("{}-byte cap", crate::cert::MAX_INPUT_BYTES)),
+                    "{error}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            source.current("site").unwrap().fingerprint(),
+            good.fingerprint()
+        );
     }
 
     /// Waits (generously) for the next import; rejections on the way are allowed (a slow

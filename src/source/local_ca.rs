@@ -3,6 +3,8 @@
 //! else generated once and kept in the store, so every restart signs with the same root.
 //! It issues short-lived leaves (the configured `leaf_lifetime`) signed directly by the root;
 //! the chain handed back is the leaf alone and the root is published via [`LocalCa::root_pem`].
+//! Root files are read only if they are regular files under [`crate::cert::MAX_INPUT_BYTES`],
+//! and the daemon opens the CA through [`LocalCa::load`], on the blocking pool.
 
 use crate::config::duration::parse_duration;
 use crate::config::{KeyAlgorithm, LocalCaConfig};
@@ -76,14 +78,34 @@ fn failure(operation: &str, code: &str, message: impl Into<String>) -> SourceErr
 }
 
 impl LocalCa {
+    /// [`open`](Self::open) on the blocking pool: it reads files and the store, and may
+    /// generate a key.
+    pub async fn load(
+        settings: LocalCaSettings,
+        store: std::sync::Arc<dyn SourceStore>,
+    ) -> Result<Self, SourceError> {
+        tokio::task::spawn_blocking(move || Self::open(settings, store.as_ref()))
+            .await
+            .map_err(|error| failure("load root", "TaskFailed", error.to_string()))?
+    }
+
     /// Loads the root from files or the store, generating (and storing) it the first time.
     pub fn open(settings: LocalCaSettings, store: &dyn SourceStore) -> Result<Self, SourceError> {
         let (root_pem, key_pem) = match &settings.root_files {
             Some((cert, key)) => {
+                // Errors from the reader name the file.
                 let read = |path: &PathBuf| {
-                    std::fs::read_to_string(path).map_err(|error| {
-                        failure("load root", "Read", format!("{}: {error}", path.display()))
-                    })
+                    crate::fsutil::read_regular(path, crate::cert::MAX_INPUT_BYTES as u64)
+                        .map_err(|error| failure("load root", "Read", error.to_string()))
+                        .and_then(|bytes| {
+                            String::from_utf8(bytes).map_err(|_| {
+                                failure(
+                                    "load root",
+                                    "Read",
+                                    format!("{}: not UTF-8 text (PEM expected)", path.display()),
+                                )
+                            })
+                        })
                 };
                 (read(cert)?, Secret::new(read(key)?))
             }
@@ -345,5 +367,27 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(error.code, "KeyMismatch");
+    }
+
+    /// A FIFO as the root key: `load` answers at once with an error naming it.
+    #[tokio::test]
+    async fn a_fifo_as_a_root_file_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, _) = generate_root("fifo").unwrap();
+        std::fs::write(dir.path().join("root.pem"), cert).unwrap();
+        let key = dir.path().join("root.key");
+        crate::fsutil::testing::make_fifo(&key);
+        let mut settings = LocalCaSettings::new("ops", Duration::from_secs(3600));
+        settings.root_files = Some((dir.path().join("root.pem"), key.clone()));
+        let store: std::sync::Arc<dyn SourceStore> = std::sync::Arc::new(MemoryStore::new());
+        let error = tokio::time::timeout(Duration::from_secs(30), LocalCa::load(settings, store))
+            .await
+            .expect("load never waits on a FIFO")
+            .err()
+            .unwrap();
+        assert!(
+            error.message.contains(&key.display().to_string()) && error.message.contains("a FIFO"),
+            "{error}"
+        );
     }
 }

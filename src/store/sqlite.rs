@@ -184,6 +184,11 @@ impl SqliteStore {
     /// file 0600, the schema migrated to [`SCHEMA_VERSION`]. Refuses a newer schema and a file
     /// that fails its integrity check.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        // An existing directory: ours is tightened to 0700, another user's shared one refused.
+        crate::fsutil::secure_state_dir(state_dir).map_err(|source| StoreError::Io {
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
         Self::open_file(&state_dir.join(FILE_NAME))
     }
 

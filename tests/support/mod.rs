@@ -42,7 +42,10 @@ pub fn start_sim(seed_toml: &str) -> Sim {
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("binding the simulator");
-    let url = format!("http://{}", listener.local_addr().expect("simulator address"));
+    let url = format!(
+        "http://{}",
+        listener.local_addr().expect("simulator address")
+    );
     runtime.spawn(serve(listener, simulator.clone(), std::future::pending()));
     Sim {
         url,

@@ -2,7 +2,8 @@
 //! official SDKs produce them (skew and nonce checks included), enforces the documented
 //! per-action rate limits with the engine's token-bucket logic, and keeps CDN and VOD domains,
 //! RDS instances, alidns zones and cas certificates, answering with the codes the seeds
-//! document. Requests are plain POST `/` with parameters in the query (or a form body).
+//! document. Requests are plain POST `/` with parameters in the query (as the product SDKs
+//! send them) or in a form body (as our client sends them), or both.
 
 use crate::cert::bundle::LeafInfo;
 use crate::cloud::alibaba::client::{format_acs_date, parse_acs_date, DEFAULT_RATE_LIMITS};
@@ -435,6 +436,15 @@ impl AlibabaSim {
                         format!("header {required} must be signed"),
                     ));
                 }
+            }
+            // A body's content type says how it is read (a form body carries parameters):
+            // the doc requires it signed whenever there is a body.
+            if !request.body.is_empty() && !signed.contains(&"content-type") {
+                return Err(refuse(
+                    400,
+                    "IncompleteSignature",
+                    "header content-type must be signed when there is a body",
+                ));
             }
             let mut headers = Vec::new();
             for name in signed {

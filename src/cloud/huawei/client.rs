@@ -129,24 +129,22 @@ pub fn classify(
         .with_retry_after(retry_after)
 }
 
-/// Reads status, request id, `Retry-After` and body of `response`; an error unless 2xx.
-pub(crate) async fn read_response(
+/// Sends `request` (no redirect followed, reply bounded by
+/// [`VENDOR_REPLY_CAP`](crate::cloud::http::VENDOR_REPLY_CAP)) and reads status, request id,
+/// `Retry-After` and body; an error unless 2xx.
+pub(crate) async fn send_request(
     operation: &str,
-    response: reqwest::Response,
+    request: reqwest::RequestBuilder,
 ) -> Result<ApiResponse, CloudError> {
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned)
-    };
-    let body = response
-        .bytes()
+    let reply = crate::cloud::http::send(request, crate::cloud::http::VENDOR_REPLY_CAP)
         .await
-        .map_err(|error| CloudError::network(VENDOR, operation, &error))?;
-    decode_response(operation, status, header, &body)
+        .map_err(|error| error.into_cloud(VENDOR, operation))?;
+    decode_response(
+        operation,
+        reply.status,
+        |name| reply.header(name),
+        &reply.body,
+    )
 }
 
 /// Reads an answer from its status, its headers (looked up by lower-case name through
@@ -489,12 +487,7 @@ impl HuaweiClient {
         for (name, value) in &headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
-        let response = builder
-            .body(body)
-            .send()
-            .await
-            .map_err(|error| CloudError::network(VENDOR, operation, &error))?;
-        read_response(operation, response).await
+        send_request(operation, builder.body(body)).await
     }
 }
 

@@ -5,7 +5,7 @@
 //! (the client calls [`TokenSource::invalidate`] on a 401). Errors are classified by
 //! `client.rs`, like every other Huawei answer.
 
-use super::client::{read_response, VENDOR};
+use super::client::{send_request, VENDOR};
 use crate::error::{CloudError, ErrorClass};
 use crate::secret::Secret;
 use std::time::Duration;
@@ -120,14 +120,13 @@ impl TokenSource {
             "{}/v3/auth/tokens?nocatalog=true",
             self.settings.endpoint.trim_end_matches('/')
         );
-        let response = http
+        // The password travels in the body: the shared client never follows a redirect, so
+        // it cannot be replayed to another host.
+        let request = http
             .post(url)
             .header("Content-Type", "application/json;charset=UTF-8")
-            .body(self.settings.request_body().to_string())
-            .send()
-            .await
-            .map_err(|error| CloudError::network(VENDOR, OPERATION, &error))?;
-        let answer = read_response(OPERATION, response).await?;
+            .body(self.settings.request_body().to_string());
+        let answer = send_request(OPERATION, request).await?;
         let value = answer.subject_token.ok_or_else(|| {
             CloudError::new(
                 VENDOR,

@@ -16,6 +16,13 @@ pub const DEFAULT_ENDPOINT: &str = "https://api.qingcloud.com";
 
 /// Longest GET query we send; longer calls (e.g. PEM blocks in `service_params`) go as a
 /// POST form body, which the API accepts with the same signature (`docs/common/iaas_post.md`).
+///
+/// The signed GET query is QingCloud's documented style (signature.md, the SDK's default)
+/// and stays: the only secret is the access key secret, which is never sent, and no call we
+/// make carries a key or password (`service_params` is `{"configssl":"YES"}`). What the query
+/// does hold, the access key id and a signature valid until `time_stamp` expires, could leak
+/// only through a redirect's `Location` request or `Referer`, and the shared client follows
+/// no redirect and sends no `Referer`.
 pub const MAX_GET_QUERY: usize = 2048;
 
 const VENDOR: &str = "qingcloud";
@@ -217,16 +224,11 @@ impl QingCloudClient {
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(post.encoded_params())
         };
-        let response = request
-            .send()
+        let reply = crate::cloud::http::send(request, crate::cloud::http::VENDOR_REPLY_CAP)
             .await
-            .map_err(|error| CloudError::network(VENDOR, action, &error.without_url()))?;
-        let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| CloudError::network(VENDOR, action, &error.without_url()))?;
-        parse_envelope(action, status, &body).map_err(|error| error.with_request_id(Some(req_id)))
+            .map_err(|error| error.into_cloud(VENDOR, action))?;
+        parse_envelope(action, reply.status, &reply.body)
+            .map_err(|error| error.with_request_id(Some(req_id)))
     }
 }
 

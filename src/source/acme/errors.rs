@@ -67,7 +67,12 @@ pub(crate) fn is_replaces_refusal(error: &instant_acme::Error) -> bool {
             ErrorClass::Invalid | ErrorClass::Unsupported
         ),
         instant_acme::Error::Unsupported(_) => true,
-        instant_acme::Error::Other(inner) => inner.downcast_ref::<reqwest::Error>().is_none(),
+        instant_acme::Error::Other(inner) => {
+            inner.downcast_ref::<reqwest::Error>().is_none()
+                && inner
+                    .downcast_ref::<crate::cloud::http::ReplyError>()
+                    .is_none()
+        }
         _ => false,
     }
 }

@@ -1,10 +1,13 @@
-//! The HTTP client instant-acme talks through: reqwest (rustls on ring, TCP_NODELAY on, no
-//! redirects), trusting the system roots plus every certificate of an optional CA bundle
-//! (instant-acme's own `builder_with_root` loads only the first one). It also copies a
-//! problem response's Retry-After into the problem's `detail`, because instant-acme keeps
-//! only the problem document and the error mapping needs the hint.
+//! The HTTP client instant-acme talks through: the shared client policy of
+//! [`crate::cloud::http`] (rustls, TCP_NODELAY, bounded timeouts, no redirects, no
+//! `Referer`), trusting the system roots plus every certificate of an optional CA bundle
+//! (instant-acme's own `builder_with_root` loads only the first one). Replies are read within
+//! [`ACME_REPLY_CAP`]. It also copies a problem response's Retry-After into the problem's
+//! `detail`, because instant-acme keeps only the problem document and the error mapping
+//! needs the hint.
 
 use super::errors::{ORIGIN, RETRY_AFTER_MARKER};
+use crate::cloud::http::{HttpSettings, ReplyError, ACME_REPLY_CAP};
 use crate::error::ErrorClass;
 use crate::source::SourceError;
 use bytes::Bytes;
@@ -12,7 +15,6 @@ use http_body_util::BodyExt;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
 
 /// A reqwest-backed [`HttpClient`].
 #[derive(Clone)]
@@ -23,23 +25,23 @@ pub struct AcmeHttp {
 impl AcmeHttp {
     /// `ca_bundle_pem`: extra roots to trust (all certificates of the PEM text).
     pub fn new(ca_bundle_pem: Option<&str>) -> Result<Self, SourceError> {
-        let mut builder = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .user_agent(concat!("certkeeper/", env!("CARGO_PKG_VERSION")));
+        Self::with_settings(ca_bundle_pem, HttpSettings::ACME)
+    }
+
+    /// Like [`new`](Self::new) with other timeouts (tests of slow or silent CAs).
+    pub fn with_settings(
+        ca_bundle_pem: Option<&str>,
+        settings: HttpSettings,
+    ) -> Result<Self, SourceError> {
+        let mut roots = Vec::new();
         if let Some(bundle) = ca_bundle_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(bundle.as_bytes())
+            roots = reqwest::Certificate::from_pem_bundle(bundle.as_bytes())
                 .map_err(|error| bad_bundle(error.to_string()))?;
-            if certs.is_empty() {
+            if roots.is_empty() {
                 return Err(bad_bundle("no certificate in the CA bundle".into()));
             }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
         }
-        let client = builder.build().map_err(|error| {
+        let client = crate::cloud::http::client_trusting(settings, roots).map_err(|error| {
             SourceError::new(
                 ORIGIN,
                 "build http client",
@@ -79,19 +81,23 @@ impl HttpClient for AcmeHttp {
                 Ok(collected) => collected.to_bytes(),
                 Err(never) => match never {},
             };
-            let response = client
+            let request = client
                 .request(parts.method, parts.uri.to_string())
                 .headers(parts.headers)
-                .body(body)
-                .send()
+                .body(body);
+            let reply = crate::cloud::http::send(request, ACME_REPLY_CAP)
                 .await
-                .map_err(|error| instant_acme::Error::Other(Box::new(error)))?;
-            let status = response.status();
-            let headers = response.headers().clone();
-            let mut body = response
-                .bytes()
-                .await
-                .map_err(|error| instant_acme::Error::Other(Box::new(error)))?;
+                .map_err(|error| match error {
+                    // Transport failures stay reqwest errors, a redirect or an oversized
+                    // reply stays a ReplyError: the error mapping reads both types as "the
+                    // CA was not reached", never as the CA refusing the order.
+                    ReplyError::Transport(error) => instant_acme::Error::Other(Box::new(error)),
+                    refused => instant_acme::Error::Other(Box::new(refused)),
+                })?;
+            let status = http::StatusCode::from_u16(reply.status)
+                .map_err(|error| instant_acme::Error::Http(error.into()))?;
+            let headers = reply.headers;
+            let mut body = reply.body;
             if !status.is_success() {
                 if let Some(seconds) = retry_after_seconds(&headers) {
                     body = annotate_problem(&body, seconds).unwrap_or(body);
@@ -157,6 +163,18 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert(http::header::RETRY_AFTER, "120".parse().unwrap());
         assert_eq!(retry_after_seconds(&headers), Some(120));
+    }
+
+    #[test]
+    fn a_refused_redirect_is_not_a_refusal_of_replaces() {
+        let redirect = instant_acme::Error::Other(Box::new(ReplyError::Redirect {
+            status: 307,
+            location: "elsewhere.example".into(),
+        }));
+        assert!(!super::super::errors::is_replaces_refusal(&redirect));
+        let mapped = super::super::errors::classify("newOrder", &redirect);
+        assert_eq!(mapped.class, ErrorClass::Transient);
+        assert!(mapped.message.contains("elsewhere.example"), "{mapped:?}");
     }
 
     #[test]
