@@ -137,6 +137,7 @@ pub async fn reconcile_policy(
     .await
     .and_then(|inner| inner);
     for error in retried.take() {
+        tracing::warn!(policy = %name, resource = %resource, class = %error.class, code = %error.code, request_id = error.request_id.as_deref().unwrap_or(""), error = %error, "retrying a failed call");
         context.metrics.count_error(&error);
         store.record_attempt(&attempt(
             &error.operation,
