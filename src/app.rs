@@ -671,9 +671,30 @@ impl Daemon {
         }
     }
 
+    /// The configured policies, as the state gauges see them.
+    fn policy_items(components: &Components) -> Vec<crate::engine::state::PolicyItem<'_>> {
+        components
+            .policies
+            .iter()
+            .map(|(config, policy)| crate::engine::state::PolicyItem {
+                name: &config.name,
+                policy: policy.as_ref(),
+            })
+            .collect()
+    }
+
     /// What the state gauges cover: every configured certificate, target and policy.
     fn inventory<'a>(components: &'a Components) -> crate::engine::state::Inventory<'a> {
-        use crate::engine::state::{CertificateItem, Inventory, PolicyItem, TargetItem};
+        use crate::engine::state::{CertificateItem, Inventory, TargetItem};
+        let mut deployed: HashMap<&str, Vec<&str>> = HashMap::new();
+        for entry in &components.certificates {
+            for target in &entry.config.deploy_to {
+                deployed
+                    .entry(target.as_str())
+                    .or_default()
+                    .push(entry.config.name.as_str());
+            }
+        }
         Inventory {
             certificates: components
                 .certificates
@@ -691,22 +712,10 @@ impl Daemon {
                 .map(|handle| TargetItem {
                     name: &handle.name,
                     kind: handle.kind,
-                    certificates: components
-                        .certificates
-                        .iter()
-                        .filter(|entry| entry.config.deploy_to.contains(&handle.name))
-                        .map(|entry| entry.config.name.as_str())
-                        .collect(),
+                    certificates: deployed.remove(handle.name.as_str()).unwrap_or_default(),
                 })
                 .collect(),
-            policies: components
-                .policies
-                .iter()
-                .map(|(config, policy)| PolicyItem {
-                    name: &config.name,
-                    policy: policy.as_ref(),
-                })
-                .collect(),
+            policies: Self::policy_items(components),
         }
     }
 
@@ -1074,6 +1083,7 @@ impl Daemon {
         scan: bool,
         manual: &Manual,
     ) -> Result<(), StoreError> {
+        let _running = self.metrics.pass_running();
         let now = OffsetDateTime::now_utc();
         self.obtain_due(components, now, &manual.renew).await?;
         // A fresh clock: obtaining may have taken minutes, and a certificate issued during
@@ -1086,7 +1096,7 @@ impl Daemon {
         crate::engine::state::refresh_remediation_overdue(
             self.store.as_ref(),
             &self.metrics,
-            &Self::inventory(components).policies,
+            &Self::policy_items(components),
             now,
         )?;
         let finished = OffsetDateTime::now_utc().unix_timestamp();
