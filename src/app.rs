@@ -14,7 +14,7 @@ use crate::cloud::huawei::gaussdb::GaussDbBackupEncryptionPolicy;
 use crate::cloud::qingcloud::{MysqlPlusSslPolicy, QingCloudClient};
 use crate::cloud::{DnsSolver, Policy, Target};
 use crate::config::credentials::{
-    ProcessEnvironment, Provider, ResolvedCredentials, SecretEnvironment,
+    ProcessEnvironment, Provider, ResolvedCredentials, SecretEnvironment, SecretFingerprint,
 };
 use crate::config::{self, ChallengeType, Config, PolicySettings, SourceConfig, TargetSettings};
 use crate::control::{ControlRequest, ControlResponse, Incoming};
@@ -47,16 +47,59 @@ use time::OffsetDateTime;
 /// Why the daemon could not be built from a config.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// A secret the config names cannot be read.
     #[error(transparent)]
     Credentials(#[from] config::credentials::CredentialError),
+    /// A value of the config that validation could not check (a file, a setting).
     #[error("{0}")]
     Component(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Not the config's fault: an HTTP client or a listener could not be set up.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 fn component(error: impl std::fmt::Display) -> BuildError {
     BuildError::Component(error.to_string())
+}
+
+fn unavailable(error: impl std::fmt::Display) -> BuildError {
+    BuildError::Unavailable(error.to_string())
+}
+
+/// Why `certkeeper run` could not start, typed so that `main` maps it to an exit code (the
+/// one place that mapping lives) without reading messages.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config or a secret it names cannot be used: restarting does not help (78).
+    #[error("the configuration cannot be used")]
+    Config(#[source] BuildError),
+    /// The state directory cannot be opened, created, written or locked (74).
+    #[error("{what} {}", path.display())]
+    StateDirectory {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Anything else (70).
+    #[error("building components")]
+    Internal(#[source] BuildError),
+}
+
+impl StartError {
+    fn from_build(error: BuildError, state_dir: &Path) -> Self {
+        match error {
+            BuildError::Credentials(_) | BuildError::Component(_) => StartError::Config(error),
+            BuildError::Store(source) => StartError::StateDirectory {
+                what: "writing the state store in",
+                path: state_dir.to_owned(),
+                source: Box::new(source),
+            },
+            BuildError::Unavailable(_) => StartError::Internal(error),
+        }
+    }
 }
 
 /// A certificate and where it comes from.
@@ -80,6 +123,9 @@ pub struct Components {
     policies: Vec<(config::PolicyConfig, Arc<dyn Policy>)>,
     /// A digest of each target's and policy's configuration: a change unparks it.
     inputs: HashMap<String, String>,
+    /// A keyed digest of each account's secrets: a change resets the auth backoff of what
+    /// uses the account (see `Daemon::reset_auth_backoff`).
+    secrets: BTreeMap<String, SecretFingerprint>,
     /// Keeps HTTP-01 listeners alive for as long as these components live.
     _responders: Vec<Arc<Http01Responder>>,
 }
@@ -91,6 +137,7 @@ pub struct Cloud {
     huawei: HashMap<String, Arc<HuaweiClient>>,
     pub(crate) targets: HashMap<String, TargetHandle>,
     pub(crate) policies: Vec<(config::PolicyConfig, Arc<dyn Policy>)>,
+    secrets: BTreeMap<String, SecretFingerprint>,
 }
 
 /// Builds vendor clients (one per account, so targets of one account share its rate-limit
@@ -100,11 +147,15 @@ pub fn build_cloud(
     environment: &dyn SecretEnvironment,
     observer: Arc<dyn crate::cloud::http::RequestObserver>,
 ) -> Result<Cloud, BuildError> {
-    let http = crate::cloud::http::client(Default::default()).map_err(component)?;
+    let http = crate::cloud::http::client(Default::default()).map_err(unavailable)?;
     let mut resolved: BTreeMap<String, ResolvedCredentials> = BTreeMap::new();
     for (name, credentials) in &config.credentials {
         resolved.insert(name.clone(), credentials.resolve(name, environment)?);
     }
+    let secrets = resolved
+        .iter()
+        .map(|(name, credentials)| (name.clone(), credentials.secret_fingerprint()))
+        .collect();
     let mut alibaba: HashMap<String, Arc<AlibabaClient>> = HashMap::new();
     let mut huawei: HashMap<String, Arc<HuaweiClient>> = HashMap::new();
     let account = |name: &str| {
@@ -245,6 +296,7 @@ pub fn build_cloud(
         huawei,
         targets,
         policies,
+        secrets,
     })
 }
 
@@ -256,12 +308,23 @@ pub async fn build(
     environment: &dyn SecretEnvironment,
     observer: Arc<dyn crate::cloud::http::RequestObserver>,
 ) -> Result<Components, BuildError> {
+    let cloud = build_cloud(config, environment, observer)?;
+    build_sources(config, cloud, source_store).await
+}
+
+/// The sources of `config` next to its already built cloud side: the rest of [`build`].
+async fn build_sources(
+    config: &Config,
+    cloud: Cloud,
+    source_store: Arc<dyn SourceStore>,
+) -> Result<Components, BuildError> {
     let Cloud {
         alibaba,
         huawei,
         targets,
         policies,
-    } = build_cloud(config, environment, observer)?;
+        secrets,
+    } = cloud;
 
     // Sources: one ACME source per account and one local CA per name, shared by certificates.
     let mut responders: HashMap<String, Arc<Http01Responder>> = HashMap::new();
@@ -274,7 +337,8 @@ pub async fn build(
                     Some(responder) => responder.clone(),
                     None => {
                         let address = acme.http01_listen.parse().map_err(component)?;
-                        let responder = Http01Responder::bind(address).await.map_err(component)?;
+                        let responder =
+                            Http01Responder::bind(address).await.map_err(unavailable)?;
                         responders.insert(acme.http01_listen.clone(), responder.clone());
                         responder
                     }
@@ -351,6 +415,7 @@ pub async fn build(
         .collect();
     Ok(Components {
         inputs,
+        secrets,
         config: config.clone(),
         certificates,
         targets,
@@ -606,9 +671,30 @@ impl Daemon {
         }
     }
 
+    /// The configured policies, as the state gauges see them.
+    fn policy_items(components: &Components) -> Vec<crate::engine::state::PolicyItem<'_>> {
+        components
+            .policies
+            .iter()
+            .map(|(config, policy)| crate::engine::state::PolicyItem {
+                name: &config.name,
+                policy: policy.as_ref(),
+            })
+            .collect()
+    }
+
     /// What the state gauges cover: every configured certificate, target and policy.
     fn inventory<'a>(components: &'a Components) -> crate::engine::state::Inventory<'a> {
-        use crate::engine::state::{CertificateItem, Inventory, PolicyItem, TargetItem};
+        use crate::engine::state::{CertificateItem, Inventory, TargetItem};
+        let mut deployed: HashMap<&str, Vec<&str>> = HashMap::new();
+        for entry in &components.certificates {
+            for target in &entry.config.deploy_to {
+                deployed
+                    .entry(target.as_str())
+                    .or_default()
+                    .push(entry.config.name.as_str());
+            }
+        }
         Inventory {
             certificates: components
                 .certificates
@@ -626,22 +712,10 @@ impl Daemon {
                 .map(|handle| TargetItem {
                     name: &handle.name,
                     kind: handle.kind,
-                    certificates: components
-                        .certificates
-                        .iter()
-                        .filter(|entry| entry.config.deploy_to.contains(&handle.name))
-                        .map(|entry| entry.config.name.as_str())
-                        .collect(),
+                    certificates: deployed.remove(handle.name.as_str()).unwrap_or_default(),
                 })
                 .collect(),
-            policies: components
-                .policies
-                .iter()
-                .map(|(config, policy)| PolicyItem {
-                    name: &config.name,
-                    policy: policy.as_ref(),
-                })
-                .collect(),
+            policies: Self::policy_items(components),
         }
     }
 
@@ -887,6 +961,87 @@ impl Daemon {
         Ok(())
     }
 
+    /// A fixed secret takes effect at once: every deployment, policy resource and ACME
+    /// certificate (DNS-01) that uses one of the `changed` accounts and last failed on
+    /// authentication leaves its backoff and is tried in the next pass. Deployments go back
+    /// to pending; policy and obtain histories get a `secret_changed` marker (a success-less
+    /// attempt, which ends the run of failures the backoff is computed from).
+    fn reset_auth_backoff(
+        &self,
+        components: &Components,
+        changed: &BTreeSet<String>,
+    ) -> Result<(), StoreError> {
+        let config = &components.config;
+        let uses_changed =
+            |credentials: Option<&String>| credentials.is_some_and(|name| changed.contains(name));
+        let targets: BTreeMap<&str, &str> = config
+            .targets
+            .iter()
+            .filter(|target| uses_changed(target.credentials.as_ref()))
+            .filter_map(|target| Some((target.name.as_str(), target.credentials.as_deref()?)))
+            .collect();
+        for mut record in self.store.deployments()? {
+            let Some(account) = targets.get(record.target.as_str()) else {
+                continue;
+            };
+            if record.last_error.as_ref().map(|error| error.class) != Some(ErrorClass::Auth) {
+                continue;
+            }
+            if record.status == DeployStatus::Failed {
+                record.status = DeployStatus::Pending;
+            }
+            record.next_attempt_at = None;
+            record.attempts = 0;
+            self.store.put_deployment(&record)?;
+            tracing::info!(target = %record.target, certificate = %record.certificate, credentials = %account, "the secret of its credentials changed: auth backoff reset, retried in the next pass");
+        }
+        let now = crate::store::truncate_to_seconds(OffsetDateTime::now_utc());
+        let mut marked = Vec::new();
+        for policy in &config.policies {
+            if !changed.contains(&policy.credentials) {
+                continue;
+            }
+            for resource in &policy.resources {
+                let subject = crate::engine::policy::subject(&policy.name, resource);
+                marked.push((SubjectKind::Policy, subject, policy.credentials.as_str()));
+            }
+        }
+        for certificate in &config.certificates {
+            let SourceConfig::Acme(account) = &certificate.source else {
+                continue;
+            };
+            let dns = config
+                .acme
+                .get(account)
+                .and_then(|acme| acme.dns_credentials.as_ref());
+            if let Some(dns) = dns.filter(|dns| changed.contains(*dns)) {
+                marked.push((
+                    SubjectKind::Certificate,
+                    certificate.name.clone(),
+                    dns.as_str(),
+                ));
+            }
+        }
+        for (kind, subject, account) in marked {
+            let history = self.store.attempts(kind, &subject)?;
+            let failing_on_auth = crate::engine::backoff::trailing_failures(&history)
+                .is_some_and(|(class, _, _)| class == ErrorClass::Auth);
+            if !failing_on_auth {
+                continue;
+            }
+            self.store.record_attempt(&Attempt {
+                subject_kind: kind,
+                subject: subject.clone(),
+                operation: "secret_changed".to_owned(),
+                class: None,
+                code: None,
+                at: now,
+            })?;
+            tracing::info!(subject = %subject, kind = kind.as_str(), credentials = %account, "the secret of its credentials changed: auth backoff reset, retried in the next pass");
+        }
+        Ok(())
+    }
+
     /// Checks (and in enforce mode corrects) every policy resource.
     async fn check_policies(
         &self,
@@ -934,6 +1089,7 @@ impl Daemon {
         manual: &Manual,
     ) -> Result<(), StoreError> {
         let _pass = self.health.begin_pass();
+        let _running = self.metrics.pass_running();
         let now = OffsetDateTime::now_utc();
         self.obtain_due(components, now, &manual.renew).await?;
         // A fresh clock: obtaining may have taken minutes, and a certificate issued during
@@ -946,7 +1102,7 @@ impl Daemon {
         crate::engine::state::refresh_remediation_overdue(
             self.store.as_ref(),
             &self.metrics,
-            &Self::inventory(components).policies,
+            &Self::policy_items(components),
             now,
         )?;
         let finished = OffsetDateTime::now_utc().unix_timestamp();
@@ -994,21 +1150,85 @@ impl Daemon {
         Ok(due)
     }
 
-    /// Answers a manual request after the pass that did its work.
-    fn answer(&self, components: &Components, request: &ControlRequest) -> ControlResponse {
-        let result = match request {
-            ControlRequest::Renew { certificate } => self
-                .store
-                .latest_certificate_version(certificate)
-                .map(|latest| match latest {
-                    Some(version) => ControlResponse::ok(format!(
-                        "{certificate}: newest version {} (not after {})",
-                        version.fingerprint, version.not_after
+    /// Answers a manual request after the pass that did its work: the newest version and
+    /// where each target concerned stands. `since_event` is the newest event id before that
+    /// pass, so an obtain failure or a rejection of the files during it fails the request.
+    fn answer(
+        &self,
+        components: &Components,
+        request: &ControlRequest,
+        since_event: i64,
+    ) -> ControlResponse {
+        self.answer_from_store(components, request, since_event)
+            .unwrap_or_else(|error| ControlResponse::failed(format!("reading the store: {error}")))
+    }
+
+    fn answer_from_store(
+        &self,
+        components: &Components,
+        request: &ControlRequest,
+        since_event: i64,
+    ) -> Result<ControlResponse, StoreError> {
+        match request {
+            ControlRequest::Renew { certificate } => {
+                let during_pass = self.store.events(&crate::store::EventQuery {
+                    after_id: Some(since_event),
+                    subject: Some(certificate.clone()),
+                    ..Default::default()
+                })?;
+                let stored = during_pass
+                    .iter()
+                    .any(|event| event.kind == "certificate.stored");
+                let refused = during_pass.into_iter().rfind(|event| {
+                    matches!(
+                        event.kind.as_str(),
+                        "certificate.obtain_failed" | "certificate.rejected"
+                    )
+                });
+                let latest = self.store.latest_certificate_version(certificate)?;
+                let newest = match &latest {
+                    Some(version) => format!(
+                        "{}; newest version {} (not after {})",
+                        if stored {
+                            "stored a new version"
+                        } else {
+                            "no new version"
+                        },
+                        version.fingerprint,
+                        crate::status::events::rfc3339(version.not_after)
+                    ),
+                    None => "no version obtained yet".to_owned(),
+                };
+                let targets = components
+                    .certificates
+                    .iter()
+                    .find(|entry| &entry.config.name == certificate)
+                    .map(|entry| entry.config.deploy_to.clone())
+                    .unwrap_or_default();
+                let outcomes = targets
+                    .iter()
+                    .map(|target| self.outcome(target, certificate))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut response = match (refused, &latest) {
+                    (Some(event), _) => ControlResponse::failed(format!(
+                        "{certificate}: {} ({}); {newest}",
+                        event.message,
+                        event
+                            .kind
+                            .trim_start_matches("certificate.")
+                            .replace('_', " ")
                     )),
-                    None => ControlResponse::failed(format!(
-                        "{certificate}: no version obtained yet; see `certkeeper status`"
+                    (None, None) => ControlResponse::failed(format!(
+                        "{certificate}: {newest}; see `certkeeper status`"
                     )),
-                }),
+                    (None, Some(_)) if outcomes.iter().any(|outcome| outcome.failed) => {
+                        ControlResponse::failed(format!("{certificate}: {newest}; a deploy failed"))
+                    }
+                    (None, Some(_)) => ControlResponse::ok(format!("{certificate}: {newest}")),
+                };
+                response.outcomes = outcomes;
+                Ok(response)
+            }
             ControlRequest::Deploy { target } => {
                 let certificate = components
                     .certificates
@@ -1016,35 +1236,82 @@ impl Daemon {
                     .find(|entry| entry.config.deploy_to.contains(target))
                     .map(|entry| entry.config.name.clone())
                     .unwrap_or_default();
-                self.store
-                    .deployment(target, &certificate)
-                    .map(|record| match record {
-                        Some(record) if record.status == DeployStatus::InSync => {
-                            ControlResponse::ok(format!(
-                                "{target}: in sync with {}",
-                                record.desired_fingerprint.unwrap_or_default()
-                            ))
-                        }
-                        Some(record) => ControlResponse::failed(format!(
-                            "{target}: {}{}",
-                            record.status.as_str(),
-                            record
-                                .last_error
-                                .map(|error| format!(
-                                    ": {} {}: {}",
-                                    error.class, error.code, error.message
-                                ))
-                                .unwrap_or_default()
-                        )),
-                        None => ControlResponse::failed(format!(
-                            "{target}: nothing to deploy yet (certificate {certificate} has no version)"
-                        )),
-                    })
+                let outcome = self.outcome(target, &certificate)?;
+                let mut response = if outcome.status == DeployStatus::InSync.as_str() {
+                    ControlResponse::ok(format!("{target}: in sync with {}", outcome.detail))
+                } else if self.store.deployment(target, &certificate)?.is_none() {
+                    ControlResponse::failed(format!(
+                        "{target}: nothing to deploy yet (certificate {certificate} has no version)"
+                    ))
+                } else {
+                    ControlResponse::failed(outcome.to_string())
+                };
+                response.outcomes = vec![outcome];
+                Ok(response)
+            }
+        }
+    }
+
+    /// Where `target` stands for `certificate` in the ledger, as `renew`/`deploy` print it.
+    fn outcome(
+        &self,
+        target: &str,
+        certificate: &str,
+    ) -> Result<crate::control::TargetOutcome, StoreError> {
+        let record = self.store.deployment(target, certificate)?;
+        let (status, detail) = match &record {
+            None => (DeployStatus::Pending, "no version deployed yet".to_owned()),
+            Some(record) => {
+                let detail = match (record.status, &record.last_error) {
+                    (DeployStatus::InSync, _) => {
+                        record.desired_fingerprint.clone().unwrap_or_default()
+                    }
+                    (DeployStatus::Failed | DeployStatus::Parked, Some(error)) => {
+                        format!("{} {}: {}", error.class, error.code, error.message)
+                    }
+                    _ => record
+                        .next_attempt_at
+                        .map(|at| format!("next attempt at {}", crate::status::events::rfc3339(at)))
+                        .unwrap_or_default(),
+                };
+                (record.status, detail)
             }
         };
-        result
-            .unwrap_or_else(|error| ControlResponse::failed(format!("reading the store: {error}")))
+        Ok(crate::control::TargetOutcome {
+            target: target.to_owned(),
+            status: status.as_str().to_owned(),
+            detail,
+            failed: matches!(status, DeployStatus::Failed | DeployStatus::Parked),
+        })
     }
+}
+
+/// How often the daemon applies the store's retention (after the first pass, then daily).
+const RETENTION_INTERVAL: Duration = Duration::from_secs(86_400);
+
+/// Prunes old events and certificate versions (README, "Retention"); a failure is logged
+/// and retried a day later, since nothing depends on it.
+fn apply_retention(store: &dyn StateStore, config: &Config, now: OffsetDateTime) {
+    let names = config.certificates.iter().map(|c| c.name.as_str());
+    match crate::store::apply_retention(store, names, now) {
+        Ok(pruned) if pruned != crate::store::Pruned::default() => tracing::info!(
+            events = pruned.events,
+            versions = pruned.versions,
+            "pruned the store by its retention"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(error = %error, "pruning the store failed"),
+    }
+}
+
+/// The id of the newest event (0 for none): what a manual request's pass appends comes
+/// after it. A read failure gives 0, which at worst reports an older failure too.
+fn newest_event_id(store: &dyn StateStore) -> i64 {
+    store
+        .tail_events(1)
+        .ok()
+        .and_then(|events| events.last().map(|event| event.id))
+        .unwrap_or(0)
 }
 
 /// Work asked for by hand (`certkeeper renew`, `certkeeper deploy`).
@@ -1171,6 +1438,9 @@ fn watch_files(
     }
 }
 
+/// Config issues a refused reload logs; the rest are counted (`check` lists them all).
+const MAX_LOGGED_ISSUES: usize = 20;
+
 /// The shortest pause between two passes, so a record that stays due cannot spin the loop.
 const MIN_PASS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -1207,27 +1477,37 @@ pub async fn run_with(
         });
     // On the blocking pool: the state directory's checks, SQLite's open and the lock block.
     let state_dir = config.daemon.state_dir.clone();
-    let (store, _state_lock) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let store = crate::store::sqlite::SqliteStore::open(&state_dir)
-            .context("opening the state store")?;
-        let lock =
-            crate::fsutil::lock_state_dir(&state_dir).context("locking the state directory")?;
-        Ok((store, lock))
-    })
-    .await
-    .context("opening the state store")??;
+    let opening = {
+        let state_dir = state_dir.clone();
+        tokio::task::spawn_blocking(move || -> Result<_, StartError> {
+            let store = crate::store::sqlite::SqliteStore::open(&state_dir).map_err(|source| {
+                StartError::StateDirectory {
+                    what: "opening the state store in",
+                    path: state_dir.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+            let lock = crate::fsutil::lock_state_dir(&state_dir).map_err(|source| {
+                StartError::StateDirectory {
+                    what: "locking the state directory",
+                    path: state_dir.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+            Ok((store, lock))
+        })
+    };
+    let (store, _state_lock) = opening.await.context("opening the state store")??;
     let store: Arc<dyn StateStore> = Arc::new(store);
     health.set_store_open();
     let source_store = source_store_for(&store, &config);
+    let start_error = |error| StartError::from_build(error, &state_dir);
+    let cloud = build_cloud(&config, environment.as_ref(), progress_observer.clone())
+        .map_err(start_error)?;
     let mut components = Arc::new(
-        build(
-            &config,
-            source_store.clone(),
-            environment.as_ref(),
-            progress_observer.clone(),
-        )
-        .await
-        .context("building components")?,
+        build_sources(&config, cloud, source_store.clone())
+            .await
+            .map_err(start_error)?,
     );
     health.set_config_loaded();
     let listener = tokio::net::TcpListener::bind(&config.daemon.metrics_listen)
@@ -1293,8 +1573,32 @@ pub async fn run_with(
     let mut running: Option<tokio::task::JoinHandle<Result<(), StoreError>>> = None;
     let mut queued: Vec<Incoming> = Vec::new();
     let mut answering: Vec<Incoming> = Vec::new();
+    let mut answering_since = 0;
+    let mut retention_due = Instant::now();
+    // A reload parses and builds beside the loop (the control socket and the watchdog keep
+    // being served); a SIGHUP during one queues one more.
+    let mut reloading: Option<tokio::task::JoinHandle<anyhow::Result<(Config, Components)>>> = None;
+    let mut reload_again = false;
+    let start_reload = || {
+        notifier.reloading();
+        tokio::spawn(reload(
+            config_path.clone(),
+            source_store.clone(),
+            environment.clone(),
+            progress_observer.clone(),
+        ))
+    };
+    // Accounts whose secret a reload found changed; their auth backoff is reset before the
+    // next pass starts (not during one, whose failure would be written over the reset).
+    let mut secrets_changed: BTreeSet<String> = BTreeSet::new();
     loop {
         if running.is_none() && (pass_wanted || Instant::now() >= wake_at) {
+            if !secrets_changed.is_empty() {
+                let changed = std::mem::take(&mut secrets_changed);
+                if let Err(error) = daemon.reset_auth_backoff(&components, &changed) {
+                    tracing::error!(error = %error, "resetting the backoff of changed credentials failed");
+                }
+            }
             let now = OffsetDateTime::now_utc();
             let scan = scan_wanted || once || next_scan.is_some_and(|at| at <= now);
             if scan {
@@ -1305,6 +1609,7 @@ pub async fn run_with(
                 manual.add(request);
             }
             answering = std::mem::take(&mut queued);
+            answering_since = newest_event_id(store.as_ref());
             pass_wanted = false;
             scan_wanted = false;
             let (daemon, components) = (daemon.clone(), components.clone());
@@ -1334,9 +1639,23 @@ pub async fn run_with(
                 }
             }
             _ = hangup.recv() => {
-                notifier.reloading();
-                match reload(&config_path, source_store.clone(), environment.as_ref(), progress_observer.clone()).await {
+                if reloading.is_some() {
+                    tracing::info!("SIGHUP during a reload: another reload follows it");
+                    reload_again = true;
+                } else {
+                    reloading = Some(start_reload());
+                }
+            }
+            reloaded = async {
+                match reloading.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                reloading = None;
+                match reloaded.map_err(anyhow::Error::from).and_then(|result| result) {
                     Ok((new_config, new_components)) => {
+                        secrets_changed.extend(changed_secrets(&components, &new_components));
                         config = new_config;
                         components = Arc::new(new_components);
                         daemon.restore_metrics(&components);
@@ -1352,10 +1671,17 @@ pub async fn run_with(
                     }
                     Err(error) => {
                         metrics.config_reloads.with_label_values(&["failure"]).inc();
-                        tracing::error!(error = %format!("{error:#}"), "reload refused; the previous configuration keeps running");
+                        let error = match error.downcast_ref::<config::ConfigError>() {
+                            Some(invalid) => invalid.summary(MAX_LOGGED_ISSUES),
+                            None => format!("{error:#}"),
+                        };
+                        tracing::error!(error = %error, "reload refused; the previous configuration keeps running");
                     }
                 }
                 notifier.ready("reloaded");
+                if std::mem::take(&mut reload_again) {
+                    reloading = Some(start_reload());
+                }
             }
             Some((request, reply)) = control_rx.recv() => {
                 match check_request(&config, &request) {
@@ -1397,10 +1723,17 @@ pub async fn run_with(
                     }
                 }
                 for (request, reply) in answering.drain(..) {
-                    let _ = reply.send(daemon.answer(&components, &request));
+                    let _ = reply.send(daemon.answer(&components, &request, answering_since));
                 }
                 let now = OffsetDateTime::now_utc();
-                notifier.status(&format!("last reconcile {}", now.unix_timestamp()));
+                if Instant::now() >= retention_due {
+                    retention_due = Instant::now() + RETENTION_INTERVAL;
+                    apply_retention(store.as_ref(), &config, now);
+                }
+                match crate::status::daemon_summary(&config, store.as_ref(), now) {
+                    Ok(line) => notifier.status(&line),
+                    Err(error) => tracing::error!(error = %error, "reading the state for STATUS failed"),
+                }
                 match report(&components) {
                     Ok(true) if once => break,
                     Ok(_) => {}
@@ -1428,6 +1761,9 @@ pub async fn run_with(
     }
     notifier.stopping();
     tracing::info!("stopping");
+    if let Some(task) = reloading {
+        task.abort();
+    }
     if let Some(server) = control_server {
         server.abort();
     }
@@ -1486,6 +1822,7 @@ pub async fn run_manual(
     )
     .await
     .context("building components")?;
+    let since_event = newest_event_id(store.as_ref());
     let daemon = Daemon::new(store, metrics, Health::new());
     let mut manual = Manual::default();
     manual.add(&request);
@@ -1493,7 +1830,7 @@ pub async fn run_manual(
         .reconcile(&components, false, &manual)
         .await
         .context("running the pass")?;
-    Ok(daemon.answer(&components, &request))
+    Ok(daemon.answer(&components, &request, since_event))
 }
 
 fn next_scan_time(config: &Config, now: OffsetDateTime) -> Option<OffsetDateTime> {
@@ -1501,18 +1838,39 @@ fn next_scan_time(config: &Config, now: OffsetDateTime) -> Option<OffsetDateTime
     cron_after(&schedule, now)
 }
 
+/// Reads, validates and builds the config at `path` for a reload, beside the loop: the
+/// parse, the validation and the reading of secrets (file reads that may be slow) on a
+/// blocking thread, the rest of the build as a task.
 async fn reload(
-    path: &Path,
+    path: PathBuf,
     source_store: Arc<dyn SourceStore>,
-    environment: &(dyn SecretEnvironment + Send + Sync),
+    environment: Arc<dyn SecretEnvironment + Send + Sync>,
     observer: Arc<dyn crate::cloud::http::RequestObserver>,
 ) -> anyhow::Result<(Config, Components)> {
-    let loaded = config::load(path)?;
+    let (loaded, cloud) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let loaded = config::load(&path)?;
+        let cloud = build_cloud(&loaded.config, environment.as_ref(), observer)?;
+        Ok((loaded, cloud))
+    })
+    .await??;
     for warning in &loaded.warnings {
         tracing::warn!(warning = %warning, "config warning");
     }
-    let components = build(&loaded.config, source_store, environment, observer).await?;
+    let components = build_sources(&loaded.config, cloud, source_store).await?;
     Ok((loaded.config, components))
+}
+
+/// Accounts in both `old` and `new` whose secrets differ (compared by keyed digest).
+fn changed_secrets(old: &Components, new: &Components) -> Vec<String> {
+    new.secrets
+        .iter()
+        .filter(|(name, fingerprint)| {
+            old.secrets
+                .get(*name)
+                .is_some_and(|previous| previous != *fingerprint)
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// Where sources keep ACME accounts, ARI points and local CA roots: the state store, with
@@ -1523,4 +1881,158 @@ fn source_store_for(store: &Arc<dyn StateStore>, config: &Config) -> Arc<dyn Sou
         adapter = adapter.with_acme_directory(name, &acme.directory);
     }
     Arc::new(adapter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{DeploymentRecord, LastError};
+
+    /// Every secret variable is set.
+    struct AllSet;
+
+    impl SecretEnvironment for AllSet {
+        fn var(&self, _: &str) -> Option<String> {
+            Some("secret".into())
+        }
+        fn credentials_directory(&self) -> Option<PathBuf> {
+            None
+        }
+    }
+
+    const CONFIG: &str = r#"
+[credentials.ali]
+provider = "alibaba"
+access_key_id = "AK"
+access_key_secret_env = "ALI"
+endpoint = "http://127.0.0.1:9"
+
+[credentials.qc]
+provider = "qingcloud"
+access_key_id = "QK"
+access_key_secret_env = "QC"
+zone = "pek3"
+endpoint = "http://127.0.0.1:9"
+
+[local_ca.internal]
+
+[[certificate]]
+name = "www"
+domains = ["www.example.com"]
+source = { local_ca = "internal" }
+deploy_to = ["cdn-auth", "cdn-busy"]
+
+[[target]]
+name = "cdn-auth"
+kind = "alibaba-cdn"
+credentials = "ali"
+domain = "www.example.com"
+
+[[target]]
+name = "cdn-busy"
+kind = "alibaba-cdn"
+credentials = "ali"
+domain = "www.example.com"
+
+[[policy]]
+name = "ssl"
+kind = "qingcloud-mysql-plus-ssl"
+credentials = "qc"
+resources = ["c-auth", "c-busy"]
+ssl = true
+"#;
+
+    fn failed(target: &str, class: ErrorClass, now: OffsetDateTime) -> DeploymentRecord {
+        DeploymentRecord {
+            target: target.into(),
+            certificate: "www".into(),
+            desired_fingerprint: Some("f".into()),
+            observed_fingerprint: None,
+            status: DeployStatus::Failed,
+            attempts: 3,
+            last_error: Some(LastError {
+                class,
+                code: "Code".into(),
+                message: "failed".into(),
+            }),
+            next_attempt_at: Some(now + time::Duration::hours(1)),
+            updated_at: now,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_changed_secret_resets_only_the_auth_backoff_of_what_uses_it() {
+        let directory = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[daemon]\nstate_dir = {:?}\n{CONFIG}",
+            directory.path().display().to_string()
+        );
+        let loaded = config::load_str("t.toml", &text).unwrap();
+        let store: Arc<dyn StateStore> =
+            Arc::new(crate::store::sqlite::SqliteStore::open(directory.path()).unwrap());
+        let metrics = Metrics::new().unwrap();
+        let components = build(
+            &loaded.config,
+            source_store_for(&store, &loaded.config),
+            &AllSet,
+            Arc::new(()),
+        )
+        .await
+        .unwrap();
+        let now = crate::store::truncate_to_seconds(OffsetDateTime::now_utc());
+        store
+            .put_deployment(&failed("cdn-auth", ErrorClass::Auth, now))
+            .unwrap();
+        store
+            .put_deployment(&failed("cdn-busy", ErrorClass::Busy, now))
+            .unwrap();
+        for (resource, class) in [("c-auth", ErrorClass::Auth), ("c-busy", ErrorClass::Busy)] {
+            store
+                .record_attempt(&Attempt {
+                    subject_kind: SubjectKind::Policy,
+                    subject: crate::engine::policy::subject("ssl", resource),
+                    operation: "check".into(),
+                    class: Some(class),
+                    code: Some("Code".into()),
+                    at: now,
+                })
+                .unwrap();
+        }
+        let daemon = Daemon::new(store.clone(), metrics, Health::new());
+
+        // An account nothing failed on: nothing changes.
+        let changed = BTreeSet::from(["other".to_owned()]);
+        daemon.reset_auth_backoff(&components, &changed).unwrap();
+        assert_eq!(
+            store.deployment("cdn-auth", "www").unwrap().unwrap(),
+            failed("cdn-auth", ErrorClass::Auth, now)
+        );
+
+        let changed = BTreeSet::from(["ali".to_owned(), "qc".to_owned()]);
+        daemon.reset_auth_backoff(&components, &changed).unwrap();
+        let reset = store.deployment("cdn-auth", "www").unwrap().unwrap();
+        assert_eq!(reset.status, DeployStatus::Pending);
+        assert_eq!((reset.attempts, reset.next_attempt_at), (0, None));
+        assert_eq!(
+            store.deployment("cdn-busy", "www").unwrap().unwrap(),
+            failed("cdn-busy", ErrorClass::Busy, now),
+            "a failure that is not about authentication keeps its backoff"
+        );
+        let history = |resource| {
+            store
+                .attempts(
+                    SubjectKind::Policy,
+                    &crate::engine::policy::subject("ssl", resource),
+                )
+                .unwrap()
+        };
+        assert_eq!(crate::engine::policy::retry_at(&history("c-auth")), None);
+        assert_eq!(
+            history("c-auth")
+                .last()
+                .map(|attempt| attempt.operation.as_str()),
+            Some("secret_changed")
+        );
+        assert!(crate::engine::policy::retry_at(&history("c-busy")).is_some());
+    }
 }

@@ -67,6 +67,34 @@ pub struct ControlResponse {
     /// The request named no configured certificate or target (a usage error).
     #[serde(default)]
     pub unknown_name: bool,
+    /// Where each target concerned stands after the work (absent from older daemons).
+    #[serde(default)]
+    pub outcomes: Vec<TargetOutcome>,
+}
+
+/// One target's state after a manual request, as `renew` and `deploy` print it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetOutcome {
+    pub target: String,
+    /// The ledger status: `in_sync`, `pending`, `deploying`, `failed`, `parked`.
+    pub status: String,
+    /// The fingerprint it serves when in sync, the class, code and message when it failed.
+    #[serde(default)]
+    pub detail: String,
+    /// Whether this target makes the request fail (a failed or parked deploy).
+    #[serde(default)]
+    pub failed: bool,
+}
+
+impl std::fmt::Display for TargetOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.status.replace('_', " ");
+        if self.detail.is_empty() {
+            write!(f, "{}: {status}", self.target)
+        } else {
+            write!(f, "{}: {status}: {}", self.target, self.detail)
+        }
+    }
 }
 
 impl ControlResponse {
@@ -75,6 +103,7 @@ impl ControlResponse {
             ok: true,
             message: message.into(),
             unknown_name: false,
+            outcomes: Vec::new(),
         }
     }
 
@@ -83,6 +112,7 @@ impl ControlResponse {
             ok: false,
             message: message.into(),
             unknown_name: false,
+            outcomes: Vec::new(),
         }
     }
 
@@ -518,6 +548,21 @@ mod tests {
         assert!(response.message.contains("www"), "{response:?}");
         loop_side.await.unwrap();
         server.abort();
+    }
+
+    #[test]
+    fn an_answer_without_outcomes_still_reads() {
+        // What a daemon from before per-target outcomes sends.
+        let old: ControlResponse =
+            serde_json::from_str(r#"{"ok":false,"message":"cdn: failed"}"#).unwrap();
+        assert_eq!(old, ControlResponse::failed("cdn: failed"));
+        let outcome = TargetOutcome {
+            target: "cdn".into(),
+            status: "in_sync".into(),
+            detail: "ab12".into(),
+            failed: false,
+        };
+        assert_eq!(outcome.to_string(), "cdn: in sync: ab12");
     }
 
     #[test]

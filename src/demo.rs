@@ -6,8 +6,8 @@
 //! rollout as it converges and serves the metrics until interrupted (or exits with `--once`).
 
 use crate::cloud::sim::{serve, SimSeed, Simulator};
-use crate::config::credentials::SecretEnvironment;
-use std::path::{Path, PathBuf};
+use crate::config::credentials::ProcessEnvironment;
+use std::path::Path;
 use std::sync::Arc;
 
 const ALIBABA_SECRET: &str = "demo-alibaba-secret";
@@ -71,6 +71,7 @@ fn config(
     sim: &str,
     state_dir: &Path,
     files: &Path,
+    secrets: &Path,
     metrics_listen: &str,
     cdn: &[String],
 ) -> String {
@@ -84,13 +85,13 @@ scan_schedule = "* * * * *"
 [credentials.ali]
 provider = "alibaba"
 access_key_id = "LTAIdemo"
-access_key_secret_env = "CERTKEEPER_DEMO_ALIBABA_SECRET"
+access_key_secret_file = "{secrets}/alibaba"
 endpoint = "{sim}"
 
 [credentials.hw]
 provider = "huawei"
 access_key_id = "HWDEMO"
-access_key_secret_env = "CERTKEEPER_DEMO_HUAWEI_SECRET"
+access_key_secret_file = "{secrets}/huawei"
 region = "cn-north-4"
 project_id = "{PROJECT}"
 endpoint = "{sim}"
@@ -98,7 +99,7 @@ endpoint = "{sim}"
 [credentials.qc]
 provider = "qingcloud"
 access_key_id = "QYDEMO"
-access_key_secret_env = "CERTKEEPER_DEMO_QINGCLOUD_SECRET"
+access_key_secret_file = "{secrets}/qingcloud"
 zone = "pek3"
 endpoint = "{sim}"
 
@@ -149,6 +150,7 @@ job_poll = {{ interval = "1s", max_interval = "2s", deadline = "1m" }}
 "#,
         state = state_dir.display(),
         files = files.display(),
+        secrets = secrets.display(),
         targets = cdn
             .iter()
             .enumerate()
@@ -163,26 +165,28 @@ job_poll = {{ interval = "1s", max_interval = "2s", deadline = "1m" }}
     text
 }
 
-/// The demo's secrets, handed to the daemon without touching the process environment.
-struct DemoEnvironment;
-
-impl SecretEnvironment for DemoEnvironment {
-    fn var(&self, name: &str) -> Option<String> {
-        match name {
-            "CERTKEEPER_DEMO_ALIBABA_SECRET" => Some(ALIBABA_SECRET.into()),
-            "CERTKEEPER_DEMO_HUAWEI_SECRET" => Some(HUAWEI_SECRET.into()),
-            "CERTKEEPER_DEMO_QINGCLOUD_SECRET" => Some(QINGCLOUD_SECRET.into()),
-            _ => None,
-        }
+/// Writes the simulator's (made-up) secrets as 0600 files under `secrets`, which the
+/// config names by absolute path: `certkeeper check`/`run --config` on the demo's config
+/// then work without any environment, as a real deployment's `*_file` secrets do.
+fn write_secrets(secrets: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(secrets)?;
+    for (name, secret) in [
+        ("alibaba", ALIBABA_SECRET),
+        ("huawei", HUAWEI_SECRET),
+        ("qingcloud", QINGCLOUD_SECRET),
+    ] {
+        crate::fsutil::write_atomic(&secrets.join(name), secret.as_bytes(), 0o600)?;
     }
-
-    fn credentials_directory(&self) -> Option<PathBuf> {
-        None
-    }
+    Ok(())
 }
 
-/// Runs the demo in `directory` (created if missing); with `once`, returns after the first
-/// converged pass instead of serving until Ctrl-C.
+/// Runs the demo in `directory` (created if missing; a relative path is taken from the
+/// current directory); with `once`, returns after the first converged pass instead of
+/// serving until Ctrl-C.
 pub async fn run(
     directory: &Path,
     metrics_listen: &str,
@@ -190,6 +194,10 @@ pub async fn run(
     once: bool,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
+    // The config needs absolute paths (`daemon.state_dir`); a relative `--directory` (the
+    // default) means "here", wherever the demo is started from.
+    let directory = &std::path::absolute(directory)
+        .with_context(|| format!("resolving {}", directory.display()))?;
     std::fs::create_dir_all(directory)
         .with_context(|| format!("creating {}", directory.display()))?;
     let cdn: Vec<String> = (0..cdn_domains)
@@ -209,10 +217,13 @@ pub async fn run(
     println!("simulator: {sim_url} (state: {sim_url}/__sim/state)");
 
     let config_path = directory.join("certkeeper.toml");
+    let secrets = directory.join("secrets");
+    write_secrets(&secrets).with_context(|| format!("writing {}", secrets.display()))?;
     let text = config(
         &sim_url,
         &directory.join("state"),
         &directory.join("tls"),
+        &secrets,
         metrics_listen,
         &cdn,
     );
@@ -224,7 +235,7 @@ pub async fn run(
     crate::app::run_with(
         config_path,
         loaded,
-        Arc::new(DemoEnvironment),
+        Arc::new(ProcessEnvironment),
         once,
         Some(Box::new(move |report: &str| println!("{report}"))),
     )

@@ -40,8 +40,13 @@ struct Cli {
 enum Command {
     /// Run the daemon: obtain, deploy and verify certificates, enforce policies.
     Run,
-    /// Validate the configuration and exit (0 valid, 78 invalid).
-    Check,
+    /// Validate the configuration and what `run` will need (secrets, certificate files, a
+    /// writable state directory); exit 0 when all is well, 78 otherwise.
+    Check {
+        /// Validate the file only: read no secret, file or directory (CI linting).
+        #[arg(long)]
+        offline: bool,
+    },
     /// Show certificates and targets from the state directory.
     Status {
         /// Print JSON instead of a table.
@@ -59,10 +64,16 @@ enum Command {
     /// Run the offline demo: the simulator plus the daemon rolling a certificate out to a
     /// small simulated fleet and enforcing both policies.
     Demo {
-        /// Where the demo writes its config, state and files.
+        /// Where the demo writes its config, state and files (relative to the current
+        /// directory unless absolute).
         #[arg(long, default_value = "certkeeper-demo")]
         directory: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:9464")]
+        /// Where the demo daemon serves /metrics.
+        #[arg(
+            long,
+            env = "CERTKEEPER_DEMO_METRICS_LISTEN",
+            default_value = "127.0.0.1:9464"
+        )]
         metrics_listen: String,
         /// How many simulated CDN domains to roll out to.
         #[arg(long, default_value_t = 20)]
@@ -72,7 +83,9 @@ enum Command {
         once: bool,
     },
     /// Read every target's and policy resource's live state and print what a pass would
-    /// change. Writes nothing.
+    /// change. Writes nothing. Exits 0 when nothing would change, 2 when a pass would
+    /// change something, 1 when something could not be read (like terraform's
+    /// `-detailed-exitcode`).
     Plan {
         /// Print JSON instead of lines.
         #[arg(long)]
@@ -89,6 +102,25 @@ enum Command {
     Deploy {
         /// The `[[target]]` name.
         target: String,
+    },
+    /// Show the event log from the state directory (read-only, safe next to the daemon):
+    /// `TIME  KIND  SUBJECT  MESSAGE` per line, oldest first.
+    Events {
+        /// Only events since this long ago (`24h`, `7d`) or this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events of this certificate and of the targets it deploys to.
+        #[arg(long)]
+        certificate: Option<String>,
+        /// Only events of this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Keep printing new events as they are logged, until Ctrl-C or SIGTERM.
+        #[arg(short, long)]
+        follow: bool,
     },
     /// Exit 0 when the running daemon's /healthz answers 200 (container HEALTHCHECK).
     Healthcheck,
@@ -118,13 +150,16 @@ fn main() -> ExitCode {
             println!("certkeeper {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Check => check(&cli.config),
+        Command::Check { offline } => check(&cli.config, offline),
         Command::Healthcheck => match load_config(&cli.config) {
             Ok(loaded) => report(healthcheck(&loaded.config.daemon.metrics_listen), 1),
             Err(code) => code,
         },
         Command::Run => match load_config(&cli.config) {
             Ok(loaded) => {
+                // Before the runtime starts threads: see `take_environment_secrets`.
+                let taken = config::credentials::take_environment_secrets(&loaded.config);
+                tracing::debug!(variables = ?taken, "secrets taken out of the environment");
                 let runtime = match tokio::runtime::Runtime::new() {
                     Ok(runtime) => runtime,
                     Err(error) => {
@@ -132,10 +167,13 @@ fn main() -> ExitCode {
                         return ExitCode::from(EX_SOFTWARE);
                     }
                 };
-                report(
-                    runtime.block_on(certkeeper::app::run(cli.config.clone(), loaded)),
-                    EX_SOFTWARE,
-                )
+                match runtime.block_on(certkeeper::app::run(cli.config.clone(), loaded)) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(error) => {
+                        eprintln!("certkeeper: {error:#}");
+                        ExitCode::from(run_exit_code(&error))
+                    }
+                }
             }
             Err(code) => code,
         },
@@ -167,7 +205,30 @@ fn main() -> ExitCode {
         }
         Command::Sim { listen, seed } => report(run_sim(listen, seed), EX_SOFTWARE),
         Command::Plan { json } => match load_config(&cli.config) {
-            Ok(loaded) => report(plan(&loaded.config, json), EX_SOFTWARE),
+            Ok(loaded) => match plan(&loaded.config, json) {
+                Ok(code) => ExitCode::from(code),
+                Err(error) => {
+                    eprintln!("certkeeper: {error:#}");
+                    ExitCode::from(certkeeper::plan::EXIT_UNREADABLE)
+                }
+            },
+            Err(code) => code,
+        },
+        Command::Events {
+            since,
+            certificate,
+            target,
+            json,
+            follow,
+        } => match load_config(&cli.config) {
+            Ok(loaded) => events(
+                &loaded.config,
+                since.as_deref(),
+                certificate.as_deref(),
+                target.as_deref(),
+                json,
+                follow,
+            ),
             Err(code) => code,
         },
         Command::Renew { certificate } => {
@@ -177,7 +238,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn plan(config: &config::Config, json: bool) -> anyhow::Result<()> {
+/// Prints the plan and returns its exit code (0 no change, 2 changes, 1 unreadable).
+fn plan(config: &config::Config, json: bool) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     use std::io::IsTerminal;
     let view = runtime.block_on(certkeeper::plan::plan(
@@ -186,11 +248,56 @@ fn plan(config: &config::Config, json: bool) -> anyhow::Result<()> {
         std::io::stderr().is_terminal(),
     ))?;
     certkeeper::plan::print(&view, json, &mut std::io::stdout().lock())?;
-    Ok(())
+    Ok(view.exit_code())
 }
 
-/// `renew` / `deploy`: to the running daemon over its socket, else one pass in-process.
-/// Exits 0 when the work succeeded, 1 when it failed, 64 for an unknown name.
+/// `events`: 0 when printed (or followed until a signal), 64 for a bad filter, 74 when the
+/// store cannot be read.
+fn events(
+    config: &config::Config,
+    since: Option<&str>,
+    certificate: Option<&str>,
+    target: Option<&str>,
+    json: bool,
+    follow: bool,
+) -> ExitCode {
+    use certkeeper::status::events::{self, EventFilter, EventsError};
+    let now = time::OffsetDateTime::now_utc();
+    let result = EventFilter::new(config, since, certificate, target, now).and_then(|filter| {
+        let runtime = tokio::runtime::Runtime::new().map_err(EventsError::Runtime)?;
+        runtime.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut terminate = signal(SignalKind::terminate()).map_err(EventsError::Runtime)?;
+            let stop = async move {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            };
+            let mut out = std::io::stdout().lock();
+            events::run(config, &filter, json, follow, &mut out, stop).await
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // A reader that went away (`| head`) is not an error.
+        Err(EventsError::Output(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("certkeeper: {error}");
+            ExitCode::from(match error {
+                EventsError::Usage(_) => EX_USAGE,
+                _ => EX_IOERR,
+            })
+        }
+    }
+}
+
+/// `renew` / `deploy`: to the running daemon over its socket, else one pass in-process; both
+/// wait for the pass that does the work. Prints the newest version and each target's
+/// outcome; exits 0 when everything succeeded, 1 when the obtain failed, the files were
+/// rejected or a deploy failed (or is parked), 64 for an unknown name.
 fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
     let loaded = match load_config(path) {
         Ok(loaded) => loaded,
@@ -214,10 +321,12 @@ fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
     match answer {
         Ok(answer) if answer.ok => {
             println!("{}", answer.message);
+            print_outcomes(&answer.outcomes);
             ExitCode::SUCCESS
         }
         Ok(answer) => {
             eprintln!("certkeeper: {}", answer.message);
+            print_outcomes(&answer.outcomes);
             if answer.unknown_name {
                 ExitCode::from(EX_USAGE)
             } else {
@@ -228,6 +337,13 @@ fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
             eprintln!("certkeeper: {error:#}");
             ExitCode::from(EX_SOFTWARE)
         }
+    }
+}
+
+/// One line per target of a manual request: `  cdn-www: failed: auth Code: message`.
+fn print_outcomes(outcomes: &[certkeeper::control::TargetOutcome]) {
+    for outcome in outcomes {
+        println!("  {outcome}");
     }
 }
 
@@ -256,21 +372,44 @@ fn load_config(path: &std::path::Path) -> Result<config::Loaded, ExitCode> {
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
-    match load_config(path) {
+/// The exit code of a failed `run` (sysexits): 78 when the config or a secret it names
+/// cannot be used, 74 when the state directory cannot be opened or locked, 70 otherwise.
+/// The unit's `RestartPreventExitStatus` lists the codes a restart cannot fix.
+fn run_exit_code(error: &anyhow::Error) -> u8 {
+    use certkeeper::app::StartError;
+    match error.downcast_ref::<StartError>() {
+        Some(StartError::Config(_)) => EX_CONFIG,
+        Some(StartError::StateDirectory { .. }) => EX_IOERR,
+        Some(StartError::Internal(_)) | None => EX_SOFTWARE,
+    }
+}
+
+fn check(path: &std::path::Path, offline: bool) -> ExitCode {
+    match config::check(path, &config::credentials::ProcessEnvironment, offline) {
         Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
             let config = &loaded.config;
             println!(
-                "{}: ok ({} certificates, {} targets, {} policies, {} credentials)",
+                "{}: ok ({} certificates, {} targets, {} policies, {} credentials){}",
                 path.display(),
                 config.certificates.len(),
                 config.targets.len(),
                 config.policies.len(),
-                config.credentials.len()
+                config.credentials.len(),
+                if offline {
+                    "; secrets, files and the state directory not checked (--offline)"
+                } else {
+                    ""
+                }
             );
             ExitCode::SUCCESS
         }
-        Err(code) => code,
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::from(EX_CONFIG)
+        }
     }
 }
 

@@ -82,6 +82,39 @@ pub struct PlanView {
     pub policies: Vec<PolicyPlan>,
 }
 
+impl PlanView {
+    /// Targets and policy resources whose live state could not be read.
+    pub fn unreadable(&self) -> usize {
+        self.targets
+            .iter()
+            .filter(|row| row.action == "error")
+            .count()
+            + self
+                .policies
+                .iter()
+                .filter(|row| row.action == "error")
+                .count()
+    }
+
+    /// The exit code, like terraform's `-detailed-exitcode`: 0 nothing would change, 2 a
+    /// pass would change something, 1 something could not be read (a plan with holes
+    /// proves nothing, so this wins over 2).
+    pub fn exit_code(&self) -> u8 {
+        if self.unreadable() > 0 {
+            EXIT_UNREADABLE
+        } else if self.changes > 0 {
+            EXIT_CHANGES
+        } else {
+            0
+        }
+    }
+}
+
+/// `plan`'s exit code when something could not be read (or no plan could be made).
+pub const EXIT_UNREADABLE: u8 = 1;
+/// `plan`'s exit code when a pass would change something.
+pub const EXIT_CHANGES: u8 = 2;
+
 /// How many live-state reads run at once (the vendor clients' buckets still pace them).
 const READ_CONCURRENCY: usize = 8;
 
@@ -383,16 +416,7 @@ pub fn print(view: &PlanView, json: bool, out: &mut dyn Write) -> Result<(), Pla
                 .unwrap_or_default()
         )?;
     }
-    let errors = view
-        .targets
-        .iter()
-        .filter(|row| row.action == "error")
-        .count()
-        + view
-            .policies
-            .iter()
-            .filter(|row| row.action == "error")
-            .count();
+    let errors = view.unreadable();
     if view.changes == 0 && errors == 0 {
         writeln!(out, "No changes: every target serves its newest certificate and every policy resource is compliant.")?;
     } else {
@@ -406,4 +430,45 @@ pub fn print(view: &PlanView, json: bool, out: &mut dyn Write) -> Result<(), Pla
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(changes: usize, target_action: &str) -> PlanView {
+        PlanView {
+            changes,
+            certificates: Vec::new(),
+            targets: vec![TargetPlan {
+                target: "cdn".into(),
+                certificate: "www".into(),
+                kind: "alibaba-cdn".into(),
+                desired: None,
+                observed: None,
+                action: target_action.into(),
+                detail: None,
+            }],
+            policies: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn exit_code_is_detailed_like_terraform() {
+        assert_eq!(view(0, NO_CHANGE).exit_code(), 0);
+        assert_eq!(view(1, "deploy").exit_code(), EXIT_CHANGES);
+        assert_eq!(view(0, "error").exit_code(), EXIT_UNREADABLE);
+        // A change next to an unreadable target: the plan has holes, so 1 wins.
+        let mut mixed = view(1, "deploy");
+        mixed.targets.extend(view(0, "error").targets);
+        assert_eq!(mixed.exit_code(), EXIT_UNREADABLE);
+        let mut out = Vec::new();
+        print(&mixed, false, &mut out).unwrap();
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains("1 could not be read"),
+            "the summary says why"
+        );
+    }
 }

@@ -1,10 +1,13 @@
 //! `certkeeper status`: what the store knows, joined with what the config names, as a table
 //! for people or JSON for scripts. Read-only: a state directory without a store shows every
-//! configured certificate and target as not yet obtained or deployed.
+//! configured certificate and target as not yet obtained or deployed. [`events`] is the
+//! other read-only view of the store: `certkeeper events`.
+
+pub mod events;
 
 use crate::config::Config;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{status_report, StatusReport, StoreError};
+use crate::store::{status_report, StateStore, StatusReport, StoreError, SubjectKind};
 use serde::Serialize;
 use std::io::Write;
 use time::OffsetDateTime;
@@ -89,6 +92,136 @@ pub fn print(config: &Config, json: bool, out: &mut dyn Write) -> Result<(), Sta
         write_tables(&view, now, out)?;
     }
     Ok(())
+}
+
+/// [`summary_line`] from the store: the status report plus which certificates' last
+/// obtain attempt failed.
+pub fn daemon_summary(
+    config: &Config,
+    store: &dyn StateStore,
+    now: OffsetDateTime,
+) -> Result<String, StoreError> {
+    let report = status_report(store)?;
+    let mut obtain_failing = 0;
+    for certificate in &config.certificates {
+        let attempts = store.attempts(SubjectKind::Certificate, &certificate.name)?;
+        if attempts
+            .last()
+            .is_some_and(|attempt| attempt.class.is_some())
+        {
+            obtain_failing += 1;
+        }
+    }
+    Ok(summary_line(config, &report, obtain_failing, now))
+}
+
+/// The daemon's one-line state for systemd's `STATUS=` (what `systemctl status` shows):
+/// `52/52 in sync, next renewal web in 19d, 0 failing`, plus policy compliance when the
+/// config has policies. Failing counts targets failed or parked, policy resources whose
+/// last check or correction failed and the `obtain_failing` certificates.
+pub fn summary_line(
+    config: &Config,
+    report: &StatusReport,
+    obtain_failing: usize,
+    now: OffsetDateTime,
+) -> String {
+    use crate::store::DeployStatus;
+    let ledger = |target: &str, certificate: &str| {
+        report
+            .deployments
+            .iter()
+            .find(|record| record.target == target && record.certificate == certificate)
+    };
+    let pairs: Vec<(&str, &str)> = config
+        .certificates
+        .iter()
+        .flat_map(|certificate| {
+            certificate
+                .deploy_to
+                .iter()
+                .map(|target| (target.as_str(), certificate.name.as_str()))
+        })
+        .collect();
+    let statuses: Vec<Option<DeployStatus>> = pairs
+        .iter()
+        .map(|(target, certificate)| ledger(target, certificate).map(|record| record.status))
+        .collect();
+    let in_sync = statuses
+        .iter()
+        .filter(|status| **status == Some(DeployStatus::InSync))
+        .count();
+    let configured_resources: Vec<(&str, &str)> = config
+        .policies
+        .iter()
+        .flat_map(|policy| {
+            policy
+                .resources
+                .iter()
+                .map(|resource| (policy.name.as_str(), resource.as_str()))
+        })
+        .collect();
+    let resource_status = |policy: &str, resource: &str| {
+        report
+            .policies
+            .iter()
+            .find(|status| status.policy == policy && status.resource == resource)
+    };
+    let failing = obtain_failing
+        + statuses
+            .iter()
+            .filter(|status| matches!(status, Some(DeployStatus::Failed | DeployStatus::Parked)))
+            .count()
+        + configured_resources
+            .iter()
+            .filter(|(policy, resource)| {
+                resource_status(policy, resource).is_some_and(|status| status.last_error.is_some())
+            })
+            .count();
+    let next_renewal = config
+        .certificates
+        .iter()
+        .filter_map(|certificate| {
+            report
+                .certificates
+                .iter()
+                .find(|stored| stored.name == certificate.name)
+                .and_then(|stored| stored.renewal_at)
+                .map(|at| (at, certificate.name.as_str()))
+        })
+        .min();
+    let mut parts = vec![format!("{in_sync}/{} in sync", pairs.len())];
+    parts.push(match next_renewal {
+        Some((at, name)) if at <= now => format!("renewal of {name} due now"),
+        Some((at, name)) => format!("next renewal {name} in {}", in_words(at - now)),
+        None => "no renewal planned".to_owned(),
+    });
+    if !configured_resources.is_empty() {
+        let compliant = configured_resources
+            .iter()
+            .filter(|(policy, resource)| {
+                resource_status(policy, resource).is_some_and(|status| status.compliant)
+            })
+            .count();
+        parts.push(format!(
+            "{compliant}/{} compliant",
+            configured_resources.len()
+        ));
+    }
+    parts.push(format!("{failing} failing"));
+    parts.join(", ")
+}
+
+/// A positive span in its largest whole unit: `19d`, `5h`, `12m`, `<1m`.
+fn in_words(span: time::Duration) -> String {
+    if span.whole_days() >= 1 {
+        format!("{}d", span.whole_days())
+    } else if span.whole_hours() >= 1 {
+        format!("{}h", span.whole_hours())
+    } else if span.whole_minutes() >= 1 {
+        format!("{}m", span.whole_minutes())
+    } else {
+        "<1m".to_owned()
+    }
 }
 
 /// The next thing the daemon does about a target, from its ledger row.
@@ -347,4 +480,127 @@ fn write_tables(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::store::{CertificateStatus, DeployStatus, DeploymentRecord, LastError};
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-29 03:00:00 UTC);
+
+    /// `web` deploys to targets `a` and `b`, `api` to `c` (file sources and targets).
+    pub(crate) fn config() -> Config {
+        crate::config::load_str(
+            "test.toml",
+            r#"
+[daemon]
+state_dir = "/var/lib/certkeeper"
+
+[[certificate]]
+name = "web"
+domains = ["www.example.com"]
+source = { file = { cert = "/x/c.pem", key = "/x/k.pem" } }
+deploy_to = ["a", "b"]
+
+[[certificate]]
+name = "api"
+domains = ["api.example.com"]
+source = { file = { cert = "/x/c.pem", key = "/x/k.pem" } }
+deploy_to = ["c"]
+
+[[target]]
+name = "a"
+kind = "file"
+directory = "/tmp/a"
+
+[[target]]
+name = "b"
+kind = "file"
+directory = "/tmp/b"
+
+[[target]]
+name = "c"
+kind = "file"
+directory = "/tmp/c"
+"#,
+        )
+        .unwrap()
+        .config
+    }
+
+    fn stored(name: &str, renewal_at: Option<OffsetDateTime>) -> CertificateStatus {
+        CertificateStatus {
+            name: name.into(),
+            version_id: 1,
+            fingerprint: "ab".into(),
+            serial: "01".into(),
+            not_before: NOW,
+            not_after: NOW + time::Duration::days(30),
+            source: "file".into(),
+            obtained_at: NOW,
+            renewal_at,
+        }
+    }
+
+    fn row(target: &str, certificate: &str, status: DeployStatus) -> DeploymentRecord {
+        DeploymentRecord {
+            target: target.into(),
+            certificate: certificate.into(),
+            desired_fingerprint: Some("ab".into()),
+            observed_fingerprint: None,
+            status,
+            attempts: 0,
+            last_error: (status == DeployStatus::Failed).then(|| LastError {
+                class: crate::error::ErrorClass::Auth,
+                code: "InvalidAccessKeyId".into(),
+                message: "wrong key".into(),
+            }),
+            next_attempt_at: None,
+            updated_at: NOW,
+        }
+    }
+
+    #[test]
+    fn summary_names_the_next_renewal_in_words_and_counts_failures() {
+        let report = StatusReport {
+            certificates: vec![
+                stored(
+                    "web",
+                    Some(NOW + time::Duration::days(19) + time::Duration::hours(5)),
+                ),
+                stored("api", Some(NOW + time::Duration::days(40))),
+            ],
+            deployments: vec![
+                row("a", "web", DeployStatus::InSync),
+                row("b", "web", DeployStatus::Failed),
+                row("c", "api", DeployStatus::InSync),
+            ],
+            policies: Vec::new(),
+        };
+        let line = summary_line(&config(), &report, 0, NOW);
+        assert_eq!(line, "2/3 in sync, next renewal web in 19d, 1 failing");
+        assert!(summary_line(&config(), &report, 1, NOW).ends_with(", 2 failing"));
+        assert!(!line.contains(&NOW.unix_timestamp().to_string()));
+    }
+
+    #[test]
+    fn summary_before_anything_is_stored_and_when_a_renewal_is_due() {
+        let line = summary_line(&config(), &StatusReport::default(), 0, NOW);
+        assert_eq!(line, "0/3 in sync, no renewal planned, 0 failing");
+        let report = StatusReport {
+            certificates: vec![stored("api", Some(NOW - time::Duration::hours(1)))],
+            ..StatusReport::default()
+        };
+        assert_eq!(
+            summary_line(&config(), &report, 0, NOW),
+            "0/3 in sync, renewal of api due now, 0 failing"
+        );
+        let soon = StatusReport {
+            certificates: vec![stored("api", Some(NOW + time::Duration::minutes(90)))],
+            ..StatusReport::default()
+        };
+        assert!(summary_line(&config(), &soon, 0, NOW).contains("next renewal api in 1h"));
+    }
 }

@@ -615,7 +615,10 @@ async fn three_hundred_deploys_stay_under_the_limit() {
 fn vector_cases() -> Vec<Value> {
     let mut cases = Vec::new();
     for file in ["alibaba_acs3.json", "alibaba_rpc_v1.json"] {
-        let path = format!("{}/../shared/vectors/{file}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/vectors/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let list: Vec<Value> =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         cases.extend(list);

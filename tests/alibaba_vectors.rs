@@ -1,5 +1,6 @@
-//! Replays every case of `../shared/vectors/alibaba_acs3.json` and `alibaba_rpc_v1.json`
-//! (signatures computed by the official SDKs) through our signer, stage by stage.
+//! Replays every case of `tests/fixtures/vectors/alibaba_acs3.json` and `alibaba_rpc_v1.json`
+//! (signatures computed by the official SDKs, copied from the shared vectors) through our
+//! signer, stage by stage.
 
 use certkeeper::cloud::alibaba::signer::{
     form_decode, percent_encode, sign_acs3, Acs3Call, Authorization, CanonicalRequest,
@@ -9,7 +10,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 fn load(file: &str) -> Vec<Value> {
-    let path = format!("{}/../shared/vectors/{file}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/vectors/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 

@@ -1,8 +1,14 @@
 //! `certkeeper check` through the binary: the example config passes, and each bad config is
 //! refused with exit code 78 and a message naming file:line:column, the key path and, where
-//! one applies, the nearest valid key.
+//! one applies, the nearest valid key. Without `--offline`, `check` also resolves what `run`
+//! will need (secrets, certificate files, the state directory) and names what is missing and
+//! how it was looked up; `run` exits 78 on the same problems and 74 on an unusable state
+//! directory.
+
+mod support;
 
 use std::process::Command;
+use std::time::Duration;
 
 const BASE: &str = r#"# certkeeper test config
 [daemon]
@@ -26,15 +32,23 @@ source = { file = { cert = "/x/c.pem", key = "/x/k.pem" } }
 deploy_to = ["cdn"]
 "#;
 
+/// `check --offline` (validation only: BASE names secrets and files that do not exist here).
 fn check(text: &str) -> (i32, String, String) {
+    check_with(text, &["--offline"], &[])
+}
+
+/// `check ARGS` of `text` with `envs` set; FILE stands for the config's path in stderr.
+fn check_with(text: &str, args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("certkeeper.toml");
     std::fs::write(&path, text).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_certkeeper"));
+    command.arg("check").args(args).arg("--config").arg(&path);
+    command.env_remove("CREDENTIALS_DIRECTORY");
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
     let stderr =
         String::from_utf8_lossy(&output.stderr).replace(&path.display().to_string(), "FILE");
     (
@@ -49,6 +63,7 @@ fn example_config_is_valid() {
     let output = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
         .args([
             "check",
+            "--offline",
             "--config",
             concat!(
                 env!("CARGO_MANIFEST_DIR"),
@@ -70,6 +85,7 @@ fn base_config_is_valid() {
     let (code, stdout, stderr) = check(BASE);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("1 certificates, 1 targets"), "{stdout}");
+    assert!(stdout.contains("not checked (--offline)"), "{stdout}");
 }
 
 /// (name, config text, expected fragments of stderr)
@@ -250,4 +266,181 @@ fn usage_errors_exit_64() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(64));
+}
+
+/// A config whose every secret, file and directory `check` can verify: the secret from
+/// `CHECK_TEST_SECRET`, a file source and a state directory under `directory`.
+fn resolvable(directory: &std::path::Path) -> String {
+    BASE.replace("ALI_SECRET", "CHECK_TEST_SECRET")
+        .replace(
+            "state_dir = \"/var/lib/certkeeper\"",
+            &format!("state_dir = {:?}", directory.join("state")),
+        )
+        .replace("/x/c.pem", &directory.join("c.pem").display().to_string())
+        .replace("/x/k.pem", &directory.join("k.pem").display().to_string())
+}
+
+#[test]
+fn check_resolves_what_run_will_need() {
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(directory.path().join("c.pem"), "cert").unwrap();
+    std::fs::write(directory.path().join("k.pem"), "key").unwrap();
+    let text = resolvable(directory.path());
+    let (code, stdout, stderr) = check_with(&text, &[], &[("CHECK_TEST_SECRET", "s")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("--offline"), "{stdout}");
+    assert!(
+        !directory.path().join("state").exists(),
+        "check creates nothing"
+    );
+
+    // The variable is not set.
+    let (code, _, stderr) = check_with(&text, &[], &[]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("FILE:8:1: credentials.ali.access_key_secret_env: environment variable CHECK_TEST_SECRET is not set"),
+        "{stderr}"
+    );
+    // --offline reads no secret.
+    let (code, _, stderr) = check_with(&text, &["--offline"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+
+    // A relative secret file without $CREDENTIALS_DIRECTORY, then with it.
+    let relative = text.replace(
+        "access_key_secret_env = \"CHECK_TEST_SECRET\"",
+        "access_key_secret_file = \"alibaba-secret\"",
+    );
+    let (code, _, stderr) = check_with(&relative, &[], &[]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("FILE:8:1: credentials.ali.access_key_secret_file: \"alibaba-secret\" is relative and $CREDENTIALS_DIRECTORY is not set"),
+        "{stderr}"
+    );
+    let credentials = directory.path().join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    let credentials_env = credentials.display().to_string();
+    let (code, _, stderr) = check_with(
+        &relative,
+        &[],
+        &[("CREDENTIALS_DIRECTORY", credentials_env.as_str())],
+    );
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "FILE:8:1: credentials.ali.access_key_secret_file: cannot read {} (\"alibaba-secret\" in $CREDENTIALS_DIRECTORY): ",
+            credentials.join("alibaba-secret").display()
+        )),
+        "{stderr}"
+    );
+    std::fs::write(credentials.join("alibaba-secret"), "s\n").unwrap();
+    let (code, _, stderr) = check_with(
+        &relative,
+        &[],
+        &[("CREDENTIALS_DIRECTORY", credentials_env.as_str())],
+    );
+    assert_eq!(code, 0, "{stderr}");
+
+    // A missing key file and a state directory that cannot be created: each named.
+    std::fs::remove_file(directory.path().join("k.pem")).unwrap();
+    let blocked = text.replace(
+        &format!("state_dir = {:?}", directory.path().join("state")),
+        &format!("state_dir = {:?}", directory.path().join("c.pem/state")),
+    );
+    let (code, _, stderr) = check_with(&blocked, &[], &[("CHECK_TEST_SECRET", "s")]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "certificate[0].source.file.key: cannot read {}",
+            directory.path().join("k.pem").display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("FILE:3:1: daemon.state_dir: ") && stderr.contains("is not a directory"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("environment variable"), "{stderr}");
+}
+
+#[test]
+fn a_config_that_manages_nothing_is_refused_unless_it_says_so() {
+    for text in ["", "[daemon]\nstate_dir = \"/var/lib/certkeeper\"\n"] {
+        let (code, _, stderr) = check(text);
+        assert_eq!(code, 78, "{text:?}: {stderr}");
+        assert!(
+            stderr.contains("FILE: manages nothing: no [[certificate]] and no [[policy]]")
+                && stderr.contains("allow_empty = true"),
+            "{stderr}"
+        );
+    }
+    let (code, stdout, stderr) = check("[daemon]\nallow_empty = true\n");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("0 certificates"), "{stdout}");
+}
+
+/// Runs `certkeeper run` on `text` and waits (at most a minute: a guard against a daemon
+/// that unexpectedly starts) for it to exit; its exit code and stderr.
+fn run_exit(text: &str, envs: &[(&str, &str)]) -> (Option<i32>, String) {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("certkeeper.toml");
+    std::fs::write(&path, text).unwrap();
+    let stderr_path = directory.path().join("stderr.txt");
+    let mut command = support::certkeeper_command();
+    command
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let mut child = support::ChildGuard(command.spawn().unwrap());
+    let status = child.wait_timeout(Duration::from_secs(60));
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    (status.and_then(|status| status.code()), stderr)
+}
+
+#[test]
+fn run_exits_78_on_secret_errors_and_74_on_an_unusable_state_directory() {
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(directory.path().join("c.pem"), "cert").unwrap();
+    std::fs::write(directory.path().join("k.pem"), "key").unwrap();
+    let port = support::free_port();
+    let text = resolvable(directory.path()).replace(
+        "[credentials.ali]",
+        &format!("metrics_listen = \"127.0.0.1:{port}\"\n\n[credentials.ali]"),
+    );
+
+    let (code, stderr) = run_exit(&text, &[]);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(
+        stderr.contains("credentials.ali.access_key_secret_env: environment variable CHECK_TEST_SECRET is not set"),
+        "{stderr}"
+    );
+
+    let relative = text.replace(
+        "access_key_secret_env = \"CHECK_TEST_SECRET\"",
+        "access_key_secret_file = \"alibaba-secret\"",
+    );
+    let (code, stderr) = run_exit(&relative, &[]);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(
+        stderr.contains("credentials.ali.access_key_secret_file: \"alibaba-secret\" is relative and $CREDENTIALS_DIRECTORY is not set"),
+        "{stderr}"
+    );
+
+    let blocked = text.replace(
+        &format!("state_dir = {:?}", directory.path().join("state")),
+        &format!("state_dir = {:?}", directory.path().join("c.pem/state")),
+    );
+    let (code, stderr) = run_exit(&blocked, &[("CHECK_TEST_SECRET", "s")]);
+    assert_eq!(code, Some(74), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "opening the state store in {}",
+            directory.path().join("c.pem/state").display()
+        )),
+        "{stderr}"
+    );
 }

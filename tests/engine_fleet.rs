@@ -511,9 +511,17 @@ impl Fleet {
         let stored_before = self.stored_versions();
         let output = self.command(&["plan", "--json"]).output().unwrap();
         assert!(
-            output.status.success(),
+            matches!(output.status.code(), Some(0 | 2)),
             "certkeeper plan: {}",
             String::from_utf8_lossy(&output.stderr)
+        );
+        let view: Value = serde_json::from_slice(&output.stdout).unwrap();
+        // The exit code says whether anything would change (0 none, 2 some).
+        let changed = view["changes"].as_u64() != Some(0);
+        assert_eq!(
+            output.status.code(),
+            Some(if changed { 2 } else { 0 }),
+            "{view}"
         );
         assert_eq!(self.write_calls(), writes_before, "plan wrote to a target");
         assert_eq!(
@@ -521,7 +529,7 @@ impl Fleet {
             stored_before,
             "plan stored a version"
         );
-        serde_json::from_slice(&output.stdout).unwrap()
+        view
     }
 
     /// Every successful write call the simulator answered, of any vendor.

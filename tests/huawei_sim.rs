@@ -138,7 +138,7 @@ fn now() -> OffsetDateTime {
 fn vectors() -> Vec<Value> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/vectors/huawei_sdk_hmac_sha256.json"
+        "/tests/fixtures/vectors/huawei_sdk_hmac_sha256.json"
     );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }

@@ -25,7 +25,7 @@ struct RawRequest {
 fn cases() -> Vec<Case> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/vectors/qingcloud_v1.json"
+        "/tests/fixtures/vectors/qingcloud_v1.json"
     );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }

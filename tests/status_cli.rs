@@ -1,5 +1,7 @@
 //! `certkeeper status` through the binary, on an empty and on a populated state directory,
-//! as a table and as JSON.
+//! as a table and as JSON; and the daemon's systemd `STATUS=` line after a pass.
+
+mod support;
 
 use certkeeper::cert::bundle::testing;
 use certkeeper::error::ErrorClass;
@@ -163,4 +165,59 @@ fn populated_state_dir_shows_versions_sync_and_errors() {
         !stdout.contains("PRIVATE KEY"),
         "no key material in status output"
     );
+}
+
+/// After each pass the daemon tells systemd its state in words (what `systemctl status`
+/// shows): targets in sync, the next renewal as a span, failures; never a raw timestamp.
+#[test]
+fn systemd_status_line_reads_in_words() {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::{Duration, Instant};
+    let directory = tempfile::tempdir().unwrap();
+    let socket_path = directory.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let config_path = support::write_local_ca_config(directory.path());
+    let mut daemon = support::ChildGuard(
+        support::certkeeper_command()
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("NOTIFY_SOCKET", &socket_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut buffer = [0u8; 4096];
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let line = loop {
+        assert!(Instant::now() < deadline, "no converged STATUS: {seen:?}");
+        let Ok(length) = socket.recv(&mut buffer) else {
+            continue;
+        };
+        let message = String::from_utf8_lossy(&buffer[..length]).into_owned();
+        let status = message
+            .lines()
+            .find_map(|line| line.strip_prefix("STATUS="))
+            .map(str::to_owned);
+        seen.push(message);
+        if let Some(status) = status.filter(|status| status.starts_with("1/1 in sync")) {
+            break status;
+        }
+    };
+    // A 30-day leaf renews at about two thirds of its life: 19 or 20 days from now.
+    let (before, after) = line
+        .split_once(", next renewal internal in ")
+        .unwrap_or_else(|| panic!("{line}"));
+    assert_eq!(before, "1/1 in sync", "{line}");
+    let days = after
+        .strip_suffix("d, 0 failing")
+        .and_then(|days| days.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!((15..=20).contains(&days), "{line}");
+    daemon.signal("TERM");
+    assert!(daemon.wait_timeout(Duration::from_secs(60)).is_some());
 }

@@ -12,15 +12,7 @@ use std::time::{Duration, Instant};
 fn notify_sequence_ready_status_watchdog_reloading_stopping() {
     let directory = tempfile::tempdir().unwrap();
     let (socket_path, socket) = bind_notify_socket(directory.path(), Duration::from_millis(200));
-    let (config_path, _) = support::write_local_ca_config(
-        directory.path(),
-        "",
-        &format!(
-            r#"kind = "file"
-directory = "{}""#,
-            directory.path().join("tls").display()
-        ),
-    );
+    let config_path = support::write_local_ca_config(directory.path());
     let mut child = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
         .args(["run", "--config"])
         .arg(&config_path)
@@ -132,12 +124,12 @@ fn messages_within(socket: &UnixDatagram, window: Duration) -> Vec<String> {
 fn a_stuck_pass_turns_healthz_red_and_starves_the_watchdog() {
     let directory = tempfile::tempdir().unwrap();
     let (socket_path, socket) = bind_notify_socket(directory.path(), Duration::from_millis(100));
-    let (config_path, metrics_port) = support::write_local_ca_config(
+    let (config_path, metrics_port) = support::write_local_ca_config_with(
         directory.path(),
         "stall_timeout = \"2s\"\nshutdown_grace = \"1s\"",
         r#"kind = "alibaba-cdn"
 credentials = "ali"
-domain = "www.example.com""#,
+domain = "svc.internal.example""#,
     );
     // The credentials the target uses: a vendor endpoint that never answers.
     let mut config = std::fs::read_to_string(&config_path).unwrap();

@@ -4,7 +4,7 @@
 
 use crate::secret::Secret;
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The vendor an account belongs to.
@@ -68,25 +68,86 @@ pub struct CredentialsConfig {
     pub password_file: Option<PathBuf>,
 }
 
-/// Why a secret could not be read at start-up.
+/// Why a secret could not be read. Each names the key to fix and how the secret was looked
+/// up; `owner` is the section (`credentials.ali`, `acme.le`).
 #[derive(Debug, thiserror::Error)]
+#[error("{}", self.issue())]
 pub enum CredentialError {
-    #[error("credentials.{name}: {field}: environment variable {variable} is not set")]
     MissingEnv {
-        name: String,
+        owner: String,
         field: &'static str,
         variable: String,
     },
-    #[error("credentials.{name}: {field}: cannot read {path}: {reason}")]
-    File {
-        name: String,
+    /// A relative `*_file` name with no `$CREDENTIALS_DIRECTORY` to resolve it in.
+    RelativeFile {
+        owner: String,
         field: &'static str,
         path: PathBuf,
+    },
+    File {
+        owner: String,
+        field: &'static str,
+        path: PathBuf,
+        /// The relative name as written, when `path` is it resolved in
+        /// `$CREDENTIALS_DIRECTORY`.
+        relative: Option<PathBuf>,
         reason: String,
     },
-    #[error("credentials.{name}: {field} is required")]
-    Missing { name: String, field: &'static str },
+    Missing {
+        owner: String,
+        field: &'static str,
+    },
 }
+
+impl CredentialError {
+    /// The problem as a config issue (key path and message), so `check` locates it in the
+    /// file; its `Display` is the same text.
+    pub fn issue(&self) -> super::ConfigIssue {
+        let quoted = |path: &Path| format!("{:?}", path.display().to_string());
+        let (path, message) = match self {
+            CredentialError::MissingEnv {
+                owner,
+                field,
+                variable,
+            } => (
+                format!("{owner}.{field}_env"),
+                format!("environment variable {variable} is not set"),
+            ),
+            CredentialError::RelativeFile { owner, field, path } => (
+                format!("{owner}.{field}_file"),
+                format!(
+                    "{} is relative and $CREDENTIALS_DIRECTORY is not set",
+                    quoted(path)
+                ),
+            ),
+            CredentialError::File {
+                owner,
+                field,
+                path,
+                relative,
+                reason,
+            } => (
+                format!("{owner}.{field}_file"),
+                match relative {
+                    Some(relative) => format!(
+                        "cannot read {} ({} in $CREDENTIALS_DIRECTORY): {reason}",
+                        path.display(),
+                        quoted(relative)
+                    ),
+                    None => format!("cannot read {}: {reason}", path.display()),
+                },
+            ),
+            CredentialError::Missing { owner, field } => {
+                (owner.clone(), format!("{field} is required"))
+            }
+        };
+        super::ConfigIssue::new(path, message)
+    }
+}
+
+/// Secret files larger than this are refused: a secret is a few dozen bytes, and the file
+/// is read into memory.
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
 /// An account ready for a client: secrets read, endpoints chosen.
 #[derive(Debug, Clone)]
@@ -159,12 +220,16 @@ pub trait SecretEnvironment {
     fn credentials_directory(&self) -> Option<PathBuf>;
 }
 
-/// The real process environment.
+/// The real process environment, through the cache of secrets taken from it at start
+/// (see [`take_environment_secrets`]).
 pub struct ProcessEnvironment;
 
 impl SecretEnvironment for ProcessEnvironment {
     fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
+        let cached = environment_secrets()
+            .get(name)
+            .map(|secret| secret.expose().to_owned());
+        cached.or_else(|| std::env::var(name).ok())
     }
 
     fn credentials_directory(&self) -> Option<PathBuf> {
@@ -172,7 +237,89 @@ impl SecretEnvironment for ProcessEnvironment {
     }
 }
 
-/// Reads a secret given as a literal, `NAME_env` or `NAME_file`.
+/// Secrets taken out of the process environment, by variable name, for the life of the
+/// process: a reload resolves them again from here.
+static ENVIRONMENT_SECRETS: std::sync::Mutex<BTreeMap<String, Secret>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+fn environment_secrets() -> std::sync::MutexGuard<'static, BTreeMap<String, Secret>> {
+    // The map is only ever inserted into; a panic elsewhere cannot leave it half-written.
+    ENVIRONMENT_SECRETS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A secret variable's value: from the cache of taken variables, else the environment.
+pub fn environment_secret(variable: &str) -> Option<Secret> {
+    ProcessEnvironment.var(variable).map(Secret::new)
+}
+
+/// Every environment variable `config` reads a secret from (`*_secret_env`, `password_env`,
+/// `eab_hmac_key_env`).
+pub fn secret_variables(config: &super::Config) -> BTreeSet<String> {
+    let credentials = config.credentials.values().flat_map(|credentials| {
+        [
+            credentials.access_key_secret_env.clone(),
+            credentials.password_env.clone(),
+        ]
+    });
+    let acme = config
+        .acme
+        .values()
+        .map(|acme| acme.eab_hmac_key_env.clone());
+    credentials.chain(acme).flatten().collect()
+}
+
+/// Reads the secret variables `config` names into the process-wide cache and removes them
+/// from the environment, so no child process (a file target's reload command) inherits
+/// them and no later `getenv` finds them; returns the names taken. (`/proc/PID/environ`
+/// shows the environment the process was started with, which only its starter controls.)
+///
+/// Call it before the runtime starts threads: the C library's `getenv` and `setenv` are not
+/// safe against each other on other threads (which is why edition 2024 makes `remove_var`
+/// unsafe; this crate is edition 2021, where it is safe to call). Variables a reloaded config
+/// names for the first time are read from the environment and left there.
+pub fn take_environment_secrets(config: &super::Config) -> Vec<String> {
+    let mut taken = Vec::new();
+    let mut cache = environment_secrets();
+    for variable in secret_variables(config) {
+        if let Some(value) = std::env::var_os(&variable) {
+            if let Some(value) = value.to_str() {
+                cache.insert(variable.clone(), Secret::new(value));
+            }
+            std::env::remove_var(&variable);
+            taken.push(variable);
+        }
+    }
+    taken
+}
+
+/// Reads a secret file, refusing what is not a regular file (a FIFO would block) and
+/// anything larger than [`MAX_SECRET_FILE_BYTES`].
+fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let metadata = std::fs::metadata(path)?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_SECRET_FILE_BYTES} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
+/// Reads a secret given as a literal, `NAME_env` or `NAME_file`; `owner` is the section
+/// that names it (`credentials.ali`), for messages.
 pub fn resolve_secret(
     owner: &str,
     field: &'static str,
@@ -186,26 +333,74 @@ pub fn resolve_secret(
             .var(variable)
             .map(|value| Some(Secret::new(value.trim_end())))
             .ok_or_else(|| CredentialError::MissingEnv {
-                name: owner.to_owned(),
+                owner: owner.to_owned(),
                 field,
                 variable: variable.to_owned(),
             });
     }
     if let Some(file) = file {
         let path = match (file.is_relative(), environment.credentials_directory()) {
+            (false, _) => file.to_owned(),
             (true, Some(directory)) => directory.join(file),
-            _ => file.to_owned(),
+            (true, None) => {
+                return Err(CredentialError::RelativeFile {
+                    owner: owner.to_owned(),
+                    field,
+                    path: file.to_owned(),
+                })
+            }
         };
-        return std::fs::read_to_string(&path)
+        return read_secret_file(&path)
             .map(|text| Some(Secret::new(text.trim_end())))
             .map_err(|error| CredentialError::File {
-                name: owner.to_owned(),
+                owner: owner.to_owned(),
                 field,
                 path,
+                relative: file.is_relative().then(|| file.to_owned()),
                 reason: error.to_string(),
             });
     }
     Ok(literal.cloned())
+}
+
+/// A keyed digest of an account's secrets: tells a reload that a secret changed without
+/// keeping the secret. The key is random per process and never leaves memory, so the
+/// digest cannot be checked against guesses by anyone who sees it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretFingerprint([u8; 32]);
+
+impl std::fmt::Debug for SecretFingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretFingerprint(..)")
+    }
+}
+
+impl SecretFingerprint {
+    fn of(parts: &[&str]) -> Self {
+        static KEY: std::sync::OnceLock<ring::hmac::Key> = std::sync::OnceLock::new();
+        let key = KEY.get_or_init(|| {
+            ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &rand::random::<[u8; 32]>())
+        });
+        let mut context = ring::hmac::Context::with_key(key);
+        for part in parts {
+            // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
+            context.update(&(part.len() as u64).to_be_bytes());
+            context.update(part.as_bytes());
+        }
+        let mut digest = [0; 32];
+        digest.copy_from_slice(context.sign().as_ref());
+        Self(digest)
+    }
+}
+
+impl ResolvedCredentials {
+    /// The fingerprint of this account's secrets (access key secret and password).
+    pub fn secret_fingerprint(&self) -> SecretFingerprint {
+        SecretFingerprint::of(&[
+            self.access_key_secret.expose(),
+            self.password.as_ref().map_or("", Secret::expose),
+        ])
+    }
 }
 
 impl CredentialsConfig {
@@ -215,8 +410,9 @@ impl CredentialsConfig {
         name: &str,
         environment: &dyn SecretEnvironment,
     ) -> Result<ResolvedCredentials, CredentialError> {
+        let owner = format!("credentials.{name}");
         let access_key_secret = resolve_secret(
-            name,
+            &owner,
             "access_key_secret",
             self.access_key_secret.as_ref(),
             self.access_key_secret_env.as_deref(),
@@ -224,7 +420,7 @@ impl CredentialsConfig {
             environment,
         )?;
         let password = resolve_secret(
-            name,
+            &owner,
             "password",
             self.password.as_ref(),
             self.password_env.as_deref(),
@@ -237,7 +433,7 @@ impl CredentialsConfig {
             (None, true) => String::new(),
             (None, false) => {
                 return Err(CredentialError::Missing {
-                    name: name.to_owned(),
+                    owner: owner.clone(),
                     field: "access_key_id",
                 })
             }
@@ -247,7 +443,7 @@ impl CredentialsConfig {
             (None, true) => Secret::default(),
             (None, false) => {
                 return Err(CredentialError::Missing {
-                    name: name.to_owned(),
+                    owner: owner.clone(),
                     field: "access_key_secret",
                 })
             }
@@ -272,5 +468,48 @@ impl CredentialsConfig {
             project_name: self.project_name.clone(),
             password,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_fingerprints_tell_a_change_without_showing_the_secret() {
+        let account =
+            |secret: &str| ResolvedCredentials::new("ali", Provider::Alibaba, "AK", secret);
+        assert_eq!(
+            account("hunter2").secret_fingerprint(),
+            account("hunter2").secret_fingerprint()
+        );
+        assert_ne!(
+            account("hunter2").secret_fingerprint(),
+            account("hunter3").secret_fingerprint()
+        );
+        let mut with_password = account("hunter2");
+        with_password.password = Some(Secret::new("pw"));
+        assert_ne!(
+            with_password.secret_fingerprint(),
+            account("hunter2").secret_fingerprint()
+        );
+        assert_eq!(
+            format!("{:?}", account("hunter2").secret_fingerprint()),
+            "SecretFingerprint(..)"
+        );
+    }
+
+    #[test]
+    fn secret_files_are_bounded_regular_files() {
+        let directory = tempfile::tempdir().unwrap();
+        let big = directory.path().join("big");
+        std::fs::write(&big, vec![b'x'; MAX_SECRET_FILE_BYTES as usize + 1]).unwrap();
+        let error = read_secret_file(&big).unwrap_err().to_string();
+        assert!(error.contains("larger than"), "{error}");
+        let error = read_secret_file(directory.path()).unwrap_err().to_string();
+        assert!(error.contains("not a regular file"), "{error}");
+        let small = directory.path().join("small");
+        std::fs::write(&small, "s3cret\n").unwrap();
+        assert_eq!(read_secret_file(&small).unwrap(), "s3cret\n");
     }
 }

@@ -78,34 +78,61 @@ impl<'a> Node<'a> {
     }
 }
 
-/// Finds the deepest existing element of `path` in `text` and returns where it starts: the
-/// key itself for a table entry, the value for an array element.
-pub fn locate(text: &str, path: &str) -> Option<Position> {
-    let document = ImDocument::parse(text.to_owned()).ok()?;
-    let mut node = Node::Table(document.as_table());
-    let mut best = None;
-    for segment in split_path(path) {
-        let Some((start, next)) = node.child(&segment) else {
-            break;
-        };
-        best = start.or(best);
-        node = next;
-    }
-    best.map(|offset| position_of(text, offset))
+/// The document parsed once, with the byte offset of every line start: locating an issue
+/// walks its key path through the parsed tree (a hash lookup per key, an index per array
+/// element) and finds its line by binary search, so locating every issue of a config is
+/// linear in the size of the config (a 50,000-issue config is not re-parsed 50,000 times).
+pub struct Locator<'text> {
+    text: &'text str,
+    document: Option<ImDocument<String>>,
+    line_starts: Vec<usize>,
 }
 
-/// Line and column (1-based, in characters) of a byte offset.
-pub fn position_of(text: &str, offset: usize) -> Position {
-    let offset = offset.min(text.len());
-    let before = &text[..text.floor_char_boundary_compat(offset)];
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map(|last| last.chars().count())
-        .unwrap_or(0)
-        + 1;
-    Position { line, column }
+impl<'text> Locator<'text> {
+    /// Parses `text` once; a text that is not TOML locates nothing by path, only by offset.
+    pub fn new(text: &'text str) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(index, _)| index + 1))
+            .collect();
+        Self {
+            text,
+            document: ImDocument::parse(text.to_owned()).ok(),
+            line_starts,
+        }
+    }
+
+    /// Finds the deepest existing element of `path` and returns where it starts: the key
+    /// itself for a table entry, the value for an array element.
+    pub fn locate(&self, path: &str) -> Option<Position> {
+        let document = self.document.as_ref()?;
+        let mut node = Node::Table(document.as_table());
+        let mut best = None;
+        for segment in split_path(path) {
+            let Some((start, next)) = node.child(&segment) else {
+                break;
+            };
+            best = start.or(best);
+            node = next;
+        }
+        best.map(|offset| self.position_of(offset))
+    }
+
+    /// Line and column (1-based, in characters) of a byte offset.
+    pub fn position_of(&self, offset: usize) -> Position {
+        let offset = self
+            .text
+            .floor_char_boundary_compat(offset.min(self.text.len()));
+        let line_index = self
+            .line_starts
+            .partition_point(|start| *start <= offset)
+            .saturating_sub(1);
+        let line_start = self.line_starts.get(line_index).copied().unwrap_or(0);
+        let column = self.text[line_start..offset].chars().count() + 1;
+        Position {
+            line: line_index + 1,
+            column,
+        }
+    }
 }
 
 trait FloorCharBoundary {
@@ -129,16 +156,18 @@ mod tests {
 
     #[test]
     fn finds_keys_in_tables_arrays_and_inline_tables() {
+        let locator = Locator::new(TEXT);
+        let locate = |path: &str| locator.locate(path);
         assert_eq!(
-            locate(TEXT, "daemon.state_dir"),
+            locate("daemon.state_dir"),
             Some(Position { line: 2, column: 1 })
         );
         assert_eq!(
-            locate(TEXT, "target[1].name"),
+            locate("target[1].name"),
             Some(Position { line: 8, column: 1 })
         );
         assert_eq!(
-            locate(TEXT, "target[1].maintenance_window.schedule"),
+            locate("target[1].maintenance_window.schedule"),
             Some(Position {
                 line: 9,
                 column: 24
@@ -146,8 +175,22 @@ mod tests {
         );
         // Missing leaf: the deepest existing parent.
         assert_eq!(
-            locate(TEXT, "target[1].nothing"),
+            locate("target[1].nothing"),
             Some(Position { line: 7, column: 1 })
         );
+    }
+
+    #[test]
+    fn positions_count_lines_and_characters() {
+        let text = "a = 1\nb = \"é\" # x\n\nc = 2";
+        let locator = Locator::new(text);
+        assert_eq!(locator.position_of(0), Position { line: 1, column: 1 });
+        let hash = text.find('#').unwrap();
+        assert_eq!(locator.position_of(hash), Position { line: 2, column: 9 });
+        let c = text.find('c').unwrap();
+        assert_eq!(locator.position_of(c), Position { line: 4, column: 1 });
+        assert_eq!(locator.position_of(text.len() + 10).line, 4);
+        assert_eq!(locator.locate("c"), Some(Position { line: 4, column: 1 }));
+        assert_eq!(Locator::new("not = [toml").locate("not"), None);
     }
 }

@@ -2,11 +2,14 @@
 //! validation. Loading is two steps: `parse` turns text into typed sections (unknown keys
 //! refused with the nearest valid key suggested), then `validate` checks values and
 //! cross-references without touching the file system, network or environment. Every
-//! problem is reported as `file:line:column: key.path: message`.
+//! problem is reported as `file:line:column: key.path: message`, located in one parse of
+//! the document whatever the number of problems. `check` (not `--offline`) then resolves
+//! what `run` will need ([`preflight`]).
 
 pub mod credentials;
 pub mod duration;
 mod locate;
+pub mod preflight;
 
 use crate::cloud::alibaba::{cdn::CdnSettings, rds::RdsSettings, vod::VodSettings};
 use crate::cloud::file::FileSettings;
@@ -56,6 +59,16 @@ pub struct LocatedIssue {
     pub message: String,
 }
 
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
 impl fmt::Display for LocatedIssue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.position {
@@ -88,6 +101,20 @@ fn list(issues: &[LocatedIssue]) -> String {
 }
 
 impl ConfigError {
+    /// The message with at most `limit` issues and a count of the rest: what a log line
+    /// carries (a 50,000-issue config must not become a 4 MB log line).
+    pub fn summary(&self, limit: usize) -> String {
+        let issues = self.issues();
+        if issues.len() <= limit {
+            return self.to_string();
+        }
+        format!(
+            "{}\n... and {} more issues (`certkeeper check` lists them all)",
+            list(&issues[..limit]),
+            issues.len() - limit
+        )
+    }
+
     pub fn issues(&self) -> &[LocatedIssue] {
         match self {
             ConfigError::Invalid(issues) => issues,
@@ -120,6 +147,10 @@ pub struct DaemonConfig {
     /// systemd watchdog is no longer fed.
     #[serde(default = "default_stall_timeout")]
     pub stall_timeout: String,
+    /// Accept a config that manages nothing (no certificate, no policy). Off by default, so
+    /// an empty or truncated file is refused instead of silently managing nothing.
+    #[serde(default)]
+    pub allow_empty: bool,
 }
 
 impl Default for DaemonConfig {
@@ -132,6 +163,7 @@ impl Default for DaemonConfig {
             concurrency: default_concurrency(),
             shutdown_grace: default_shutdown_grace(),
             stall_timeout: default_stall_timeout(),
+            allow_empty: false,
         }
     }
 }
@@ -386,40 +418,78 @@ pub struct Loaded {
 
 /// Reads, parses and validates the config at `path`.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let file = path.display().to_string();
-    let metadata = std::fs::metadata(path).map_err(|error| ConfigError::Read {
-        file: file.clone(),
-        reason: error.to_string(),
-    })?;
-    if metadata.len() > MAX_CONFIG_BYTES {
-        return Err(ConfigError::Read {
-            file,
-            reason: format!("larger than {MAX_CONFIG_BYTES} bytes"),
-        });
-    }
-    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-        file: file.clone(),
-        reason: error.to_string(),
-    })?;
+    let (file, text) = read(path)?;
     load_str(&file, &text)
+}
+
+/// `certkeeper check`: [`load`], then (unless `offline`) what `run` will need
+/// ([`preflight::preflight`]: secrets, certificate files, the state directory), every
+/// problem located in the file.
+pub fn check(
+    path: &Path,
+    environment: &dyn credentials::SecretEnvironment,
+    offline: bool,
+) -> Result<Loaded, ConfigError> {
+    let (file, text) = read(path)?;
+    let loaded = load_str(&file, &text)?;
+    if offline {
+        return Ok(loaded);
+    }
+    let issues = preflight::preflight(&loaded.config, environment);
+    if issues.is_empty() {
+        return Ok(loaded);
+    }
+    let locator = locate::Locator::new(&text);
+    Err(ConfigError::Invalid(
+        issues
+            .into_iter()
+            .map(|issue| issue.into_located(&file, &locator))
+            .collect(),
+    ))
+}
+
+/// The config's text and its name for messages; refuses files over [`MAX_CONFIG_BYTES`].
+fn read(path: &Path) -> Result<(String, String), ConfigError> {
+    use std::io::Read;
+    let file = path.display().to_string();
+    let unreadable = |reason: String| ConfigError::Read {
+        file: file.clone(),
+        reason,
+    };
+    let metadata = std::fs::metadata(path).map_err(|error| unreadable(error.to_string()))?;
+    if !metadata.is_file() {
+        return Err(unreadable("not a regular file".into()));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|opened| opened.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text))
+        .map_err(|error| unreadable(error.to_string()))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(unreadable(format!("larger than {MAX_CONFIG_BYTES} bytes")));
+    }
+    Ok((file, text))
 }
 
 /// Parses and validates config text; `file` names it in messages.
 pub fn load_str(file: &str, text: &str) -> Result<Loaded, ConfigError> {
+    let config = parse(text).map_err(|issue| {
+        ConfigError::Invalid(vec![issue.into_located(file, &locate::Locator::new(text))])
+    })?;
+    let (errors, warnings) = validate(&config);
+    if errors.is_empty() && warnings.is_empty() {
+        return Ok(Loaded {
+            config,
+            warnings: Vec::new(),
+        });
+    }
+    // One parse of the document locates every issue (see `locate::Locator`).
+    let locator = locate::Locator::new(text);
     let locate_all = |issues: Vec<ConfigIssue>| -> Vec<LocatedIssue> {
         issues
             .into_iter()
-            .map(|issue| LocatedIssue {
-                file: file.to_owned(),
-                position: locate::locate(text, &issue.path),
-                path: issue.path,
-                message: issue.message,
-            })
+            .map(|issue| issue.into_located(file, &locator))
             .collect()
     };
-    let config =
-        parse(text).map_err(|issue| ConfigError::Invalid(vec![issue.into_located(file, text)]))?;
-    let (errors, warnings) = validate(&config);
     if !errors.is_empty() {
         return Err(ConfigError::Invalid(locate_all(errors)));
     }
@@ -438,21 +508,27 @@ enum ParseIssue {
     Key(ConfigIssue),
 }
 
+impl ConfigIssue {
+    fn into_located(self, file: &str, locator: &locate::Locator) -> LocatedIssue {
+        LocatedIssue {
+            file: file.to_owned(),
+            position: locator.locate(&self.path),
+            path: self.path,
+            message: self.message,
+        }
+    }
+}
+
 impl ParseIssue {
-    fn into_located(self, file: &str, text: &str) -> LocatedIssue {
+    fn into_located(self, file: &str, locator: &locate::Locator) -> LocatedIssue {
         match self {
             ParseIssue::Syntax { offset, message } => LocatedIssue {
                 file: file.to_owned(),
-                position: offset.map(|offset| locate::position_of(text, offset)),
+                position: offset.map(|offset| locator.position_of(offset)),
                 path: String::new(),
                 message,
             },
-            ParseIssue::Key(issue) => LocatedIssue {
-                file: file.to_owned(),
-                position: locate::locate(text, &issue.path),
-                path: issue.path,
-                message: issue.message,
-            },
+            ParseIssue::Key(issue) => issue.into_located(file, locator),
         }
     }
 }
@@ -670,10 +746,18 @@ fn parse_policy(mut table: toml::Table, path: &str) -> Result<PolicyConfig, Pars
 /// Checks values and cross-references. Pure: no file system, network or environment.
 /// Returns (errors, warnings).
 pub fn validate(config: &Config) -> (Vec<ConfigIssue>, Vec<ConfigIssue>) {
+    SUGGESTION_COMPARISONS_LEFT.with(|left| left.set(SUGGESTION_COMPARISONS));
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     validate_daemon(&config.daemon, &mut errors);
     validate_stall_budget(config, &mut errors);
+    if config.certificates.is_empty() && config.policies.is_empty() && !config.daemon.allow_empty {
+        errors.push(ConfigIssue::new(
+            "",
+            "manages nothing: no [[certificate]] and no [[policy]]; add one, or set \
+             `allow_empty = true` under [daemon] if managing nothing is intended",
+        ));
+    }
     for (name, credentials) in &config.credentials {
         validate_credentials(name, credentials, &mut errors, &mut warnings);
     }
@@ -1074,17 +1158,38 @@ fn validate_acme(
     }
 }
 
+/// Edit-distance comparisons one validation may spend on "did you mean" suggestions: far more
+/// than every typo of a real config needs, while a config with tens of thousands of bad
+/// references among thousands of names still validates in linear time (past the budget,
+/// references are reported without a suggestion).
+const SUGGESTION_COMPARISONS: usize = 200_000;
+
+thread_local! {
+    /// What is left of `SUGGESTION_COMPARISONS` in the validation running on this thread.
+    static SUGGESTION_COMPARISONS_LEFT: std::cell::Cell<usize> =
+        const { std::cell::Cell::new(SUGGESTION_COMPARISONS) };
+}
+
 fn unknown_reference<'a>(
     section: &str,
     name: &str,
-    known: impl Iterator<Item = &'a str>,
+    known: impl ExactSizeIterator<Item = &'a str>,
 ) -> String {
-    let known: Vec<String> = known.map(str::to_owned).collect();
     let mut message = format!("no {section} named `{name}`");
-    if let Some(nearest) = nearest(name, &known) {
-        message.push_str(&format!(" (did you mean `{nearest}`?)"));
-    } else if known.is_empty() {
+    if known.len() == 0 {
         message.push_str(" (none is defined)");
+        return message;
+    }
+    let affordable = SUGGESTION_COMPARISONS_LEFT.with(|left| {
+        let affordable = left.get() >= known.len();
+        left.set(left.get().saturating_sub(known.len()));
+        affordable
+    });
+    if affordable {
+        let known: Vec<String> = known.map(str::to_owned).collect();
+        if let Some(nearest) = nearest(name, &known) {
+            message.push_str(&format!(" (did you mean `{nearest}`?)"));
+        }
     }
     message
 }

@@ -22,6 +22,8 @@ pub fn conformance<S: StateStore>(make: impl Fn() -> S) {
     local_cas_round_trip(&make());
     renewal_plans_round_trip(&make());
     events_round_trip(&make());
+    events_since_and_pruned_by_age(&make());
+    retention_keeps_what_targets_serve(&make());
     status_report_joins_plans(&make());
 }
 
@@ -640,6 +642,134 @@ fn events_round_trip(store: &dyn StateStore) {
     );
     assert_eq!(store.tail_events(100).unwrap().len(), 6);
     assert!(store.tail_events(0).unwrap().is_empty());
+}
+
+fn events_since_and_pruned_by_age(store: &dyn StateStore) {
+    for day in 0..5i64 {
+        store
+            .append_event(&Event {
+                id: 0,
+                at: T0 + time::Duration::days(day),
+                kind: "deploy.succeeded".into(),
+                subject: "cdn".into(),
+                message: format!("day {day}"),
+                fields: json!({}),
+            })
+            .unwrap();
+    }
+    let messages = |events: Vec<Event>| events.into_iter().map(|e| e.message).collect::<Vec<_>>();
+    let since = |at: OffsetDateTime| {
+        messages(
+            store
+                .events(&EventQuery {
+                    since: Some(at),
+                    ..Default::default()
+                })
+                .unwrap(),
+        )
+    };
+    assert_eq!(
+        since(T0 + time::Duration::days(3)),
+        vec!["day 3", "day 4"],
+        "since is inclusive"
+    );
+    assert_eq!(
+        since(T0 + time::Duration::days(3) + time::Duration::SECOND),
+        vec!["day 4"]
+    );
+    assert_eq!(
+        store.prune_events(T0 + time::Duration::days(2)).unwrap(),
+        2,
+        "strictly older events go"
+    );
+    assert_eq!(
+        messages(store.events(&EventQuery::default()).unwrap()),
+        vec!["day 2", "day 3", "day 4"]
+    );
+    assert_eq!(store.prune_events(T0).unwrap(), 0);
+    // Ids keep increasing after a prune, so a follower's cursor stays valid.
+    let next = store
+        .append_event(&Event {
+            id: 0,
+            at: T0 + time::Duration::days(5),
+            kind: "deploy.failed".into(),
+            subject: "cdn".into(),
+            message: "day 5".into(),
+            fields: json!({}),
+        })
+        .unwrap();
+    assert!(store.tail_events(2).unwrap()[0].id < next);
+}
+
+fn retention_keeps_what_targets_serve(store: &dyn StateStore) {
+    let now = T0 + time::Duration::days(365);
+    // Six versions of web, one a month; the CDN still serves the oldest (a failed rollout).
+    let fingerprints = ["w0", "w1", "w2", "w3", "w4", "w5"];
+    for (month, fingerprint) in fingerprints.iter().enumerate() {
+        store
+            .insert_certificate_version(
+                &version(
+                    "web",
+                    fingerprint,
+                    "K",
+                    T0 + time::Duration::days(30 * month as i64),
+                ),
+                &targets(&["cdn", "files"]),
+            )
+            .unwrap();
+    }
+    let mut cdn = store.deployment("cdn", "web").unwrap().unwrap();
+    cdn.observed_fingerprint = Some("w0".into());
+    cdn.status = DeployStatus::Failed;
+    store.put_deployment(&cdn).unwrap();
+    store
+        .insert_certificate_version(&version("gone", "g0", "K", T0), &[])
+        .unwrap();
+    for (age, message) in [(100, "old"), (89, "recent")] {
+        store
+            .append_event(&Event {
+                id: 0,
+                at: now - time::Duration::days(age),
+                kind: "deploy.succeeded".into(),
+                subject: "cdn".into(),
+                message: message.into(),
+                fields: json!({}),
+            })
+            .unwrap();
+    }
+
+    let pruned = apply_retention(store, ["web"], now).unwrap();
+    assert_eq!(
+        pruned,
+        Pruned {
+            events: 1,
+            versions: 2
+        }
+    );
+    let left: Vec<String> = store
+        .certificate_versions("web")
+        .unwrap()
+        .into_iter()
+        .map(|v| v.fingerprint)
+        .collect();
+    assert_eq!(
+        left,
+        vec!["w5", "w4", "w3", "w0"],
+        "newest three and the served one"
+    );
+    assert_eq!(
+        store.certificate_versions("gone").unwrap().len(),
+        1,
+        "only the certificates named are pruned"
+    );
+    let events = store.events(&EventQuery::default()).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].message, "recent");
+    assert_eq!(
+        apply_retention(store, ["web"], now).unwrap(),
+        Pruned::default(),
+        "a second run finds nothing"
+    );
 }
 
 fn status_report_joins_plans(store: &dyn StateStore) {

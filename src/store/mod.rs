@@ -1,9 +1,10 @@
 //! The state that must survive a crash: certificate versions (with their keys), the
 //! per-target deployment ledger, attempt history, policy status, ACME accounts, renewal plans
-//! and an append-only event log. Everything goes through the [`StateStore`] trait so a
-//! PostgreSQL backend can join the embedded SQLite one ([`sqlite::SqliteStore`]) under the same
-//! conformance suite; the record types are plain data, `Serialize` for `certkeeper status
-//! --json` with every secret skipped, and their `Debug` never shows a key.
+//! and an event log (never edited; pruned by age, see [`apply_retention`]). Everything goes
+//! through the [`StateStore`] trait so a PostgreSQL backend can join the embedded SQLite one
+//! ([`sqlite::SqliteStore`]) under the same conformance suite; the record types are plain
+//! data, `Serialize` for `certkeeper status --json` with every secret skipped, and their
+//! `Debug` never shows a key.
 //!
 //! Threading: the trait is synchronous on purpose (SQLite does blocking file I/O and `fsync`
 //! on every commit). Async code holds an `Arc<dyn StateStore>` and calls it through
@@ -330,7 +331,7 @@ pub struct LocalCaRoot {
     pub created_at: OffsetDateTime,
 }
 
-/// One entry of the append-only event log. Callers never put secrets in `message` or
+/// One entry of the event log (never edited; deleted only by the retention). Callers never put secrets in `message` or
 /// `fields`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
@@ -353,6 +354,8 @@ pub struct EventQuery {
     pub after_id: Option<i64>,
     pub kind: Option<String>,
     pub subject: Option<String>,
+    /// Only events at or after this instant (whole seconds, as stored).
+    pub since: Option<OffsetDateTime>,
     /// At most this many (the oldest matching ones first).
     pub limit: Option<usize>,
 }
@@ -479,8 +482,11 @@ pub trait StateStore: Send + Sync {
     fn renewal_plans(&self) -> Result<Vec<RenewalPlan>, StoreError>;
 
     /// Appends an event (its `id` is ignored) and returns the assigned id. Events are never
-    /// updated or deleted.
+    /// updated; only [`prune_events`](Self::prune_events) deletes them.
     fn append_event(&self, event: &Event) -> Result<i64, StoreError>;
+
+    /// Deletes the events older than `before` (the retention); returns how many.
+    fn prune_events(&self, before: OffsetDateTime) -> Result<usize, StoreError>;
 
     /// Matching events, oldest first.
     fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError>;
@@ -548,6 +554,38 @@ pub fn status_report(store: &dyn StateStore) -> Result<StatusReport, StoreError>
         deployments: store.deployments()?,
         policies: store.policy_statuses()?,
     })
+}
+
+/// How long the event log keeps an event (README, "Retention").
+pub const EVENT_RETENTION: time::Duration = time::Duration::days(90);
+
+/// How many of a certificate's newest versions (with their keys) are kept; older ones go
+/// unless a target still serves or is meant to serve them.
+pub const KEEP_VERSIONS: usize = 3;
+
+/// What one retention run deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub events: usize,
+    pub versions: usize,
+}
+
+/// The retention: events older than [`EVENT_RETENTION`] and, per certificate in
+/// `certificates`, versions beyond the newest [`KEEP_VERSIONS`], never one a ledger row
+/// desires or observes (see [`StateStore::prune_certificate_versions`]).
+pub fn apply_retention<'a>(
+    store: &dyn StateStore,
+    certificates: impl IntoIterator<Item = &'a str>,
+    now: OffsetDateTime,
+) -> Result<Pruned, StoreError> {
+    let mut pruned = Pruned {
+        events: store.prune_events(now - EVENT_RETENTION)?,
+        versions: 0,
+    };
+    for certificate in certificates {
+        pruned.versions += store.prune_certificate_versions(certificate, KEEP_VERSIONS)?;
+    }
+    Ok(pruned)
 }
 
 /// Drops the sub-second part, as the store does on write.

@@ -159,6 +159,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE attempts_v3 RENAME TO attempts;
     CREATE INDEX attempts_by_subject ON attempts (subject_kind, subject, id);
     "#,
+    // 4: the event log gets a retention (README, "Retention"): old events may be deleted,
+    // never edited. `certkeeper events --since` reads by time.
+    r#"
+    DROP TRIGGER events_no_delete;
+    CREATE INDEX events_by_time ON events (at, id);
+    "#,
 ];
 
 /// The schema version this binary writes.
@@ -1033,6 +1039,7 @@ impl StateStore for SqliteStore {
             let mut statement = tx.prepare(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events \
                  WHERE id > ?1 AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR subject = ?3) \
+                 AND (?5 IS NULL OR at >= ?5) \
                  ORDER BY id LIMIT ?4"
             ))?;
             let rows = statement.query_map(
@@ -1042,10 +1049,17 @@ impl StateStore for SqliteStore {
                     query.subject,
                     // SQLite reads a negative LIMIT as "no limit".
                     query.limit.map(count).unwrap_or(-1),
+                    opt_secs(query.since),
                 ],
                 event_from,
             )?;
             collect(rows)
+        })
+    }
+
+    fn prune_events(&self, before: OffsetDateTime) -> Result<usize, StoreError> {
+        self.write("pruning events", |tx| {
+            tx.execute("DELETE FROM events WHERE at < ?1", [secs(before)])
         })
     }
 

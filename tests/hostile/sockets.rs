@@ -9,12 +9,12 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// A daemon config: one local-CA certificate deployed to a file target `t`; its path, the
-/// metrics port and the control socket.
+/// A daemon config: one local-CA certificate deployed to a file target `files`; its path,
+/// the metrics port and the control socket.
 fn write_config(directory: &Path) -> (PathBuf, u16, PathBuf) {
     let files = directory.join("tls");
     let target = format!("kind = \"file\"\ndirectory = \"{}\"", files.display());
-    let (config, port) = support::write_local_ca_config(directory, "", &target);
+    let (config, port) = support::write_local_ca_config_with(directory, "", &target);
     (config, port, directory.join("state").join("control.sock"))
 }
 
@@ -57,11 +57,11 @@ fn idle_control_connections_neither_block_a_deploy_nor_stay_open() {
         .collect();
 
     // A real deploy goes through the daemon (not in-process) and succeeds.
-    let output = support::certkeeper(&config, &["deploy", "t"], &[]);
+    let output = support::certkeeper(&config, &["deploy", "files"], &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{stderr}");
-    assert!(stdout.contains("t: in sync"), "{stdout}");
+    assert!(stdout.contains("files: in sync"), "{stdout}");
     assert!(!stderr.contains("no daemon is running"), "{stderr}");
     let (status, body) = support::http_get(port, "/healthz").unwrap();
     assert_eq!(status, 200, "{body}");
@@ -119,7 +119,7 @@ fn garbage_on_the_control_socket_gets_an_error_reply() {
         assert!(closed);
     }
     // Still serving real requests.
-    let output = support::certkeeper(&config, &["deploy", "t"], &[]);
+    let output = support::certkeeper(&config, &["deploy", "files"], &[]);
     assert!(output.status.success(), "{output:?}");
     // The operator sees each refusal once, at WARN, with the reason.
     let (_, logs) = daemon.stop_and_read_logs();
@@ -203,7 +203,7 @@ fn the_cli_gives_up_on_a_daemon_that_never_answers() {
     let started = Instant::now();
     let output = support::certkeeper(
         &config,
-        &["deploy", "t"],
+        &["deploy", "files"],
         &[("CERTKEEPER_CONTROL_TIMEOUT", "2s")],
     );
     assert!(started.elapsed() < Duration::from_secs(30), "bounded wait");
@@ -273,7 +273,7 @@ fn accept_errors_back_off_instead_of_spinning() {
         cpu < 2.0,
         "{cpu:.2} s of CPU in {elapsed:.1} s: accept is spinning"
     );
-    let output = support::certkeeper(&config, &["deploy", "t"], &[]);
+    let output = support::certkeeper(&config, &["deploy", "files"], &[]);
     assert!(output.status.success(), "{output:?}");
 
     let (status, logs) = daemon.stop_and_read_logs();

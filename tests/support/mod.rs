@@ -170,10 +170,21 @@ pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
         })
 }
 
-/// Writes `DIRECTORY/certkeeper.toml`: state in `DIRECTORY/state`, one local-CA certificate
-/// `www` (www.example.com) deployed to one target `t` whose table body is `target`, and
-/// `daemon_extra` lines in `[daemon]`. Returns the config path and its metrics port.
-pub fn write_local_ca_config(
+/// Writes `DIRECTORY/certkeeper.toml`: one certificate `internal` from a local CA (30-day
+/// leaves) deployed to one file target `files` (`DIRECTORY/tls`), state in
+/// `DIRECTORY/state`, metrics on a free loopback port. The smallest config a daemon
+/// converges with, no simulator needed.
+pub fn write_local_ca_config(directory: &Path) -> std::path::PathBuf {
+    let target = format!(
+        "kind = \"file\"\ndirectory = \"{}\"",
+        directory.join("tls").display()
+    );
+    write_local_ca_config_with(directory, "", &target).0
+}
+
+/// [`write_local_ca_config`] with `daemon_extra` lines in `[daemon]` and `target` as the body
+/// of the `files` target's table (any kind); returns the config path and the metrics port.
+pub fn write_local_ca_config_with(
     directory: &Path,
     daemon_extra: &str,
     target: &str,
@@ -190,15 +201,16 @@ metrics_listen = "127.0.0.1:{port}"
 {daemon_extra}
 
 [local_ca.internal]
+leaf_lifetime = "30d"
 
 [[certificate]]
-name = "www"
-domains = ["www.example.com"]
+name = "internal"
+domains = ["svc.internal.example"]
 source = {{ local_ca = "internal" }}
-deploy_to = ["t"]
+deploy_to = ["files"]
 
 [[target]]
-name = "t"
+name = "files"
 {target}
 "#,
             state = directory.join("state").display(),

@@ -299,11 +299,11 @@ mod tests {
     use serde_json::Value;
 
     fn vectors() -> Vec<Value> {
-        let path = concat!(
+        let text = include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/vectors/huawei_sdk_hmac_sha256.json"
-        );
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+            "/tests/fixtures/vectors/huawei_sdk_hmac_sha256.json"
+        ));
+        serde_json::from_str(text).unwrap()
     }
 
     fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {

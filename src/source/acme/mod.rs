@@ -90,30 +90,18 @@ impl AcmeSettings {
         let config_error = |code: &str, message: String| {
             SourceError::new(ORIGIN, "configure", ErrorClass::Invalid, code, message)
         };
-        let hmac = if let Some(key) = &config.eab_hmac_key {
-            Some(key.clone())
-        } else if let Some(var) = &config.eab_hmac_key_env {
-            Some(Secret::new(std::env::var(var).map_err(|_| {
-                config_error(
-                    "EabKey",
-                    format!("acme.{name}: environment variable `{var}` is not set"),
-                )
-            })?))
-        } else if let Some(path) = &config.eab_hmac_key_file {
-            Some(Secret::new(
-                std::fs::read_to_string(path)
-                    .map_err(|error| {
-                        config_error(
-                            "EabKey",
-                            format!("acme.{name}: cannot read {}: {error}", path.display()),
-                        )
-                    })?
-                    .trim()
-                    .to_owned(),
-            ))
-        } else {
-            None
-        };
+        // One resolution rule for every secret: the process-wide cache of environment
+        // secrets, `$CREDENTIALS_DIRECTORY` for relative files.
+        let hmac = crate::config::credentials::resolve_secret(
+            &format!("acme.{name}"),
+            "eab_hmac_key",
+            config.eab_hmac_key.as_ref(),
+            config.eab_hmac_key_env.as_deref(),
+            config.eab_hmac_key_file.as_deref(),
+            &crate::config::credentials::ProcessEnvironment,
+        )
+        .map_err(|error| config_error("EabKey", error.to_string()))?
+        .map(|key| Secret::new(key.expose().trim()));
         let eab = match (&config.eab_kid, hmac) {
             (Some(kid), Some(hmac_key)) => Some(Eab {
                 kid: kid.clone(),
