@@ -170,7 +170,7 @@ fn main() -> ExitCode {
                 match runtime.block_on(certkeeper::app::run(cli.config.clone(), loaded)) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(error) => {
-                        eprintln!("certkeeper: {error:#}");
+                        eprintln!("certkeeper: {}", describe(&error));
                         ExitCode::from(run_exit_code(&error))
                     }
                 }
@@ -208,7 +208,7 @@ fn main() -> ExitCode {
             Ok(loaded) => match plan(&loaded.config, json) {
                 Ok(code) => ExitCode::from(code),
                 Err(error) => {
-                    eprintln!("certkeeper: {error:#}");
+                    eprintln!("certkeeper: {}", describe(&error));
                     ExitCode::from(certkeeper::plan::EXIT_UNREADABLE)
                 }
             },
@@ -334,7 +334,7 @@ fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
             }
         }
         Err(error) => {
-            eprintln!("certkeeper: {error:#}");
+            eprintln!("certkeeper: {}", describe(&error));
             ExitCode::from(EX_SOFTWARE)
         }
     }
@@ -347,11 +347,29 @@ fn print_outcomes(outcomes: &[certkeeper::control::TargetOutcome]) {
     }
 }
 
+/// An error and its causes on one line, `a: b: c`, leaving out a cause whose text the line
+/// already holds: several layers print their source inline as well as chaining it, and an
+/// operator should read each reason once.
+fn describe(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 fn report(result: anyhow::Result<()>, code: u8) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("certkeeper: {error:#}");
+            eprintln!("certkeeper: {}", describe(&error));
             ExitCode::from(code)
         }
     }
@@ -471,4 +489,27 @@ fn run_sim(listen: std::net::SocketAddr, seed: Option<PathBuf>) -> anyhow::Resul
         .await
         .context("serving")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open /state: {source}")]
+    struct Inline {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn describe_names_each_reason_once() {
+        let error = anyhow::Error::new(Inline {
+            source: std::io::Error::other("mode 1777"),
+        })
+        .context("opening the state store");
+        assert_eq!(
+            describe(&error),
+            "opening the state store: cannot open /state: mode 1777"
+        );
+    }
 }
