@@ -13,6 +13,9 @@
 //! may wait on an ACME order and a rollout; `CERTKEEPER_CONTROL_TIMEOUT`, a duration such as
 //! `30m`, overrides it).
 
+use crate::config::Config;
+use crate::engine::pass::{Components, Manual};
+use crate::store::{DeployStatus, StateStore, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -510,6 +513,173 @@ fn connect_within(
         let _ = done.send(std::os::unix::net::UnixStream::connect(path));
     });
     result.recv_timeout(timeout).ok()
+}
+
+/// Refuses a request naming nothing configured, before any work is queued.
+pub(crate) fn check_request(
+    config: &Config,
+    request: &ControlRequest,
+) -> Result<(), ControlResponse> {
+    match request {
+        ControlRequest::Renew { certificate }
+            if !config.certificates.iter().any(|c| &c.name == certificate) =>
+        {
+            Err(ControlResponse::unknown_name(format!(
+                "no certificate named `{certificate}` in the configuration"
+            )))
+        }
+        ControlRequest::Deploy { target } if !config.targets.iter().any(|t| &t.name == target) => {
+            Err(ControlResponse::unknown_name(format!(
+                "no target named `{target}` in the configuration"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Adds `request` to the work of the next pass.
+pub(crate) fn add_to(manual: &mut Manual, request: &ControlRequest) {
+    match request {
+        ControlRequest::Renew { certificate } => {
+            manual.renew.insert(certificate.clone());
+        }
+        ControlRequest::Deploy { target } => {
+            manual.deploy.insert(target.clone());
+        }
+    }
+}
+
+/// Answers a manual request after the pass that did its work: the newest version and
+/// where each target concerned stands. `since_event` is the newest event id before that
+/// pass, so an obtain failure or a rejection of the files during it fails the request.
+pub(crate) fn answer_request(
+    store: &dyn StateStore,
+    components: &Components,
+    request: &ControlRequest,
+    since_event: i64,
+) -> ControlResponse {
+    answer_from_store(store, components, request, since_event)
+        .unwrap_or_else(|error| ControlResponse::failed(format!("reading the store: {error}")))
+}
+
+fn answer_from_store(
+    store: &dyn StateStore,
+    components: &Components,
+    request: &ControlRequest,
+    since_event: i64,
+) -> Result<ControlResponse, StoreError> {
+    match request {
+        ControlRequest::Renew { certificate } => {
+            let during_pass = store.events(&crate::store::EventQuery {
+                after_id: Some(since_event),
+                subject: Some(certificate.clone()),
+                ..Default::default()
+            })?;
+            let stored = during_pass
+                .iter()
+                .any(|event| event.kind == "certificate.stored");
+            let refused = during_pass.into_iter().rfind(|event| {
+                matches!(
+                    event.kind.as_str(),
+                    "certificate.obtain_failed" | "certificate.rejected"
+                )
+            });
+            let latest = store.latest_certificate_version(certificate)?;
+            let newest = match &latest {
+                Some(version) => format!(
+                    "{}; newest version {} (not after {})",
+                    if stored {
+                        "stored a new version"
+                    } else {
+                        "no new version"
+                    },
+                    version.fingerprint,
+                    crate::status::events::rfc3339(version.not_after)
+                ),
+                None => "no version obtained yet".to_owned(),
+            };
+            let targets = components
+                .certificates
+                .iter()
+                .find(|entry| &entry.config.name == certificate)
+                .map(|entry| entry.config.deploy_to.clone())
+                .unwrap_or_default();
+            let outcomes = targets
+                .iter()
+                .map(|target| outcome(store, target, certificate))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut response = match (refused, &latest) {
+                (Some(event), _) => ControlResponse::failed(format!(
+                    "{certificate}: {} ({}); {newest}",
+                    event.message,
+                    event
+                        .kind
+                        .trim_start_matches("certificate.")
+                        .replace('_', " ")
+                )),
+                (None, None) => ControlResponse::failed(format!(
+                    "{certificate}: {newest}; see `certkeeper status`"
+                )),
+                (None, Some(_)) if outcomes.iter().any(|outcome| outcome.failed) => {
+                    ControlResponse::failed(format!("{certificate}: {newest}; a deploy failed"))
+                }
+                (None, Some(_)) => ControlResponse::ok(format!("{certificate}: {newest}")),
+            };
+            response.outcomes = outcomes;
+            Ok(response)
+        }
+        ControlRequest::Deploy { target } => {
+            let certificate = components
+                .certificates
+                .iter()
+                .find(|entry| entry.config.deploy_to.contains(target))
+                .map(|entry| entry.config.name.clone())
+                .unwrap_or_default();
+            let outcome = outcome(store, target, &certificate)?;
+            let mut response = if outcome.status == DeployStatus::InSync.as_str() {
+                ControlResponse::ok(format!("{target}: in sync with {}", outcome.detail))
+            } else if store.deployment(target, &certificate)?.is_none() {
+                ControlResponse::failed(format!(
+                    "{target}: nothing to deploy yet (certificate {certificate} has no version)"
+                ))
+            } else {
+                ControlResponse::failed(outcome.to_string())
+            };
+            response.outcomes = vec![outcome];
+            Ok(response)
+        }
+    }
+}
+
+/// Where `target` stands for `certificate` in the ledger, as `renew`/`deploy` print it.
+fn outcome(
+    store: &dyn StateStore,
+    target: &str,
+    certificate: &str,
+) -> Result<crate::control::TargetOutcome, StoreError> {
+    let record = store.deployment(target, certificate)?;
+    let (status, detail) = match &record {
+        None => (DeployStatus::Pending, "no version deployed yet".to_owned()),
+        Some(record) => {
+            let detail = match (record.status, &record.last_error) {
+                (DeployStatus::InSync, _) => record.desired_fingerprint.clone().unwrap_or_default(),
+                (DeployStatus::Failed | DeployStatus::Parked, Some(error)) => {
+                    format!("{} {}: {}", error.class, error.code, error.message)
+                }
+                _ => record
+                    .next_attempt_at
+                    .map(|at| format!("next attempt at {}", crate::status::events::rfc3339(at)))
+                    .unwrap_or_default(),
+            };
+            (record.status, detail)
+        }
+    };
+    Ok(crate::control::TargetOutcome {
+        target: target.to_owned(),
+        status: status.as_str().to_owned(),
+        detail,
+        failed: matches!(status, DeployStatus::Failed | DeployStatus::Parked),
+    })
 }
 
 #[cfg(test)]

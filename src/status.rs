@@ -6,6 +6,7 @@
 pub mod events;
 
 use crate::config::Config;
+use crate::engine::pass::Components;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{status_report, StateStore, StatusReport, StoreError, SubjectKind};
 use serde::Serialize;
@@ -480,6 +481,43 @@ fn write_tables(
         )?;
     }
     Ok(())
+}
+
+/// A one-line rollout summary from the store, and whether everything has converged.
+pub fn rollout_summary(
+    store: &dyn StateStore,
+    components: &Components,
+) -> Result<(String, bool), StoreError> {
+    let deployments = store.deployments()?;
+    let wanted: usize = components
+        .certificates
+        .iter()
+        .map(|entry| entry.config.deploy_to.len())
+        .sum();
+    let in_sync = deployments
+        .iter()
+        .filter(|record| record.status == crate::store::DeployStatus::InSync)
+        .count();
+    let failed = deployments
+        .iter()
+        .filter(|record| {
+            matches!(
+                record.status,
+                crate::store::DeployStatus::Failed | crate::store::DeployStatus::Parked
+            )
+        })
+        .count();
+    let statuses = store.policy_statuses()?;
+    let resources: usize = components
+        .policies
+        .iter()
+        .map(|(config, _)| config.resources.len())
+        .sum();
+    let compliant = statuses.iter().filter(|status| status.compliant).count();
+    let line = format!(
+        "rollout: {in_sync}/{wanted} targets in sync, {failed} failing; policies: {compliant}/{resources} resources compliant"
+    );
+    Ok((line, in_sync == wanted && compliant == resources))
 }
 
 #[cfg(test)]

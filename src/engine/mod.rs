@@ -5,11 +5,15 @@
 
 pub mod backoff;
 pub mod deploy;
+pub mod due;
 pub mod inputs;
+pub mod obtain;
+pub mod pass;
 pub mod policy;
 pub mod ratelimit;
 pub mod renewal;
 pub mod retry;
+pub mod rollout;
 pub mod schedule;
 pub mod state;
 pub mod window;

@@ -1,0 +1,141 @@
+//! The deploy queue of a pass: every (target, newest version) pair, queued per vendor and
+//! run by one driver per vendor with bounded concurrency; unfinished work goes first.
+
+use crate::config;
+use crate::engine::deploy::{reconcile_target_with_inputs, DeployContext, TargetHandle};
+use crate::engine::pass::{Components, Daemon};
+use crate::store::{CertificateVersion, DeployStatus, StoreError};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// One (target, certificate version) for a pass's deploy queue.
+struct DeployJob {
+    handle: TargetHandle,
+    version: Arc<CertificateVersion>,
+    names: Arc<[String]>,
+    inputs: Option<String>,
+    scan: bool,
+}
+
+impl Daemon {
+    /// Deploys the newest version of every certificate to its targets; one failing target
+    /// never blocks the others. Concurrency is bounded per vendor.
+    pub(crate) async fn deploy_all(
+        &self,
+        components: &Components,
+        now: OffsetDateTime,
+        scan: bool,
+        force: &BTreeSet<String>,
+    ) -> Result<(), StoreError> {
+        let context = DeployContext {
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            retry: self.retry,
+            grace: config::parse_duration(&components.config.daemon.grace_period)
+                .unwrap_or(Duration::from_secs(7 * 86_400)),
+        };
+        // Targets the ledger does not show in sync go first: after a restart in the middle
+        // of a rollout, the unfinished work is not queued behind re-reading the finished.
+        let in_sync: BTreeSet<(String, String)> = self
+            .store
+            .deployments()?
+            .into_iter()
+            .filter(|record| record.status == DeployStatus::InSync)
+            .filter_map(|record| Some((record.target, record.desired_fingerprint?)))
+            .collect();
+        // Queued per vendor and run by one driver each with at most `concurrency` deploys
+        // in flight, so 10,000 targets never mean 10,000 live futures at once (the memory
+        // of a burst stays with the allocator long after the pass).
+        let mut queues: HashMap<&'static str, Vec<(bool, DeployJob)>> = HashMap::new();
+        for entry in &components.certificates {
+            let Some(version) = self.store.latest_certificate_version(&entry.config.name)? else {
+                continue;
+            };
+            let version = Arc::new(version);
+            let names: Arc<[String]> = entry.config.domains.clone().into();
+            for target_name in &entry.config.deploy_to {
+                let Some(handle) = components.targets.get(target_name).cloned() else {
+                    continue;
+                };
+                let forced = force.contains(target_name);
+                if forced {
+                    self.clear_backoff(target_name, &entry.config.name)?;
+                }
+                let done = in_sync.contains(&(target_name.clone(), version.fingerprint.clone()));
+                let job = DeployJob {
+                    inputs: components.inputs.get(target_name).cloned(),
+                    handle,
+                    version: version.clone(),
+                    names: names.clone(),
+                    scan: scan || forced,
+                };
+                queues
+                    .entry(job.handle.vendor)
+                    .or_default()
+                    .push((done, job));
+            }
+        }
+        let concurrency = components.config.daemon.concurrency.max(1);
+        let mut drivers = tokio::task::JoinSet::new();
+        for (_, mut jobs) in queues {
+            jobs.sort_by_key(|(done, _)| *done);
+            let context = context.clone();
+            let health = self.health.clone();
+            drivers.spawn(async move {
+                let mut running = tokio::task::JoinSet::new();
+                let mut jobs = jobs.into_iter().map(|(_, job)| job);
+                loop {
+                    while running.len() < concurrency {
+                        let Some(job) = jobs.next() else { break };
+                        let context = context.clone();
+                        running.spawn(async move {
+                            reconcile_target_with_inputs(
+                                &context,
+                                &job.handle,
+                                &job.version,
+                                &job.names,
+                                job.inputs.as_deref(),
+                                now,
+                                job.scan,
+                            )
+                            .await
+                        });
+                    }
+                    let joined = running.join_next().await;
+                    health.progress();
+                    match joined {
+                        None => return Ok(()),
+                        Some(Ok(Ok(_))) => {}
+                        Some(Ok(Err(error))) => return Err(error),
+                        Some(Err(error)) => {
+                            tracing::error!(error = %error, "a deploy task failed")
+                        }
+                    }
+                }
+            });
+        }
+        while let Some(joined) = drivers.join_next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Err(error),
+                Err(error) => tracing::error!(error = %error, "a deploy driver failed"),
+            }
+        }
+        Ok(())
+    }
+
+    /// A manual deploy: forget the backoff (and a parked state) so the target is tried now.
+    pub(crate) fn clear_backoff(&self, target: &str, certificate: &str) -> Result<(), StoreError> {
+        if let Some(mut record) = self.store.deployment(target, certificate)? {
+            if matches!(record.status, DeployStatus::Failed | DeployStatus::Parked) {
+                record.status = DeployStatus::Pending;
+            }
+            record.next_attempt_at = None;
+            record.attempts = 0;
+            self.store.put_deployment(&record)?;
+        }
+        Ok(())
+    }
+}
