@@ -361,7 +361,7 @@ pub async fn run_with(
             }
             Some((name, event)) = files_rx.recv() => {
                 if let Some(entry) = components.certificates.iter().find(|entry| entry.config.name == name) {
-                    if let Err(error) = daemon.file_event(entry, event) {
+                    if let Err(error) = daemon.file_event(entry, event, OffsetDateTime::now_utc()) {
                         tracing::error!(error = %error, "storing an imported certificate failed");
                     }
                     pass_wanted = true;

@@ -46,8 +46,8 @@ impl Daemon {
         certificate: &config::CertificateConfig,
         bundle: &crate::cert::CertificateBundle,
         source: &str,
+        now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let now = OffsetDateTime::now_utc();
         if self
             .store
             .latest_certificate_version(&certificate.name)?
@@ -89,6 +89,7 @@ impl Daemon {
             "stored a new certificate version"
         );
         self.event(
+            now,
             "certificate.stored",
             &certificate.name,
             format!("stored a new version of {}", certificate.name),
@@ -152,22 +153,24 @@ impl Daemon {
         &self,
         entry: &CertificateEntry,
         event: FileEvent,
+        now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let name = entry.config.name.as_str();
         match event {
             FileEvent::Imported { bundle, .. } => {
-                self.import(&entry.config, &bundle, &entry.config.source.label())?;
-                self.record_obtain(name, "import", None);
+                self.import(&entry.config, &bundle, &entry.config.source.label(), now)?;
+                self.record_obtain(name, "import", None, now);
                 Ok(())
             }
             FileEvent::Rejected { error, .. } => {
                 // The file source has logged the rejection with the file it concerns.
-                self.record_obtain(name, "import", Some((error.class, &error.code)));
+                self.record_obtain(name, "import", Some((error.class, &error.code)), now);
                 self.metrics
                     .renewals
                     .with_label_values(&[name, "file", "failure"])
                     .inc();
                 self.event(
+                    now,
                     "certificate.rejected",
                     name,
                     error.to_string(),
@@ -205,6 +208,7 @@ impl Daemon {
         name: &str,
         operation: &str,
         failure: Option<(ErrorClass, &str)>,
+        now: OffsetDateTime,
     ) {
         let attempt = Attempt {
             subject_kind: SubjectKind::Certificate,
@@ -212,7 +216,7 @@ impl Daemon {
             operation: operation.to_owned(),
             class: failure.map(|(class, _)| class),
             code: failure.map(|(_, code)| code.to_owned()),
-            at: crate::store::truncate_to_seconds(OffsetDateTime::now_utc()),
+            at: crate::store::truncate_to_seconds(now),
         };
         if let Err(error) = self.store.record_attempt(&attempt) {
             tracing::error!(error = %error, "cannot record an obtain attempt");
@@ -245,7 +249,7 @@ impl Daemon {
             match &entry.source {
                 CertificateSource::Files(files) => {
                     for event in files.scan().await {
-                        self.file_event(entry, event)?;
+                        self.file_event(entry, event, self.now())?;
                     }
                 }
                 CertificateSource::Issuer(source) => {
@@ -275,15 +279,22 @@ impl Daemon {
                         })
                     }) {
                         Ok(bundle) => {
-                            self.import(&entry.config, &bundle, &label)?;
-                            self.record_obtain(name, "obtain", None);
+                            let finished = self.now();
+                            self.import(&entry.config, &bundle, &label, finished)?;
+                            self.record_obtain(name, "obtain", None, finished);
                             self.metrics
                                 .renewals
                                 .with_label_values(&[name, source_kind, "success"])
                                 .inc();
                         }
                         Err(error) => {
-                            self.record_obtain(name, "obtain", Some((error.class, &error.code)));
+                            let finished = self.now();
+                            self.record_obtain(
+                                name,
+                                "obtain",
+                                Some((error.class, &error.code)),
+                                finished,
+                            );
                             self.metrics
                                 .renewals
                                 .with_label_values(&[name, source_kind, "failure"])
@@ -293,12 +304,363 @@ impl Daemon {
                                 certificate = %name, class = %error.class, code = %error.code,
                                 error = %error, "obtaining a certificate failed"
                             );
-                            self.event("certificate.obtain_failed", name, error.to_string(), serde_json::json!({"class": error.class.as_str(), "code": error.code}));
+                            self.event(finished, "certificate.obtain_failed", name, error.to_string(), serde_json::json!({"class": error.class.as_str(), "code": error.code}));
                         }
                     }
                 }
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::pass::Clock;
+    use crate::source::{Issued, RenewalPoint};
+    use crate::store::sqlite::SqliteStore;
+    use crate::telemetry::metrics::Metrics;
+    use crate::telemetry::server::Health;
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    const CONFIG: &str = r#"
+[local_ca.internal]
+
+[[certificate]]
+name = "www"
+domains = ["www.example.com"]
+source = { local_ca = "internal" }
+"#;
+
+    /// A clock the test moves by hand.
+    #[derive(Clone)]
+    struct FakeClock(Arc<Mutex<OffsetDateTime>>);
+
+    impl FakeClock {
+        fn at(start: OffsetDateTime) -> Self {
+            Self(Arc::new(Mutex::new(start)))
+        }
+        fn now(&self) -> OffsetDateTime {
+            *self.0.lock().unwrap()
+        }
+        fn set(&self, at: OffsetDateTime) {
+            *self.0.lock().unwrap() = at;
+        }
+        fn as_clock(&self) -> Arc<Clock> {
+            let clock = self.clone();
+            Arc::new(move || clock.now())
+        }
+    }
+
+    /// Issues 30-day certificates dated by the fake clock, or fails with `failure`; offers
+    /// `point` as its ARI renewal point.
+    struct FakeSource {
+        clock: FakeClock,
+        failure: Mutex<Option<ErrorClass>>,
+        point: Mutex<Option<RenewalPoint>>,
+        obtained: AtomicU32,
+        ari_asked: AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl Source for FakeSource {
+        async fn obtain(
+            &self,
+            request: &CertificateRequest,
+        ) -> Result<crate::source::Issued, SourceError> {
+            self.obtained.fetch_add(1, Ordering::SeqCst);
+            if let Some(class) = *self.failure.lock().unwrap() {
+                return Err(SourceError::new("local_ca", "issue", class, "Down", "down"));
+            }
+            let now = self.clock.now();
+            let names: Vec<&str> = request.domains.iter().map(String::as_str).collect();
+            let bundle = crate::cert::testing::self_signed(
+                &names,
+                now - time::Duration::hours(1),
+                now + time::Duration::days(30),
+            );
+            Ok(Issued {
+                chain_pem: bundle.leaf_pem,
+                key_pem: bundle.key_pem,
+                renewal: None,
+            })
+        }
+
+        async fn renewal_point(
+            &self,
+            _certificate: &str,
+            _leaf_pem: &str,
+        ) -> Result<Option<RenewalPoint>, SourceError> {
+            self.ari_asked.fetch_add(1, Ordering::SeqCst);
+            Ok(self.point.lock().unwrap().clone())
+        }
+    }
+
+    struct Fixture {
+        _directory: tempfile::TempDir,
+        clock: FakeClock,
+        source: Arc<FakeSource>,
+        store: Arc<dyn StateStore>,
+        daemon: Daemon,
+        components: Components,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let directory = tempfile::tempdir().unwrap();
+            let text = format!(
+                "[daemon]\nstate_dir = {:?}\n{CONFIG}",
+                directory.path().display().to_string()
+            );
+            let config = config::load_str("t.toml", &text).unwrap().config;
+            let clock = FakeClock::at(OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap());
+            let source = Arc::new(FakeSource {
+                clock: clock.clone(),
+                failure: Mutex::new(None),
+                point: Mutex::new(None),
+                obtained: AtomicU32::new(0),
+                ari_asked: AtomicU32::new(0),
+            });
+            let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open(directory.path()).unwrap());
+            let daemon = Daemon::new(store.clone(), Metrics::new().unwrap(), Health::new())
+                .with_clock(clock.as_clock());
+            let components = Components {
+                certificates: vec![CertificateEntry {
+                    config: config.certificates[0].clone(),
+                    source: CertificateSource::Issuer(source.clone()),
+                }],
+                config,
+                targets: HashMap::new(),
+                policies: Vec::new(),
+                inputs: HashMap::new(),
+                secrets: BTreeMap::new(),
+                _responders: Vec::new(),
+            };
+            Self {
+                _directory: directory,
+                clock,
+                source,
+                store,
+                daemon,
+                components,
+            }
+        }
+
+        /// One obtain step at `at` on the fake clock; how many times the source was asked.
+        async fn obtain_at(&self, at: OffsetDateTime) -> u32 {
+            self.clock.set(at);
+            self.daemon
+                .obtain_due(&self.components, at, &BTreeSet::new())
+                .await
+                .unwrap();
+            self.source.obtained.load(Ordering::SeqCst)
+        }
+
+        fn plan(&self) -> RenewalPlan {
+            self.store.renewal_plan("www").unwrap().unwrap()
+        }
+
+        fn entry(&self) -> &CertificateEntry {
+            &self.components.certificates[0]
+        }
+    }
+
+    #[tokio::test]
+    async fn a_certificate_is_obtained_when_due_and_not_before() {
+        let fixture = Fixture::new();
+        let start = fixture.clock.now();
+        assert_eq!(
+            fixture.obtain_at(start).await,
+            1,
+            "no version yet: due at once"
+        );
+        let first = fixture
+            .store
+            .latest_certificate_version("www")
+            .unwrap()
+            .unwrap();
+        let plan = fixture.plan();
+        // A third of the 30-day lifetime before expiry, less at most an hour of jitter.
+        let base = first.not_after - (first.not_after - first.not_before) / 3;
+        assert!(
+            plan.renewal_at <= base && plan.renewal_at >= base - time::Duration::hours(1),
+            "{plan:?}"
+        );
+        assert_eq!(
+            fixture.daemon.certificate_due_at(fixture.entry()).unwrap(),
+            Some(plan.renewal_at)
+        );
+
+        assert_eq!(fixture.obtain_at(start + time::Duration::days(1)).await, 1);
+        assert_eq!(
+            fixture
+                .obtain_at(plan.renewal_at - time::Duration::seconds(1))
+                .await,
+            1,
+            "one second early is not due"
+        );
+        assert_eq!(fixture.obtain_at(plan.renewal_at).await, 2);
+        let second = fixture
+            .store
+            .latest_certificate_version("www")
+            .unwrap()
+            .unwrap();
+        assert_ne!(second.fingerprint, first.fingerprint);
+        assert_eq!(fixture.plan().fingerprint, second.fingerprint);
+    }
+
+    #[tokio::test]
+    async fn a_failed_obtain_waits_for_its_backoff() {
+        let fixture = Fixture::new();
+        *fixture.source.failure.lock().unwrap() = Some(ErrorClass::Transient);
+        let start = fixture.clock.now();
+        assert_eq!(fixture.obtain_at(start).await, 1);
+        let history = fixture
+            .store
+            .attempts(SubjectKind::Certificate, "www")
+            .unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].at, start, "recorded at the fake clock's time");
+        assert_eq!(history[0].class, Some(ErrorClass::Transient));
+        let retry_at = fixture
+            .daemon
+            .certificate_due_at(fixture.entry())
+            .unwrap()
+            .unwrap();
+        assert!(retry_at > start, "a failure backs off: {retry_at}");
+        assert_eq!(obtain_retry_at(&history), Some(retry_at));
+
+        assert_eq!(
+            fixture
+                .obtain_at(retry_at - time::Duration::seconds(1))
+                .await,
+            1,
+            "not asked again during the backoff"
+        );
+        *fixture.source.failure.lock().unwrap() = None;
+        assert_eq!(fixture.obtain_at(retry_at).await, 2);
+        assert!(fixture
+            .store
+            .latest_certificate_version("www")
+            .unwrap()
+            .is_some());
+        let forced = BTreeSet::from(["www".to_owned()]);
+        fixture
+            .daemon
+            .obtain_due(&fixture.components, retry_at, &forced)
+            .await
+            .unwrap();
+        assert_eq!(
+            fixture.source.obtained.load(Ordering::SeqCst),
+            3,
+            "a manual renew is not held back by the plan"
+        );
+    }
+
+    #[test]
+    fn an_import_stores_a_new_fingerprint_once() {
+        let fixture = Fixture::new();
+        let now = fixture.clock.now();
+        let certificate = &fixture.components.config.certificates[0];
+        let bundle = crate::cert::testing::self_signed(
+            &["www.example.com"],
+            now - time::Duration::days(1),
+            now + time::Duration::days(60),
+        );
+        fixture
+            .daemon
+            .import(certificate, &bundle, "file", now)
+            .unwrap();
+        let later = now + time::Duration::hours(1);
+        fixture
+            .daemon
+            .import(certificate, &bundle, "file", later)
+            .unwrap();
+        let versions = fixture.store.certificate_versions("www").unwrap();
+        assert_eq!(versions.len(), 1, "the same fingerprint is stored once");
+        assert_eq!(fixture.plan().updated_at, now, "and planned once");
+
+        let renewed = crate::cert::testing::self_signed(
+            &["www.example.com"],
+            later,
+            later + time::Duration::days(60),
+        );
+        fixture
+            .daemon
+            .import(certificate, &renewed, "file", later)
+            .unwrap();
+        assert_eq!(fixture.store.certificate_versions("www").unwrap().len(), 2);
+        let plan = fixture.plan();
+        assert_eq!(
+            (plan.fingerprint.as_str(), plan.updated_at),
+            (renewed.fingerprint(), later)
+        );
+        let stored = fixture
+            .store
+            .events(&crate::store::EventQuery {
+                subject: Some("www".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            stored
+                .iter()
+                .filter(|event| event.kind == "certificate.stored")
+                .map(|event| event.at)
+                .collect::<Vec<_>>(),
+            vec![now, later]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_ari_point_moves_the_renewal() {
+        let fixture = Fixture::new();
+        let start = fixture.clock.now();
+        fixture.obtain_at(start).await;
+        let planned = fixture.plan().renewal_at;
+        let renew_at = start + time::Duration::days(2);
+        let next_poll = start + time::Duration::hours(6);
+        *fixture.source.point.lock().unwrap() = Some(RenewalPoint {
+            cert_id: "id".into(),
+            window_start: renew_at - time::Duration::hours(1),
+            window_end: renew_at + time::Duration::hours(1),
+            renew_at,
+            next_poll,
+        });
+        let asked_before = fixture.source.ari_asked.load(Ordering::SeqCst);
+
+        let check = start + time::Duration::minutes(1);
+        assert_eq!(fixture.obtain_at(check).await, 1);
+        let plan = fixture.plan();
+        assert_ne!(planned, renew_at);
+        assert_eq!(
+            plan.renewal_at, renew_at,
+            "the CA's point replaces the plan"
+        );
+        assert_eq!(plan.ari_next_check_at, Some(next_poll));
+        assert_eq!(plan.updated_at, check);
+        assert_eq!(
+            fixture.daemon.certificate_due_at(fixture.entry()).unwrap(),
+            Some(renew_at)
+        );
+        let asked = fixture.source.ari_asked.load(Ordering::SeqCst);
+        assert_eq!(asked, asked_before + 1);
+
+        fixture
+            .obtain_at(next_poll - time::Duration::seconds(1))
+            .await;
+        assert_eq!(
+            fixture.source.ari_asked.load(Ordering::SeqCst),
+            asked,
+            "the CA's Retry-After is obeyed"
+        );
+        assert_eq!(
+            fixture.obtain_at(renew_at).await,
+            2,
+            "renewed at the CA's point"
+        );
     }
 }

@@ -49,12 +49,16 @@ pub struct Components {
     pub(crate) _responders: Vec<Arc<Http01Responder>>,
 }
 
+/// Where the pass reads the time: the system clock in the daemon, a fake one in tests.
+pub type Clock = dyn Fn() -> OffsetDateTime + Send + Sync;
+
 /// The state that outlives reloads.
 pub struct Daemon {
     pub(crate) store: Arc<dyn StateStore>,
     pub(crate) metrics: Metrics,
     pub(crate) health: Arc<Health>,
     pub(crate) retry: RetryPolicy,
+    pub(crate) clock: Arc<Clock>,
 }
 
 impl Daemon {
@@ -64,11 +68,24 @@ impl Daemon {
             metrics,
             health,
             retry: RetryPolicy::default(),
+            clock: Arc::new(OffsetDateTime::now_utc),
         }
+    }
+
+    /// The same daemon reading the time from `clock`.
+    pub fn with_clock(mut self, clock: Arc<Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The time now, from the injected clock.
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        (self.clock)()
     }
 
     pub(crate) fn event(
         &self,
+        at: OffsetDateTime,
         kind: &str,
         subject: &str,
         message: String,
@@ -76,7 +93,7 @@ impl Daemon {
     ) {
         let event = Event {
             id: 0,
-            at: OffsetDateTime::now_utc(),
+            at,
             kind: kind.into(),
             subject: subject.into(),
             message,
@@ -142,7 +159,7 @@ impl Daemon {
     /// cannot be read is logged; the pass reports it again.
     pub fn restore_metrics(&self, components: &Components) {
         let inventory = Self::inventory(components);
-        let now = OffsetDateTime::now_utc();
+        let now = self.now();
         if let Err(error) =
             crate::engine::state::restore(self.store.as_ref(), &self.metrics, &inventory, now)
         {
@@ -184,7 +201,7 @@ impl Daemon {
             self.store.put_deployment(&record)?;
             tracing::info!(target = %record.target, certificate = %record.certificate, credentials = %account, "the secret of its credentials changed: auth backoff reset, retried in the next pass");
         }
-        let now = crate::store::truncate_to_seconds(OffsetDateTime::now_utc());
+        let now = crate::store::truncate_to_seconds(self.now());
         let mut marked = Vec::new();
         for policy in &config.policies {
             if !changed.contains(&policy.credentials) {
@@ -279,11 +296,11 @@ impl Daemon {
     ) -> Result<(), StoreError> {
         let _pass = self.health.begin_pass();
         let _running = self.metrics.pass_running();
-        let now = OffsetDateTime::now_utc();
+        let now = self.now();
         self.obtain_due(components, now, &manual.renew).await?;
         // A fresh clock: obtaining may have taken minutes, and a certificate issued during
         // this pass must not look "not yet valid" to its deploy.
-        let now = OffsetDateTime::now_utc();
+        let now = self.now();
         self.deploy_all(components, now, scan, &manual.deploy)
             .await?;
         self.check_policies(components, now, scan).await?;
@@ -294,7 +311,7 @@ impl Daemon {
             &Self::policy_items(components),
             now,
         )?;
-        let finished = OffsetDateTime::now_utc().unix_timestamp();
+        let finished = self.now().unix_timestamp();
         self.metrics.last_reconcile.set(finished);
         self.health.tick(finished);
         self.health.set_first_reconcile_done();
