@@ -10,7 +10,7 @@ use crate::config::credentials::{ProcessEnvironment, SecretEnvironment};
 use crate::config::{self, Config};
 use crate::control::{add_to, check_request, ControlRequest, ControlResponse, Incoming};
 pub use crate::engine::obtain::planned_renewal;
-use crate::engine::pass::{CertificateSource, Components, Daemon, Manual};
+use crate::engine::pass::{CertificateSource, Components, Daemon, Manual, Shutdown};
 use crate::engine::schedule::{cron_after, next_wake, MAX_SLEEP};
 use crate::source::file::FileEvent;
 use crate::source::SourceStore;
@@ -178,6 +178,8 @@ pub async fn run_with(
         .await
         .with_context(|| format!("binding metrics on {}", config.daemon.metrics_listen))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Set on SIGTERM/SIGINT: the running pass stops taking new work (see `Shutdown`).
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let server_stop = {
         let mut stop_rx = stop_rx.clone();
         async move {
@@ -277,8 +279,11 @@ pub async fn run_with(
             pass_wanted = false;
             scan_wanted = false;
             let (daemon, components) = (daemon.clone(), components.clone());
+            let shutdown = Shutdown::new(shutdown_rx.clone());
             running = Some(tokio::spawn(async move {
-                daemon.reconcile(&components, scan, &manual).await
+                daemon
+                    .reconcile(&components, scan, &manual, &shutdown)
+                    .await
             }));
         }
         tokio::select! {
@@ -432,6 +437,8 @@ pub async fn run_with(
         server.abort();
     }
     let _ = watch_stop_tx.send(true);
+    // The running pass starts nothing new from here on; what is in flight may finish.
+    let _ = shutdown_tx.send(true);
     if let Some(task) = running {
         let grace = config::parse_duration(&config.daemon.shutdown_grace)
             .unwrap_or(Duration::from_secs(30));
@@ -491,7 +498,7 @@ pub async fn run_manual(
     let mut manual = Manual::default();
     add_to(&mut manual, &request);
     daemon
-        .reconcile(&components, false, &manual)
+        .reconcile(&components, false, &manual, &Shutdown::never())
         .await
         .context("running the pass")?;
     Ok(crate::control::answer_request(

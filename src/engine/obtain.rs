@@ -3,7 +3,7 @@
 //! and records each attempt (the obtain backoff reads that history).
 
 use crate::config;
-use crate::engine::pass::{CertificateEntry, CertificateSource, Components, Daemon};
+use crate::engine::pass::{CertificateEntry, CertificateSource, Components, Daemon, Shutdown};
 use crate::engine::renewal::{choose_jitter, renewal_time, RenewalInputs, RenewalRule};
 use crate::engine::schedule::obtain_retry_at;
 use crate::error::ErrorClass;
@@ -241,8 +241,12 @@ impl Daemon {
         components: &Components,
         now: OffsetDateTime,
         force: &BTreeSet<String>,
+        shutdown: &Shutdown,
     ) -> Result<(), StoreError> {
         for entry in &components.certificates {
+            if shutdown.is_set() {
+                return Ok(());
+            }
             self.health.progress();
             let name = entry.config.name.as_str();
             let label = entry.config.source.label();
@@ -453,7 +457,7 @@ source = { local_ca = "internal" }
         async fn obtain_at(&self, at: OffsetDateTime) -> u32 {
             self.clock.set(at);
             self.daemon
-                .obtain_due(&self.components, at, &BTreeSet::new())
+                .obtain_due(&self.components, at, &BTreeSet::new(), &Shutdown::never())
                 .await
                 .unwrap();
             self.source.obtained.load(Ordering::SeqCst)
@@ -550,7 +554,7 @@ source = { local_ca = "internal" }
         let forced = BTreeSet::from(["www".to_owned()]);
         fixture
             .daemon
-            .obtain_due(&fixture.components, retry_at, &forced)
+            .obtain_due(&fixture.components, retry_at, &forced, &Shutdown::never())
             .await
             .unwrap();
         assert_eq!(

@@ -52,6 +52,27 @@ pub struct Components {
 /// Where the pass reads the time: the system clock in the daemon, a fake one in tests.
 pub type Clock = dyn Fn() -> OffsetDateTime + Send + Sync;
 
+/// Tells a running pass that the daemon is stopping: once set, no new obtain, deploy or
+/// policy check starts; what is already running finishes (the loop waits `shutdown_grace`).
+#[derive(Clone)]
+pub struct Shutdown(tokio::sync::watch::Receiver<bool>);
+
+impl Shutdown {
+    /// Set when `true` is sent on the channel of `receiver`.
+    pub fn new(receiver: tokio::sync::watch::Receiver<bool>) -> Self {
+        Self(receiver)
+    }
+
+    /// A token that is never set: a one-off pass (`run_manual`) or a test.
+    pub fn never() -> Self {
+        Self(tokio::sync::watch::channel(false).1)
+    }
+
+    pub fn is_set(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
 /// The state that outlives reloads.
 pub struct Daemon {
     pub(crate) store: Arc<dyn StateStore>,
@@ -254,6 +275,7 @@ impl Daemon {
         components: &Components,
         now: OffsetDateTime,
         all: bool,
+        shutdown: &Shutdown,
     ) -> Result<(), StoreError> {
         let statuses = self.store.policy_statuses()?;
         let context = PolicyContext {
@@ -271,6 +293,9 @@ impl Daemon {
                 .cloned()
                 .unwrap_or_default();
             for resource in policy.resources() {
+                if shutdown.is_set() {
+                    return Ok(());
+                }
                 reconcile_policy(
                     &context,
                     &config.name,
@@ -288,22 +313,25 @@ impl Daemon {
 
     /// One full pass: obtain, deploy, (on scans) re-read live state and check policies.
     /// `manual` names certificates to obtain and targets to deploy now whatever is due.
+    /// Once `shutdown` is set the pass starts nothing new and ends when its running work has.
     pub async fn reconcile(
         &self,
         components: &Components,
         scan: bool,
         manual: &Manual,
+        shutdown: &Shutdown,
     ) -> Result<(), StoreError> {
         let _pass = self.health.begin_pass();
         let _running = self.metrics.pass_running();
         let now = self.now();
-        self.obtain_due(components, now, &manual.renew).await?;
+        self.obtain_due(components, now, &manual.renew, shutdown)
+            .await?;
         // A fresh clock: obtaining may have taken minutes, and a certificate issued during
         // this pass must not look "not yet valid" to its deploy.
         let now = self.now();
-        self.deploy_all(components, now, scan, &manual.deploy)
+        self.deploy_all(components, now, scan, &manual.deploy, shutdown)
             .await?;
-        self.check_policies(components, now, scan).await?;
+        self.check_policies(components, now, scan, shutdown).await?;
         refresh_retry_pending(self.store.as_ref(), &self.metrics)?;
         crate::engine::state::refresh_remediation_overdue(
             self.store.as_ref(),

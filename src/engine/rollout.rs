@@ -3,7 +3,7 @@
 
 use crate::config;
 use crate::engine::deploy::{reconcile_target_with_inputs, DeployContext, TargetHandle};
-use crate::engine::pass::{Components, Daemon};
+use crate::engine::pass::{Components, Daemon, Shutdown};
 use crate::store::{CertificateVersion, DeployStatus, StoreError};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -28,6 +28,7 @@ impl Daemon {
         now: OffsetDateTime,
         scan: bool,
         force: &BTreeSet<String>,
+        shutdown: &Shutdown,
     ) -> Result<(), StoreError> {
         let context = DeployContext {
             store: self.store.clone(),
@@ -79,15 +80,28 @@ impl Daemon {
         }
         let concurrency = components.config.daemon.concurrency.max(1);
         let mut drivers = tokio::task::JoinSet::new();
-        for (_, mut jobs) in queues {
+        for (vendor, mut jobs) in queues {
             jobs.sort_by_key(|(done, _)| *done);
             let context = context.clone();
             let health = self.health.clone();
+            let shutdown = shutdown.clone();
             drivers.spawn(async move {
                 let mut running = tokio::task::JoinSet::new();
                 let mut jobs = jobs.into_iter().map(|(_, job)| job);
                 loop {
                     while running.len() < concurrency {
+                        if shutdown.is_set() {
+                            // Stopping: the deploys in flight finish, no new one starts.
+                            let not_started = jobs.by_ref().count();
+                            if not_started > 0 {
+                                tracing::info!(
+                                    vendor,
+                                    not_started,
+                                    "stopping: deploys not started; the next start does them"
+                                );
+                            }
+                            break;
+                        }
                         let Some(job) = jobs.next() else { break };
                         let context = context.clone();
                         running.spawn(async move {
