@@ -1,13 +1,15 @@
 //! certkeeper keeps TLS certificates valid, deployed and compliant across cloud services.
 //!
 //! Crate map:
-//! - [`app`]: builds every component from a config and runs the daemon loop.
+//! - [`app`]: wiring: builds every component from a config (`app/build.rs`) and runs the
+//!   daemon loop. See `ARCHITECTURE.md` for the layers and the life of a certificate.
 //! - [`config`]: the TOML the user writes, and its pure validation.
 //! - [`cert`]: bundles, parsing, fingerprints, key generation, pre-deploy checks.
 //! - [`source`]: where certificates come from (ACME, watched files, local CA).
 //! - [`cloud`]: targets, policies and DNS solvers per vendor, plus the simulator.
 //! - [`demo`]: the offline demo (simulator + daemon).
-//! - [`engine`]: windows, renewal timing, retries and the reconcile loop.
+//! - [`engine`]: the reconcile pass (obtain, rollout, policies, what is due), windows,
+//!   renewal timing, retries.
 //! - [`status`]: the `certkeeper status` view; [`plan`]: the `certkeeper plan` view.
 //! - [`control`]: the daemon's Unix socket for `renew` and `deploy`.
 //! - [`store`]: the state that must survive a crash (SQLite by default).
@@ -17,6 +19,8 @@
 //! - [`process`]: process hardening at start (not dumpable).
 //! - [`secret`]: values that never print.
 //! - [`systemd`]: READY / WATCHDOG / STATUS / RELOADING / STOPPING.
+
+#![forbid(unsafe_code)]
 
 pub mod app;
 pub mod cert;

@@ -2,6 +2,8 @@
 //! run → drain. Exit codes follow sysexits(3): 0 ok, 1 failure, 64 usage, 69 unavailable,
 //! 70 internal, 74 I/O, 78 configuration.
 
+#![forbid(unsafe_code)]
+
 use anyhow::Context;
 use certkeeper::config;
 use certkeeper::control::ControlRequest;
