@@ -26,8 +26,9 @@ access_key_secret = "shutdown-test-secret"
 cdn_domains = {domains:?}
 "#
     ));
-    // Every CDN write takes 2 s: the rollout of six targets one at a time takes 12 s, and
-    // the daemon is stopped during the first.
+    // Every CDN write takes 8 s: the rollout of six targets one at a time takes 48 s, and
+    // the daemon is stopped during the first (8 s is far more than reading the status and
+    // sending the signal take, so the second cannot have started yet).
     sim.simulator.add_faults(vec![FaultRule {
         vendor: "alibaba".into(),
         action: Some("SetCdnDomainSSLCertificate".into()),
@@ -36,7 +37,7 @@ cdn_domains = {domains:?}
         message: None,
         count: None,
         probability: None,
-        delay_ms: Some(2000),
+        delay_ms: Some(8000),
     }]);
     let directory = tempfile::tempdir().unwrap();
     let targets: String = (0..TARGETS)
@@ -146,9 +147,9 @@ deploy_to = {deploy_to:?}
     assert_eq!(writes, 1, "no CDN write started after SIGTERM");
     let line = logs
         .lines()
-        .find(|line| line.contains("deploys not started"))
+        .find(|line| line.contains("targets left unreconciled"))
         .unwrap_or_else(|| {
-            panic!("no log line names the deploys left for the next start:\n{logs}")
+            panic!("no log line names the targets left for the next start:\n{logs}")
         });
     assert!(line.contains("\"level\":\"INFO\""), "{line}");
     assert!(

@@ -97,7 +97,7 @@ impl Daemon {
                                 tracing::info!(
                                     vendor,
                                     not_started,
-                                    "stopping: deploys not started; the next start does them"
+                                    "stopping: targets left unreconciled in this pass; the next start does them"
                                 );
                             }
                             break;
