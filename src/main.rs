@@ -6,9 +6,11 @@ use anyhow::Context;
 use certkeeper::config;
 use certkeeper::control::ControlRequest;
 use certkeeper::telemetry::logging::{self, LogFormat};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+mod cli_docs;
 
 const EX_USAGE: u8 = 64;
 const EX_SOFTWARE: u8 = 70;
@@ -125,6 +127,21 @@ enum Command {
     Healthcheck,
     /// Print the version.
     Version,
+    /// Write man pages or shell completions (for packaging).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
+}
+
+/// What `certkeeper generate` writes.
+#[derive(Subcommand)]
+enum Generate {
+    /// Write certkeeper.1 and certkeeper.toml.5 into DIRECTORY.
+    Man { directory: PathBuf },
+    /// Print the completion script for SHELL.
+    Completions { shell: clap_complete::Shell },
 }
 
 fn main() -> ExitCode {
@@ -234,6 +251,7 @@ fn main() -> ExitCode {
             manual(&cli.config, ControlRequest::Renew { certificate })
         }
         Command::Deploy { target } => manual(&cli.config, ControlRequest::Deploy { target }),
+        Command::Generate { what } => generate(what),
     }
 }
 
@@ -336,6 +354,20 @@ fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
 }
 
 /// One line per target of a manual request: `  cdn-www: failed: auth Code: message`.
+fn generate(what: Generate) -> ExitCode {
+    match what {
+        Generate::Man { directory } => {
+            let written = cli_docs::write_man_pages(Cli::command(), &directory)
+                .with_context(|| format!("writing man pages into {}", directory.display()));
+            report(written.map(|_| ()), EX_IOERR)
+        }
+        Generate::Completions { shell } => {
+            cli_docs::write_completions(Cli::command(), shell, &mut std::io::stdout().lock());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
 fn print_outcomes(outcomes: &[certkeeper::control::TargetOutcome]) {
     for outcome in outcomes {
         println!("  {outcome}");
