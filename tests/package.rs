@@ -1,0 +1,411 @@
+//! The Debian package (`scripts/package-deb`, built here around the binary cargo built for
+//! the tests): its metadata, paths and modes, `lintian`, and the installed result as an
+//! operator meets it: installed with `dpkg --root` into a scratch root (as root; otherwise
+//! unpacked with `dpkg-deb -x`), the conffile passes `check` as an unprivileged user like the
+//! service's dynamic user, both man pages render, the bash completion completes, and the
+//! installed unit verifies. Also: the unit and the example config agree on how secrets
+//! arrive, and the unit's reload refuses a config that does not validate.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const CONFFILE: &str = "etc/certkeeper/certkeeper.toml";
+const UNIT: &str = "usr/lib/systemd/system/certkeeper.service";
+
+fn repository() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(command: &mut Command) -> Output {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({:?}):\n{}{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn stdout(command: &mut Command) -> String {
+    String::from_utf8(run(command).stdout).unwrap()
+}
+
+/// The package, built once per test process.
+fn package() -> &'static Path {
+    static PACKAGE: OnceLock<PathBuf> = OnceLock::new();
+    PACKAGE.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("package-deb-{}", std::process::id()));
+        let printed = stdout(
+            Command::new(repository().join("scripts/package-deb"))
+                .args(["--binary", env!("CARGO_BIN_EXE_certkeeper"), "--out"])
+                .arg(&out),
+        );
+        let deb = PathBuf::from(printed.trim());
+        assert!(deb.is_file(), "scripts/package-deb printed {printed:?}");
+        deb
+    })
+}
+
+fn running_as_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The package installed into a fresh scratch root.
+fn install(root: &Path) {
+    if running_as_root() {
+        for directory in ["info", "updates", "triggers"] {
+            std::fs::create_dir_all(root.join("var/lib/dpkg").join(directory)).unwrap();
+        }
+        std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
+        // --force-depends: the scratch root has no libc6 package (the binary runs on the
+        // host's libc).
+        run(Command::new("dpkg")
+            .arg(format!("--root={}", root.display()))
+            .args(["--force-depends", "--log=/dev/null", "-i"])
+            .arg(package()));
+        let conffiles =
+            std::fs::read_to_string(root.join("var/lib/dpkg/info/certkeeper.conffiles")).unwrap();
+        assert_eq!(conffiles.trim(), format!("/{CONFFILE}"));
+    } else {
+        run(Command::new("dpkg-deb").arg("-x").arg(package()).arg(root));
+    }
+}
+
+/// Runs the installed binary as `nobody` (no supplementary groups, like a dynamic user) when
+/// this test is root, else as the unprivileged user running it.
+fn as_service_user(root: &Path, args: &[&str]) -> Command {
+    let binary = root.join("usr/bin/certkeeper");
+    let mut command = if running_as_root() {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .arg(binary);
+        command
+    } else {
+        Command::new(binary)
+    };
+    command.args(args).env_remove("CREDENTIALS_DIRECTORY");
+    command
+}
+
+#[test]
+fn package_metadata_paths_and_modes() {
+    let info = stdout(Command::new("dpkg-deb").arg("-I").arg(package()));
+    for expected in [
+        "Package: certkeeper",
+        &format!("Version: {}", env!("CARGO_PKG_VERSION")),
+        "Depends: libc6 (>= 2.",
+        "Section: admin",
+    ] {
+        assert!(info.contains(expected), "{expected} missing from:\n{info}");
+    }
+    let conffiles = stdout(
+        Command::new("dpkg-deb")
+            .args(["--info"])
+            .arg(package())
+            .arg("conffiles"),
+    );
+    assert_eq!(conffiles.trim(), format!("/{CONFFILE}"));
+
+    let listing = stdout(Command::new("dpkg-deb").arg("-c").arg(package()));
+    let entry = |path: &str| -> (String, String) {
+        let line = listing
+            .lines()
+            .find(|line| line.ends_with(&format!(" ./{path}")))
+            .unwrap_or_else(|| panic!("{path} not in the package:\n{listing}"));
+        let mut fields = line.split_whitespace();
+        let mode = fields.next().unwrap().to_owned();
+        let owner = fields.next().unwrap().to_owned();
+        (mode, owner)
+    };
+    for (path, mode) in [
+        ("usr/bin/certkeeper", "-rwxr-xr-x"),
+        (UNIT, "-rw-r--r--"),
+        (CONFFILE, "-rw-r--r--"),
+        // Secrets for LoadCredential=: the service manager (root) reads them, nobody else.
+        ("etc/certkeeper/credentials/", "drwx------"),
+        ("usr/share/man/man1/certkeeper.1.gz", "-rw-r--r--"),
+        ("usr/share/man/man5/certkeeper.toml.5.gz", "-rw-r--r--"),
+        (
+            "usr/share/bash-completion/completions/certkeeper",
+            "-rw-r--r--",
+        ),
+        ("usr/share/zsh/vendor-completions/_certkeeper", "-rw-r--r--"),
+        (
+            "usr/share/fish/vendor_completions.d/certkeeper.fish",
+            "-rw-r--r--",
+        ),
+        ("usr/share/doc/certkeeper/copyright", "-rw-r--r--"),
+        (
+            "usr/share/doc/certkeeper/examples/certkeeper.example.toml",
+            "-rw-r--r--",
+        ),
+        (
+            "usr/share/doc/certkeeper/examples/certkeeper-reload-nginx.path",
+            "-rw-r--r--",
+        ),
+    ] {
+        assert_eq!(
+            entry(path),
+            (mode.to_owned(), "root/root".to_owned()),
+            "{path}"
+        );
+    }
+    // The state directory is systemd's (StateDirectory= with DynamicUser=), not the package's.
+    assert!(!listing.contains("./var/lib/certkeeper"), "{listing}");
+    // No maintainer scripts: installing enables and starts nothing.
+    let control = stdout(Command::new("dpkg-deb").arg("-I").arg(package()));
+    for script in ["postinst", "preinst", "prerm", "postrm"] {
+        assert!(!control.contains(script), "{script} shipped:\n{control}");
+    }
+}
+
+#[test]
+fn package_is_lintian_clean() {
+    // Every override is explained in packaging/deb/lintian-overrides.
+    let output = Command::new("lintian")
+        .args(["--fail-on", "error,warning"])
+        .arg(package())
+        .output()
+        .expect("lintian is installed (scripts/test installs it)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "lintian failed:\n{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|line| line.starts_with("E:") || line.starts_with("W:")),
+        "{text}"
+    );
+}
+
+#[test]
+fn installed_package_checks_renders_completes_and_verifies() {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("root");
+    install(&root);
+
+    // The installed files are what the repository holds.
+    assert_eq!(
+        std::fs::read_to_string(root.join(UNIT)).unwrap(),
+        std::fs::read_to_string(repository().join("systemd/certkeeper.service")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join(CONFFILE)).unwrap(),
+        std::fs::read_to_string(repository().join("packaging/deb/certkeeper.toml")).unwrap()
+    );
+
+    // The conffile validates as an unprivileged user: offline as installed...
+    let conffile = root.join(CONFFILE);
+    let checked = run(as_service_user(&root, &["check", "--offline", "--config"]).arg(&conffile));
+    let text = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        text.contains("certkeeper.toml: ok (0 certificates"),
+        "{text}"
+    );
+    // ...and fully (secrets, files, a writable state directory) with the state directory
+    // systemd would create for the service (StateDirectory=) standing in for it.
+    let state = scratch.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    if running_as_root() {
+        run(Command::new("chown").arg("nobody:nogroup").arg(&state));
+        run(Command::new("chmod").arg("0755").arg(scratch.path()));
+    }
+    let config = std::fs::read_to_string(&conffile).unwrap().replace(
+        "state_dir = \"/var/lib/certkeeper\"",
+        &format!("state_dir = \"{}\"", state.display()),
+    );
+    let full = scratch.path().join("certkeeper.toml");
+    std::fs::write(&full, config).unwrap();
+    let checked = run(as_service_user(&root, &["check", "--config"]).arg(&full));
+    let text = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        text.contains(": ok (") && !text.contains("--offline"),
+        "{text}"
+    );
+
+    // Both man pages render from their installed, gzipped files.
+    let command_page = support::render_man_page(&root.join("usr/share/man/man1/certkeeper.1.gz"));
+    assert!(command_page.contains("COMMANDS"), "{command_page}");
+    let config_page =
+        support::render_man_page(&root.join("usr/share/man/man5/certkeeper.toml.5.gz"));
+    assert!(config_page.contains("[daemon]"), "{config_page}");
+
+    // The installed bash completion completes subcommands.
+    let completion = root.join("usr/share/bash-completion/completions/certkeeper");
+    let offered = support::bash_complete(&completion, &["certkeeper", ""]);
+    for subcommand in support::visible_subcommands() {
+        assert!(
+            offered.contains(&subcommand),
+            "{subcommand} not in {offered:?}"
+        );
+    }
+    assert_eq!(
+        support::bash_complete(&completion, &["certkeeper", "stat"]),
+        ["status"]
+    );
+
+    // The installed unit verifies, its Documentation= man pages found in the package.
+    let unit = std::fs::read_to_string(root.join(UNIT)).unwrap().replace(
+        "/usr/bin/certkeeper",
+        root.join("usr/bin/certkeeper").to_str().unwrap(),
+    );
+    let unit_path = scratch.path().join("certkeeper.service");
+    std::fs::write(&unit_path, unit).unwrap();
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit_path)
+        .env("MANPATH", root.join("usr/share/man"))
+        .output()
+        .unwrap();
+    let verify_text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(
+        verify.status.success() && !verify_text.contains("certkeeper.service:"),
+        "verify of the installed unit:\n{verify_text}"
+    );
+}
+
+/// The unit's `LoadCredential=` lines as (ID, PATH).
+fn unit_credentials(unit: &str) -> Vec<(String, String)> {
+    unit.lines()
+        .filter_map(|line| line.trim().strip_prefix("LoadCredential="))
+        .filter_map(|value| value.split_once(':'))
+        .map(|(id, path)| (id.to_owned(), path.to_owned()))
+        .collect()
+}
+
+#[test]
+fn example_config_secrets_arrive_through_the_units_credentials() {
+    let unit = std::fs::read_to_string(repository().join("systemd/certkeeper.service")).unwrap();
+    assert!(
+        !unit.contains("Environment=") && !unit.contains("EnvironmentFile="),
+        "the unit passes secrets through the environment"
+    );
+    let credentials = unit_credentials(&unit);
+    assert_eq!(
+        credentials,
+        [(
+            "certkeeper".to_owned(),
+            "/etc/certkeeper/credentials".to_owned()
+        )]
+    );
+
+    // Lay out $CREDENTIALS_DIRECTORY as systemd does for a directory: ID_FILENAME.
+    let example =
+        std::fs::read_to_string(repository().join("config/certkeeper.example.toml")).unwrap();
+    let parsed: toml::Table = toml::from_str(&example).unwrap();
+    let accounts = parsed["credentials"].as_table().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let etc_credentials = scratch.path().join("etc-credentials");
+    let credentials_directory = scratch.path().join("credentials");
+    std::fs::create_dir(&etc_credentials).unwrap();
+    std::fs::create_dir(&credentials_directory).unwrap();
+    let mut names = Vec::new();
+    for (account, settings) in accounts {
+        for (key, value) in settings.as_table().unwrap() {
+            assert!(
+                !key.ends_with("_env"),
+                "credentials.{account}.{key}: the unit passes no environment"
+            );
+            if let Some(name) = key.strip_suffix("_file").and(value.as_str()) {
+                let file = name
+                    .strip_prefix("certkeeper_")
+                    .unwrap_or_else(|| panic!("{account}.{key} = {name:?} is no unit credential"));
+                std::fs::write(etc_credentials.join(file), format!("secret-of-{account}")).unwrap();
+                names.push(name.to_owned());
+            }
+        }
+    }
+    assert_eq!(
+        names.len(),
+        accounts.len(),
+        "every account's secret is a file"
+    );
+
+    // The example's accounts, alone in a config, pass the full check once the files
+    // systemd would load are there, and fail naming the missing one when they are not.
+    let mut config = toml::Table::new();
+    let mut daemon = toml::Table::new();
+    let state = scratch.path().join("state");
+    daemon.insert("state_dir".into(), state.display().to_string().into());
+    daemon.insert("allow_empty".into(), true.into());
+    config.insert("daemon".into(), daemon.into());
+    config.insert("credentials".into(), accounts.clone().into());
+    let config_path = scratch.path().join("certkeeper.toml");
+    std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
+    let credentials_env = credentials_directory.to_str().unwrap().to_owned();
+
+    let missing = support::certkeeper(
+        &config_path,
+        &["check"],
+        &[("CREDENTIALS_DIRECTORY", &credentials_env)],
+    );
+    assert_eq!(missing.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains(&names[0]), "{stderr}");
+
+    for entry in std::fs::read_dir(&etc_credentials).unwrap() {
+        let entry = entry.unwrap();
+        let id = format!("certkeeper_{}", entry.file_name().to_string_lossy());
+        std::fs::copy(entry.path(), credentials_directory.join(id)).unwrap();
+    }
+    let passed = support::certkeeper(
+        &config_path,
+        &["check"],
+        &[("CREDENTIALS_DIRECTORY", &credentials_env)],
+    );
+    assert_eq!(
+        passed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&passed.stderr)
+    );
+}
+
+#[test]
+fn unit_reload_checks_the_new_config_before_signalling() {
+    let unit = std::fs::read_to_string(repository().join("systemd/certkeeper.service")).unwrap();
+    let reload: Vec<&str> = unit
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("ExecReload="))
+        .collect();
+    assert_eq!(
+        reload,
+        [
+            "/usr/bin/certkeeper check --config /etc/certkeeper/certkeeper.toml",
+            "/bin/kill -HUP $MAINPID"
+        ],
+        "systemd runs ExecReload= lines in order and stops at the first failure"
+    );
+    // The first line fails (so `systemctl reload` fails and no SIGHUP is sent) on a config
+    // the daemon would refuse, and passes on a valid one.
+    let scratch = tempfile::tempdir().unwrap();
+    let config = scratch.path().join("certkeeper.toml");
+    let check = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        support::certkeeper(&config, &["check"], &[])
+    };
+    let state = scratch.path().join("state");
+    let valid = format!(
+        "[daemon]\nstate_dir = \"{}\"\nallow_empty = true\n",
+        state.display()
+    );
+    assert_eq!(check(&valid).status.code(), Some(0));
+    let refused = check(&valid.replace("allow_empty = true", "allow_empty = \"yes\""));
+    assert_eq!(refused.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("allow_empty"), "{stderr}");
+}
