@@ -261,20 +261,31 @@ fn installed_package_checks_renders_completes_and_verifies() {
     );
     let unit_path = scratch.path().join("certkeeper.service");
     std::fs::write(&unit_path, unit).unwrap();
-    let verify = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&unit_path)
-        .env("MANPATH", root.join("usr/share/man"))
-        .output()
-        .unwrap();
-    let verify_text = format!(
+    assert_units_verify(&[&unit_path], Some(&root.join("usr/share/man")));
+}
+
+/// `systemd-analyze verify` of `units` succeeds without a word about them; `man_path` is
+/// where their Documentation= pages are (None: not checked).
+fn assert_units_verify(units: &[&Path], man_path: Option<&Path>) {
+    let mut command = Command::new("systemd-analyze");
+    command.arg("verify").args(units);
+    match man_path {
+        Some(path) => command.env("MANPATH", path),
+        None => command.arg("--man=no"),
+    };
+    let verify = command.output().unwrap();
+    let text = format!(
         "{}{}",
         String::from_utf8_lossy(&verify.stdout),
         String::from_utf8_lossy(&verify.stderr)
     );
+    let names: Vec<String> = units
+        .iter()
+        .map(|unit| unit.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
     assert!(
-        verify.status.success() && !verify_text.contains("certkeeper.service:"),
-        "verify of the installed unit:\n{verify_text}"
+        verify.status.success() && !names.iter().any(|name| text.contains(name.as_str())),
+        "systemd-analyze verify {names:?}:\n{text}"
     );
 }
 
@@ -408,4 +419,196 @@ fn unit_reload_checks_the_new_config_before_signalling() {
     assert_eq!(refused.status.code(), Some(78));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("allow_empty"), "{stderr}");
+}
+
+/// The Dockerfile's instructions, continuation lines joined.
+fn dockerfile_instructions() -> Vec<String> {
+    let text = std::fs::read_to_string(repository().join("Dockerfile")).unwrap();
+    let mut instructions = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') || trimmed.is_empty() {
+            continue;
+        }
+        match trimmed.strip_suffix('\\') {
+            Some(part) => current.push_str(part),
+            None => {
+                current.push_str(trimmed);
+                instructions.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    instructions
+}
+
+#[test]
+fn dockerfile_caches_dependencies_labels_the_version_and_runs_unprivileged() {
+    let instructions = dockerfile_instructions();
+    let position = |prefix: &str| {
+        instructions
+            .iter()
+            .position(|instruction| instruction.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` in the Dockerfile: {instructions:#?}"))
+    };
+    // The dependency layer: manifests copied and built before any source is copied.
+    let manifests = position("COPY Cargo.toml Cargo.lock");
+    let dependencies = position("RUN mkdir src");
+    let sources = position("COPY src ");
+    assert!(manifests < dependencies && dependencies < sources);
+    assert!(instructions[dependencies].contains("cargo build --release --locked"));
+    // Stale stub artifacts would make cargo skip the real build.
+    assert!(instructions[dependencies].contains(".fingerprint/certkeeper-*"));
+
+    // Every COPY from the build context names something the repository has.
+    for instruction in &instructions {
+        let Some(arguments) = instruction.strip_prefix("COPY ") else {
+            continue;
+        };
+        if arguments.starts_with("--from") {
+            continue;
+        }
+        let parts: Vec<&str> = arguments.split_whitespace().collect();
+        for source in &parts[..parts.len() - 1] {
+            assert!(repository().join(source).exists(), "COPY {source}: missing");
+        }
+    }
+
+    // The OCI version label is the crate's version.
+    assert!(instructions.contains(&format!("ARG VERSION={}", env!("CARGO_PKG_VERSION"))));
+    let labels = &instructions[position("LABEL ")];
+    for label in [
+        "org.opencontainers.image.version=\"${VERSION}\"",
+        "org.opencontainers.image.title=",
+        "org.opencontainers.image.source=",
+        "org.opencontainers.image.licenses=\"Apache-2.0\"",
+    ] {
+        assert!(labels.contains(label), "{label} missing: {labels}");
+    }
+
+    // Non-root, numerically (Kubernetes' runAsNonRoot checks the number).
+    let user = instructions
+        .iter()
+        .rev()
+        .find_map(|i| i.strip_prefix("USER "))
+        .unwrap();
+    let uid: u32 = user.split(':').next().unwrap().parse().unwrap();
+    assert_ne!(uid, 0);
+    assert_eq!(
+        instructions.last().map(String::as_str),
+        Some("CMD [\"run\"]")
+    );
+    assert!(instructions.contains(&"ENTRYPOINT [\"/usr/bin/certkeeper-entrypoint\"]".to_owned()));
+}
+
+/// The container's entrypoint with its absolute paths pointed at this checkout's files.
+fn entrypoint_in(directory: &Path) -> PathBuf {
+    let script = std::fs::read_to_string(repository().join("packaging/container/entrypoint"))
+        .unwrap()
+        .replace(
+            "/usr/share/certkeeper/default.toml",
+            repository()
+                .join("packaging/container/default.toml")
+                .to_str()
+                .unwrap(),
+        )
+        .replace(
+            "/usr/bin/certkeeper ",
+            &format!("{} ", env!("CARGO_BIN_EXE_certkeeper")),
+        );
+    let path = directory.join("entrypoint");
+    std::fs::write(&path, script).unwrap();
+    path
+}
+
+#[test]
+fn container_entrypoint_runs_the_default_config_with_a_message_when_none_is_mounted() {
+    let scratch = tempfile::tempdir().unwrap();
+    let entrypoint = entrypoint_in(scratch.path());
+    let missing = scratch.path().join("not-mounted.toml");
+    let output = run(Command::new("sh")
+        .arg(&entrypoint)
+        .args(["check", "--offline"])
+        .env("CERTKEEPER_CONFIG", &missing));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("no config at {}", missing.display()))
+            && stderr.contains("manages nothing"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("default.toml: ok (0 certificates"),
+        "{stdout}"
+    );
+
+    // A mounted config is used as is, without the message.
+    let mounted = scratch.path().join("certkeeper.toml");
+    std::fs::write(
+        &mounted,
+        "[daemon]\nstate_dir = \"/var/lib/certkeeper\"\nallow_empty = true\n",
+    )
+    .unwrap();
+    let output = run(Command::new("sh")
+        .arg(&entrypoint)
+        .args(["check", "--offline"])
+        .env("CERTKEEPER_CONFIG", &mounted));
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("certkeeper.toml: ok ("));
+
+    // The default listens where a probe or Prometheus outside the container can reach it.
+    let default: toml::Table = toml::from_str(
+        &std::fs::read_to_string(repository().join("packaging/container/default.toml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        default["daemon"]["metrics_listen"].as_str(),
+        Some("0.0.0.0:9464")
+    );
+}
+
+#[test]
+fn nginx_reload_path_unit_example_verifies_and_watches_the_example_target() {
+    let scratch = tempfile::tempdir().unwrap();
+    for name in [
+        "certkeeper-reload-nginx.path",
+        "certkeeper-reload-nginx.service",
+    ] {
+        // verify checks that ExecStart's binary exists; this machine has no nginx.
+        let unit = std::fs::read_to_string(repository().join("systemd").join(name))
+            .unwrap()
+            .replace("/usr/sbin/nginx", "/bin/true");
+        std::fs::write(scratch.path().join(name), unit).unwrap();
+    }
+    assert_units_verify(
+        &[
+            &scratch.path().join("certkeeper-reload-nginx.path"),
+            &scratch.path().join("certkeeper-reload-nginx.service"),
+        ],
+        None,
+    );
+
+    // The watched file is the one the file target renames into place last, after the key
+    // (src/cloud/file.rs), in the example config's file target directory.
+    let path_unit =
+        std::fs::read_to_string(repository().join("systemd/certkeeper-reload-nginx.path")).unwrap();
+    let example: toml::Table = toml::from_str(
+        &std::fs::read_to_string(repository().join("config/certkeeper.example.toml")).unwrap(),
+    )
+    .unwrap();
+    let directory = example["target"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|target| target["kind"].as_str() == Some("file"))
+        .and_then(|target| target["directory"].as_str())
+        .unwrap();
+    assert!(
+        path_unit.contains(&format!("PathChanged={directory}/cert.pem")),
+        "{path_unit}"
+    );
 }
