@@ -150,6 +150,10 @@ fn package_metadata_paths_and_modes() {
             "usr/share/doc/certkeeper/examples/certkeeper-reload-nginx.path",
             "-rw-r--r--",
         ),
+        (
+            "usr/share/doc/certkeeper/examples/sim-seed.example.toml",
+            "-rw-r--r--",
+        ),
     ] {
         assert_eq!(
             entry(path),
@@ -610,5 +614,77 @@ fn nginx_reload_path_unit_example_verifies_and_watches_the_example_target() {
     assert!(
         path_unit.contains(&format!("PathChanged={directory}/cert.pem")),
         "{path_unit}"
+    );
+}
+
+/// The README's config for trying the installed service against the simulator.
+fn readme_simulator_config() -> String {
+    let readme = std::fs::read_to_string(repository().join("README.md")).unwrap();
+    let after = readme
+        .split("To try the installed service against the simulator")
+        .nth(1)
+        .expect("the README's simulator recipe");
+    after
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|block| block.split("```").next())
+        .expect("a toml block in the simulator recipe")
+        .to_owned()
+}
+
+#[test]
+fn readme_simulator_config_runs_under_the_units_credentials_and_shows_the_fleet() {
+    let seed = std::fs::read_to_string(repository().join("config/sim-seed.example.toml")).unwrap();
+    let sim = support::start_sim(&seed);
+    let scratch = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    // What the README says to put in place, with this test's directories and ports.
+    let config = readme_simulator_config()
+        .replace(
+            "state_dir = \"/var/lib/certkeeper\"",
+            &format!("state_dir = \"{}\"", scratch.path().join("state").display()),
+        )
+        .replace("127.0.0.1:9464", &format!("127.0.0.1:{port}"))
+        .replace("http://127.0.0.1:8700", &sim.url);
+    let config_path = scratch.path().join("certkeeper.toml");
+    std::fs::write(&config_path, config).unwrap();
+    // The unit's LoadCredential=certkeeper:/etc/certkeeper/credentials, for the README's
+    // /etc/certkeeper/credentials/sim-secret.
+    let credentials = scratch.path().join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    std::fs::write(
+        credentials.join("certkeeper_sim-secret"),
+        "testAccessKeySecret",
+    )
+    .unwrap();
+    let credentials_env = credentials.to_str().unwrap();
+
+    let checked = support::certkeeper(
+        &config_path,
+        &["check"],
+        &[("CREDENTIALS_DIRECTORY", credentials_env)],
+    );
+    assert_eq!(
+        checked.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let _daemon =
+        support::spawn_daemon(&config_path, &[("CREDENTIALS_DIRECTORY", credentials_env)]);
+    support::wait_for(
+        "both README targets in sync on /metrics",
+        std::time::Duration::from_secs(60),
+        || {
+            let Some((200, metrics)) = support::http_get(port, "/metrics") else {
+                return false;
+            };
+            [
+                r#"certkeeper_target_in_sync{kind="alibaba-cdn",target="cdn-www"}"#,
+                r#"certkeeper_target_in_sync{kind="alibaba-vod",target="vod-video"}"#,
+            ]
+            .iter()
+            .all(|series| support::metric_value(&metrics, series) == Some(1.0))
+        },
     );
 }
