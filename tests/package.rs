@@ -688,3 +688,126 @@ fn readme_simulator_config_runs_under_the_units_credentials_and_shows_the_fleet(
         },
     );
 }
+
+/// Whether a process named `name` runs in process group `group` (from /proc/PID/stat).
+fn group_runs(group: u32, name: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // PID (COMM) STATE PPID PGRP ...: COMM may hold spaces, so split after its ')'.
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            return false;
+        };
+        let comm = head.split_once(" (").map(|(_, comm)| comm);
+        let pgrp = rest.split_whitespace().nth(2);
+        comm == Some(name) && pgrp == Some(group.to_string().as_str())
+    })
+}
+
+/// The shell script of docs/sidecar.md's `web` container (the `args: - |` block).
+fn sidecar_web_script() -> String {
+    let doc = std::fs::read_to_string(repository().join("docs/sidecar.md")).unwrap();
+    let mut lines = doc.lines().skip_while(|line| line.trim() != "- |").skip(1);
+    let mut script = String::new();
+    for line in lines.by_ref() {
+        match line.strip_prefix("          ") {
+            Some(body) => {
+                script.push_str(body);
+                script.push('\n');
+            }
+            None => break,
+        }
+    }
+    assert!(
+        script.contains("exec nginx"),
+        "no web script in docs/sidecar.md"
+    );
+    script
+}
+
+#[test]
+fn sidecar_web_script_waits_for_the_first_certificate_and_reloads_on_change() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, SystemTime};
+
+    let scratch = tempfile::tempdir().unwrap();
+    let tls = scratch.path().join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    // A stand-in nginx on PATH: logs its arguments; `-g` is the server, which stays up.
+    let bin = scratch.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let log = scratch.path().join("nginx.log");
+    std::fs::write(
+        bin.join("nginx"),
+        format!(
+            "#!/bin/sh\necho \"$*\" >>'{}'\n[ \"$1\" = -g ] && exec sleep 120\nexit 0\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("nginx"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = sidecar_web_script()
+        .replace(
+            "tls=/etc/nginx/tls/live",
+            &format!("tls='{}'", tls.display()),
+        )
+        .replace("interval=30", "interval=0.2");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    // The script, the watcher and the stand-in server, stopped together by group id.
+    struct Group(std::process::Child);
+    impl Drop for Group {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.0.id())])
+                .status();
+            let _ = self.0.wait();
+        }
+    }
+    let script_group = Group(
+        Command::new("sh")
+            .args(["-c", &script])
+            .env("PATH", path)
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // Without a certificate, the script polls (a `sleep` of its group runs) and nginx is
+    // not started.
+    support::wait_for(
+        "the script to poll for cert.pem",
+        Duration::from_secs(30),
+        || group_runs(script_group.0.id(), "sleep"),
+    );
+    assert_eq!(logged(), "", "nginx started before the certificate");
+
+    std::fs::write(tls.join("key.pem"), "key").unwrap();
+    std::fs::write(tls.join("cert.pem"), "cert").unwrap();
+    support::wait_for("nginx to start", Duration::from_secs(30), || {
+        logged().contains("-g daemon off;")
+    });
+    assert!(!logged().contains("-s reload"), "{}", logged());
+
+    // A deploy renames a new cert.pem into place: nginx is tested, then reloaded.
+    let replacement = tls.join(".cert.pem.new");
+    std::fs::write(&replacement, "cert 2").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&replacement)
+        .unwrap()
+        .set_modified(SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+    std::fs::rename(&replacement, tls.join("cert.pem")).unwrap();
+    support::wait_for("nginx to reload", Duration::from_secs(30), || {
+        logged().contains("-s reload")
+    });
+    let log_text = logged();
+    let test = log_text.find("-t -q").expect("nginx -t before the reload");
+    assert!(test < log_text.find("-s reload").unwrap(), "{log_text}");
+}
