@@ -39,8 +39,9 @@ fn stdout(command: &mut Command) -> String {
 fn package() -> &'static Path {
     static PACKAGE: OnceLock<PathBuf> = OnceLock::new();
     PACKAGE.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("package-deb-{}", std::process::id()));
+        // One directory, emptied first, so repeated runs do not pile up packages.
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("package-deb");
+        let _ = std::fs::remove_dir_all(&out);
         let printed = stdout(
             Command::new(repository().join("scripts/package-deb"))
                 .args(["--binary", env!("CARGO_BIN_EXE_certkeeper"), "--out"])
