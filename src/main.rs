@@ -6,9 +6,12 @@ use anyhow::Context;
 use certkeeper::config;
 use certkeeper::control::ControlRequest;
 use certkeeper::telemetry::logging::{self, LogFormat};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+mod cli_docs;
+mod wait;
 
 const EX_USAGE: u8 = 64;
 const EX_UNAVAILABLE: u8 = 69;
@@ -126,6 +129,35 @@ enum Command {
     Healthcheck,
     /// Print the version.
     Version,
+    /// Wait until the store holds a version of CERTIFICATE (with --deployed: until every
+    /// target it deploys to serves it), for init containers and startup ordering. Read-only.
+    /// Exits 0 when ready, 1 on timeout, 64 for an unknown certificate.
+    Wait {
+        /// The `[[certificate]]` name.
+        #[arg(long)]
+        certificate: String,
+        /// Also wait until every target in its deploy_to serves that version.
+        #[arg(long)]
+        deployed: bool,
+        /// Give up after this long (`90s`, `5m`, `1h`).
+        #[arg(long, default_value = "5m", value_parser = config::duration::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Write man pages or shell completions (for packaging).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
+}
+
+/// What `certkeeper generate` writes.
+#[derive(Subcommand)]
+enum Generate {
+    /// Write certkeeper.1 and certkeeper.toml.5 into DIRECTORY.
+    Man { directory: PathBuf },
+    /// Print the completion script for SHELL.
+    Completions { shell: clap_complete::Shell },
 }
 
 fn main() -> ExitCode {
@@ -235,6 +267,15 @@ fn main() -> ExitCode {
             manual(&cli.config, ControlRequest::Renew { certificate })
         }
         Command::Deploy { target } => manual(&cli.config, ControlRequest::Deploy { target }),
+        Command::Wait {
+            certificate,
+            deployed,
+            timeout,
+        } => match load_config(&cli.config) {
+            Ok(loaded) => wait_for_certificate(&loaded.config, &certificate, deployed, timeout),
+            Err(code) => code,
+        },
+        Command::Generate { what } => generate(what),
     }
 }
 
@@ -341,6 +382,42 @@ fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
 }
 
 /// One line per target of a manual request: `  cdn-www: failed: auth Code: message`.
+fn wait_for_certificate(
+    config: &config::Config,
+    certificate: &str,
+    deployed: bool,
+    timeout: std::time::Duration,
+) -> ExitCode {
+    match wait::wait(config, certificate, deployed, timeout) {
+        Ok(ready) => {
+            println!("{ready}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("certkeeper: {error}");
+            ExitCode::from(match error {
+                wait::WaitError::UnknownCertificate(_) => EX_USAGE,
+                wait::WaitError::TimedOut { .. } => 1,
+                wait::WaitError::Store(_) => EX_IOERR,
+            })
+        }
+    }
+}
+
+fn generate(what: Generate) -> ExitCode {
+    match what {
+        Generate::Man { directory } => {
+            let written = cli_docs::write_man_pages(Cli::command(), &directory)
+                .with_context(|| format!("writing man pages into {}", directory.display()));
+            report(written.map(|_| ()), EX_IOERR)
+        }
+        Generate::Completions { shell } => {
+            cli_docs::write_completions(Cli::command(), shell, &mut std::io::stdout().lock());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
 fn print_outcomes(outcomes: &[certkeeper::control::TargetOutcome]) {
     for outcome in outcomes {
         println!("  {outcome}");
