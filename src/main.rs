@@ -106,6 +106,10 @@ enum Command {
         /// The `[[target]]` name.
         target: String,
     },
+    /// Ask the running daemon to re-read its configuration and wait for its answer: exit 0
+    /// when it took the new file, 1 when it refused it (the old one keeps running), 69 when
+    /// no daemon answers. For the unit's `ExecReload=`.
+    Reload,
     /// Show the event log from the state directory (read-only, safe next to the daemon):
     /// `TIME  KIND  SUBJECT  MESSAGE` per line, oldest first.
     Events {
@@ -267,6 +271,7 @@ fn main() -> ExitCode {
             manual(&cli.config, ControlRequest::Renew { certificate })
         }
         Command::Deploy { target } => manual(&cli.config, ControlRequest::Deploy { target }),
+        Command::Reload => reload(&cli.config),
         Command::Wait {
             certificate,
             deployed,
@@ -339,6 +344,44 @@ fn events(
 /// wait for the pass that does the work. Prints the newest version and each target's
 /// outcome; exits 0 when everything succeeded, 1 when the obtain failed, the files were
 /// rejected or a deploy failed (or is parked), 64 for an unknown name.
+/// `reload`: the daemon re-reads the file and answers; never done in-process. A file that
+/// does not even load is refused here with the same message the daemon would log.
+fn reload(path: &std::path::Path) -> ExitCode {
+    let loaded = match config::load(path) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("{error}");
+            eprintln!("certkeeper: reload refused; the running daemon keeps its configuration");
+            return ExitCode::FAILURE;
+        }
+    };
+    match certkeeper::control::send(&loaded.config.daemon.state_dir, &ControlRequest::Reload) {
+        Ok(Some(answer)) if answer.ok => {
+            println!("{}", answer.message);
+            ExitCode::SUCCESS
+        }
+        Ok(Some(answer)) => {
+            eprintln!("certkeeper: {}", answer.message);
+            ExitCode::FAILURE
+        }
+        Ok(None) => {
+            eprintln!(
+                "certkeeper: no daemon is running on {}",
+                loaded.config.daemon.state_dir.display()
+            );
+            ExitCode::from(EX_UNAVAILABLE)
+        }
+        Err(error) if error.is_unavailable() => {
+            eprintln!("certkeeper: {error}");
+            ExitCode::from(EX_UNAVAILABLE)
+        }
+        Err(error) => {
+            eprintln!("certkeeper: {error}");
+            ExitCode::from(EX_SOFTWARE)
+        }
+    }
+}
+
 fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
     let loaded = match load_config(path) {
         Ok(loaded) => loaded,
