@@ -16,7 +16,6 @@
 //! (400) recordset exists; these DNS numbers are the simulator's own, the public table was
 //! not available, and the client classifies them by HTTP status.
 
-use super::gaussdb::EncryptionStatus;
 use super::signer::{self, Authorization, CanonicalRequest};
 use crate::cloud::sim::{SimRequest, SimResponse, VendorSim};
 use crate::secret::Secret;
@@ -55,7 +54,7 @@ pub struct SeedInstance {
     pub id: String,
     /// `on` or `off` (default).
     #[serde(default = "default_off")]
-    pub backup_encryption: EncryptionStatus,
+    pub backup_encryption: BackupEncryption,
     #[serde(default)]
     pub kms_key_id: Option<String>,
     /// Owning project; any project when absent.
@@ -66,8 +65,245 @@ pub struct SeedInstance {
     pub status: Option<String>,
 }
 
-fn default_off() -> EncryptionStatus {
-    EncryptionStatus::Off
+fn default_off() -> BackupEncryption {
+    BackupEncryption::Off
+}
+
+/// The values of `encryption_status`, written from the seed (003, request body table:
+/// `encryption_status` 开启或关闭加密, 不区分大小写; the examples send `on` / `off`), not
+/// taken from the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupEncryption {
+    On,
+    Off,
+}
+
+impl BackupEncryption {
+    /// Every value the API documents, in the form its examples answer with.
+    pub const ALL: [BackupEncryption; 2] = [BackupEncryption::On, BackupEncryption::Off];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupEncryption::On => "on",
+            BackupEncryption::Off => "off",
+        }
+    }
+
+    /// The seed: "不区分大小写" (case-insensitive).
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|known| known.as_str().eq_ignore_ascii_case(value))
+    }
+}
+
+/// The only `type` the seed allows when switching encryption on ("当前只支持kms").
+pub const ENCRYPTION_TYPE: &str = "kms";
+
+/// `X-Sdk-Date` skew the API gateway tolerates: 15 minutes (cloud-apis.md §6.1, "APIG
+/// rejects if >15 min from server time").
+pub const MAX_SDK_DATE_SKEW_SECONDS: u64 = 15 * 60;
+
+/// What the vendor's documents tell a caller to do about an error: the simulator's own
+/// reading of each row, which `tests/huawei_qingcloud_fidelity.rs` compares with the
+/// client's classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentedRemedy {
+    /// Correct the request (a parameter, a name).
+    FixRequest,
+    /// Correct the credentials or the permissions.
+    FixCredentials,
+    /// The named resource does not exist.
+    Missing,
+    /// The resource is in a state that forbids the change now: try again later.
+    WaitForResource,
+    /// Something outside the request must change first (a KMS key enabled again).
+    WaitForOutsideChange,
+    /// Slow down: a throttling threshold was reached.
+    SlowDown,
+    /// The vendor's own failure.
+    VendorFault,
+    /// Only the vendor can help: the API is not published here or needs a service ticket.
+    AskVendor,
+}
+
+/// One error the simulator answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentedError {
+    pub code: &'static str,
+    pub status: u16,
+    pub message: &'static str,
+    pub remedy: DocumentedRemedy,
+}
+
+const fn row(
+    code: &'static str,
+    status: u16,
+    message: &'static str,
+    remedy: DocumentedRemedy,
+) -> DocumentedError {
+    DocumentedError {
+        code,
+        status,
+        message,
+        remedy,
+    }
+}
+
+use DocumentedRemedy as R;
+
+/// The simulator's error table, written from the seeds (`shared/seeds/003…` TaurusDB
+/// `ModifyBackupEncryptStatus`, `shared/reference/cloud-apis.md` §6) and never from the
+/// client's table. Each row names the source it was written from.
+pub const ERRORS: &[DocumentedError] = &[
+    // §6.4: "APIGW.0101 API not found".
+    row(
+        "APIGW.0101",
+        404,
+        "The API does not exist or has not been published in the environment.",
+        R::AskVendor,
+    ),
+    // §6.4: "APIGW.0301 401 Incorrect IAM authentication information (bad AK/SK signature,
+    // expired/undecryptable token, AK locked)".
+    row(
+        "APIGW.0301",
+        401,
+        "Incorrect IAM authentication information",
+        R::FixCredentials,
+    ),
+    // §6.4: "APIGW.0303 app auth / signature expired".
+    row(
+        "APIGW.0303",
+        401,
+        "Incorrect app authentication information",
+        R::FixCredentials,
+    ),
+    // §6.4: "APIGW.0308 429 The throttling threshold has been reached".
+    row(
+        "APIGW.0308",
+        429,
+        "The throttling threshold has been reached: policy user over ratelimit",
+        R::SlowDown,
+    ),
+    // §6.4: "API Gateway codes (prefix appears as both `APIGW.` and `APIG.` in docs)".
+    row(
+        "APIG.0101",
+        404,
+        "The API does not exist or has not been published in the environment.",
+        R::AskVendor,
+    ),
+    row(
+        "APIG.0301",
+        401,
+        "Incorrect IAM authentication information",
+        R::FixCredentials,
+    ),
+    row(
+        "APIG.0303",
+        401,
+        "Incorrect app authentication information",
+        R::FixCredentials,
+    ),
+    row(
+        "APIG.0308",
+        429,
+        "The throttling threshold has been reached: policy user over ratelimit",
+        R::SlowDown,
+    ),
+    // §6.4: "DBS.200001 400 parameter error".
+    row("DBS.200001", 400, "Parameter error.", R::FixRequest),
+    // §6.4: "DBS.200002 404 instance not found".
+    row(
+        "DBS.200002",
+        404,
+        "The DB instance does not exist.",
+        R::Missing,
+    ),
+    // Not in the seeds: a project that does not own the path's instance. The simulator's
+    // choice, after the RDS table's "tenant and instance do not match".
+    row(
+        "DBS.200010",
+        403,
+        "Authentication failed.",
+        R::FixCredentials,
+    ),
+    // §6.4: "DBS.200011/DBS.200019 409 another operation in progress / instance faulty
+    // (retry later)".
+    row(
+        "DBS.200011",
+        409,
+        "This instance status makes it not be allowed to do this operation now.",
+        R::WaitForResource,
+    ),
+    row(
+        "DBS.200019",
+        409,
+        "Another operation is being performed on the DB instance or the DB instance is faulty.",
+        R::WaitForResource,
+    ),
+    // §6.3: "e.g. DBS.280234 Invalid DB instance name."
+    row(
+        "DBS.280234",
+        400,
+        "Invalid DB instance name.",
+        R::FixRequest,
+    ),
+    // §6.4: "DBS.108000 500".
+    row("DBS.108000", 500, "System error.", R::VendorFault),
+    // KMS (DEW) codes, as surfaced through the backup-encryption call: TaurusDB publishes
+    // none of its own for key problems. Seed 003: `kms_key_id` comes from DEW; §6.3: "key
+    // must not be disabled/deleted while in use". Codes as named by issue 13.
+    row("KMS.0207", 400, "The key does not exist.", R::Missing),
+    row(
+        "KMS.0209",
+        400,
+        "The key has been disabled and cannot be used.",
+        R::WaitForOutsideChange,
+    ),
+    row(
+        "KMS.0210",
+        400,
+        "The key is pending deletion and cannot be used.",
+        R::WaitForOutsideChange,
+    ),
+    // Not in the seeds: IAM refusing a malformed token request (the simulator's choice).
+    row("IAM.0011", 400, "Request body is invalid.", R::FixRequest),
+    // §6.5: "DNS.0001 Internal error."
+    row("DNS.0001", 500, "Internal error.", R::VendorFault),
+    // §6.5: "DNS.0014 403 Request forbidden by flow control".
+    row(
+        "DNS.0014",
+        403,
+        "Request forbidden by flow control.",
+        R::SlowDown,
+    ),
+    // DNS numbers below are the simulator's own (§6.5 names no table); the client
+    // classifies them by HTTP status.
+    row("DNS.0101", 404, "The zone does not exist.", R::Missing),
+    row(
+        "DNS.0305",
+        404,
+        "The record set does not exist.",
+        R::Missing,
+    ),
+    row("DNS.0303", 400, "Invalid request body.", R::FixRequest),
+    row(
+        "DNS.0312",
+        400,
+        "A record set of this name and type exists.",
+        R::FixRequest,
+    ),
+];
+
+/// The row of `code` in [`ERRORS`]; a code missing from the table (a bug in the simulator)
+/// answers as the vendor's internal error rather than panicking.
+fn documented(code: &str) -> DocumentedError {
+    ERRORS
+        .iter()
+        .copied()
+        .find(|row| row.code == code)
+        .unwrap_or(row("DBS.108000", 500, "System error.", R::VendorFault))
 }
 
 /// The `[huawei]` section of the simulator seed; see `config/sim-seed.example.toml`.
@@ -92,7 +328,8 @@ pub struct Seed {
     /// Accept any `X-Sdk-Date` (to replay recorded requests with old timestamps).
     #[serde(default)]
     pub skip_sdk_date_check: bool,
-    /// Largest accepted distance between `X-Sdk-Date` and the simulator's clock; 900.
+    /// Largest accepted distance between `X-Sdk-Date` and the simulator's clock;
+    /// [`MAX_SDK_DATE_SKEW_SECONDS`].
     #[serde(default)]
     pub max_clock_skew_seconds: Option<u64>,
     /// Token lifetime; 86400 (24 h) as IAM.
@@ -102,7 +339,7 @@ pub struct Seed {
 
 #[derive(Debug, Clone)]
 struct Instance {
-    encryption: EncryptionStatus,
+    encryption: BackupEncryption,
     kms_key_id: Option<String>,
     project_id: Option<String>,
     status: String,
@@ -172,6 +409,18 @@ fn envelope_for(path: &str) -> Envelope {
     } else {
         Envelope::Dbs
     }
+}
+
+/// Answers with `code`'s row of [`ERRORS`]: its status, and `message` (the row's own when
+/// empty).
+fn fail_as(envelope: Envelope, code: &str, message: &str) -> SimResponse {
+    let row = documented(code);
+    let message = if message.is_empty() {
+        row.message
+    } else {
+        message
+    };
+    fail(envelope, row.status, row.code, message)
 }
 
 fn fail(envelope: Envelope, status: u16, code: &str, message: &str) -> SimResponse {
@@ -250,9 +499,8 @@ impl HuaweiSim {
     fn authenticate(&self, request: &SimRequest) -> Result<Caller, SimResponse> {
         let envelope = envelope_for(&request.path);
         let refuse = |message: &str| {
-            fail(
+            fail_as(
                 envelope,
-                401,
                 "APIGW.0301",
                 &format!("Incorrect IAM authentication information: {message}"),
             )
@@ -289,7 +537,10 @@ impl HuaweiSim {
             .ok_or_else(|| refuse("missing X-Sdk-Date"))?;
         let signed_at =
             signer::parse_sdk_date(sdk_date).ok_or_else(|| refuse("malformed X-Sdk-Date"))?;
-        let max_skew = self.seed.max_clock_skew_seconds.unwrap_or(900);
+        let max_skew = self
+            .seed
+            .max_clock_skew_seconds
+            .unwrap_or(MAX_SDK_DATE_SKEW_SECONDS);
         let skew = (request.received_at - signed_at).abs();
         if !self.seed.skip_sdk_date_check && skew > time::Duration::seconds(max_skew as i64) {
             return Err(refuse("signature expired"));
@@ -338,7 +589,7 @@ impl HuaweiSim {
             .with_outcome("Unauthorized")
         };
         let Ok(body) = serde_json::from_slice::<serde_json::Value>(&request.body) else {
-            return fail(Envelope::Dbs, 400, "IAM.0011", "Request body is invalid.");
+            return fail_as(Envelope::Dbs, "IAM.0011", "Request body is invalid.");
         };
         let auth = &body["auth"];
         let password_method = auth["identity"]["methods"]
@@ -394,7 +645,7 @@ impl HuaweiSim {
             .as_deref()
             .is_some_and(|owned| owned != project)
         {
-            return fail(Envelope::Dbs, 403, "DBS.200010", "Authentication failed.");
+            return fail_as(Envelope::Dbs, "DBS.200010", "Authentication failed.");
         }
         match (&request.method, parts.len()) {
             (&Method::GET, 3) => self.list_instances(request, project),
@@ -453,7 +704,7 @@ impl HuaweiSim {
     }
 
     fn modify_encryption(&self, request: &SimRequest, project: &str, id: &str) -> SimResponse {
-        let parameter_error = |message: &str| fail(Envelope::Dbs, 400, "DBS.200001", message);
+        let parameter_error = |message: &str| fail_as(Envelope::Dbs, "DBS.200001", message);
         let Ok(body) = serde_json::from_slice::<serde_json::Value>(&request.body) else {
             return parameter_error("Parameter error: body is not JSON.");
         };
@@ -471,9 +722,8 @@ impl HuaweiSim {
             return instance_not_found();
         };
         if instance.status != "ACTIVE" {
-            return fail(
+            return fail_as(
                 Envelope::Dbs,
-                409,
                 "DBS.200011",
                 &format!(
                     "This instance {} status makes it not be allowed to do this operation now.",
@@ -484,17 +734,16 @@ impl HuaweiSim {
         match (status.as_deref(), kind.as_deref(), key) {
             (Some("on"), Some("kms"), Some(key)) => {
                 if self.seed.disabled_kms_keys.iter().any(|k| k == key) {
-                    return fail(
+                    return fail_as(
                         Envelope::Dbs,
-                        400,
                         "KMS.0209",
                         "The key has been disabled and cannot be used.",
                     );
                 }
                 if !self.seed.kms_keys.iter().any(|k| k == key) {
-                    return fail(Envelope::Dbs, 400, "KMS.0207", "The key does not exist.");
+                    return fail_as(Envelope::Dbs, "KMS.0207", "The key does not exist.");
                 }
-                instance.encryption = EncryptionStatus::On;
+                instance.encryption = BackupEncryption::On;
                 instance.kms_key_id = Some(key.to_owned());
             }
             (Some("on"), _, _) => {
@@ -503,7 +752,7 @@ impl HuaweiSim {
                 )
             }
             (Some("off"), None, None) => {
-                instance.encryption = EncryptionStatus::Off;
+                instance.encryption = BackupEncryption::Off;
                 instance.kms_key_id = None;
             }
             (Some("off"), _, _) => return parameter_error(
@@ -613,7 +862,7 @@ impl HuaweiSim {
 
     fn create_recordset(&self, request: &SimRequest, zone_id: &str) -> SimResponse {
         let Ok(body) = serde_json::from_slice::<serde_json::Value>(&request.body) else {
-            return fail(Envelope::Dns, 400, "DNS.0303", "Invalid request body.");
+            return fail_as(Envelope::Dns, "DNS.0303", "Invalid request body.");
         };
         let mut state = self.lock();
         let id = state.new_id();
@@ -625,33 +874,30 @@ impl HuaweiSim {
             body["type"].as_str(),
             string_list(&body["records"]),
         ) else {
-            return fail(
+            return fail_as(
                 Envelope::Dns,
-                400,
                 "DNS.0303",
                 "name, type and records are required.",
             );
         };
         let name = absolute(name).to_ascii_lowercase();
         if !(name == zone.name || name.ends_with(&format!(".{}", zone.name))) {
-            return fail(
+            return fail_as(
                 Envelope::Dns,
-                400,
                 "DNS.0303",
                 "The record set name is not in this zone.",
             );
         }
         if let Err(message) = check_records(kind, &records) {
-            return fail(Envelope::Dns, 400, "DNS.0303", message);
+            return fail_as(Envelope::Dns, "DNS.0303", message);
         }
         if zone
             .recordsets
             .values()
             .any(|set| set.name == name && set.kind == kind)
         {
-            return fail(
+            return fail_as(
                 Envelope::Dns,
-                400,
                 "DNS.0312",
                 "A record set of this name and type exists.",
             );
@@ -686,7 +932,7 @@ impl HuaweiSim {
         record_id: &str,
     ) -> SimResponse {
         let Ok(body) = serde_json::from_slice::<serde_json::Value>(&request.body) else {
-            return fail(Envelope::Dns, 400, "DNS.0303", "Invalid request body.");
+            return fail_as(Envelope::Dns, "DNS.0303", "Invalid request body.");
         };
         let mut state = self.lock();
         let Some(zone) = state.zones.iter_mut().find(|zone| zone.id == zone_id) else {
@@ -698,7 +944,7 @@ impl HuaweiSim {
         let mut updated = set;
         if let Some(records) = string_list(&body["records"]) {
             if let Err(message) = check_records(&updated.kind, &records) {
-                return fail(Envelope::Dns, 400, "DNS.0303", message);
+                return fail_as(Envelope::Dns, "DNS.0303", message);
             }
             updated.records = records;
         }
@@ -760,34 +1006,23 @@ fn recordset_json(zone: &Zone, set: &RecordSet, status: &str) -> serde_json::Val
 }
 
 fn instance_not_found() -> SimResponse {
-    fail(
+    fail_as(
         Envelope::Dbs,
-        404,
         "DBS.200002",
         "The DB instance does not exist.",
     )
 }
 
 fn zone_not_found() -> SimResponse {
-    fail(Envelope::Dns, 404, "DNS.0101", "The zone does not exist.")
+    fail_as(Envelope::Dns, "DNS.0101", "The zone does not exist.")
 }
 
 fn recordset_not_found() -> SimResponse {
-    fail(
-        Envelope::Dns,
-        404,
-        "DNS.0305",
-        "The record set does not exist.",
-    )
+    fail_as(Envelope::Dns, "DNS.0305", "The record set does not exist.")
 }
 
 fn unknown_api(path: &str) -> SimResponse {
-    fail(
-        envelope_for(path),
-        404,
-        "APIGW.0101",
-        "The API does not exist or has not been published in the environment.",
-    )
+    fail_as(envelope_for(path), "APIGW.0101", "")
 }
 
 impl VendorSim for HuaweiSim {
@@ -1008,7 +1243,7 @@ mod tests {
         assert_eq!(seed.users.len(), 1);
         assert_eq!(
             seed.gaussdb_instances[0].backup_encryption,
-            EncryptionStatus::Off
+            BackupEncryption::Off
         );
         assert_eq!(seed.dns_zones, vec!["example.com".to_owned()]);
         assert!(!seed.skip_sdk_date_check);

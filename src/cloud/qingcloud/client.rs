@@ -29,7 +29,7 @@ const VENDOR: &str = "qingcloud";
 
 /// Every documented `ret_code` (`qingcloud-docs` `api/error_code.md`) and its class.
 /// Codes not listed fall back on [`class_by_range`].
-const RET_CODES: &[(i64, ErrorClass, &str)] = &[
+pub const RET_CODES: &[(i64, ErrorClass, &str)] = &[
     (1100, ErrorClass::Invalid, "message format error"),
     (1101, ErrorClass::Invalid, "request method error"),
     (1200, ErrorClass::Auth, "authentication failed"),
