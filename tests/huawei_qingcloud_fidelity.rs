@@ -143,12 +143,8 @@ mod qingcloud {
         }
     }
 
-    /// Deliberate disagreements: (ret_code, the client's class, why).
-    const EXCEPTIONS: &[(i64, ErrorClass, &str)] = &[
-        // Today's client calls 1400 permission unless the message holds English keywords
-        // (item 2 of this change).
-        (1400, ErrorClass::Auth, "split by message keywords today"),
-    ];
+    /// Deliberate disagreements: (ret_code, the client's class, why). None today.
+    const EXCEPTIONS: &[(i64, ErrorClass, &str)] = &[];
 
     #[test]
     fn the_client_and_the_simulator_list_the_same_ret_codes() {

@@ -406,3 +406,68 @@ async fn done_with_failure_counts_as_a_failed_job() {
     assert!(error.job_id.is_some());
     assert_eq!(harness.state()["mysql_plus_clusters"][0]["ssl"], false);
 }
+
+/// Issue 13: 1400 covers "no permission" and "resource state forbids it" alike, and only
+/// prose tells them apart. Whatever the prose (English, Chinese, no hint at all), the
+/// client answers with a timed retry (busy), keeps the vendor's message, and the
+/// in-operation retry loop does not hammer the API with it.
+#[tokio::test]
+async fn ret_code_1400_is_a_timed_retry_whatever_its_prose() {
+    let harness = start("").await;
+    let client = harness.client("SECRETACCESSKEY");
+    let params = [("clusters.1", CLUSTER.to_owned())];
+    for prose in [
+        "PermissionDenied, 集群 [cl-ouhutv70] 正在执行其他任务",
+        "PermissionDenied, you are not the owner of this resource",
+        "",
+    ] {
+        harness.simulator.add_faults(vec![FaultRule {
+            vendor: "qingcloud".into(),
+            action: Some("DescribeClusters".into()),
+            status: 200,
+            code: Some("1400".into()),
+            message: Some(prose.into()),
+            count: Some(1),
+            probability: None,
+            delay_ms: None,
+        }]);
+        let mut retried = 0;
+        let error = with_retries(
+            &quick_retries(),
+            || client.call("DescribeClusters", &params),
+            |_, _, _| retried += 1,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            (error.class, error.code.as_str(), retried),
+            (ErrorClass::Busy, "1400", 0),
+            "{prose}"
+        );
+        assert_eq!(error.message, prose);
+    }
+}
+
+/// Issue 13: the API refuses a `time_stamp` more than 60 s from its clock (1300), and so
+/// does the simulator now (it allowed 300 s); a clock 30 s off still passes.
+#[tokio::test]
+async fn a_time_stamp_more_than_60_seconds_off_is_refused() {
+    let harness = start("").await;
+    for (offset, refused) in [(-90, true), (90, true), (-30, false), (30, false)] {
+        let client = harness
+            .client("SECRETACCESSKEY")
+            .with_clock(Arc::new(move || {
+                OffsetDateTime::now_utc() + time::Duration::seconds(offset)
+            }));
+        let outcome = client.call("DescribeJobs", &[]).await;
+        match outcome {
+            Err(error) if refused => assert_eq!(
+                (error.class, error.code.as_str()),
+                (ErrorClass::Auth, "1300"),
+                "{offset}"
+            ),
+            Ok(_) if !refused => {}
+            other => panic!("offset {offset}: {other:?}"),
+        }
+    }
+}

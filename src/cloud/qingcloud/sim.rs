@@ -189,10 +189,12 @@ fn default_job_phase_ms() -> u64 {
     2_000
 }
 
+/// The `time_stamp` skew the API tolerates: §7.2, "1300 | message expired (time_stamp
+/// expired, 超过60秒)".
+pub const MAX_TIME_STAMP_SKEW_SECS: u64 = 60;
+
 fn default_max_skew() -> u64 {
-    // The API documents 1300 as "time_stamp expired (more than 60 seconds)"; we are kinder
-    // to loaded test machines but still catch a wrong zone or clock.
-    300
+    MAX_TIME_STAMP_SKEW_SECS
 }
 
 fn default_env_key() -> String {
@@ -489,11 +491,10 @@ impl QingCloudSim {
                 {
                     return envelope_error(
                         1400,
-                        &format!(
-                            "PermissionDenied, cluster [{id}] is in status [{}] transition status [{}], can not run custom service",
-                            cluster.seed.status,
-                            if running && cluster.seed.transition_status.is_empty() { "updating" } else { cluster.seed.transition_status.as_str() }
-                        ),
+                        // Worded after the vendor's sample ("PermissionDenied, instance
+                        // [i-2aypaijz] is not running， can not be stopped"): prose that the
+                        // client must not need to read.
+                        &format!("PermissionDenied, cluster [{id}] can not run custom service now"),
                     );
                 }
                 cluster.seed.transition_status = "updating".into();
