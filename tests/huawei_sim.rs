@@ -227,6 +227,15 @@ async fn sdk_requests_are_accepted_and_tampered_ones_refused() {
     })
     .await;
     assert_eq!(tampered, 401, "body changed after signing");
+    let retyped = replay(&sim.url, post, |headers, _| {
+        for (header, value) in headers.iter_mut() {
+            if header == "Content-Type" {
+                *value = "text/plain".into();
+            }
+        }
+    })
+    .await;
+    assert_eq!(retyped, 401, "Content-Type changed after signing");
     // The recorded POST switched encryption on; the tampered one did not reach the handler.
     assert_eq!(
         sim.huawei()["gaussdb_instances"]["a1b2c3d4e5f64a7b8c9d0e1f2a3b4c5din07"]
@@ -247,6 +256,135 @@ async fn sdk_requests_are_accepted_and_tampered_ones_refused() {
         "X-Sdk-Date from 2024 is far outside 15 minutes"
     );
     assert_eq!(with_skew_check.writes(), 0);
+}
+
+/// Sends a request signed by the client's signer over `signed`, then adds `unsigned`.
+async fn send_signed(
+    url: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: &str,
+    signed: &[(&str, &str)],
+    unsigned: &[(&str, &str)],
+) -> (u16, Value) {
+    let host = url.trim_start_matches("http://").to_owned();
+    let mut headers: Vec<(String, String)> = signed
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+    headers.push(("Host".into(), host));
+    certkeeper::cloud::huawei::client::sign_headers(
+        &mut headers,
+        method.as_str(),
+        path,
+        "",
+        body.as_bytes(),
+        &certkeeper::cloud::huawei::signer::format_sdk_date(OffsetDateTime::now_utc()),
+        "AKSIM",
+        &Secret::new("sk-sim"),
+    );
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{url}{path}"))
+        .body(body.to_owned());
+    for (name, value) in headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .chain(unsigned.iter().copied())
+    {
+        request = request.header(name, value);
+    }
+    let answer = request.send().await.unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+/// Issue 13: the SDK signs `X-Project-Id` and `Content-Type` whenever it sends them, so the
+/// simulator refuses either travelling unsigned, and refuses a body that is not declared
+/// JSON; the same request signed as the SDK signs it passes. (The recorded SDK requests
+/// still pass: `sdk_requests_are_accepted_and_tampered_ones_refused`.)
+#[tokio::test]
+async fn unsigned_sdk_headers_and_a_wrong_content_type_are_refused() {
+    let sim = start(seed()).await;
+    let path = format!("/v3/{PROJECT}/instances/{INSTANCE}/backups/encryption");
+    let json = ("Content-Type", "application/json");
+    let project = ("X-Project-Id", PROJECT);
+
+    let (status, _) = send_signed(
+        &sim.url,
+        reqwest::Method::GET,
+        &path,
+        "",
+        &[json, project],
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "signed as the SDK signs");
+
+    let (status, answer) = send_signed(
+        &sim.url,
+        reqwest::Method::GET,
+        &path,
+        "",
+        &[json],
+        &[project],
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error_code"].as_str()),
+        (401, Some("APIGW.0301"))
+    );
+    assert!(
+        answer["error_msg"]
+            .as_str()
+            .unwrap()
+            .contains("x-project-id"),
+        "{answer}"
+    );
+
+    let (status, _) = send_signed(
+        &sim.url,
+        reqwest::Method::GET,
+        &path,
+        "",
+        &[project],
+        &[json],
+    )
+    .await;
+    assert_eq!(status, 401, "Content-Type unsigned");
+
+    let body = format!(r#"{{"encryption_status":"on","type":"kms","kms_key_id":"{KEY}"}}"#);
+    for wrong in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/json;charset=latin1",
+    ] {
+        let (status, answer) = send_signed(
+            &sim.url,
+            reqwest::Method::POST,
+            &path,
+            &body,
+            &[("Content-Type", wrong), project],
+            &[],
+        )
+        .await;
+        assert_eq!(
+            (status, answer["error_code"].as_str()),
+            (400, Some("DBS.200001")),
+            "{wrong}"
+        );
+    }
+    assert_eq!(sim.encryption(INSTANCE), "off");
+    let (status, _) = send_signed(
+        &sim.url,
+        reqwest::Method::POST,
+        &path,
+        &body,
+        &[("Content-Type", "application/json;charset=UTF-8"), project],
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(sim.encryption(INSTANCE), "on");
 }
 
 // ----- GaussDB backup encryption ----------------------------------------------------------------

@@ -1,7 +1,9 @@
 //! The Huawei part of `certkeeper sim`: IAM token issuance for seeded users (`POST
 //! /v3/auth/tokens`), AK/SK `SDK-HMAC-SHA256` verification with the same staged signer the
 //! client uses (the official SDK's recorded requests verify; tampered ones and wrong secrets
-//! do not), `X-Sdk-Date` skew over 15 minutes refused, TaurusDB instances with their backup
+//! do not; `Content-Type`, `X-Project-Id` and `X-Security-Token` sent unsigned are refused,
+//! as the SDK signs every header it sets), a body without a JSON `Content-Type` refused,
+//! `X-Sdk-Date` skew over 15 minutes refused, TaurusDB instances with their backup
 //! encryption state and KMS keys, and DNS zones with TXT recordsets. Errors use Huawei's
 //! envelopes: `{error_code, error_msg, request_id}` for API Gateway, IAM and TaurusDB,
 //! `{code, message}` for DNS.
@@ -104,6 +106,27 @@ pub const ENCRYPTION_TYPE: &str = "kms";
 /// `X-Sdk-Date` skew the API gateway tolerates: 15 minutes (cloud-apis.md §6.1, "APIG
 /// rejects if >15 min from server time").
 pub const MAX_SDK_DATE_SKEW_SECONDS: u64 = 15 * 60;
+
+/// Headers the SDK sets before signing and therefore always signs when it sends them
+/// (cloud-apis.md §6.1: `Content-Type`, `X-Project-Id` from `BasicCredentials`,
+/// `X-Security-Token` for temporary keys).
+const SDK_SIGNED_HEADERS: &[&str] = &["content-type", "x-project-id", "x-security-token"];
+
+/// Whether `value` is the JSON media type the API takes (§6.3: `Content-Type:
+/// application/json;charset=UTF-8`; the SDK sends `application/json` on a GET and
+/// `application/json;charset=utf-8` with a body). Parameters other than a UTF-8 charset
+/// are refused.
+fn is_json_content_type(value: &str) -> bool {
+    let mut parts = value.split(';').map(str::trim);
+    let media_type = parts.next().unwrap_or_default();
+    media_type.eq_ignore_ascii_case("application/json")
+        && parts.all(|parameter| {
+            parameter.split_once('=').is_some_and(|(name, charset)| {
+                name.trim().eq_ignore_ascii_case("charset")
+                    && charset.trim().eq_ignore_ascii_case("utf-8")
+            })
+        })
+}
 
 /// What the vendor's documents tell a caller to do about an error: the simulator's own
 /// reading of each row, which `tests/huawei_qingcloud_fidelity.rs` compares with the
@@ -531,6 +554,15 @@ impl HuaweiSim {
         let signed: Vec<&str> = authorization.signed_header_names().collect();
         if !signed.contains(&"host") || !signed.contains(&"x-sdk-date") {
             return Err(refuse("host and x-sdk-date must be signed"));
+        }
+        // The SDK signs every header it sets before signing (§6.1: "SDK signs every header
+        // present except names containing `_`"), so one of these travelling unsigned was
+        // added or changed after the signature.
+        if let Some(unsigned) = SDK_SIGNED_HEADERS
+            .iter()
+            .find(|name| request.header(name).is_some() && !signed.contains(name))
+        {
+            return Err(refuse(&format!("{unsigned} is sent but not signed")));
         }
         let sdk_date = request
             .header(signer::SDK_DATE_HEADER)
@@ -1070,6 +1102,22 @@ impl VendorSim for HuaweiSim {
             Ok(caller) => caller,
             Err(refusal) => return refusal,
         };
+        if !request.body.is_empty()
+            && !request
+                .header("content-type")
+                .is_some_and(is_json_content_type)
+        {
+            let envelope = envelope_for(&request.path);
+            let code = match envelope {
+                Envelope::Dbs => "DBS.200001",
+                Envelope::Dns => "DNS.0303",
+            };
+            return fail_as(
+                envelope,
+                code,
+                "Content-Type must be application/json;charset=UTF-8.",
+            );
+        }
         match parts.as_slice() {
             ["v3", _, "instances", ..] => self.gaussdb(request, &caller, &parts),
             ["v2", "zones", ..] => self.dns(request, &parts),
