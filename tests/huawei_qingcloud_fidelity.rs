@@ -27,20 +27,11 @@ mod huawei {
         }
     }
 
-    /// Deliberate disagreements: (code, the client's class, why).
-    const EXCEPTIONS: &[(&str, ErrorClass, &str)] = &[
-        // Today's client parks a disabled or deleted key until the config changes; issue 13
-        // asks for a timed retry (item 4 of this change).
-        ("KMS.0209", ErrorClass::Invalid, "parked today"),
-        ("KMS.0210", ErrorClass::Invalid, "parked today"),
-    ];
+    /// Deliberate disagreements: (code, the client's class, why). None today.
+    const EXCEPTIONS: &[(&str, ErrorClass, &str)] = &[];
 
     /// Client codes the simulator never answers with, and why the client keeps them.
     const CLIENT_ONLY: &[(&str, &str)] = &[
-        (
-            "DBS.200004",
-            "RDS table row (operation not allowed); not in the seeds",
-        ),
         (
             "DBS.200018",
             "RDS table row (instance not available); not in the seeds",

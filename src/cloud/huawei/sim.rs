@@ -8,15 +8,18 @@
 //! envelopes: `{error_code, error_msg, request_id}` for API Gateway, IAM and TaurusDB,
 //! `{code, message}` for DNS.
 //!
-//! Codes the simulator answers with, and why: `APIGW.0301` (401) for every authentication
-//! failure, including an expired signature; `DBS.200001` (400) parameter error; `DBS.200002`
-//! (404) unknown instance; `DBS.200010` (403) project does not match; `DBS.200011` (409)
-//! instance not `ACTIVE`; `KMS.0207` (400) unknown key and `KMS.0209` (400) disabled key (the
-//! DEW/KMS codes: TaurusDB publishes no code of its own for key problems, so the simulator
-//! passes the KMS one through); `APIGW.0101` (404) unknown API. DNS: `DNS.0101` (404) unknown
-//! zone, `DNS.0305` (404) unknown recordset, `DNS.0303` (400) bad recordset and `DNS.0312`
-//! (400) recordset exists; these DNS numbers are the simulator's own, the public table was
-//! not available, and the client classifies them by HTTP status.
+//! Codes the simulator answers with, each a row of [`ERRORS`] (status, message and the
+//! remedy the vendor documents, with its source), written from the seeds and never from the
+//! client's table: `APIGW.0301` (401) for every authentication failure, including an
+//! expired signature; `DBS.200001` (400) parameter error; `DBS.200002` (404) unknown
+//! instance; `DBS.200010` (403) project does not match; `DBS.200011` (409) instance not
+//! `ACTIVE`; `DBS.200004` (403) the open-beta API refused (`backup_encryption_restricted`);
+//! `KMS.0207` unknown key, `KMS.0209` disabled key and `KMS.0210` key pending deletion
+//! (400, the DEW/KMS codes: TaurusDB publishes no code of its own for key problems, so the
+//! simulator passes the KMS one through); `APIGW.0101` (404) unknown API. DNS: `DNS.0101`
+//! (404) unknown zone, `DNS.0305` (404) unknown recordset, `DNS.0303` (400) bad recordset
+//! and `DNS.0312` (400) recordset exists; these DNS numbers are the simulator's own, the
+//! public table was not available, and the client classifies them by HTTP status.
 
 use super::signer::{self, Authorization, CanonicalRequest};
 use crate::cloud::sim::{SimRequest, SimResponse, VendorSim};
@@ -236,6 +239,16 @@ pub const ERRORS: &[DocumentedError] = &[
     ),
     // §6.4: "DBS.200001 400 parameter error".
     row("DBS.200001", 400, "Parameter error.", R::FixRequest),
+    // Seed 003 接口约束: "该接口目前公测阶段,如需使用,请提交工单联系客服人员申请权限" (open
+    // beta: ask for permission by service ticket); §6.3: "one intl doc copy marks the API
+    // OBT". The seed names no refusal code: the simulator answers 403 with the RDS
+    // table's "operation not allowed" code, an assumption.
+    row(
+        "DBS.200004",
+        403,
+        "The API is in open beta; submit a service ticket to apply for permission.",
+        R::AskVendor,
+    ),
     // §6.4: "DBS.200002 404 instance not found".
     row(
         "DBS.200002",
@@ -343,6 +356,18 @@ pub struct Seed {
     /// Disabled KMS key ids: using one is refused with `KMS.0209`.
     #[serde(default)]
     pub disabled_kms_keys: Vec<String>,
+    /// KMS key ids pending deletion: using one is refused with `KMS.0210`.
+    #[serde(default)]
+    pub pending_deletion_kms_keys: Vec<String>,
+    /// Model the seed's restriction (open beta, permission by service ticket): every
+    /// backup-encryption call is refused with 403 `DBS.200004`.
+    #[serde(default)]
+    pub backup_encryption_restricted: bool,
+    /// Let DescribeBackupEncryptStatus also report `kms_key_id` while encryption is on.
+    /// The seed's response table has only `encryption_status`, so this is off by default;
+    /// it exercises the client's comparison of the key where an answer carries it.
+    #[serde(default)]
+    pub describe_reports_kms_key: bool,
     /// Public DNS zones, e.g. `example.com`.
     #[serde(default)]
     pub dns_zones: Vec<String>,
@@ -683,6 +708,9 @@ impl HuaweiSim {
             (&Method::GET, 3) => self.list_instances(request, project),
             (method, 6) if parts[4] == "backups" && parts[5] == "encryption" => {
                 let instance = parts[3];
+                if self.seed.backup_encryption_restricted {
+                    return fail_as(Envelope::Dbs, "DBS.200004", "");
+                }
                 match *method {
                     Method::GET => self.describe_encryption(project, instance),
                     Method::POST => {
@@ -727,10 +755,14 @@ impl HuaweiSim {
     fn describe_encryption(&self, project: &str, id: &str) -> SimResponse {
         let state = self.lock();
         match state.instances.get(id) {
-            Some(instance) if Self::visible(instance, project) => ok(
-                200,
-                serde_json::json!({"encryption_status": instance.encryption.as_str()}),
-            ),
+            Some(instance) if Self::visible(instance, project) => {
+                let mut answer =
+                    serde_json::json!({"encryption_status": instance.encryption.as_str()});
+                if self.seed.describe_reports_kms_key {
+                    answer["kms_key_id"] = serde_json::json!(instance.kms_key_id);
+                }
+                ok(200, answer)
+            }
             _ => instance_not_found(),
         }
     }
@@ -764,16 +796,15 @@ impl HuaweiSim {
             );
         }
         match (status.as_deref(), kind.as_deref(), key) {
-            (Some("on"), Some("kms"), Some(key)) => {
+            (Some("on"), Some(ENCRYPTION_TYPE), Some(key)) => {
+                if self.seed.pending_deletion_kms_keys.iter().any(|k| k == key) {
+                    return fail_as(Envelope::Dbs, "KMS.0210", "");
+                }
                 if self.seed.disabled_kms_keys.iter().any(|k| k == key) {
-                    return fail_as(
-                        Envelope::Dbs,
-                        "KMS.0209",
-                        "The key has been disabled and cannot be used.",
-                    );
+                    return fail_as(Envelope::Dbs, "KMS.0209", "");
                 }
                 if !self.seed.kms_keys.iter().any(|k| k == key) {
-                    return fail_as(Envelope::Dbs, "KMS.0207", "The key does not exist.");
+                    return fail_as(Envelope::Dbs, "KMS.0207", "");
                 }
                 instance.encryption = BackupEncryption::On;
                 instance.kms_key_id = Some(key.to_owned());
