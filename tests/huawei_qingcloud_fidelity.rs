@@ -112,6 +112,7 @@ mod qingcloud {
     use super::*;
     use certkeeper::cloud::qingcloud::client;
     use certkeeper::cloud::qingcloud::jobs::JobStatus;
+    use certkeeper::cloud::qingcloud::mysql_plus::{self, ConfigsslForm};
     use certkeeper::cloud::qingcloud::sim::{self, DocumentedRemedy};
 
     fn allowed(remedy: DocumentedRemedy) -> &'static [ErrorClass] {
@@ -167,6 +168,22 @@ mod qingcloud {
             }
         }
         assert!(disagreements.is_empty(), "{disagreements:?}");
+    }
+
+    #[test]
+    fn every_configssl_value_the_client_sends_is_one_the_simulator_takes() {
+        for form in [ConfigsslForm::YesNo, ConfigsslForm::OnOff] {
+            for on in [true, false] {
+                let value = form.value(on);
+                let taken = sim::CONFIGSSL_VALUES
+                    .iter()
+                    .find(|(known, _)| *known == value);
+                assert_eq!(taken.map(|(_, means)| *means), Some(on), "{value}");
+            }
+        }
+        // The documented (prose) form is the one sent first.
+        assert_eq!(ConfigsslForm::DOCUMENTED.value(true), "YES");
+        assert_eq!(mysql_plus::DEFAULT_SSL_ENV_KEY, sim::DEFAULT_SSL_ENV_KEY);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! and how each error class is (or is not) retried.
 
 use certkeeper::cloud::qingcloud::jobs::JobPollSettings;
+use certkeeper::cloud::qingcloud::mysql_plus::ConfigsslForm;
 use certkeeper::cloud::qingcloud::sim::{AccountSeed, ClusterSeed, Seed};
 use certkeeper::cloud::qingcloud::{MysqlPlusSslPolicy, MysqlPlusSslSettings, QingCloudClient};
 use certkeeper::cloud::sim::{serve, FaultRule, SimSeed, Simulator};
@@ -35,22 +36,32 @@ async fn start(transition_status: &str) -> Harness {
 }
 
 async fn start_with(transition_status: &str, job_phase_ms: u64) -> Harness {
+    start_seeded(Seed {
+        accounts: vec![AccountSeed {
+            access_key_id: "QYACCESSKEYIDEXAMPLE".into(),
+            secret_access_key: Secret::new("SECRETACCESSKEY"),
+        }],
+        mysql_plus_clusters: vec![cluster(CLUSTER, transition_status)],
+        job_phase_ms,
+        ..Seed::default()
+    })
+    .await
+}
+
+fn cluster(id: &str, transition_status: &str) -> ClusterSeed {
+    ClusterSeed {
+        id: id.into(),
+        zone: "sh1a".into(),
+        ssl: false,
+        status: "active".into(),
+        transition_status: transition_status.into(),
+        configssl_values: None,
+    }
+}
+
+async fn start_seeded(qingcloud: Seed) -> Harness {
     let seed = SimSeed {
-        qingcloud: Seed {
-            accounts: vec![AccountSeed {
-                access_key_id: "QYACCESSKEYIDEXAMPLE".into(),
-                secret_access_key: Secret::new("SECRETACCESSKEY"),
-            }],
-            mysql_plus_clusters: vec![ClusterSeed {
-                id: CLUSTER.into(),
-                zone: "sh1a".into(),
-                ssl: false,
-                status: "active".into(),
-                transition_status: transition_status.into(),
-            }],
-            job_phase_ms,
-            ..Seed::default()
-        },
+        qingcloud,
         ..SimSeed::default()
     };
     let simulator = Arc::new(Simulator::new(seed));
@@ -79,13 +90,22 @@ impl Harness {
     }
 
     fn policy(&self, mode: PolicyMode) -> MysqlPlusSslPolicy {
-        let settings: MysqlPlusSslSettings = toml::from_str("ssl = true").unwrap();
+        self.policy_with(mode, "ssl = true", &[CLUSTER])
+    }
+
+    fn policy_with(
+        &self,
+        mode: PolicyMode,
+        settings: &str,
+        clusters: &[&str],
+    ) -> MysqlPlusSslPolicy {
+        let settings: MysqlPlusSslSettings = toml::from_str(settings).unwrap();
         let window = MaintenanceWindow::new("0 2 * * Sun", Duration::from_secs(7200)).unwrap();
         MysqlPlusSslPolicy::new(
             "mysql-plus-ssl",
             mode,
             Some(window),
-            vec![CLUSTER.into()],
+            clusters.iter().map(|id| (*id).to_owned()).collect(),
             self.client("SECRETACCESSKEY"),
             &settings,
         )
@@ -470,4 +490,146 @@ async fn a_time_stamp_more_than_60_seconds_off_is_refused() {
             other => panic!("offset {offset}: {other:?}"),
         }
     }
+}
+
+fn account() -> Vec<AccountSeed> {
+    vec![AccountSeed {
+        access_key_id: "QYACCESSKEYIDEXAMPLE".into(),
+        secret_access_key: Secret::new("SECRETACCESSKEY"),
+    }]
+}
+
+/// Issue 13: the page's prose says YES/NO, its example ON. The documented YES/NO is sent
+/// first; a cluster that refuses it as an invalid value (1100, no job started) is asked
+/// once more with ON, and the account's form is remembered: the next cluster of the account
+/// gets ON at once, and every finding says so.
+#[tokio::test]
+async fn a_cluster_that_refuses_yes_gets_on_once_and_the_account_remembers() {
+    let on_off = |id: &str| ClusterSeed {
+        configssl_values: Some(vec!["ON".into(), "OFF".into()]),
+        ..cluster(id, "")
+    };
+    let harness = start_seeded(Seed {
+        accounts: account(),
+        mysql_plus_clusters: vec![on_off(CLUSTER), on_off("cl-second01")],
+        job_phase_ms: 40,
+        ..Seed::default()
+    })
+    .await;
+    let policy = harness.policy_with(PolicyMode::Enforce, "ssl = true", &[CLUSTER, "cl-second01"]);
+    assert_eq!(
+        policy.configssl_form(),
+        ConfigsslForm::YesNo,
+        "documented first"
+    );
+
+    // (refused 1100, accepted) RunClusterCustomService calls after remediating `cluster`.
+    let remediate = |cluster: &'static str| {
+        let policy = &policy;
+        let simulator = harness.simulator.clone();
+        async move {
+            let outcome = apply_policy(policy, cluster, INSIDE).await.unwrap();
+            assert!(
+                matches!(outcome, PolicyOutcome::Remediated(_)),
+                "{outcome:?}"
+            );
+            let runs = &simulator.stats_json()["qingcloud"]["RunClusterCustomService"];
+            (runs["1100"].as_u64(), runs["ok"].as_u64())
+        }
+    };
+    assert_eq!(remediate(CLUSTER).await, (Some(1), Some(1)));
+    assert_eq!(policy.configssl_form(), ConfigsslForm::OnOff);
+
+    let finding = policy.check("cl-second01").await.unwrap();
+    assert!(
+        finding.observed.contains("account takes configssl ON/OFF"),
+        "{}",
+        finding.observed
+    );
+    assert_eq!(
+        remediate("cl-second01").await,
+        (Some(1), Some(2)),
+        "the second cluster got ON at once"
+    );
+    let state = harness.state();
+    assert_eq!(state["jobs_started"], 2);
+    assert_eq!(state["mysql_plus_clusters"][0]["ssl"], true);
+    assert_eq!(state["mysql_plus_clusters"][1]["ssl"], true);
+}
+
+/// A cluster that takes neither form: asked twice at most, no job, the error keeps the
+/// vendor's code and says both forms were refused.
+#[tokio::test]
+async fn a_cluster_refusing_both_forms_is_reported_once_asked_twice() {
+    let harness = start_seeded(Seed {
+        accounts: account(),
+        mysql_plus_clusters: vec![ClusterSeed {
+            configssl_values: Some(vec!["enabled".into()]),
+            ..cluster(CLUSTER, "")
+        }],
+        job_phase_ms: 40,
+        ..Seed::default()
+    })
+    .await;
+    let policy = harness.policy(PolicyMode::Enforce);
+    let error = apply_policy(&policy, CLUSTER, INSIDE).await.unwrap_err();
+    assert_eq!(
+        (error.class, error.code.as_str()),
+        (ErrorClass::Invalid, "1100")
+    );
+    assert!(
+        error
+            .message
+            .contains("refused in both forms, YES/NO and ON/OFF"),
+        "{}",
+        error.message
+    );
+    assert_eq!(harness.calls("RunClusterCustomService"), 2);
+    assert_eq!(harness.state()["jobs_started"], 0);
+    assert_eq!(policy.configssl_form(), ConfigsslForm::YesNo);
+}
+
+/// Issue 13: the environment key holding SSL is not documented. When the cluster reports
+/// none the policy knows, the check fails `unsupported`, names what it looked for and the
+/// keys the cluster does report; configured with the right `ssl_env_key`, it reads it.
+#[tokio::test]
+async fn ssl_state_absent_from_the_environment_is_unsupported_and_lists_the_keys() {
+    let harness = start_seeded(Seed {
+        accounts: account(),
+        mysql_plus_clusters: vec![cluster(CLUSTER, "")],
+        job_phase_ms: 40,
+        ssl_env_key: "require_secure_transport".into(),
+        ..Seed::default()
+    })
+    .await;
+    let error = harness
+        .policy(PolicyMode::Audit)
+        .check(CLUSTER)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.class, error.code.as_str()),
+        (ErrorClass::Unsupported, "SslStateNotReported")
+    );
+    for needed in [
+        "no environment key `configssl`",
+        "[max_connections, require_secure_transport]",
+        "set ssl_env_key",
+    ] {
+        assert!(
+            error.message.contains(needed),
+            "{needed}: {}",
+            error.message
+        );
+    }
+    let configured = harness.policy_with(
+        PolicyMode::Audit,
+        "ssl = true\nssl_env_key = \"REQUIRE_SECURE_TRANSPORT\"",
+        &[CLUSTER],
+    );
+    let finding = configured.check(CLUSTER).await.unwrap();
+    assert_eq!(
+        (finding.compliant, finding.observed.as_str()),
+        (false, "ssl off")
+    );
 }

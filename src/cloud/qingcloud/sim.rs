@@ -120,9 +120,17 @@ pub const RET_CODES: &[DocumentedRetCode] = &[
 ];
 
 /// The `configssl` values of `RunClusterCustomService` `configuring_SSL` the simulator
-/// accepts, and the switch each means. Seed 004, `service_params` row: "取值 `NO` 则关闭；
-/// 取值 `YES` 则开启".
-pub const CONFIGSSL_VALUES: &[(&str, bool)] = &[("YES", true), ("NO", false)];
+/// accepts, and the switch each means. The page contradicts itself (cloud-apis.md §8.12),
+/// so both spellings are accepted unless a cluster is seeded with `configssl_values`.
+pub const CONFIGSSL_VALUES: &[(&str, bool)] = &[
+    // Seed 004, `service_params` row: "取值 `NO` 则关闭；取值 `YES` 则开启".
+    ("YES", true),
+    ("NO", false),
+    // Seed 004, same row: "取值示例 {"configssl":"ON"}", and the request example
+    // `%7B%22configssl%22%3A%22ON%22%7D`. OFF is not in the page: assumed by symmetry.
+    ("ON", true),
+    ("OFF", false),
+];
 
 /// Job statuses the simulator reports: `DescribeJobs` documents pending, working, failed,
 /// successful (§7.4); `done with failure` is in the Go SDK's enum only.
@@ -159,6 +167,10 @@ pub struct ClusterSeed {
     pub status: String,
     #[serde(default)]
     pub transition_status: String,
+    /// The `configssl` values this cluster takes (e.g. `["ON", "OFF"]`); any other is
+    /// refused with ret_code 1100. All of [`CONFIGSSL_VALUES`] when absent.
+    #[serde(default)]
+    pub configssl_values: Option<Vec<String>>,
 }
 
 fn default_status() -> String {
@@ -471,6 +483,13 @@ impl QingCloudSim {
                     .as_ref()
                     .and_then(|params| params.get("configssl"))
                     .and_then(serde_json::Value::as_str)
+                    .filter(|value| {
+                        cluster
+                            .seed
+                            .configssl_values
+                            .as_ref()
+                            .is_none_or(|taken| taken.iter().any(|taken| taken == value))
+                    })
                     .and_then(|value| {
                         CONFIGSSL_VALUES
                             .iter()
@@ -707,6 +726,7 @@ mod tests {
                 ssl: false,
                 status: "active".into(),
                 transition_status: String::new(),
+                configssl_values: None,
             }],
             job_phase_ms,
             max_time_stamp_skew_secs: skew,
