@@ -633,3 +633,85 @@ async fn ssl_state_absent_from_the_environment_is_unsupported_and_lists_the_keys
         (false, "ssl off")
     );
 }
+
+/// The learned form is recorded with the policy status and shown by `certkeeper status`
+/// (text and JSON), for every resource of the account's policies.
+#[tokio::test]
+async fn the_learned_configssl_form_is_visible_in_status() {
+    use certkeeper::engine::policy::{reconcile_policy, PolicyContext};
+    use certkeeper::store::sqlite::SqliteStore;
+    use certkeeper::store::StateStore;
+
+    let harness = start_seeded(Seed {
+        accounts: account(),
+        mysql_plus_clusters: vec![ClusterSeed {
+            configssl_values: Some(vec!["ON".into(), "OFF".into()]),
+            ..cluster(CLUSTER, "")
+        }],
+        job_phase_ms: 40,
+        ..Seed::default()
+    })
+    .await;
+    let directory = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(directory.path()).unwrap());
+    let context = PolicyContext {
+        store: store.clone(),
+        metrics: certkeeper::telemetry::metrics::Metrics::new().unwrap(),
+        retry: quick_retries(),
+    };
+    let policy = harness.policy(PolicyMode::Enforce);
+    let pass = reconcile_policy(&context, "mysql-ssl", &policy, CLUSTER, "v1", INSIDE)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            pass,
+            certkeeper::engine::policy::PolicyPass::Applied(PolicyOutcome::Remediated(_))
+        ),
+        "{pass:?}"
+    );
+    let status = store.policy_status("mysql-ssl", CLUSTER).unwrap().unwrap();
+    let note = status.observed["account_note"].as_str().unwrap().to_owned();
+    assert_eq!(
+        note,
+        "clusters of this account refused configssl YES/NO; certkeeper sends ON/OFF"
+    );
+
+    let config = certkeeper::config::load_str(
+        "test.toml",
+        &format!(
+            r#"
+[daemon]
+state_dir = "{}"
+
+[credentials.qc]
+provider = "qingcloud"
+access_key_id = "QYACCESSKEYIDEXAMPLE"
+access_key_secret_env = "QC_SECRET_UNUSED"
+zone = "sh1a"
+
+[[policy]]
+name = "mysql-ssl"
+kind = "qingcloud-mysql-plus-ssl"
+credentials = "qc"
+mode = "enforce"
+resources = ["{CLUSTER}"]
+ssl = true
+"#,
+            directory.path().display()
+        ),
+    )
+    .unwrap()
+    .config;
+    let mut text = Vec::new();
+    certkeeper::status::print(&config, false, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains(&format!("note: mysql-ssl {CLUSTER}: {note}")),
+        "{text}"
+    );
+    let mut json = Vec::new();
+    certkeeper::status::print(&config, true, &mut json).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(json["policies"][0]["account_note"], note.as_str());
+}

@@ -183,6 +183,11 @@ impl QingCloudClient {
         &self.zone
     }
 
+    /// The account this client speaks for: endpoint and access key id (never the secret).
+    pub fn account(&self) -> String {
+        format!("{} {}", self.base_url, self.access_key_id)
+    }
+
     /// Calls `action` with `params` (already flattened: `jobs.1`, …) and returns the JSON
     /// body of a `ret_code = 0` answer.
     pub async fn call(

@@ -84,6 +84,19 @@ impl ConfigsslForm {
     }
 }
 
+/// The `configssl` form each account (endpoint and access key id) was found to take, for
+/// this process: an account's clusters share one API, so a second policy of the account
+/// does not pay the refused call again. Only forms that differ from the documented one are
+/// kept; after a restart the first remediation learns it again (one refused call, no job).
+fn learned_forms(
+) -> std::sync::MutexGuard<'static, std::collections::BTreeMap<String, ConfigsslForm>> {
+    static LEARNED: Mutex<std::collections::BTreeMap<String, ConfigsslForm>> =
+        Mutex::new(std::collections::BTreeMap::new());
+    LEARNED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// `ret_code` 1100, "message format error (missing/invalid param)": how a cluster refuses a
 /// `configssl` value it does not take. No job starts, so asking again is safe.
 const MALFORMED_PARAMETER: &str = "1100";
@@ -132,8 +145,6 @@ pub struct MysqlPlusSslPolicy {
     poll: JobPollSettings,
     /// Configured `ssl_env_key`; `None` reads [`DEFAULT_SSL_ENV_KEY`].
     ssl_env_key: Option<String>,
-    /// The `configssl` form the account's clusters take: documented until one refuses it.
-    configssl_form: Mutex<ConfigsslForm>,
     /// Clusters this process is remediating now: a second job must never start on one.
     in_flight: Mutex<BTreeSet<String>>,
 }
@@ -161,7 +172,6 @@ impl MysqlPlusSslPolicy {
             desired_ssl: settings.ssl,
             poll,
             ssl_env_key: settings.ssl_env_key.clone(),
-            configssl_form: Mutex::new(ConfigsslForm::DOCUMENTED),
             in_flight: Mutex::new(BTreeSet::new()),
         })
     }
@@ -285,17 +295,14 @@ impl MysqlPlusSslPolicy {
 
     /// The `configssl` form this policy's account takes, as last learned.
     pub fn configssl_form(&self) -> ConfigsslForm {
-        *self
-            .configssl_form
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        learned_forms()
+            .get(&self.client.account())
+            .copied()
+            .unwrap_or(ConfigsslForm::DOCUMENTED)
     }
 
     fn remember_configssl_form(&self, form: ConfigsslForm) {
-        *self
-            .configssl_form
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = form;
+        learned_forms().insert(self.client.account(), form);
     }
 
     /// Starts the `configuring_SSL` job in the account's form; a refusal of the value as a
@@ -475,6 +482,17 @@ impl Policy for MysqlPlusSslPolicy {
 
     fn resources(&self) -> Vec<String> {
         self.clusters.clone()
+    }
+
+    fn account_note(&self) -> Option<String> {
+        let form = self.configssl_form();
+        (form != ConfigsslForm::DOCUMENTED).then(|| {
+            format!(
+                "clusters of this account refused configssl {}; certkeeper sends {}",
+                ConfigsslForm::DOCUMENTED.describe(),
+                form.describe()
+            )
+        })
     }
 
     async fn check(&self, cluster: &str) -> Result<PolicyFinding, CloudError> {
