@@ -927,6 +927,23 @@ project_id = "{PROJECT}"
             2,
             "retried with the same config"
         );
+        // What the operator sees: the error series with the vendor's code, and the code and
+        // the advice naming the key in the policy status.
+        assert_eq!(harness.errors(ErrorClass::Busy, "KMS.0209"), 2);
+        let last_error = harness
+            .context
+            .store
+            .policy_status("backups", INSTANCE)
+            .unwrap()
+            .unwrap()
+            .last_error
+            .unwrap();
+        assert_eq!(last_error.code, "KMS.0209");
+        assert!(
+            last_error.message.contains(DISABLED_KEY) && last_error.message.contains("enable it"),
+            "{}",
+            last_error.message
+        );
         // The operator configures an enabled key: new inputs, remediated at once.
         let fixed = harness.policy(KEY);
         assert!(remediated(&harness.pass(&fixed, "key=enabled", 31).await));
