@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const EX_USAGE: u8 = 64;
+const EX_UNAVAILABLE: u8 = 69;
 const EX_SOFTWARE: u8 = 70;
 const EX_IOERR: u8 = 74;
 const EX_CONFIG: u8 = 78;
@@ -169,7 +170,7 @@ fn main() -> ExitCode {
                 match runtime.block_on(certkeeper::app::run(cli.config.clone(), loaded)) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(error) => {
-                        eprintln!("certkeeper: {error:#}");
+                        eprintln!("certkeeper: {}", describe(&error));
                         ExitCode::from(run_exit_code(&error))
                     }
                 }
@@ -207,7 +208,7 @@ fn main() -> ExitCode {
             Ok(loaded) => match plan(&loaded.config, json) {
                 Ok(code) => ExitCode::from(code),
                 Err(error) => {
-                    eprintln!("certkeeper: {error:#}");
+                    eprintln!("certkeeper: {}", describe(&error));
                     ExitCode::from(certkeeper::plan::EXIT_UNREADABLE)
                 }
             },
@@ -311,6 +312,10 @@ fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
                 .context("starting the runtime")
                 .and_then(|runtime| runtime.block_on(certkeeper::app::run_manual(loaded, request)))
         }
+        Err(error) if error.is_unavailable() => {
+            eprintln!("certkeeper: {error}");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
         Err(error) => Err(error.into()),
     };
     match answer {
@@ -329,7 +334,7 @@ fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
             }
         }
         Err(error) => {
-            eprintln!("certkeeper: {error:#}");
+            eprintln!("certkeeper: {}", describe(&error));
             ExitCode::from(EX_SOFTWARE)
         }
     }
@@ -342,11 +347,29 @@ fn print_outcomes(outcomes: &[certkeeper::control::TargetOutcome]) {
     }
 }
 
+/// An error and its causes on one line, `a: b: c`, leaving out a cause whose text the line
+/// already holds: several layers print their source inline as well as chaining it, and an
+/// operator should read each reason once.
+fn describe(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 fn report(result: anyhow::Result<()>, code: u8) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("certkeeper: {error:#}");
+            eprintln!("certkeeper: {}", describe(&error));
             ExitCode::from(code)
         }
     }
@@ -427,7 +450,11 @@ fn healthcheck(listen: &str) -> anyhow::Result<()> {
     stream.take(4096).read_to_string(&mut answer)?;
     match answer.split_whitespace().nth(1) {
         Some("200") => Ok(()),
-        Some(status) => anyhow::bail!("/healthz answered {status}"),
+        Some(status) => {
+            // The body says why (e.g. which budget a stalled pass exceeded).
+            let reason = answer.split("\r\n\r\n").nth(1).unwrap_or_default().trim();
+            anyhow::bail!("/healthz answered {status}: {reason}")
+        }
         None => anyhow::bail!("/healthz gave no HTTP answer"),
     }
 }
@@ -462,4 +489,27 @@ fn run_sim(listen: std::net::SocketAddr, seed: Option<PathBuf>) -> anyhow::Resul
         .await
         .context("serving")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open /state: {source}")]
+    struct Inline {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn describe_names_each_reason_once() {
+        let error = anyhow::Error::new(Inline {
+            source: std::io::Error::other("mode 1777"),
+        })
+        .context("opening the state store");
+        assert_eq!(
+            describe(&error),
+            "opening the state store: cannot open /state: mode 1777"
+        );
+    }
 }

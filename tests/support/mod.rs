@@ -175,6 +175,21 @@ pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
 /// `DIRECTORY/state`, metrics on a free loopback port. The smallest config a daemon
 /// converges with, no simulator needed.
 pub fn write_local_ca_config(directory: &Path) -> std::path::PathBuf {
+    let target = format!(
+        "kind = \"file\"\ndirectory = \"{}\"",
+        directory.join("tls").display()
+    );
+    write_local_ca_config_with(directory, "", &target).0
+}
+
+/// [`write_local_ca_config`] with `daemon_extra` lines in `[daemon]` and `target` as the body
+/// of the `files` target's table (any kind); returns the config path and the metrics port.
+pub fn write_local_ca_config_with(
+    directory: &Path,
+    daemon_extra: &str,
+    target: &str,
+) -> (std::path::PathBuf, u16) {
+    let port = free_port();
     let path = directory.join("certkeeper.toml");
     std::fs::write(
         &path,
@@ -183,6 +198,7 @@ pub fn write_local_ca_config(directory: &Path) -> std::path::PathBuf {
 [daemon]
 state_dir = "{state}"
 metrics_listen = "127.0.0.1:{port}"
+{daemon_extra}
 
 [local_ca.internal]
 leaf_lifetime = "30d"
@@ -195,14 +211,27 @@ deploy_to = ["files"]
 
 [[target]]
 name = "files"
-kind = "file"
-directory = "{files}"
+{target}
 "#,
             state = directory.join("state").display(),
-            port = free_port(),
-            files = directory.join("tls").display(),
         ),
     )
     .expect("writing the config");
-    path
+    (path, port)
+}
+
+impl ChildGuard {
+    /// Sends SIGTERM, waits up to 60 s for the child to exit, and returns how it exited (`None`
+    /// if it is still running) with everything it wrote on its piped stderr.
+    pub fn stop_and_read_logs(&mut self) -> (Option<std::process::ExitStatus>, String) {
+        use std::io::Read;
+        self.signal("TERM");
+        let status = self.wait_timeout(Duration::from_secs(60));
+        let mut logs = String::new();
+        if let Some(mut stderr) = self.0.stderr.take() {
+            // The child has exited (or is killed when the guard drops): the pipe ends.
+            let _ = stderr.read_to_string(&mut logs);
+        }
+        (status, logs)
+    }
 }
