@@ -1311,6 +1311,17 @@ mod tests {
     }
 
     #[test]
+    fn every_error_row_is_listed_once_and_the_fallback_is_a_row() {
+        let mut seen = std::collections::BTreeSet::new();
+        for row in ERRORS {
+            assert!(seen.insert(row.code), "{} listed twice", row.code);
+            assert_eq!(documented(row.code), *row);
+        }
+        assert_eq!(documented("Not.A.Code").code, "DBS.108000");
+        assert!(seen.contains("DBS.108000"));
+    }
+
+    #[test]
     fn example_seed_parses() {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
