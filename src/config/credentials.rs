@@ -202,6 +202,15 @@ impl ResolvedCredentials {
         self
     }
 
+    /// Sends `product` (`cdn`, `cas.ap-southeast-1`...) to `endpoint`, over the vendor-wide one.
+    pub fn with_product_endpoint(mut self, product: &str, endpoint: &str) -> Self {
+        self.endpoints.insert(
+            product.to_owned(),
+            endpoint.trim_end_matches('/').to_owned(),
+        );
+        self
+    }
+
     /// The base URL for `product` (`cdn`, `vod`, `rds`, `dns`, `cas`, `gaussdb`, `iam`,
     /// `iaas`...): the per-product override, else the vendor-wide endpoint, else `default`.
     pub fn endpoint_for(&self, product: &str, default: &str) -> String {

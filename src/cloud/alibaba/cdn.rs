@@ -81,6 +81,10 @@ impl CdnSettings {
     }
 }
 
+/// The `CertRegion` values SetCdnDomainSSLCertificate and SetVodDomainSSLCertificate take
+/// (the first is the default): the cas regions a certificate can be uploaded to.
+pub const CERT_REGIONS: &[&str] = &["cn-hangzhou", "ap-southeast-1"];
+
 pub(crate) fn validate_cert_region(
     path: &str,
     region: Option<&str>,
@@ -88,7 +92,7 @@ pub(crate) fn validate_cert_region(
     issues: &mut Vec<ConfigIssue>,
 ) {
     if let Some(region) = region {
-        if !matches!(region, "cn-hangzhou" | "ap-southeast-1") {
+        if !CERT_REGIONS.contains(&region) {
             issues.push(ConfigIssue::new(
                 format!("{path}.cert_region"),
                 "must be \"cn-hangzhou\" or \"ap-southeast-1\"",

@@ -76,6 +76,9 @@ pub const DEFAULT_RATE_LIMITS: &[(&str, f64)] = &[
     // 100/s, and the 10/s fallback would cap the VOD write at a third of its 30/s.
     ("DescribeVodDomainCertificateInfo", 100.0),
     ("ListUserCertificateOrder", 10.0),
+    // cas docstrings (reference §5.2): 100/s; the 10/s fallback would slow each upload.
+    ("UploadUserCertificate", 100.0),
+    ("DeleteUserCertificate", 100.0),
 ];
 
 /// The documented defaults; config overrides go through [`RateLimits::with_overrides`].

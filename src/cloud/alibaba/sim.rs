@@ -6,10 +6,11 @@
 //! send them) or in a form body (as our client sends them), or both.
 
 use crate::cert::bundle::LeafInfo;
-use crate::cloud::alibaba::client::{format_acs_date, parse_acs_date, DEFAULT_RATE_LIMITS};
+use crate::cloud::alibaba::client::{format_acs_date, parse_acs_date};
 use crate::cloud::alibaba::signer::{
     form_decode, signatures_equal, Authorization, CanonicalRequest, RpcCanonical,
 };
+use crate::cloud::alibaba::sim_tables;
 use crate::cloud::sim::{SimRequest, SimResponse, VendorSim};
 use crate::engine::ratelimit::BucketState;
 use serde::Deserialize;
@@ -200,6 +201,21 @@ fn refuse(status: u16, code: &'static str, message: impl Into<String>) -> Refusa
     Refusal(status, code, message.into())
 }
 
+/// The refusal `code` with the status and message of its row in [`sim_tables`].
+fn doc(code: &'static str) -> Refusal {
+    match sim_tables::documented(code) {
+        Some(row) => Refusal(row.status, row.code, row.message.to_owned()),
+        // Unreachable while `tests/alibaba_fidelity.rs` checks every `doc` code has a row.
+        None => Refusal(500, "InternalError", format!("no simulator row for {code}")),
+    }
+}
+
+/// The documented status of `code` with a more precise message.
+fn doc_with(code: &'static str, message: impl Into<String>) -> Refusal {
+    let status = sim_tables::documented(code).map_or(400, |row| row.status);
+    Refusal(status, code, message.into())
+}
+
 /// Why a certificate/key pair is refused.
 enum PairError {
     Cert,
@@ -263,6 +279,20 @@ impl Params {
             )
         })
     }
+}
+
+/// The region a request was sent to, read from its `host` as the vendor's gateway routes
+/// it: `<product>.<region>.aliyuncs.com` names one (reference §3, §5.2). A central host
+/// (`cdn.aliyuncs.com`, `cas.aliyuncs.com`) or any other name (the simulator's own loopback
+/// address) names none: the product's default region.
+fn host_region(request: &SimRequest) -> Option<String> {
+    let host = request.header("host")?;
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    let inner = name.to_ascii_lowercase();
+    let inner = inner.strip_suffix(".aliyuncs.com")?;
+    let (_, region) = inner.split_once('.')?;
+    // `rds-vpc.cn-hangzhou-finance`: the region is the last label before the suffix.
+    Some(region.rsplit('.').next().unwrap_or(region).to_owned())
 }
 
 fn params_of(request: &SimRequest) -> Params {
@@ -353,7 +383,7 @@ impl AlibabaSim {
 
     fn rate_for(&self, action: &str) -> Option<f64> {
         self.seed.rate_limits.get(action).copied().or_else(|| {
-            DEFAULT_RATE_LIMITS
+            sim_tables::RATE_LIMITS
                 .iter()
                 .find(|(a, _)| *a == action)
                 .map(|(_, r)| *r)
@@ -371,23 +401,17 @@ impl AlibabaSim {
             return Ok(());
         }
         let at = date.and_then(parse_acs_date).ok_or_else(|| {
-            refuse(
-                400,
+            doc_with(
                 "MissingParameter",
                 "Timestamp is mandatory for this action.",
             )
         })?;
         let skew = (request.received_at - at).abs();
         if skew > time::Duration::seconds(self.seed.max_clock_skew_secs as i64) {
-            return Err(refuse(
-                400,
-                "InvalidTimeStamp.Expired",
-                "Specified time stamp or date value is expired.",
-            ));
+            return Err(doc("InvalidTimeStamp.Expired"));
         }
         let nonce = nonce.ok_or_else(|| {
-            refuse(
-                400,
+            doc_with(
                 "MissingParameter",
                 "SignatureNonce is mandatory for this action.",
             )
@@ -398,11 +422,7 @@ impl AlibabaSim {
             .nonces
             .retain(|_, seen| request.received_at - *seen < window);
         if state.nonces.contains_key(nonce) {
-            return Err(refuse(
-                400,
-                "SignatureNonceUsed",
-                "Specified signature nonce was used already.",
-            ));
+            return Err(doc("SignatureNonceUsed"));
         }
         state.nonces.insert(nonce.to_owned(), request.received_at);
         Ok(())
@@ -412,19 +432,14 @@ impl AlibabaSim {
     fn authenticate(&self, request: &SimRequest, params: &Params) -> Result<String, Refusal> {
         if let Some(header) = request.header("authorization") {
             let auth = Authorization::parse(header).ok_or_else(|| {
-                refuse(
-                    400,
+                doc_with(
                     "IncompleteSignature",
                     "The Authorization header is malformed.",
                 )
             })?;
-            let secret = self.secret_of(&auth.access_key_id).ok_or_else(|| {
-                refuse(
-                    404,
-                    "InvalidAccessKeyId.NotFound",
-                    "Specified access key is not found.",
-                )
-            })?;
+            let secret = self
+                .secret_of(&auth.access_key_id)
+                .ok_or_else(|| doc("InvalidAccessKeyId.NotFound"))?;
             // The SDKs sign the host and every x-acs-* header they send; a request that
             // leaves one out could be replayed with it changed.
             let signed: Vec<&str> = auth.signed_headers.split(';').collect();
@@ -440,8 +455,7 @@ impl AlibabaSim {
             // A body's content type says how it is read (a form body carries parameters):
             // the doc requires it signed whenever there is a body.
             if !request.body.is_empty() && !signed.contains(&"content-type") {
-                return Err(refuse(
-                    400,
+                return Err(doc_with(
                     "IncompleteSignature",
                     "header content-type must be signed when there is a body",
                 ));
@@ -460,8 +474,7 @@ impl AlibabaSim {
             let payload_hash = hex::encode(Sha256::digest(&request.body));
             if let Some(claimed) = request.header("x-acs-content-sha256") {
                 if claimed != payload_hash {
-                    return Err(refuse(
-                        400,
+                    return Err(doc_with(
                         "SignatureDoesNotMatch",
                         "The payload hash does not match the body.",
                     ));
@@ -492,21 +505,16 @@ impl AlibabaSim {
         let signature = params
             .get("Signature")
             .ok_or_else(|| {
-                refuse(
-                    400,
+                doc_with(
                     "MissingParameter",
                     "Signature is mandatory for this action.",
                 )
             })?
             .to_owned();
         let id = params.required("AccessKeyId")?.to_owned();
-        let secret = self.secret_of(&id).ok_or_else(|| {
-            refuse(
-                404,
-                "InvalidAccessKeyId.NotFound",
-                "Specified access key is not found.",
-            )
-        })?;
+        let secret = self
+            .secret_of(&id)
+            .ok_or_else(|| doc("InvalidAccessKeyId.NotFound"))?;
         let canonical = RpcCanonical {
             params: params
                 .0
@@ -519,11 +527,7 @@ impl AlibabaSim {
             .string_to_sign(request.method.as_str())
             .sign(secret);
         if !signatures_equal(&expected, &signature) {
-            return Err(refuse(
-                400,
-                "SignatureDoesNotMatch",
-                "Specified signature is not matched with our calculation.",
-            ));
+            return Err(doc("SignatureDoesNotMatch"));
         }
         self.check_freshness(
             request,
@@ -595,20 +599,8 @@ impl AlibabaSim {
             Some("on") => true,
             Some("off") | None if legacy => false,
             Some("off") => false,
-            _ if legacy => {
-                return Err(refuse(
-                    400,
-                    "InvalidServerCertificateStatus.ValueNotSupported",
-                    "The specified ServerCertificateStatus is invalid.",
-                ))
-            }
-            _ => {
-                return Err(refuse(
-                    400,
-                    "InvalidSSLProtocol.ValueNotSupported",
-                    "The specified SSLProtocol is invalid.",
-                ))
-            }
+            _ if legacy => return Err(doc("InvalidServerCertificateStatus.ValueNotSupported")),
+            _ => return Err(doc("InvalidSSLProtocol.ValueNotSupported")),
         };
         {
             let state = self.lock();
@@ -618,21 +610,13 @@ impl AlibabaSim {
                 &state.cdn
             };
             if !domains.contains_key(&domain) {
-                return Err(refuse(
-                    404,
-                    "InvalidDomain.NotFound",
-                    "The specified domain does not exist.",
-                ));
+                return Err(doc("InvalidDomain.NotFound"));
             }
         }
         let cert_type = params.get("CertType").unwrap_or("upload").to_owned();
         let cert_name = params.get("CertName").map(str::to_owned);
         if cert_name.as_ref().is_some_and(|n| n.chars().count() > 128) {
-            return Err(refuse(
-                400,
-                "InvalidCertName.TooLong",
-                "The length of the certificate name cannot exceed 128 characters.",
-            ));
+            return Err(doc("InvalidCertName.TooLong"));
         }
         let mut installed = None;
         let mut cert_id = None;
@@ -644,69 +628,33 @@ impl AlibabaSim {
                     .parse::<u64>()
                     .ok()
                     .and_then(|id| state.cas.get(&id))
-                    .ok_or_else(|| {
-                        refuse(
-                            400,
-                            "Certificate.NotFind",
-                            "The certificate does not exist.",
-                        )
-                    })?;
+                    .ok_or_else(|| doc("Certificate.NotFind"))?;
                 if cert
                     .cert
                     .not_after
                     .is_some_and(|t| t <= OffsetDateTime::now_utc())
                 {
-                    return Err(refuse(
-                        400,
-                        "Certificate.Expired",
-                        "The certificate has expired.",
-                    ));
+                    return Err(doc("Certificate.Expired"));
                 }
                 installed = Some(cert.cert.clone());
                 cert_id = Some(id.to_owned());
             } else {
                 if legacy && cert_name.is_none() {
-                    return Err(refuse(
-                        404,
-                        "CertName.MissingParameter",
-                        "The CertName parameter is required.",
-                    ));
+                    return Err(doc("CertName.MissingParameter"));
                 }
                 let cert = params
                     .get(pub_name)
                     .filter(|v| !v.is_empty())
-                    .ok_or_else(|| {
-                        refuse(
-                            400,
-                            "SSLPub.MissingParameter",
-                            "The SSLPub parameter is required.",
-                        )
-                    })?;
+                    .ok_or_else(|| doc("SSLPub.MissingParameter"))?;
                 let key = params
                     .get(pri_name)
                     .filter(|v| !v.is_empty())
-                    .ok_or_else(|| {
-                        refuse(
-                            400,
-                            "SSLPri.MissingParameter",
-                            "The SSLPri parameter is required.",
-                        )
-                    })?;
+                    .ok_or_else(|| doc("SSLPri.MissingParameter"))?;
                 installed = Some(check_pair(cert, key).map_err(|error| match error {
-                    PairError::Cert => {
-                        refuse(400, "InvalidSSLPub", "The specified SSLPub is invalid.")
-                    }
-                    PairError::Key => {
-                        refuse(400, "InvalidSSLPri", "The specified SSLPri is invalid.")
-                    }
-                    PairError::Mismatch => refuse(
-                        400,
-                        "Certificate.MissMatch",
-                        "The SSLPri does not match the certificate.",
-                    ),
-                    PairError::Expired => {
-                        refuse(400, "Certificate.Expired", "The certificate has expired.")
-                    }
+                    PairError::Cert => doc("InvalidSSLPub"),
+                    PairError::Key => doc("InvalidSSLPri"),
+                    PairError::Mismatch => doc("Certificate.MissMatch"),
+                    PairError::Expired => doc("Certificate.Expired"),
                 })?);
             }
         }
@@ -738,13 +686,9 @@ impl AlibabaSim {
         } else {
             &state.cdn
         };
-        let entry = domains.get(&domain).ok_or_else(|| {
-            refuse(
-                404,
-                "InvalidDomain.NotFound",
-                "The specified domain does not exist.",
-            )
-        })?;
+        let entry = domains
+            .get(&domain)
+            .ok_or_else(|| doc("InvalidDomain.NotFound"))?;
         let infos = if entry.ssl || entry.cert.is_some() {
             vec![domain_json(&domain, entry)]
         } else {
@@ -758,13 +702,10 @@ impl AlibabaSim {
         params: &Params,
     ) -> Result<&'a mut RdsState, Refusal> {
         let id = params.required("DBInstanceId")?;
-        state.rds.get_mut(id).ok_or_else(|| {
-            refuse(
-                400,
-                "InvalidDBInstanceId.NotFound",
-                "The DBInstanceId provided does not exist in records.",
-            )
-        })
+        state
+            .rds
+            .get_mut(id)
+            .ok_or_else(|| doc("InvalidDBInstanceId.NotFound"))
     }
 
     fn modify_rds_ssl(&self, params: &Params) -> Answer {
@@ -772,30 +713,16 @@ impl AlibabaSim {
         let mut state = self.lock();
         let instance = Self::rds_instance(&mut state, params)?;
         if instance.status() != "Running" {
-            return Err(refuse(
-                400,
-                "IncorrectDBSslStatus",
-                "Specified DB SSLStatus does not support this operation.",
-            ));
+            return Err(doc("IncorrectDBSslStatus"));
         }
         let connection = params.required("ConnectionString")?;
         if connection != instance.seed.connection_string {
-            return Err(refuse(
-                404,
-                "Endpoint.NotFound",
-                "Specified endpoint is not existed.",
-            ));
+            return Err(doc("Endpoint.NotFound"));
         }
         let enabled = match params.get("SSLEnabled") {
             Some("1") | None => true,
             Some("0") => false,
-            Some(_) => {
-                return Err(refuse(
-                    400,
-                    "InvalidSSLStatus",
-                    "Specify ssl status is invalid.",
-                ))
-            }
+            Some(_) => return Err(doc("InvalidSSLStatus")),
         };
         let pg_options = [
             "ClientCAEnabled",
@@ -804,54 +731,34 @@ impl AlibabaSim {
             "ReplicationACL",
         ];
         if !instance.is_postgres() && pg_options.iter().any(|o| params.get(o).is_some()) {
-            return Err(refuse(
-                400,
-                "InvalidDBInstanceEngineType.Format",
-                "the DB instance engine type does not support this operation.",
-            ));
+            return Err(doc("InvalidDBInstanceEngineType.Format"));
         }
         let client_ca = params.get("ClientCAEnabled") == Some("1");
         if client_ca {
             let ca = params.get("ClientCACert").unwrap_or_default();
             if parse_leaf(ca).is_none() {
-                return Err(refuse(
-                    400,
-                    "InvalidClientCACert",
-                    "Specify client ca certificate is invalid.",
-                ));
+                return Err(doc("InvalidClientCACert"));
             }
         }
         if params.get("ClientCrlEnabled") == Some("1") {
             if !client_ca {
-                return Err(refuse(403, "InvalidClientCrl.Permission", "Client ca certificate is set first if need to set client certificate revocation list."));
+                return Err(doc("InvalidClientCrl.Permission"));
             }
             if !params
                 .get("ClientCertRevocationList")
                 .unwrap_or_default()
                 .contains("BEGIN X509 CRL")
             {
-                return Err(refuse(
-                    400,
-                    "InvalidClientCrl",
-                    "Specify client certificate revocation list is invalid.",
-                ));
+                return Err(doc("InvalidClientCrl"));
             }
         }
         for acl in ["ACL", "ReplicationACL"] {
             if let Some(value) = params.get(acl) {
                 if !client_ca {
-                    return Err(refuse(
-                        403,
-                        "InvalidACL.Permission",
-                        "Client ca certificate is set first if need to set acl.",
-                    ));
+                    return Err(doc("InvalidACL.Permission"));
                 }
-                if !["cert", "prefer", "verify-ca", "verify-full"].contains(&value) {
-                    return Err(refuse(
-                        400,
-                        "InvalidACL.NotFound",
-                        "Specify acl is not found.",
-                    ));
+                if !sim_tables::RDS_ACL_VALUES.contains(&value) {
+                    return Err(doc("InvalidACL.NotFound"));
                 }
             }
         }
@@ -863,28 +770,14 @@ impl AlibabaSim {
                     let cert = params.get("ServerCert").filter(|v| !v.is_empty());
                     let key = params.get("ServerKey").filter(|v| !v.is_empty());
                     let (Some(cert), Some(key)) = (cert, key) else {
-                        return Err(refuse(
-                            400,
-                            "RequiredParam.NotFound",
-                            "Required input param is not found.",
-                        ));
+                        return Err(doc("RequiredParam.NotFound"));
                     };
-                    installed = Some(check_pair(cert, key).map_err(|_| {
-                        refuse(
-                            400,
-                            "InvalidServerCertOrPrivateKey",
-                            "Specify server certificate or private key is invalid.",
-                        )
-                    })?);
+                    installed = Some(
+                        check_pair(cert, key).map_err(|_| doc("InvalidServerCertOrPrivateKey"))?,
+                    );
                 }
                 "aliyun" => {}
-                _ => {
-                    return Err(refuse(
-                        400,
-                        "InvalidCAType.NotFound",
-                        "Specify ca type is not found.",
-                    ))
-                }
+                _ => return Err(doc("InvalidCAType.NotFound")),
             }
         }
         instance.ssl = enabled;
@@ -947,13 +840,10 @@ impl AlibabaSim {
         params: &Params,
     ) -> Result<&'a mut Vec<DnsRecordState>, Refusal> {
         let zone = params.required("DomainName")?.to_ascii_lowercase();
-        state.zones.get_mut(&zone).ok_or_else(|| {
-            refuse(
-                400,
-                "InvalidDomainName.NoExist",
-                "The specified domain name does not exist.",
-            )
-        })
+        state
+            .zones
+            .get_mut(&zone)
+            .ok_or_else(|| doc("InvalidDomainName.NoExist"))
     }
 
     fn add_record(&self, params: &Params) -> Answer {
@@ -971,11 +861,7 @@ impl AlibabaSim {
             .iter()
             .any(|r| r.rr == rr && r.kind == kind && r.value == value)
         {
-            return Err(refuse(
-                400,
-                "DomainRecordDuplicate",
-                "The DNS record already exists.",
-            ));
+            return Err(doc("DomainRecordDuplicate"));
         }
         records.push(DnsRecordState {
             id: id.clone(),
@@ -996,11 +882,7 @@ impl AlibabaSim {
                 return Ok(json!({"RecordId": id}));
             }
         }
-        Err(refuse(
-            400,
-            "DomainRecordNotBelongToUser",
-            "The DNS record does not exist.",
-        ))
+        Err(doc("DomainRecordNotBelongToUser"))
     }
 
     fn describe_records(&self, params: &Params) -> Answer {
@@ -1037,27 +919,13 @@ impl AlibabaSim {
         let cert = params.required("Cert")?;
         let key = params.required("Key")?;
         let installed = check_pair(cert, key).map_err(|error| match error {
-            PairError::Cert | PairError::Key => refuse(
-                400,
-                "Certificate.FormatError",
-                "The format of the certificate is invalid.",
-            ),
-            PairError::Mismatch => refuse(
-                400,
-                "Certificate.MissMatch",
-                "The certificate is not match the private key.",
-            ),
-            PairError::Expired => {
-                refuse(400, "Certificate.Expired", "The certificate has expired.")
-            }
+            PairError::Cert | PairError::Key => doc("Certificate.FormatError"),
+            PairError::Mismatch => doc("Certificate.MissMatch"),
+            PairError::Expired => doc("Certificate.Expired"),
         })?;
         let mut state = self.lock();
         if state.cas.values().any(|c| c.name == name) {
-            return Err(refuse(
-                400,
-                "NameRepeat",
-                "The certificate name already exists.",
-            ));
+            return Err(doc("NameRepeat"));
         }
         let id = Self::next_id(&mut state);
         state.cas.insert(
@@ -1090,14 +958,10 @@ impl AlibabaSim {
         let id: u64 = params
             .required("CertId")?
             .parse()
-            .map_err(|_| refuse(400, "InvalidParameter", "CertId is not a number."))?;
+            .map_err(|_| doc("InvalidParameter"))?;
         let mut state = self.lock();
         if !state.cas.contains_key(&id) {
-            return Err(refuse(
-                400,
-                "CertNotExist",
-                "The certificate does not exist.",
-            ));
+            return Err(doc("CertNotExist"));
         }
         let id_text = id.to_string();
         let in_use = state
@@ -1106,7 +970,7 @@ impl AlibabaSim {
             .chain(state.vod.values())
             .any(|d| d.cert_id.as_deref() == Some(id_text.as_str()));
         if in_use {
-            return Err(refuse(400, "DeleteFailed", "The certificate is in use."));
+            return Err(doc("DeleteFailed"));
         }
         state.cas.remove(&id);
         Ok(json!({}))
@@ -1193,6 +1057,21 @@ impl VendorSim for AlibabaSim {
             .to_owned();
         if let Err(wait) = self.throttle(&account, &action) {
             return self.throttled(request, wait);
+        }
+        let region = host_region(request);
+        // VOD domain APIs are served from cn-shanghai only (seed 001, reference §3).
+        if version == "2017-03-21"
+            && region
+                .as_deref()
+                .is_some_and(|r| r != sim_tables::VOD_REGION)
+        {
+            let Refusal(status, code, _) = doc("UnsupportedOperation");
+            let message = format!(
+                "{action} is served only in {}, not {}.",
+                sim_tables::VOD_REGION,
+                region.unwrap_or_default()
+            );
+            return self.envelope(request, status, code, &message);
         }
         match self.apply(&action, &version, &params) {
             Ok(mut body) => {
