@@ -12,6 +12,7 @@ use certkeeper::config::credentials::{Provider, ResolvedCredentials};
 use certkeeper::error::ErrorClass;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 const ID: &str = "LTAIfidelity";
 const SECRET: &str = "fidelity-secret";
@@ -258,5 +259,111 @@ fn acs3_without_the_content_hash_is_refused() {
             .unwrap()
             .contains("x-acs-content-sha256"),
         "{body}"
+    );
+}
+
+fn legacy_cdn(domain: &str) -> certkeeper::cloud::alibaba::cdn::CdnSettings {
+    toml::from_str(&format!("domain = \"{domain}\"\napi = \"legacy\"")).unwrap()
+}
+
+/// Legacy CDN: ForceSet=1 (seed 002) lets the same certificate go to a second domain and be
+/// set again on the first (a replay, a rollback) under its one name; CDN keeps one copy.
+/// Without ForceSet the simulator refuses the known name, as the seed documents.
+#[test]
+fn legacy_cdn_forces_its_own_name_on_a_second_domain_and_a_replay() {
+    use certkeeper::cert::bundle::testing;
+    use certkeeper::cloud::alibaba::cdn::{cert_name, CdnTarget};
+    use certkeeper::cloud::{converge, Convergence, Target};
+    let sim = RegionalSim::start("cdn_domains = [\"a.example.com\", \"b.example.com\"]");
+    let client = Arc::new(sim.client(&[]));
+    let first = testing::fresh(&["a.example.com", "b.example.com"]);
+    let second = testing::fresh(&["a.example.com", "b.example.com"]);
+    let a = CdnTarget::new("a", legacy_cdn("a.example.com"), client.clone());
+    let b = CdnTarget::new("b", legacy_cdn("b.example.com"), client.clone());
+    block_on(async {
+        assert_eq!(converge(&a, &first).await.unwrap(), Convergence::Deployed);
+        assert_eq!(converge(&b, &first).await.unwrap(), Convergence::Deployed);
+        // A new certificate, then the first one again (a rollback): its name is known.
+        assert_eq!(converge(&a, &second).await.unwrap(), Convergence::Deployed);
+        assert_eq!(converge(&a, &first).await.unwrap(), Convergence::Deployed);
+        // A replay of the last call (its reply lost): accepted again.
+        a.deploy(&first).await.unwrap();
+    });
+    let state = sim.state();
+    let stored = state["cdn_certificates"].as_object().unwrap();
+    assert_eq!(stored.len(), 2, "{state}");
+    assert_eq!(
+        stored[&cert_name(&first)]["fingerprint"],
+        first.fingerprint()
+    );
+    assert_eq!(
+        state["cdn_domains"]["b.example.com"]["fingerprint"],
+        first.fingerprint()
+    );
+    // The simulator does model the duplicate: the same call without ForceSet is refused.
+    let refused = block_on(client.call(
+        Product::CdnLegacy,
+        "SetDomainServerCertificate",
+        &[
+            ("DomainName", "b.example.com".to_owned()),
+            ("ServerCertificateStatus", "on".to_owned()),
+            ("CertName", cert_name(&first)),
+            ("ServerCertificate", first.fullchain_pem()),
+            ("PrivateKey", first.key_pem.expose().to_owned()),
+        ],
+    ))
+    .unwrap_err();
+    assert_eq!(refused.code, "Certificate.Duplicated", "{refused}");
+}
+
+/// A duplicate refusal of the legacy set never parks the target: when the domain already
+/// serves the certificate (the earlier call of a replay took effect) the deploy succeeds;
+/// when it does not, a name duplicate is retried on a timer (transient). A content duplicate
+/// under a name that is not ours stays `invalid`, saying what to do.
+#[test]
+fn legacy_cdn_duplicates_converge_instead_of_parking() {
+    use certkeeper::cert::bundle::testing;
+    use certkeeper::cloud::alibaba::cdn::CdnTarget;
+    use certkeeper::cloud::sim::FaultRule;
+    use certkeeper::cloud::{converge, Target};
+    let sim = RegionalSim::start("cdn_domains = [\"a.example.com\"]");
+    let client = Arc::new(sim.client(&[]));
+    let target = CdnTarget::new("a", legacy_cdn("a.example.com"), client);
+    let served = testing::fresh(&["a.example.com"]);
+    block_on(converge(&target, &served)).unwrap();
+    let refuse_once = |code: &str| {
+        sim.sim.simulator.add_faults(vec![FaultRule {
+            vendor: "alibaba".into(),
+            action: Some("SetDomainServerCertificate".into()),
+            status: 400,
+            code: Some(code.into()),
+            message: Some("injected duplicate".into()),
+            count: Some(1),
+            probability: None,
+            delay_ms: None,
+        }]);
+    };
+    for code in [
+        "Certificate.Duplicated",
+        "CertNameAlreadyExists",
+        "CertificateContent.Duplicated",
+    ] {
+        refuse_once(code);
+        block_on(target.deploy(&served)).unwrap_or_else(|e| panic!("{code}: {e}"));
+    }
+    let fresh = testing::fresh(&["a.example.com"]);
+    refuse_once("Certificate.Duplicated");
+    let error = block_on(target.deploy(&fresh)).unwrap_err();
+    assert_eq!(error.class, ErrorClass::Transient, "{error}");
+    assert!(error.message.contains("retrying"), "{error}");
+    refuse_once("CertificateContent.Duplicated");
+    let error = block_on(target.deploy(&fresh)).unwrap_err();
+    assert_eq!(error.class, ErrorClass::Invalid, "{error}");
+    assert!(error.message.contains("another name"), "{error}");
+    // Nothing injected: the fresh certificate goes live.
+    block_on(target.deploy(&fresh)).unwrap();
+    assert_eq!(
+        sim.state()["cdn_domains"]["a.example.com"]["fingerprint"],
+        fresh.fingerprint()
     );
 }

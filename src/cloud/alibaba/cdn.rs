@@ -10,7 +10,7 @@ use crate::cert::bundle::LeafInfo;
 use crate::cert::CertificateBundle;
 use crate::cloud::{LiveCertificate, Target};
 use crate::config::ConfigIssue;
-use crate::error::CloudError;
+use crate::error::{CloudError, ErrorClass};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -195,7 +195,9 @@ impl CdnTarget {
     }
 
     async fn set_legacy(&self, bundle: &CertificateBundle) -> Result<(), CloudError> {
-        self.client
+        let name = cert_name(bundle);
+        let sent = self
+            .client
             .call(
                 Product::CdnLegacy,
                 "SetDomainServerCertificate",
@@ -203,15 +205,66 @@ impl CdnTarget {
                     ("DomainName", self.settings.domain.clone()),
                     ("ServerCertificateStatus", "on".to_owned()),
                     ("CertType", "upload".to_owned()),
-                    ("CertName", cert_name(bundle)),
+                    ("CertName", name.clone()),
                     ("ServerCertificate", bundle.fullchain_pem()),
                     ("PrivateKey", bundle.key_pem.expose().to_owned()),
+                    // Seed 002: "1" skips the duplicate-name check and overwrites the
+                    // certificate of that name. Our names are one per certificate, so the
+                    // only same-name certificate is this one: a replay or a second domain.
+                    ("ForceSet", "1".to_owned()),
                 ],
             )
-            .await?;
-        Ok(())
+            .await;
+        match sent {
+            Err(error) if LEGACY_DUPLICATE_CODES.contains(&error.code.as_str()) => {
+                self.converge_after_duplicate(bundle, &name, error).await
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// A duplicate refusal of the legacy set: done if the domain already serves `bundle`
+    /// (the earlier call of a replay took effect); else a name duplicate is ours (our names
+    /// are one per certificate) and is retried on a timer, never parked until a config
+    /// change. A content duplicate under another name is not ours and stays `invalid`.
+    async fn converge_after_duplicate(
+        &self,
+        bundle: &CertificateBundle,
+        name: &str,
+        mut error: CloudError,
+    ) -> Result<(), CloudError> {
+        if self.observe().await?.serves(bundle) {
+            tracing::info!(
+                target = %self.name,
+                code = %error.code,
+                "the domain already serves the certificate: duplicate refusal ignored"
+            );
+            return Ok(());
+        }
+        if error.code == "CertificateContent.Duplicated" {
+            error.message = format!(
+                "{} (the same certificate is stored in CDN under another name than {name}: \
+                 delete that copy in the CDN console, or use cert_type = \"cas\")",
+                error.message
+            );
+        } else {
+            error.class = ErrorClass::Transient;
+            error.message = format!(
+                "{} (certificate {name} is ours; the domain does not serve it yet: retrying)",
+                error.message
+            );
+        }
+        Err(error)
     }
 }
+
+/// The duplicate refusals of SetDomainServerCertificate (seed 002; `CertNameAlreadyExists`
+/// from its VOD sibling, seed 001).
+pub const LEGACY_DUPLICATE_CODES: &[&str] = &[
+    "Certificate.Duplicated",
+    "CertNameAlreadyExists",
+    "CertificateContent.Duplicated",
+];
 
 #[async_trait]
 impl Target for CdnTarget {
