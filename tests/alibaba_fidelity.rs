@@ -367,3 +367,74 @@ fn legacy_cdn_duplicates_converge_instead_of_parking() {
         fresh.fingerprint()
     );
 }
+
+/// A `cas` certificate is uploaded to the cas region the target's `CertRegion` names, and
+/// the simulator finds a `CertId` only in the region it was uploaded to.
+#[test]
+fn cas_certificates_are_uploaded_to_the_region_the_target_references() {
+    use certkeeper::cert::bundle::testing;
+    use certkeeper::cloud::alibaba::cdn::CdnTarget;
+    use certkeeper::cloud::{converge, Convergence, Target};
+    let sim = RegionalSim::start("cdn_domains = [\"intl.example.com\", \"cn.example.com\"]");
+    let client = Arc::new(sim.client(&[
+        ("cdn", "cdn.aliyuncs.com"),
+        ("cas", "cas.aliyuncs.com"),
+        ("cas.ap-southeast-1", "cas.ap-southeast-1.aliyuncs.com"),
+    ]));
+    let settings = |domain: &str, region: &str| {
+        toml::from_str(&format!(
+            "domain = \"{domain}\"\ncert_type = \"cas\"\ncleanup = true\ncert_region = \"{region}\""
+        ))
+        .unwrap()
+    };
+    let intl = CdnTarget::new(
+        "intl",
+        settings("intl.example.com", "ap-southeast-1"),
+        client.clone(),
+    );
+    let bundle = testing::fresh(&["intl.example.com", "cn.example.com"]);
+    block_on(async {
+        assert_eq!(
+            converge(&intl, &bundle).await.unwrap(),
+            Convergence::Deployed
+        );
+    });
+    let state = sim.state();
+    let uploads = state["cas_certificates"].as_array().unwrap();
+    assert_eq!(uploads.len(), 1, "{state}");
+    assert_eq!(uploads[0]["region"], "ap-southeast-1", "{state}");
+    let intl_id = uploads[0]["id"].to_string();
+
+    // The mainland target uploads its own copy to cn-hangzhou, and cleanup in one region
+    // never touches the other's certificates.
+    let cn = CdnTarget::new(
+        "cn",
+        settings("cn.example.com", "cn-hangzhou"),
+        client.clone(),
+    );
+    block_on(converge(&cn, &bundle)).unwrap();
+    let regions: Vec<String> = sim.state()["cas_certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["region"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(regions, ["ap-southeast-1", "cn-hangzhou"]);
+
+    // A CertId from ap-southeast-1 referenced as a cn-hangzhou certificate is not found.
+    let refused = block_on(client.call(
+        Product::Cdn,
+        "SetCdnDomainSSLCertificate",
+        &[
+            ("DomainName", "cn.example.com".to_owned()),
+            ("SSLProtocol", "on".to_owned()),
+            ("CertType", "cas".to_owned()),
+            ("CertId", intl_id),
+            ("CertRegion", "cn-hangzhou".to_owned()),
+        ],
+    ))
+    .unwrap_err();
+    assert_eq!(refused.code, "Certificate.NotFind", "{refused}");
+    assert_eq!(refused.class, ErrorClass::NotFound);
+    assert!(block_on(intl.observe()).unwrap().serves(&bundle));
+}

@@ -85,6 +85,11 @@ impl CdnSettings {
 /// (the first is the default): the cas regions a certificate can be uploaded to.
 pub const CERT_REGIONS: &[&str] = &["cn-hangzhou", "ap-southeast-1"];
 
+/// The cas region of a target: its `cert_region`, else the documented default.
+pub fn cert_region(configured: Option<&str>) -> &str {
+    configured.unwrap_or(CERT_REGIONS[0])
+}
+
 pub(crate) fn validate_cert_region(
     path: &str,
     region: Option<&str>,
@@ -180,11 +185,10 @@ impl CdnTarget {
                 params.push(("SSLPri", bundle.key_pem.expose().to_owned()));
             }
             CertType::Cas => {
-                let id = cas::ensure_uploaded(&self.client, bundle).await?;
+                let region = cert_region(self.settings.cert_region.as_deref());
+                let id = cas::ensure_uploaded(&self.client, region, bundle).await?;
                 params.push(("CertId", id.clone()));
-                if let Some(region) = &self.settings.cert_region {
-                    params.push(("CertRegion", region.clone()));
-                }
+                params.push(("CertRegion", region.to_owned()));
                 cas_id = Some(id);
             }
         }
@@ -297,7 +301,8 @@ impl Target for CdnTarget {
                 // leaves the domain pointing at a deleted certificate.
                 if let (true, Some(id)) = (self.settings.cleanup, cas_id) {
                     if self.observe().await?.serves(bundle) {
-                        let deleted = cas::cleanup(&self.client, &id).await?;
+                        let region = cert_region(self.settings.cert_region.as_deref());
+                        let deleted = cas::cleanup(&self.client, region, &id).await?;
                         tracing::info!(target = %self.name, deleted, "cleaned up old certificates");
                     }
                 }

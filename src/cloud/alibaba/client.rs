@@ -53,6 +53,16 @@ impl Product {
         }
     }
 
+    /// The region the default endpoint serves, for the products that are regional for us.
+    pub fn home_region(self) -> Option<&'static str> {
+        match self {
+            // reference §5.2: `cas.aliyuncs.com` is the mainland (cn-hangzhou) service.
+            Product::Cas => Some("cn-hangzhou"),
+            Product::Vod => Some("cn-shanghai"),
+            _ => None,
+        }
+    }
+
     pub fn version(self) -> &'static str {
         match self {
             Product::Cdn => "2018-05-10",
@@ -367,6 +377,19 @@ impl AlibabaClient {
         action: &str,
         params: &[(&str, String)],
     ) -> Result<serde_json::Value, CloudError> {
+        self.call_in_region(product, None, action, params).await
+    }
+
+    /// [`call`](Self::call) at `product`'s endpoint in `region` (`None`: its default
+    /// endpoint). Only cas is regional for us: a certificate referenced with `CertRegion`
+    /// must be uploaded to that region's cas (reference §5.2).
+    pub async fn call_in_region(
+        &self,
+        product: Product,
+        region: Option<&str>,
+        action: &str,
+        params: &[(&str, String)],
+    ) -> Result<serde_json::Value, CloudError> {
         let params: Vec<(String, String)> = params
             .iter()
             .map(|(name, value)| ((*name).to_owned(), value.clone()))
@@ -375,7 +398,7 @@ impl AlibabaClient {
             Some(policy) => {
                 with_retries(
                     policy,
-                    || self.call_once(product, action, &params),
+                    || self.call_once_in(product, region, action, &params),
                     |error, attempt, delay| {
                         tracing::debug!(
                             action,
@@ -388,7 +411,7 @@ impl AlibabaClient {
                 )
                 .await
             }
-            None => self.call_once(product, action, &params).await,
+            None => self.call_once_in(product, region, action, &params).await,
         }
     }
 
@@ -399,19 +422,44 @@ impl AlibabaClient {
         action: &str,
         params: &[(String, String)],
     ) -> Result<serde_json::Value, CloudError> {
-        let attempt = self.attempt(product, action, params);
+        self.call_once_in(product, None, action, params).await
+    }
+
+    async fn call_once_in(
+        &self,
+        product: Product,
+        region: Option<&str>,
+        action: &str,
+        params: &[(String, String)],
+    ) -> Result<serde_json::Value, CloudError> {
+        let attempt = self.attempt(self.endpoint(product, region), product, action, params);
         crate::cloud::http::observed(self.observer.as_ref(), VENDOR, action, attempt).await
+    }
+
+    /// The base URL of `product` in `region`: a region other than the product's home one is
+    /// configured as `endpoints."cas.ap-southeast-1"` (else the vendor-wide `endpoint`,
+    /// else `https://cas.ap-southeast-1.aliyuncs.com`); a product-wide override never
+    /// stands for another region.
+    fn endpoint(&self, product: Product, region: Option<&str>) -> String {
+        match region.filter(|region| Some(*region) != product.home_region()) {
+            Some(region) => {
+                let key = format!("{}.{region}", product.key());
+                let default = format!("https://{}.{region}.aliyuncs.com", product.key());
+                self.creds.endpoint_for(&key, &default)
+            }
+            None => self
+                .creds
+                .endpoint_for(product.key(), product.default_endpoint()),
+        }
     }
 
     async fn attempt(
         &self,
+        endpoint: String,
         product: Product,
         action: &str,
         params: &[(String, String)],
     ) -> Result<serde_json::Value, CloudError> {
-        let endpoint = self
-            .creds
-            .endpoint_for(product.key(), product.default_endpoint());
         let url = url::Url::parse(&endpoint).map_err(|error| {
             CloudError::new(
                 VENDOR,

@@ -171,6 +171,8 @@ struct DnsRecordState {
 #[derive(Debug, Clone)]
 struct CasCert {
     id: u64,
+    /// The cas region it was uploaded to (the host's region, cn-hangzhou for cas.aliyuncs.com).
+    region: String,
     name: String,
     cert: Installed,
 }
@@ -625,11 +627,20 @@ impl AlibabaSim {
         if on {
             if cert_type == "cas" {
                 let id = params.required("CertId")?;
+                // The CertId is looked up in the cas region CertRegion names (default
+                // cn-hangzhou, seed 001): one uploaded elsewhere is not found there.
+                let region = params
+                    .get("CertRegion")
+                    .unwrap_or(sim_tables::DEFAULT_CERT_REGION);
+                if !sim_tables::CERT_REGIONS.contains(&region) {
+                    return Err(doc("Abs.CertRegion.ValueNotSupported"));
+                }
                 let state = self.lock();
                 let cert = id
                     .parse::<u64>()
                     .ok()
                     .and_then(|id| state.cas.get(&id))
+                    .filter(|cert| cert.region == region)
                     .ok_or_else(|| doc("Certificate.NotFind"))?;
                 if cert
                     .cert
@@ -938,7 +949,7 @@ impl AlibabaSim {
         )
     }
 
-    fn upload_cas(&self, params: &Params) -> Answer {
+    fn upload_cas(&self, params: &Params, region: &str) -> Answer {
         let name = params.required("Name")?.to_owned();
         let cert = params.required("Cert")?;
         let key = params.required("Key")?;
@@ -948,7 +959,12 @@ impl AlibabaSim {
             PairError::Expired => doc("Certificate.Expired"),
         })?;
         let mut state = self.lock();
-        if state.cas.values().any(|c| c.name == name) {
+        // Names are unique per account in each region's service (reference §5.2).
+        if state
+            .cas
+            .values()
+            .any(|c| c.name == name && c.region == region)
+        {
             return Err(doc("NameRepeat"));
         }
         let id = Self::next_id(&mut state);
@@ -956,6 +972,7 @@ impl AlibabaSim {
             id,
             CasCert {
                 id,
+                region: region.to_owned(),
                 name,
                 cert: installed,
             },
@@ -963,13 +980,13 @@ impl AlibabaSim {
         Ok(json!({"CertId": id, "ResourceId": format!("cas-upload-{id}")}))
     }
 
-    fn list_cas(&self, params: &Params) -> Answer {
+    fn list_cas(&self, params: &Params, region: &str) -> Answer {
         let keyword = params.get("Keyword").unwrap_or_default();
         let state = self.lock();
         let list: Vec<Value> = state
             .cas
             .values()
-            .filter(|c| c.name.contains(keyword))
+            .filter(|c| c.region == region && c.name.contains(keyword))
             .map(|c| json!({"CertificateId": c.id, "Name": c.name, "Sha2": c.cert.fingerprint.to_uppercase(), "Upload": true,
                 "EndDate": c.cert.not_after.map(format_acs_date).unwrap_or_default()}))
             .collect();
@@ -978,13 +995,13 @@ impl AlibabaSim {
         )
     }
 
-    fn delete_cas(&self, params: &Params) -> Answer {
+    fn delete_cas(&self, params: &Params, region: &str) -> Answer {
         let id: u64 = params
             .required("CertId")?
             .parse()
             .map_err(|_| doc("InvalidParameter"))?;
         let mut state = self.lock();
-        if !state.cas.contains_key(&id) {
+        if state.cas.get(&id).is_none_or(|c| c.region != region) {
             return Err(doc("CertNotExist"));
         }
         let id_text = id.to_string();
@@ -1000,7 +1017,9 @@ impl AlibabaSim {
         Ok(json!({}))
     }
 
-    fn apply(&self, action: &str, version: &str, params: &Params) -> Answer {
+    /// Runs `action`; `region` is the one the request's host names, if any.
+    fn apply(&self, action: &str, version: &str, params: &Params, region: Option<&str>) -> Answer {
+        let cas_region = region.unwrap_or(sim_tables::DEFAULT_CERT_REGION);
         match (action, version) {
             ("SetCdnDomainSSLCertificate", "2018-05-10") => {
                 self.set_domain_cert("cdn", params, false)
@@ -1024,9 +1043,9 @@ impl AlibabaSim {
             ("DeleteDomainRecord", "2015-01-09") => self.delete_record(params),
             ("DescribeDomainRecords", "2015-01-09") => self.describe_records(params),
             ("DescribeDomains", "2015-01-09") => self.describe_domains(),
-            ("UploadUserCertificate", "2020-04-07") => self.upload_cas(params),
-            ("ListUserCertificateOrder", "2020-04-07") => self.list_cas(params),
-            ("DeleteUserCertificate", "2020-04-07") => self.delete_cas(params),
+            ("UploadUserCertificate", "2020-04-07") => self.upload_cas(params, cas_region),
+            ("ListUserCertificateOrder", "2020-04-07") => self.list_cas(params, cas_region),
+            ("DeleteUserCertificate", "2020-04-07") => self.delete_cas(params, cas_region),
             _ => Err(refuse(
                 404,
                 "InvalidAction.NotFound",
@@ -1097,7 +1116,7 @@ impl VendorSim for AlibabaSim {
             );
             return self.envelope(request, status, code, &message);
         }
-        match self.apply(&action, &version, &params) {
+        match self.apply(&action, &version, &params, region.as_deref()) {
             Ok(mut body) => {
                 body["RequestId"] = json!(uuid::Uuid::new_v4().to_string().to_uppercase());
                 SimResponse::json(200, &body)
@@ -1137,7 +1156,7 @@ impl VendorSim for AlibabaSim {
         let cas: Vec<Value> = state
             .cas
             .values()
-            .map(|c| json!({"id": c.id, "name": c.name, "fingerprint": c.cert.fingerprint}))
+            .map(|c| json!({"id": c.id, "region": c.region, "name": c.name, "fingerprint": c.cert.fingerprint}))
             .collect();
         let cdn_certs: serde_json::Map<String, Value> = state
             .cdn_certs
