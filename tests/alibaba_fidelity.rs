@@ -438,3 +438,101 @@ fn cas_certificates_are_uploaded_to_the_region_the_target_references() {
     assert_eq!(refused.class, ErrorClass::NotFound);
     assert!(block_on(intl.observe()).unwrap().serves(&bundle));
 }
+
+/// Alibaba limits apply per account: two access keys of one account (`account` on both
+/// credentials) share its buckets and stay under the limit together, where two keys shaped
+/// separately exceed it. The limit here is a `rate_limits` override, so the config's
+/// overrides reach the buckets too.
+#[test]
+fn keys_of_one_account_share_its_rate_limit_buckets() {
+    use certkeeper::cloud::alibaba::client::AccountLimiters;
+    const SECOND: (&str, &str) = ("LTAIsecond", "second-secret");
+    let seed = format!(
+        "cdn_domains = [\"www.example.com\"]\n\
+         rate_limits = {{ DescribeDomainCertificateInfo = 4 }}\n\
+         key_accounts = {{ {ID} = \"1234\", {} = \"1234\" }}\n\n\
+         [[alibaba.accounts]]\naccess_key_id = \"{}\"\naccess_key_secret = \"{}\"\n",
+        SECOND.0, SECOND.0, SECOND.1
+    );
+    // Two keys, eight calls each at once; returns the throttled replies seen.
+    let run = |shared: bool| -> usize {
+        let sim = RegionalSim::start(&seed);
+        let limiters = AccountLimiters::default();
+        let clients: Vec<Arc<AlibabaClient>> = [(ID, SECRET), SECOND]
+            .into_iter()
+            .map(|(id, secret)| {
+                let mut creds = ResolvedCredentials::new(id, Provider::Alibaba, id, secret)
+                    .with_endpoint(&sim.sim.url);
+                creds
+                    .rate_limits
+                    .insert("DescribeDomainCertificateInfo".into(), 4.0);
+                if shared {
+                    creds = creds.with_account("1234");
+                }
+                let http = reqwest::Client::builder().no_proxy().build().unwrap();
+                Arc::new(limiters.client(creds, http))
+            })
+            .collect();
+        let calls = |client: Arc<AlibabaClient>| async move {
+            let mut throttled = 0;
+            for _ in 0..8 {
+                let reply = client
+                    .call(
+                        Product::Cdn,
+                        "DescribeDomainCertificateInfo",
+                        &[("DomainName", "www.example.com".to_owned())],
+                    )
+                    .await;
+                match reply {
+                    Ok(_) => {}
+                    Err(error) if error.class == ErrorClass::Throttled => throttled += 1,
+                    Err(error) => panic!("{error}"),
+                }
+            }
+            throttled
+        };
+        let (first, second) =
+            block_on(async { tokio::join!(calls(clients[0].clone()), calls(clients[1].clone())) });
+        first + second
+    };
+    assert_eq!(run(true), 0, "one account's keys shaped together");
+    // 16 calls at twice the account's rate in about two seconds: the buckets of one key
+    // each cannot keep the account under its 4/s (plus 4 in reserve).
+    assert!(run(false) > 0, "separate keys were not throttled");
+}
+
+/// `check` refuses two credentials of one account that disagree on `rate_limits`, a rate
+/// that is not a positive number, and the keys on a vendor they do not apply to.
+#[test]
+fn account_and_rate_limits_are_checked() {
+    let config = |extra: &str| {
+        format!(
+            "[daemon]\nallow_empty = true\n\n\
+             [credentials.a]\nprovider = \"alibaba\"\naccess_key_id = \"AK1\"\naccess_key_secret_env = \"S1\"\n\
+             account = \"1234\"\nrate_limits = {{ SetCdnDomainSSLCertificate = 20 }}\n\n\
+             [credentials.b]\nprovider = \"alibaba\"\naccess_key_id = \"AK2\"\naccess_key_secret_env = \"S2\"\n\
+             account = \"1234\"\n{extra}\n"
+        )
+    };
+    let good = config("rate_limits = { SetCdnDomainSSLCertificate = 20 }");
+    certkeeper::config::load_str("good.toml", &good).unwrap();
+    let error = certkeeper::config::load_str(
+        "bad.toml",
+        &config("rate_limits = { SetCdnDomainSSLCertificate = 0 }\n\n[credentials.q]\nprovider = \"qingcloud\"\naccess_key_id = \"Q\"\naccess_key_secret_env = \"S3\"\nzone = \"pek3\"\naccount = \"x\""),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("credentials.b.rate_limits: differs from credentials.a.rate_limits"),
+        "{error}"
+    );
+    assert!(
+        error.contains("credentials.b.rate_limits.SetCdnDomainSSLCertificate: must be"),
+        "{error}"
+    );
+    assert!(
+        error.contains("credentials.q.account: applies only to provider = \"alibaba\""),
+        "{error}"
+    );
+    assert!(error.contains("bad.toml:"), "{error}");
+}

@@ -320,6 +320,39 @@ pub fn parse_error(
         .with_retry_after(retry_after)
 }
 
+/// One rate limiter per Alibaba account: the clients of credentials naming one `account`
+/// share its token buckets, since the vendor's limits are per account, not per key. The
+/// limits are the documented ones with the credentials' `rate_limits` over them (`check`
+/// refuses two credentials of one account that disagree on them).
+#[derive(Default)]
+pub struct AccountLimiters {
+    limiters: std::sync::Mutex<std::collections::HashMap<String, Arc<RateLimiter>>>,
+}
+
+impl AccountLimiters {
+    /// A client for `creds` sharing the limiter of its account.
+    pub fn client(&self, creds: ResolvedCredentials, http: reqwest::Client) -> AlibabaClient {
+        let overrides: std::collections::HashMap<String, f64> = creds
+            .rate_limits
+            .iter()
+            .map(|(action, rate)| (action.clone(), *rate))
+            .collect();
+        let limiter = self
+            .limiters
+            .lock()
+            // A map of `Arc`s: a panic elsewhere cannot leave it half-written.
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(creds.rate_limit_account().to_owned())
+            .or_insert_with(|| {
+                Arc::new(RateLimiter::new(
+                    default_rate_limits().with_overrides(&overrides),
+                ))
+            })
+            .clone();
+        AlibabaClient::new(creds, http, RateLimits::default()).with_limiter(limiter)
+    }
+}
+
 /// One Alibaba account's API client. Cheap to share behind an `Arc` between targets.
 pub struct AlibabaClient {
     creds: ResolvedCredentials,
@@ -364,9 +397,9 @@ impl AlibabaClient {
         self
     }
 
-    /// The account name the buckets are keyed by.
+    /// The account name the buckets are keyed by (`account`, else the access key id).
     pub fn account(&self) -> &str {
-        &self.creds.access_key_id
+        self.creds.rate_limit_account()
     }
 
     /// Calls `action` of `product` with `params`, retrying throttled and transient failures

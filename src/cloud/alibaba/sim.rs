@@ -71,6 +71,10 @@ pub struct Seed {
     /// Per-action limits (calls per second per account) over the documented defaults.
     #[serde(default)]
     pub rate_limits: HashMap<String, f64>,
+    /// The account (UID) each access key belongs to: the limits apply per account, so keys
+    /// of one account share its buckets. A key not listed is an account of its own.
+    #[serde(default)]
+    pub key_accounts: HashMap<String, String>,
     /// Largest accepted difference between the request time and ours (15 min like Alibaba).
     #[serde(default = "default_skew")]
     pub max_clock_skew_secs: u64,
@@ -107,6 +111,7 @@ impl Default for Seed {
             dns_zones: Vec::new(),
             rds_instances: Vec::new(),
             rate_limits: HashMap::new(),
+            key_accounts: HashMap::new(),
             max_clock_skew_secs: default_skew(),
             check_timestamp: true,
             throttle_retry_after_ms: default_retry_after(),
@@ -1098,6 +1103,12 @@ impl VendorSim for AlibabaSim {
             .or_else(|| params.get("Version"))
             .unwrap_or_default()
             .to_owned();
+        let account = self
+            .seed
+            .key_accounts
+            .get(&account)
+            .cloned()
+            .unwrap_or(account);
         if let Err(wait) = self.throttle(&account, &action) {
             return self.throttled(request, wait);
         }
