@@ -536,3 +536,144 @@ fn account_and_rate_limits_are_checked() {
     );
     assert!(error.contains("bad.toml:"), "{error}");
 }
+
+const RDS_SEED: &str = "rds_ssl_delay_ms = 50\n\n\
+    [[alibaba.rds_instances]]\nid = \"rm-my\"\nengine = \"MySQL\"\nconnection_string = \"rm-my.mysql.rds.aliyuncs.com\"\n\n\
+    [[alibaba.rds_instances]]\nid = \"rm-mssql\"\nengine = \"SQLServer\"\nconnection_string = \"rm-mssql.sqlserver.rds.aliyuncs.com\"\n";
+
+fn rds_target(
+    client: &Arc<AlibabaClient>,
+    instance: &str,
+    connection: &str,
+    extra: &str,
+) -> certkeeper::cloud::alibaba::rds::RdsTarget {
+    let settings = toml::from_str(&format!(
+        "instance_id = \"{instance}\"\nconnection_string = \"{connection}\"\npoll_interval_secs = 0.02\n{extra}"
+    ))
+    .unwrap();
+    certkeeper::cloud::alibaba::rds::RdsTarget::new(instance, settings, client.clone())
+}
+
+/// The client's engine table and the simulator's agree on every parameter both know.
+#[test]
+fn rds_engine_tables_agree() {
+    use certkeeper::cloud::alibaba::rds::ENGINE_PARAMETERS;
+    for (parameter, _, engines) in ENGINE_PARAMETERS {
+        let (_, simulated) = sim_tables::RDS_ENGINE_PARAMETERS
+            .iter()
+            .find(|(name, _)| name == parameter)
+            .unwrap_or_else(|| panic!("the simulator has no row for {parameter}"));
+        assert_eq!(engines, simulated, "{parameter}");
+    }
+}
+
+/// The target learns the engine and refuses, before any write, what the engine cannot
+/// take (PostgreSQL-only client CA on MySQL, a PEM certificate on SQL Server): an
+/// `unsupported` error naming the key, from `observe` too (what `plan` shows). What the
+/// engine can take deploys; the simulator refuses the same parameters when sent anyway.
+#[test]
+fn rds_settings_the_engine_cannot_take_are_refused_before_any_write() {
+    use certkeeper::cert::bundle::testing;
+    use certkeeper::cloud::{converge, Convergence, Target};
+    let sim = RegionalSim::start(RDS_SEED);
+    let client = Arc::new(sim.client(&[]));
+    let mysql = "rm-my.mysql.rds.aliyuncs.com";
+    let bundle = testing::fresh(&[mysql]);
+    let asks_too_much = rds_target(
+        &client,
+        "rm-my",
+        mysql,
+        "client_ca_cert = \"pem\"\nacl = \"cert\"\ntls_version = \"1.2\"",
+    );
+    let error = block_on(converge(&asks_too_much, &bundle)).unwrap_err();
+    assert_eq!(error.class, ErrorClass::Unsupported, "{error}");
+    for key in ["client_ca_cert", "acl", "tls_version"] {
+        assert!(error.message.contains(key), "{key}: {error}");
+    }
+    assert!(error.message.contains("MySQL"), "{error}");
+    let planned = block_on(asks_too_much.observe()).unwrap_err();
+    assert_eq!(planned.message, error.message);
+
+    let sqlserver = rds_target(
+        &client,
+        "rm-mssql",
+        "rm-mssql.sqlserver.rds.aliyuncs.com",
+        "",
+    );
+    let error = block_on(converge(&sqlserver, &bundle)).unwrap_err();
+    assert_eq!(error.class, ErrorClass::Unsupported, "{error}");
+    assert!(error.message.contains("PFX"), "{error}");
+
+    let stated_wrong = rds_target(&client, "rm-my", mysql, "engine = \"PostgreSQL\"");
+    let error = block_on(stated_wrong.observe()).unwrap_err();
+    assert_eq!(error.class, ErrorClass::Invalid, "{error}");
+    assert!(error.message.contains("runs MySQL"), "{error}");
+    let stats = sim.sim.simulator.stats_json();
+    assert!(stats["alibaba"]["ModifyDBInstanceSSL"].is_null(), "{stats}");
+
+    // What MySQL takes goes through.
+    let fits = rds_target(&client, "rm-my", mysql, "force_encryption = true");
+    assert_eq!(
+        block_on(converge(&fits, &bundle)).unwrap(),
+        Convergence::Deployed
+    );
+
+    // Sent anyway, the simulator refuses as seed 000 documents.
+    for (name, value) in [("TlsVersion", "1.2"), ("ClientCAEnabled", "1")] {
+        let refused = block_on(client.call(
+            Product::Rds,
+            "ModifyDBInstanceSSL",
+            &[
+                ("DBInstanceId", "rm-my".to_owned()),
+                ("ConnectionString", mysql.to_owned()),
+                ("SSLEnabled", "1".to_owned()),
+                (name, value.to_owned()),
+            ],
+        ))
+        .unwrap_err();
+        assert_eq!(
+            refused.code, "InvalidDBInstanceEngineType.Format",
+            "{refused}"
+        );
+        assert_eq!(refused.class, ErrorClass::Unsupported);
+    }
+}
+
+/// With `engine` stated, `check` refuses what that engine cannot take, naming the key.
+#[test]
+fn check_refuses_rds_settings_the_stated_engine_cannot_take() {
+    let config = |extra: &str| {
+        format!(
+            "[daemon]\nallow_empty = true\n\n\
+             [credentials.ali]\nprovider = \"alibaba\"\naccess_key_id = \"AK\"\naccess_key_secret_env = \"S\"\n\n\
+             [[target]]\nname = \"db\"\nkind = \"alibaba-rds\"\ncredentials = \"ali\"\n\
+             instance_id = \"rm-1\"\nconnection_string = \"rm-1.mysql.rds.aliyuncs.com\"\n{extra}\n"
+        )
+    };
+    certkeeper::config::load_str(
+        "ok.toml",
+        &config("engine = \"MySQL\"\nforce_encryption = true"),
+    )
+    .unwrap();
+    let error = certkeeper::config::load_str(
+        "db.toml",
+        &config("engine = \"MySQL\"\nclient_ca_cert = \"pem\"\ntls_version = \"1.2\""),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("target[0].client_ca_cert: MySQL does not take client_ca_cert"),
+        "{error}"
+    );
+    assert!(
+        error.contains("target[0].tls_version: MySQL does not take tls_version"),
+        "{error}"
+    );
+    let error = certkeeper::config::load_str("db.toml", &config("engine = \"MariaDB\""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("target[0].engine: must be one of"),
+        "{error}"
+    );
+}

@@ -44,7 +44,8 @@ pub struct AccountSeed {
 #[serde(deny_unknown_fields)]
 pub struct RdsSeed {
     pub id: String,
-    /// `MySQL` or `PostgreSQL`.
+    /// `MySQL`, `PostgreSQL` or `SQLServer` (DescribeDBInstanceAttribute `Engine`): decides
+    /// which ModifyDBInstanceSSL parameters are taken (`sim_tables::RDS_ENGINE_PARAMETERS`).
     #[serde(default = "default_engine")]
     pub engine: String,
     pub connection_string: String,
@@ -764,14 +765,18 @@ impl AlibabaSim {
             Some("0") => false,
             Some(_) => return Err(doc("InvalidSSLStatus")),
         };
-        let pg_options = [
-            "ClientCAEnabled",
-            "ClientCrlEnabled",
-            "ACL",
-            "ReplicationACL",
-        ];
-        if !instance.is_postgres() && pg_options.iter().any(|o| params.get(o).is_some()) {
-            return Err(doc("InvalidDBInstanceEngineType.Format"));
+        let engine = instance.seed.engine.as_str();
+        let refused = sim_tables::RDS_ENGINE_PARAMETERS
+            .iter()
+            .find(|(name, engines)| {
+                params.get(name).is_some()
+                    && !engines.iter().any(|e| e.eq_ignore_ascii_case(engine))
+            });
+        if let Some((name, _)) = refused {
+            return Err(doc_with(
+                "InvalidDBInstanceEngineType.Format",
+                format!("the DB instance engine type does not support this operation: {name} on {engine}."),
+            ));
         }
         let client_ca = params.get("ClientCAEnabled") == Some("1");
         if client_ca {

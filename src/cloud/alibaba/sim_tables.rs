@@ -360,3 +360,28 @@ pub const VOD_REGION: &str = "cn-shanghai";
 
 /// `ACL` / `ReplicationACL` values of ModifyDBInstanceSSL (seed 000 request parameters).
 pub const RDS_ACL_VALUES: &[&str] = &["cert", "prefer", "verify-ca", "verify-full"];
+
+/// Which engines ModifyDBInstanceSSL takes each parameter from; any other engine is refused
+/// with `InvalidDBInstanceEngineType.Format` (seed 000 line 49).
+pub const RDS_ENGINE_PARAMETERS: &[(&str, &[&str])] = &[
+    // Seed 000 request parameters: "该参数支持 RDS MySQL 和 RDS PostgreSQL 云盘版".
+    ("CAType", &["MySQL", "PostgreSQL"]),
+    ("ServerCert", &["MySQL", "PostgreSQL"]),
+    ("ServerKey", &["MySQL", "PostgreSQL"]),
+    // Seed 000: "该参数支持 RDS PostgreSQL 云盘版".
+    ("ClientCAEnabled", &["PostgreSQL"]),
+    ("ClientCACert", &["PostgreSQL"]),
+    ("ClientCrlEnabled", &["PostgreSQL"]),
+    ("ClientCertRevocationList", &["PostgreSQL"]),
+    ("ACL", &["PostgreSQL"]),
+    ("ReplicationACL", &["PostgreSQL"]),
+    // Seed 000 says PostgreSQL cloud disk only; reference §4.1 (SDK 16.0.2, newer than the
+    // page) adds MySQL and SQL Server. The simulator follows the newer document: refusing
+    // what the vendor's current SDK documents would hide a real capability.
+    ("ForceEncryption", &["MySQL", "PostgreSQL", "SQLServer"]),
+    // Seed 000 says PostgreSQL; reference §4.1/§4.2: SQL Server's minimum TLS version.
+    ("TlsVersion", &["PostgreSQL", "SQLServer"]),
+    // Reference §4.1: SQL Server's custom certificate, a PFX in OSS, and its password.
+    ("Certificate", &["SQLServer"]),
+    ("PassWord", &["SQLServer"]),
+];
