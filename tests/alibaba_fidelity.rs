@@ -677,3 +677,43 @@ fn check_refuses_rds_settings_the_stated_engine_cannot_take() {
         "{error}"
     );
 }
+
+/// PostgreSQL keeps a client CA and CRL until told otherwise: when the config drops them,
+/// the next deploy turns them off (`ClientCrlEnabled=0`, then `ClientCAEnabled=0`).
+#[test]
+fn rds_postgres_client_ca_and_crl_are_turned_off_when_the_config_drops_them() {
+    use certkeeper::cert::bundle::testing;
+    use certkeeper::cloud::{converge, Convergence};
+    let sim = RegionalSim::start(
+        "rds_ssl_delay_ms = 50\n\n[[alibaba.rds_instances]]\nid = \"pgm-1\"\nengine = \"PostgreSQL\"\nconnection_string = \"pgm-1.pg.rds.aliyuncs.com\"\n",
+    );
+    let client = Arc::new(sim.client(&[]));
+    let host = "pgm-1.pg.rds.aliyuncs.com";
+    let ca = testing::fresh(&["client-ca.example.com"]);
+    let crl = "-----BEGIN X509 CRL-----\nMIIB\n-----END X509 CRL-----";
+    let steps = [
+        (
+            format!(
+                "client_ca_cert = '''{}'''\nclient_crl = '''{crl}'''",
+                ca.leaf_pem
+            ),
+            (true, true),
+        ),
+        (
+            format!("client_ca_cert = '''{}'''", ca.leaf_pem),
+            (true, false),
+        ),
+        (String::new(), (false, false)),
+    ];
+    for (extra, (client_ca, client_crl)) in steps {
+        let target = rds_target(&client, "pgm-1", host, &extra);
+        let bundle = testing::fresh(&[host]);
+        assert_eq!(
+            block_on(converge(&target, &bundle)).unwrap(),
+            Convergence::Deployed
+        );
+        let state = &sim.state()["rds_instances"]["pgm-1"];
+        assert_eq!(state["client_ca"], client_ca, "{extra}: {state}");
+        assert_eq!(state["client_crl"], client_crl, "{extra}: {state}");
+    }
+}

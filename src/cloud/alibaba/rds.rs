@@ -215,7 +215,8 @@ impl RdsSettings {
             .collect()
     }
 
-    fn params(&self, bundle: &CertificateBundle) -> Vec<(&'static str, String)> {
+    /// The ModifyDBInstanceSSL parameters for `engine` (already checked to take them).
+    fn params(&self, bundle: &CertificateBundle, engine: &str) -> Vec<(&'static str, String)> {
         let mut params = vec![
             ("DBInstanceId", self.instance_id.clone()),
             ("ConnectionString", self.connection_string.clone()),
@@ -231,6 +232,15 @@ impl RdsSettings {
         if let Some(crl) = &self.client_crl {
             params.push(("ClientCrlEnabled", "1".to_owned()));
             params.push(("ClientCertRevocationList", crl.clone()));
+        }
+        // PostgreSQL keeps a client CA or CRL set earlier until told otherwise: a config that
+        // drops them turns them off (a CRL only while the client CA stays, seed 000).
+        if engine == "PostgreSQL" {
+            match (&self.client_ca_cert, &self.client_crl) {
+                (None, _) => params.push(("ClientCAEnabled", "0".to_owned())),
+                (Some(_), None) => params.push(("ClientCrlEnabled", "0".to_owned())),
+                (Some(_), Some(_)) => {}
+            }
         }
         if let Some(acl) = &self.acl {
             params.push(("ACL", acl.clone()));
@@ -458,7 +468,7 @@ impl Target for RdsTarget {
                 ));
             }
         }
-        self.engine().await?;
+        let engine = self.engine().await?;
         let status = self.status().await?;
         if status != "Running" {
             return Err(self.busy(&status));
@@ -467,7 +477,7 @@ impl Target for RdsTarget {
             .call(
                 Product::Rds,
                 "ModifyDBInstanceSSL",
-                &self.settings.params(bundle),
+                &self.settings.params(bundle, engine),
             )
             .await?;
         self.wait_running().await
@@ -505,8 +515,20 @@ mod tests {
         good.validate("t", &mut issues);
         assert!(issues.is_empty(), "{issues:?}");
         let bundle = crate::cert::bundle::testing::fresh(&["rm-1.pg.rds.aliyuncs.com"]);
-        let params = good.params(&bundle);
+        let params = good.params(&bundle, "PostgreSQL");
         assert!(params.contains(&("ClientCAEnabled", "1".to_owned())));
         assert!(params.contains(&("ClientCrlEnabled", "1".to_owned())));
+        // Dropped from the config: turned off on PostgreSQL, never sent to MySQL.
+        let plain: RdsSettings = toml::from_str(
+            "instance_id = \"rm-1\"\nconnection_string = \"rm-1.pg.rds.aliyuncs.com\"",
+        )
+        .unwrap();
+        assert!(plain
+            .params(&bundle, "PostgreSQL")
+            .contains(&("ClientCAEnabled", "0".to_owned())));
+        assert!(!plain
+            .params(&bundle, "MySQL")
+            .iter()
+            .any(|(name, _)| name.starts_with("Client")));
     }
 }

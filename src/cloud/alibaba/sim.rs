@@ -147,6 +147,7 @@ struct RdsState {
     ca_type: String,
     cert: Option<Installed>,
     client_ca: bool,
+    client_crl: bool,
     acl: Option<String>,
     busy_until: Option<std::time::Instant>,
     writes: u64,
@@ -364,6 +365,7 @@ impl AlibabaSim {
                     ca_type: "aliyun".into(),
                     cert: None,
                     client_ca: false,
+                    client_crl: false,
                     acl: None,
                     busy_until: None,
                     writes: 0,
@@ -778,8 +780,19 @@ impl AlibabaSim {
                 format!("the DB instance engine type does not support this operation: {name} on {engine}."),
             ));
         }
-        let client_ca = params.get("ClientCAEnabled") == Some("1");
-        if client_ca {
+        // An absent switch keeps what the instance has (the seed documents no default): only
+        // `0` turns a client CA or CRL off again.
+        let client_ca = match params.get("ClientCAEnabled") {
+            Some("1") => true,
+            Some("0") => false,
+            _ => instance.client_ca,
+        };
+        let client_crl = match params.get("ClientCrlEnabled") {
+            Some("1") => true,
+            Some("0") => false,
+            _ => instance.client_crl && client_ca,
+        };
+        if params.get("ClientCAEnabled") == Some("1") {
             let ca = params.get("ClientCACert").unwrap_or_default();
             if parse_leaf(ca).is_none() {
                 return Err(doc("InvalidClientCACert"));
@@ -829,6 +842,7 @@ impl AlibabaSim {
         instance.ca_type = ca_type.to_owned();
         instance.cert = installed;
         instance.client_ca = client_ca;
+        instance.client_crl = client_crl;
         instance.acl = params.get("ACL").map(str::to_owned);
         instance.writes += 1;
         instance.busy_until = Some(std::time::Instant::now() + delay);
@@ -1159,7 +1173,7 @@ impl VendorSim for AlibabaSim {
             .map(|(id, r)| {
                 let (fingerprint, not_after) = installed_json(&r.cert);
                 (id.clone(), json!({"ssl": r.ssl, "fingerprint": fingerprint, "not_after": not_after,
-                    "status": r.status(), "engine": r.seed.engine, "ca_type": r.ca_type, "client_ca": r.client_ca, "writes": r.writes}))
+                    "status": r.status(), "engine": r.seed.engine, "ca_type": r.ca_type, "client_ca": r.client_ca, "client_crl": r.client_crl, "writes": r.writes}))
             })
             .collect();
         let zones: serde_json::Map<String, Value> = state
