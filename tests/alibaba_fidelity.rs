@@ -717,3 +717,46 @@ fn rds_postgres_client_ca_and_crl_are_turned_off_when_the_config_drops_them() {
         assert_eq!(state["client_crl"], client_crl, "{extra}: {state}");
     }
 }
+
+/// What the operator sees: `plan` on a config asking a MySQL instance for a PostgreSQL-only
+/// client CA (no `engine` stated, so `check` cannot know) reads the target as an error that
+/// names the key and the engine, exit 1, and nothing is written to the instance.
+#[test]
+fn plan_names_the_setting_the_rds_engine_cannot_take() {
+    let sim = support::start_sim(&format!(
+        "[[alibaba.accounts]]\naccess_key_id = \"{ID}\"\naccess_key_secret = \"{SECRET}\"\n\n[alibaba]\n{RDS_SEED}"
+    ));
+    let directory = tempfile::tempdir().unwrap();
+    let config = directory.path().join("certkeeper.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nstate_dir = \"{state}\"\nmetrics_listen = \"127.0.0.1:{port}\"\n\n\
+             [credentials.ali]\nprovider = \"alibaba\"\naccess_key_id = \"{ID}\"\n\
+             access_key_secret_env = \"FIDELITY_SECRET\"\nendpoint = \"{url}\"\n\n\
+             [local_ca.internal]\nleaf_lifetime = \"30d\"\n\n\
+             [[certificate]]\nname = \"db\"\ndomains = [\"rm-my.mysql.rds.aliyuncs.com\"]\n\
+             source = {{ local_ca = \"internal\" }}\ndeploy_to = [\"rds-my\"]\n\n\
+             [[target]]\nname = \"rds-my\"\nkind = \"alibaba-rds\"\ncredentials = \"ali\"\n\
+             instance_id = \"rm-my\"\nconnection_string = \"rm-my.mysql.rds.aliyuncs.com\"\n\
+             client_ca_cert = \"pem\"\n",
+            state = directory.path().join("state").display(),
+            port = support::free_port(),
+            url = sim.url,
+        ),
+    )
+    .unwrap();
+    let env = [("FIDELITY_SECRET", SECRET)];
+    let checked = support::certkeeper(&config, &["check"], &env);
+    assert_eq!(checked.status.code(), Some(0), "{checked:?}");
+    let planned = support::certkeeper(&config, &["plan"], &env);
+    let stdout = String::from_utf8_lossy(&planned.stdout);
+    assert_eq!(planned.status.code(), Some(1), "{planned:?}");
+    assert!(stdout.contains("1 could not be read"), "{stdout}");
+    assert!(
+        stdout.contains("MySQL does not take client_ca_cert"),
+        "{stdout}"
+    );
+    let stats = sim.simulator.stats_json();
+    assert!(stats["alibaba"]["ModifyDBInstanceSSL"].is_null(), "{stats}");
+}
