@@ -669,9 +669,30 @@ impl Daemon {
         }
     }
 
+    /// The configured policies, as the state gauges see them.
+    fn policy_items(components: &Components) -> Vec<crate::engine::state::PolicyItem<'_>> {
+        components
+            .policies
+            .iter()
+            .map(|(config, policy)| crate::engine::state::PolicyItem {
+                name: &config.name,
+                policy: policy.as_ref(),
+            })
+            .collect()
+    }
+
     /// What the state gauges cover: every configured certificate, target and policy.
     fn inventory<'a>(components: &'a Components) -> crate::engine::state::Inventory<'a> {
-        use crate::engine::state::{CertificateItem, Inventory, PolicyItem, TargetItem};
+        use crate::engine::state::{CertificateItem, Inventory, TargetItem};
+        let mut deployed: HashMap<&str, Vec<&str>> = HashMap::new();
+        for entry in &components.certificates {
+            for target in &entry.config.deploy_to {
+                deployed
+                    .entry(target.as_str())
+                    .or_default()
+                    .push(entry.config.name.as_str());
+            }
+        }
         Inventory {
             certificates: components
                 .certificates
@@ -689,22 +710,10 @@ impl Daemon {
                 .map(|handle| TargetItem {
                     name: &handle.name,
                     kind: handle.kind,
-                    certificates: components
-                        .certificates
-                        .iter()
-                        .filter(|entry| entry.config.deploy_to.contains(&handle.name))
-                        .map(|entry| entry.config.name.as_str())
-                        .collect(),
+                    certificates: deployed.remove(handle.name.as_str()).unwrap_or_default(),
                 })
                 .collect(),
-            policies: components
-                .policies
-                .iter()
-                .map(|(config, policy)| PolicyItem {
-                    name: &config.name,
-                    policy: policy.as_ref(),
-                })
-                .collect(),
+            policies: Self::policy_items(components),
         }
     }
 
@@ -730,6 +739,7 @@ impl Daemon {
         force: &BTreeSet<String>,
     ) -> Result<(), StoreError> {
         for entry in &components.certificates {
+            self.health.progress();
             let name = entry.config.name.as_str();
             let label = entry.config.source.label();
             match &entry.source {
@@ -854,6 +864,7 @@ impl Daemon {
         for (_, mut jobs) in queues {
             jobs.sort_by_key(|(done, _)| *done);
             let context = context.clone();
+            let health = self.health.clone();
             drivers.spawn(async move {
                 let mut running = tokio::task::JoinSet::new();
                 let mut jobs = jobs.into_iter().map(|(_, job)| job);
@@ -874,7 +885,9 @@ impl Daemon {
                             .await
                         });
                     }
-                    match running.join_next().await {
+                    let joined = running.join_next().await;
+                    health.progress();
+                    match joined {
                         None => return Ok(()),
                         Some(Ok(Ok(_))) => {}
                         Some(Ok(Err(error))) => return Err(error),
@@ -1059,6 +1072,7 @@ impl Daemon {
                     now,
                 )
                 .await?;
+                self.health.progress();
             }
         }
         Ok(())
@@ -1072,6 +1086,8 @@ impl Daemon {
         scan: bool,
         manual: &Manual,
     ) -> Result<(), StoreError> {
+        let _pass = self.health.begin_pass();
+        let _running = self.metrics.pass_running();
         let now = OffsetDateTime::now_utc();
         self.obtain_due(components, now, &manual.renew).await?;
         // A fresh clock: obtaining may have taken minutes, and a certificate issued during
@@ -1084,7 +1100,7 @@ impl Daemon {
         crate::engine::state::refresh_remediation_overdue(
             self.store.as_ref(),
             &self.metrics,
-            &Self::inventory(components).policies,
+            &Self::policy_items(components),
             now,
         )?;
         let finished = OffsetDateTime::now_utc().unix_timestamp();
@@ -1447,6 +1463,16 @@ pub async fn run_with(
     let metrics = Metrics::new().context("setting up metrics")?;
     let health = Health::new();
     let mut config = loaded.config;
+    health.set_stall_budget(
+        config::parse_duration(&config.daemon.stall_timeout)
+            .unwrap_or(crate::telemetry::server::DEFAULT_STALL_TIMEOUT),
+    );
+    // Every cloud call answered is progress of the running pass.
+    let progress_observer: Arc<dyn crate::cloud::http::RequestObserver> =
+        Arc::new(crate::telemetry::server::ProgressObserver {
+            health: health.clone(),
+            inner: Arc::new(metrics.clone()),
+        });
     // On the blocking pool: the state directory's checks, SQLite's open and the lock block.
     let state_dir = config.daemon.state_dir.clone();
     let opening = {
@@ -1474,7 +1500,7 @@ pub async fn run_with(
     health.set_store_open();
     let source_store = source_store_for(&store, &config);
     let start_error = |error| StartError::from_build(error, &state_dir);
-    let cloud = build_cloud(&config, environment.as_ref(), Arc::new(metrics.clone()))
+    let cloud = build_cloud(&config, environment.as_ref(), progress_observer.clone())
         .map_err(start_error)?;
     let mut components = Arc::new(
         build_sources(&config, cloud, source_store.clone())
@@ -1537,6 +1563,7 @@ pub async fn run_with(
         .unwrap_or(Duration::from_secs(30));
     let mut watchdog_timer = tokio::time::interval(watchdog);
     watchdog_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stall_reported = false;
     let mut next_scan = next_scan_time(&config, OffsetDateTime::now_utc());
     let mut wake_at = Instant::now();
     let mut pass_wanted = true;
@@ -1556,7 +1583,7 @@ pub async fn run_with(
             config_path.clone(),
             source_store.clone(),
             environment.clone(),
-            Arc::new(metrics.clone()),
+            progress_observer.clone(),
         ))
     };
     // Accounts whose secret a reload found changed; their auth backoff is reset before the
@@ -1592,8 +1619,22 @@ pub async fn run_with(
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = watchdog_timer.tick() => {
-                notifier.watchdog();
                 health.tick(OffsetDateTime::now_utc().unix_timestamp());
+                // A stalled pass starves the watchdog, so systemd restarts the daemon.
+                match health.stall() {
+                    None => {
+                        notifier.watchdog();
+                        if stall_reported {
+                            tracing::info!("the pass is making progress again; feeding the watchdog");
+                            stall_reported = false;
+                        }
+                    }
+                    Some(stall) if !stall_reported => {
+                        tracing::error!(silent_seconds = stall.silent_for.as_secs(), budget_seconds = stall.budget.as_secs(), "{stall}; no longer feeding the watchdog");
+                        stall_reported = true;
+                    }
+                    Some(_) => {}
+                }
             }
             _ = hangup.recv() => {
                 if reloading.is_some() {

@@ -3,18 +3,51 @@
 //! answering with one JSON line. `certkeeper renew NAME` and `certkeeper deploy TARGET` use
 //! it to hand work to the running daemon, which does it in its own loop (one writer to the
 //! store, one set of rate-limit buckets); without a daemon they run the work in-process.
+//!
+//! Both ends are bounded. The daemon answers every connection with one JSON line, an error
+//! one for garbage, an oversize request, or no request within [`REQUEST_TIMEOUT`]; it serves
+//! at most [`MAX_CONNECTIONS`] at once (at the cap a newcomer displaces the oldest connection
+//! that has not sent its request yet, or is refused if all are working), and backs off on
+//! accept errors. The CLI gives up on a daemon that does not accept within
+//! [`CONNECT_TIMEOUT`] or answer within [`REPLY_TIMEOUT`] (15 minutes, since a manual renew
+//! may wait on an ACME order and a rollout; `CERTKEEPER_CONTROL_TIMEOUT`, a duration such as
+//! `30m`, overrides it).
 
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Write};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 /// The socket's file name inside `state_dir`.
 pub const SOCKET_NAME: &str = "control.sock";
 
 /// Longest request line read; requests are a few dozen bytes.
-const MAX_REQUEST: u64 = 4096;
+pub const MAX_REQUEST: usize = 4096;
+
+/// How long a connection may take to send its request line.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections served at once (a small share of the unit's `LimitNOFILE`).
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// How long the daemon waits for a client to take its reply.
+const REPLY_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the CLI waits for the daemon to accept its connection and take its request.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the CLI waits for the daemon's answer by default.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// The environment variable overriding [`REPLY_TIMEOUT`].
+pub const REPLY_TIMEOUT_ENV: &str = "CERTKEEPER_CONTROL_TIMEOUT";
+
+/// Longest reply the CLI reads; replies are a line per target at most.
+const MAX_REPLY: usize = 1024 * 1024;
 
 /// Work asked of the daemon by hand.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,10 +138,100 @@ pub enum ControlError {
     },
     #[error("control socket {path}: bad reply: {message}")]
     Protocol { path: PathBuf, message: String },
+    #[error("control socket {path}: the daemon did not {what} within {}{hint}", wait_text(*waited))]
+    Unresponsive {
+        path: PathBuf,
+        what: &'static str,
+        waited: Duration,
+        hint: &'static str,
+    },
+    #[error("{REPLY_TIMEOUT_ENV}: {message}")]
+    BadTimeout { message: String },
+}
+
+impl ControlError {
+    /// The daemon is there but does not respond (sysexits EX_UNAVAILABLE).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unresponsive { .. })
+    }
+}
+
+/// `300ms`, `5s`, `15m`: how long was waited, as the operator would write it.
+fn wait_text(waited: Duration) -> String {
+    match waited.as_secs() {
+        0 => format!("{}ms", waited.as_millis()),
+        seconds if seconds % 60 == 0 => format!("{}m", seconds / 60),
+        seconds => format!("{seconds}s"),
+    }
 }
 
 pub fn socket_path(state_dir: &Path) -> PathBuf {
     state_dir.join(SOCKET_NAME)
+}
+
+/// Admission of connections: how many are open, and which have not sent their request yet
+/// (oldest first), each with the signal that displaces it.
+#[derive(Debug, Default)]
+struct Gate {
+    state: Mutex<GateState>,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    open: usize,
+    next_id: u64,
+    waiting: BTreeMap<u64, oneshot::Sender<()>>,
+}
+
+/// One admitted connection; frees its place when dropped.
+struct Ticket {
+    gate: Arc<Gate>,
+    id: u64,
+    displaced: oneshot::Receiver<()>,
+}
+
+impl Gate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        // The state stays consistent whatever panicked while holding it (plain counters).
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A place for a new connection: a free one, or the oldest waiting connection's (which
+    /// is told to close); `None` when every connection is working on a request.
+    fn admit(self: &Arc<Self>) -> Option<Ticket> {
+        let mut state = self.lock();
+        if state.open >= MAX_CONNECTIONS {
+            let (_, oldest) = state.waiting.pop_first()?;
+            let _ = oldest.send(());
+        }
+        state.open += 1;
+        let id = state.next_id;
+        state.next_id += 1;
+        let (displace, displaced) = oneshot::channel();
+        state.waiting.insert(id, displace);
+        Some(Ticket {
+            gate: self.clone(),
+            id,
+            displaced,
+        })
+    }
+}
+
+impl Ticket {
+    /// The request arrived: this connection is working and is no longer displaced.
+    fn working(&self) {
+        self.gate.lock().waiting.remove(&self.id);
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut state = self.gate.lock();
+        state.open = state.open.saturating_sub(1);
+        state.waiting.remove(&self.id);
+    }
 }
 
 /// Binds the socket (replacing one a killed daemon left behind) and serves it until the
@@ -130,13 +253,28 @@ pub fn serve(
     let listener = tokio::net::UnixListener::bind(&path).map_err(io)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
     Ok(tokio::spawn(async move {
+        let gate = Arc::new(Gate::default());
+        let mut backoff = crate::telemetry::server::AcceptBackoff::new("control");
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Some((stream, _)) = backoff.accepted(listener.accept().await).await else {
+                continue;
+            };
+            let Some(ticket) = gate.admit() else {
+                tracing::warn!(
+                    limit = MAX_CONNECTIONS,
+                    "control connection refused: every connection is working on a request"
+                );
+                tokio::spawn(reply(
+                    stream,
+                    ControlResponse::failed(format!(
+                        "the daemon is already working on {MAX_CONNECTIONS} control requests; try again later"
+                    )),
+                ));
                 continue;
             };
             let requests = requests.clone();
             tokio::spawn(async move {
-                if let Err(error) = answer(stream, requests).await {
+                if let Err(error) = answer(stream, ticket, requests).await {
                     tracing::debug!(error = %error, "control connection ended early");
                 }
             });
@@ -144,18 +282,57 @@ pub fn serve(
     }))
 }
 
+/// Reads one request line: what it asks, or why it cannot be understood.
+async fn read_request(
+    reader: &mut tokio::net::unix::OwnedReadHalf,
+) -> Result<ControlRequest, String> {
+    let mut line = Vec::new();
+    let limit = u64::try_from(MAX_REQUEST + 1).unwrap_or(u64::MAX);
+    tokio::io::BufReader::new(reader.take(limit))
+        .read_until(b'\n', &mut line)
+        .await
+        .map_err(|error| format!("reading the request failed: {error}"))?;
+    if line.len() > MAX_REQUEST {
+        return Err(format!("request longer than {MAX_REQUEST} bytes"));
+    }
+    let text = std::str::from_utf8(&line).map_err(|_| "request is not UTF-8".to_owned())?;
+    if text.trim().is_empty() {
+        return Err("empty request".to_owned());
+    }
+    serde_json::from_str(text.trim()).map_err(|error| format!("bad request: {error}"))
+}
+
 async fn answer(
     stream: tokio::net::UnixStream,
+    mut ticket: Ticket,
     requests: mpsc::Sender<Incoming>,
 ) -> std::io::Result<()> {
-    use tokio::io::AsyncReadExt;
-    let (reader, mut writer) = stream.into_split();
-    let mut line = String::new();
-    tokio::io::BufReader::new(reader.take(MAX_REQUEST))
-        .read_line(&mut line)
-        .await?;
-    let response = match serde_json::from_str::<ControlRequest>(line.trim()) {
+    let (mut reader, writer) = stream.into_split();
+    let received = tokio::select! {
+        read = tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut reader)) => match read {
+            Ok(Ok(request)) => Ok(request),
+            Ok(Err(reason)) => {
+                tracing::warn!(reason = %reason, "control request refused");
+                Err(reason)
+            }
+            Err(_) => {
+                tracing::debug!("control connection sent no request in time");
+                Err(format!(
+                    "no request within {}s: send one JSON line such as {{\"command\":\"deploy\",\"target\":\"NAME\"}}",
+                    REQUEST_TIMEOUT.as_secs()
+                ))
+            }
+        },
+        Ok(()) = &mut ticket.displaced => {
+            tracing::debug!("idle control connection displaced by a new one");
+            Err(format!(
+                "closed: {MAX_CONNECTIONS} control connections are open and this one had sent no request"
+            ))
+        }
+    };
+    let response = match received {
         Ok(request) => {
+            ticket.working();
             let (reply, answer) = oneshot::channel();
             if requests.send((request, reply)).await.is_err() {
                 ControlResponse::failed("the daemon is shutting down")
@@ -165,28 +342,81 @@ async fn answer(
                 })
             }
         }
-        Err(error) => ControlResponse::failed(format!("bad request: {error}")),
+        Err(reason) => ControlResponse::failed(reason),
     };
-    let mut text = serde_json::to_string(&response).unwrap_or_else(|_| "{}".to_owned());
-    text.push('\n');
-    writer.write_all(text.as_bytes()).await?;
-    writer.shutdown().await
+    drop(reader);
+    write_reply(writer, &response).await
 }
 
-/// Sends `request` to the daemon of `state_dir` and waits for its answer. `Ok(None)` when
-/// no daemon listens (no socket, or a stale one).
+/// Sends `response` as one JSON line and closes, giving up on a client that does not read.
+async fn write_reply(
+    mut writer: impl tokio::io::AsyncWrite + Unpin,
+    response: &ControlResponse,
+) -> std::io::Result<()> {
+    let mut text = serde_json::to_string(response).unwrap_or_else(|_| "{}".to_owned());
+    text.push('\n');
+    let written = async {
+        writer.write_all(text.as_bytes()).await?;
+        writer.shutdown().await
+    };
+    tokio::time::timeout(REPLY_WRITE_TIMEOUT, written)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client did not take its reply",
+            ))
+        })
+}
+
+async fn reply(stream: tokio::net::UnixStream, response: ControlResponse) {
+    let _ = write_reply(stream, &response).await;
+}
+
+/// The reply timeout: `CERTKEEPER_CONTROL_TIMEOUT` if set, else [`REPLY_TIMEOUT`].
+pub fn reply_timeout_from_env() -> Result<Duration, ControlError> {
+    match std::env::var(REPLY_TIMEOUT_ENV) {
+        Err(_) => Ok(REPLY_TIMEOUT),
+        Ok(text) => match crate::config::parse_duration(&text) {
+            Ok(timeout) if !timeout.is_zero() => Ok(timeout),
+            Ok(_) => Err(ControlError::BadTimeout {
+                message: "must be longer than zero".to_owned(),
+            }),
+            Err(message) => Err(ControlError::BadTimeout { message }),
+        },
+    }
+}
+
+/// Sends `request` to the daemon of `state_dir` and waits for its answer (see
+/// [`reply_timeout_from_env`]). `Ok(None)` when no daemon listens (no socket, or a stale one).
 pub fn send(
     state_dir: &Path,
     request: &ControlRequest,
+) -> Result<Option<ControlResponse>, ControlError> {
+    send_within(state_dir, request, reply_timeout_from_env()?)
+}
+
+/// [`send`], waiting at most `reply_timeout` for the answer.
+pub fn send_within(
+    state_dir: &Path,
+    request: &ControlRequest,
+    reply_timeout: Duration,
 ) -> Result<Option<ControlResponse>, ControlError> {
     let path = socket_path(state_dir);
     let io = |source| ControlError::Io {
         path: path.clone(),
         source,
     };
-    let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
-        Ok(stream) => stream,
-        Err(error)
+    let unresponsive = |what, waited, hint| ControlError::Unresponsive {
+        path: path.clone(),
+        what,
+        waited,
+        hint,
+    };
+    let mut stream = match connect_within(&path, CONNECT_TIMEOUT) {
+        None => return Err(unresponsive("accept the connection", CONNECT_TIMEOUT, "")),
+        Some(Ok(stream)) => stream,
+        Some(Err(error))
             if matches!(
                 error.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
@@ -194,22 +424,92 @@ pub fn send(
         {
             return Ok(None)
         }
-        Err(error) => return Err(io(error)),
+        Some(Err(error)) => return Err(io(error)),
     };
     let mut text = serde_json::to_string(request).map_err(|error| ControlError::Protocol {
         path: path.clone(),
         message: error.to_string(),
     })?;
     text.push('\n');
-    stream.write_all(text.as_bytes()).map_err(io)?;
-    let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).map_err(io)?;
-    serde_json::from_str(line.trim())
+    stream
+        .set_write_timeout(Some(CONNECT_TIMEOUT))
+        .map_err(io)?;
+    match stream.write_all(text.as_bytes()) {
+        Ok(()) => {}
+        Err(error) if is_timeout(&error) => {
+            return Err(unresponsive("take the request", CONNECT_TIMEOUT, ""))
+        }
+        // The daemon refused the connection (at its cap) and closed: its reply says why.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(error) => return Err(io(error)),
+    }
+    let no_answer = || {
+        unresponsive(
+            "answer",
+            reply_timeout,
+            " (it may still be working; set CERTKEEPER_CONTROL_TIMEOUT to wait longer)",
+        )
+    };
+    let deadline = Instant::now() + reply_timeout;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !reply.contains(&b'\n') {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(no_answer());
+        }
+        stream.set_read_timeout(Some(remaining)).map_err(io)?;
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(length) => reply.extend_from_slice(&chunk[..length]),
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) if is_timeout(&error) => return Err(no_answer()),
+            Err(error) => return Err(io(error)),
+        }
+        if reply.len() > MAX_REPLY {
+            return Err(ControlError::Protocol {
+                path: path.clone(),
+                message: format!("reply longer than {MAX_REPLY} bytes"),
+            });
+        }
+    }
+    let line = reply
+        .split(|byte| *byte == b'\n')
+        .next()
+        .unwrap_or_default();
+    if line.is_empty() {
+        return Err(ControlError::Protocol {
+            path: path.clone(),
+            message: "the daemon closed the connection without answering".to_owned(),
+        });
+    }
+    serde_json::from_slice(line)
         .map(Some)
         .map_err(|error| ControlError::Protocol {
             path: path.clone(),
             message: error.to_string(),
         })
+}
+
+fn is_timeout(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// Connects on a helper thread (a Unix connect blocks while the daemon's backlog is full);
+/// `None` if it did not finish within `timeout`.
+fn connect_within(
+    path: &Path,
+    timeout: Duration,
+) -> Option<std::io::Result<std::os::unix::net::UnixStream>> {
+    let (done, result) = std::sync::mpsc::channel();
+    let path = path.to_owned();
+    std::thread::spawn(move || {
+        let _ = done.send(std::os::unix::net::UnixStream::connect(path));
+    });
+    result.recv_timeout(timeout).ok()
 }
 
 #[cfg(test)]
@@ -277,26 +577,138 @@ mod tests {
         assert_eq!(send(dir.path(), &request).unwrap(), None);
     }
 
-    #[tokio::test]
-    async fn a_bad_request_is_answered_not_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let (tx, _rx) = mpsc::channel::<Incoming>(4);
-        let server = serve(dir.path(), tx).unwrap();
-        let mut stream = tokio::net::UnixStream::connect(socket_path(dir.path()))
+    /// Connects, sends `bytes` (nothing if empty) and reads the one reply line.
+    async fn exchange(state_dir: &Path, bytes: &[u8]) -> ControlResponse {
+        let stream = tokio::net::UnixStream::connect(socket_path(state_dir))
             .await
             .unwrap();
-        stream
-            .write_all(b"{\"command\":\"explode\"}\n")
-            .await
-            .unwrap();
+        read_reply(stream, bytes).await
+    }
+
+    async fn read_reply(mut stream: tokio::net::UnixStream, bytes: &[u8]) -> ControlResponse {
+        // A refused connection may be closed before the request is written: the reply is
+        // there all the same.
+        let _ = stream.write_all(bytes).await;
         let mut line = String::new();
         tokio::io::BufReader::new(stream)
             .read_line(&mut line)
             .await
             .unwrap();
-        let response: ControlResponse = serde_json::from_str(line.trim()).unwrap();
-        assert!(!response.ok);
-        assert!(response.message.contains("bad request"), "{response:?}");
+        serde_json::from_str(line.trim()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_bad_request_of_every_kind_is_answered_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = mpsc::channel::<Incoming>(4);
+        let server = serve(dir.path(), tx).unwrap();
+        let oversize = vec![b'x'; MAX_REQUEST + 10];
+        let cases: [(&[u8], &str); 5] = [
+            (
+                b"{\"command\":\"explode\"}\n",
+                "bad request: unknown variant `explode`",
+            ),
+            (b"hello there\n", "bad request"),
+            (b"\xff\xfe\xfd\n", "not UTF-8"),
+            (&oversize, "longer than 4096 bytes"),
+            (b"\n", "empty request"),
+        ];
+        for (bytes, expected) in cases {
+            let response = exchange(dir.path(), bytes).await;
+            assert!(!response.ok);
+            assert!(response.message.contains(expected), "{response:?}");
+        }
         server.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_is_answered_and_closed_after_the_request_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = mpsc::channel::<Incoming>(4);
+        let server = serve(dir.path(), tx).unwrap();
+        let started = tokio::time::Instant::now();
+        let response = exchange(dir.path(), b"").await;
+        assert!(started.elapsed() >= REQUEST_TIMEOUT);
+        assert!(!response.ok);
+        assert!(
+            response.message.contains("no request within 10s"),
+            "{response:?}"
+        );
+        server.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_the_cap_a_newcomer_displaces_the_oldest_idle_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::channel::<Incoming>(4);
+        let server = serve(dir.path(), tx).unwrap();
+        tokio::spawn(async move {
+            while let Some((request, reply)) = rx.recv().await {
+                let _ = reply.send(ControlResponse::ok(format!("{request:?}")));
+            }
+        });
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(
+                tokio::net::UnixStream::connect(socket_path(dir.path()))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let response = exchange(dir.path(), b"{\"command\":\"deploy\",\"target\":\"cdn\"}\n").await;
+        assert!(response.ok, "{response:?}");
+        let oldest = read_reply(idle.remove(0), b"").await;
+        assert!(oldest.message.contains("had sent no request"), "{oldest:?}");
+        server.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn when_every_connection_is_working_a_newcomer_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::channel::<Incoming>(MAX_CONNECTIONS + 4);
+        let server = serve(dir.path(), tx).unwrap();
+        let mut working = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            let mut stream = tokio::net::UnixStream::connect(socket_path(dir.path()))
+                .await
+                .unwrap();
+            stream
+                .write_all(b"{\"command\":\"renew\",\"certificate\":\"www\"}\n")
+                .await
+                .unwrap();
+            working.push(stream);
+        }
+        // Every request reached the loop (which never answers): all connections are working.
+        let mut pending = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            pending.push(rx.recv().await.unwrap());
+        }
+        let response = exchange(dir.path(), b"{\"command\":\"deploy\",\"target\":\"cdn\"}\n").await;
+        assert!(!response.ok);
+        assert!(
+            response.message.contains("already working on 64"),
+            "{response:?}"
+        );
+        server.abort();
+    }
+
+    #[test]
+    fn a_daemon_that_accepts_and_never_answers_is_unresponsive() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(socket_path(dir.path())).unwrap();
+        let holder = std::thread::spawn(move || listener.accept().map(|(stream, _)| stream));
+        let request = ControlRequest::Deploy {
+            target: "cdn".into(),
+        };
+        let started = Instant::now();
+        let error = send_within(dir.path(), &request, Duration::from_millis(300)).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(30), "bounded wait");
+        assert!(error.is_unavailable(), "{error:?}");
+        let text = error.to_string();
+        assert!(
+            text.contains("did not answer within 300ms") && text.contains(REPLY_TIMEOUT_ENV),
+            "{text}"
+        );
+        drop(holder.join().unwrap());
     }
 }

@@ -6,11 +6,15 @@ use anyhow::Context;
 use certkeeper::config;
 use certkeeper::control::ControlRequest;
 use certkeeper::telemetry::logging::{self, LogFormat};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod cli_docs;
+mod wait;
+
 const EX_USAGE: u8 = 64;
+const EX_UNAVAILABLE: u8 = 69;
 const EX_SOFTWARE: u8 = 70;
 const EX_IOERR: u8 = 74;
 const EX_CONFIG: u8 = 78;
@@ -125,6 +129,35 @@ enum Command {
     Healthcheck,
     /// Print the version.
     Version,
+    /// Wait until the store holds a version of CERTIFICATE (with --deployed: until every
+    /// target it deploys to serves it), for init containers and startup ordering. Read-only.
+    /// Exits 0 when ready, 1 on timeout, 64 for an unknown certificate.
+    Wait {
+        /// The `[[certificate]]` name.
+        #[arg(long)]
+        certificate: String,
+        /// Also wait until every target in its deploy_to serves that version.
+        #[arg(long)]
+        deployed: bool,
+        /// Give up after this long (`90s`, `5m`, `1h`).
+        #[arg(long, default_value = "5m", value_parser = config::duration::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Write man pages or shell completions (for packaging).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
+}
+
+/// What `certkeeper generate` writes.
+#[derive(Subcommand)]
+enum Generate {
+    /// Write certkeeper.1 and certkeeper.toml.5 into DIRECTORY.
+    Man { directory: PathBuf },
+    /// Print the completion script for SHELL.
+    Completions { shell: clap_complete::Shell },
 }
 
 fn main() -> ExitCode {
@@ -169,7 +202,7 @@ fn main() -> ExitCode {
                 match runtime.block_on(certkeeper::app::run(cli.config.clone(), loaded)) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(error) => {
-                        eprintln!("certkeeper: {error:#}");
+                        eprintln!("certkeeper: {}", describe(&error));
                         ExitCode::from(run_exit_code(&error))
                     }
                 }
@@ -207,7 +240,7 @@ fn main() -> ExitCode {
             Ok(loaded) => match plan(&loaded.config, json) {
                 Ok(code) => ExitCode::from(code),
                 Err(error) => {
-                    eprintln!("certkeeper: {error:#}");
+                    eprintln!("certkeeper: {}", describe(&error));
                     ExitCode::from(certkeeper::plan::EXIT_UNREADABLE)
                 }
             },
@@ -234,6 +267,15 @@ fn main() -> ExitCode {
             manual(&cli.config, ControlRequest::Renew { certificate })
         }
         Command::Deploy { target } => manual(&cli.config, ControlRequest::Deploy { target }),
+        Command::Wait {
+            certificate,
+            deployed,
+            timeout,
+        } => match load_config(&cli.config) {
+            Ok(loaded) => wait_for_certificate(&loaded.config, &certificate, deployed, timeout),
+            Err(code) => code,
+        },
+        Command::Generate { what } => generate(what),
     }
 }
 
@@ -311,6 +353,10 @@ fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
                 .context("starting the runtime")
                 .and_then(|runtime| runtime.block_on(certkeeper::app::run_manual(loaded, request)))
         }
+        Err(error) if error.is_unavailable() => {
+            eprintln!("certkeeper: {error}");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
         Err(error) => Err(error.into()),
     };
     match answer {
@@ -329,24 +375,78 @@ fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
             }
         }
         Err(error) => {
-            eprintln!("certkeeper: {error:#}");
+            eprintln!("certkeeper: {}", describe(&error));
             ExitCode::from(EX_SOFTWARE)
         }
     }
 }
 
 /// One line per target of a manual request: `  cdn-www: failed: auth Code: message`.
+fn wait_for_certificate(
+    config: &config::Config,
+    certificate: &str,
+    deployed: bool,
+    timeout: std::time::Duration,
+) -> ExitCode {
+    match wait::wait(config, certificate, deployed, timeout) {
+        Ok(ready) => {
+            println!("{ready}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("certkeeper: {error}");
+            ExitCode::from(match error {
+                wait::WaitError::UnknownCertificate(_) => EX_USAGE,
+                wait::WaitError::TimedOut { .. } => 1,
+                wait::WaitError::Store(_) => EX_IOERR,
+            })
+        }
+    }
+}
+
+fn generate(what: Generate) -> ExitCode {
+    match what {
+        Generate::Man { directory } => {
+            let written = cli_docs::write_man_pages(Cli::command(), &directory)
+                .with_context(|| format!("writing man pages into {}", directory.display()));
+            report(written.map(|_| ()), EX_IOERR)
+        }
+        Generate::Completions { shell } => {
+            cli_docs::write_completions(Cli::command(), shell, &mut std::io::stdout().lock());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
 fn print_outcomes(outcomes: &[certkeeper::control::TargetOutcome]) {
     for outcome in outcomes {
         println!("  {outcome}");
     }
 }
 
+/// An error and its causes on one line, `a: b: c`, leaving out a cause whose text the line
+/// already holds: several layers print their source inline as well as chaining it, and an
+/// operator should read each reason once.
+fn describe(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 fn report(result: anyhow::Result<()>, code: u8) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("certkeeper: {error:#}");
+            eprintln!("certkeeper: {}", describe(&error));
             ExitCode::from(code)
         }
     }
@@ -427,7 +527,11 @@ fn healthcheck(listen: &str) -> anyhow::Result<()> {
     stream.take(4096).read_to_string(&mut answer)?;
     match answer.split_whitespace().nth(1) {
         Some("200") => Ok(()),
-        Some(status) => anyhow::bail!("/healthz answered {status}"),
+        Some(status) => {
+            // The body says why (e.g. which budget a stalled pass exceeded).
+            let reason = answer.split("\r\n\r\n").nth(1).unwrap_or_default().trim();
+            anyhow::bail!("/healthz answered {status}: {reason}")
+        }
         None => anyhow::bail!("/healthz gave no HTTP answer"),
     }
 }
@@ -462,4 +566,27 @@ fn run_sim(listen: std::net::SocketAddr, seed: Option<PathBuf>) -> anyhow::Resul
         .await
         .context("serving")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open /state: {source}")]
+    struct Inline {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn describe_names_each_reason_once() {
+        let error = anyhow::Error::new(Inline {
+            source: std::io::Error::other("mode 1777"),
+        })
+        .context("opening the state store");
+        assert_eq!(
+            describe(&error),
+            "opening the state store: cannot open /state: mode 1777"
+        );
+    }
 }

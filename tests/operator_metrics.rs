@@ -94,7 +94,9 @@ fn parsed(lines: &Mutex<Vec<String>>) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn start(config_path: &Path, notify_socket: &Path) -> ChildGuard {
+/// Starts the daemon with its secrets, the notify socket and `RUST_LOG` (empty: the
+/// default level).
+fn start(config_path: &Path, notify_socket: &Path, rust_log: &str) -> ChildGuard {
     let notify = notify_socket.to_str().unwrap();
     spawn_daemon(
         config_path,
@@ -102,7 +104,7 @@ fn start(config_path: &Path, notify_socket: &Path) -> ChildGuard {
             ("OPERATOR_GOOD_SECRET", GOOD_SECRET),
             ("OPERATOR_WRONG_SECRET", WRONG_SECRET),
             ("NOTIFY_SOCKET", notify),
-            ("RUST_LOG", ""),
+            ("RUST_LOG", rust_log),
         ],
     )
 }
@@ -153,7 +155,7 @@ fn a_wrong_access_key_shows_within_one_pass_and_every_series_is_back_at_ready() 
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
 
-    let mut daemon = start(&config_path, &socket_path);
+    let mut daemon = start(&config_path, &socket_path, "");
     let logs = collect_logs(&mut daemon);
     wait_ready(&socket);
     // The first pass: the gauges are set by the time it is recorded as finished.
@@ -245,9 +247,9 @@ fn a_wrong_access_key_shows_within_one_pass_and_every_series_is_back_at_ready() 
         .expect("the daemon stops on SIGTERM");
     assert!(status.success(), "{status:?}");
 
-    // Restart: every series is on /metrics as READY arrives.
-    let mut daemon = start(&config_path, &socket_path);
-    let _logs = collect_logs(&mut daemon);
+    // Restart (at debug level): every series is on /metrics as READY arrives.
+    let mut daemon = start(&config_path, &socket_path, "debug");
+    let logs = collect_logs(&mut daemon);
     wait_ready(&socket);
     let text = scrape(metrics_port);
     for series in [
@@ -295,8 +297,55 @@ fn a_wrong_access_key_shows_within_one_pass_and_every_series_is_back_at_ready() 
     let good_success = format!("certkeeper_target_last_success_timestamp_seconds{GOOD}");
     assert!(value(&text, &good_success) >= value(&before, &good_success));
     assert!(value(&before, &good_success) > 0.0);
+
+    assert!(metric_value(&text, "certkeeper_pass_running_seconds").is_some());
+
+    // A reload without the bad target: its series disappear, the others stay.
+    let without_bad = std::fs::read_to_string(&config_path).unwrap().replace(
+        r#"deploy_to = ["cdn-good", "cdn-bad"]"#,
+        r#"deploy_to = ["cdn-good"]"#,
+    );
+    let (kept, removed) = without_bad
+        .split_once("[[target]]\nname = \"cdn-bad\"")
+        .expect("the bad target's table");
+    assert!(!removed.contains("[["), "the bad target is the last table");
+    std::fs::write(&config_path, kept).unwrap();
+    daemon.signal("HUP");
+    let mut text = String::new();
+    wait_for("the reload", Duration::from_secs(60), || {
+        text = scrape(metrics_port);
+        metric_value(
+            &text,
+            r#"certkeeper_config_reloads_total{result="success"}"#,
+        ) == Some(1.0)
+    });
+    assert!(!text.contains(r#"target="cdn-bad""#), "{text}");
+    assert_eq!(
+        value(&text, &format!("certkeeper_target_in_sync{GOOD}")),
+        1.0
+    );
+
+    // Debug shows certkeeper's own detail, not the HTTP stack's connection pool.
+    wait_for("a pass at debug level", Duration::from_secs(60), || {
+        parsed(&logs)
+            .iter()
+            .any(|line| line["level"] == "DEBUG" && line["message"] == "next pass")
+    });
     daemon.signal("TERM");
     assert!(daemon
         .wait_timeout(Duration::from_secs(60))
         .is_some_and(|status| status.success()));
+    let lines = parsed(&logs);
+    let third_party: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|line| {
+            line["level"] == "DEBUG"
+                && line["target"].as_str().is_some_and(|target| {
+                    ["hyper", "reqwest", "h2", "rustls", "rusqlite"]
+                        .iter()
+                        .any(|quiet| target.starts_with(quiet))
+                })
+        })
+        .collect();
+    assert!(third_party.is_empty(), "{third_party:?}");
 }

@@ -143,6 +143,10 @@ pub struct DaemonConfig {
     /// How long SIGTERM waits for in-flight deploys before exiting.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: String,
+    /// How long a running pass may go without progress before `/healthz` fails and the
+    /// systemd watchdog is no longer fed.
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout: String,
     /// Accept a config that manages nothing (no certificate, no policy). Off by default, so
     /// an empty or truncated file is refused instead of silently managing nothing.
     #[serde(default)]
@@ -158,6 +162,7 @@ impl Default for DaemonConfig {
             grace_period: default_grace_period(),
             concurrency: default_concurrency(),
             shutdown_grace: default_shutdown_grace(),
+            stall_timeout: default_stall_timeout(),
             allow_empty: false,
         }
     }
@@ -174,6 +179,9 @@ fn default_scan_schedule() -> String {
 }
 fn default_shutdown_grace() -> String {
     "30s".into()
+}
+fn default_stall_timeout() -> String {
+    "5m".into()
 }
 fn default_grace_period() -> String {
     "7d".into()
@@ -742,6 +750,7 @@ pub fn validate(config: &Config) -> (Vec<ConfigIssue>, Vec<ConfigIssue>) {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     validate_daemon(&config.daemon, &mut errors);
+    validate_stall_budget(config, &mut errors);
     if config.certificates.is_empty() && config.policies.is_empty() && !config.daemon.allow_empty {
         errors.push(ConfigIssue::new(
             "",
@@ -828,6 +837,34 @@ fn valid_name(name: &str) -> bool {
         })
 }
 
+/// A pass waiting out a DNS-01 propagation makes no progress meanwhile: the stall budget must
+/// be longer, or every DNS-01 order would look like a stuck pass and get the daemon restarted.
+fn validate_stall_budget(config: &Config, errors: &mut Vec<ConfigIssue>) {
+    let Ok(budget) = parse_duration(&config.daemon.stall_timeout) else {
+        return;
+    };
+    if budget.is_zero() {
+        errors.push(ConfigIssue::new(
+            "daemon.stall_timeout",
+            "must be longer than zero: every pass would count as stalled",
+        ));
+    }
+    for (name, acme) in &config.acme {
+        let Some(wait) = acme.dns_propagation_wait.as_deref() else {
+            continue;
+        };
+        if parse_duration(wait).is_ok_and(|wait| wait >= budget) {
+            errors.push(ConfigIssue::new(
+                format!("acme.{name}.dns_propagation_wait"),
+                format!(
+                    "`{wait}` is not shorter than daemon.stall_timeout (`{}`): the wait would look like a stuck pass; raise daemon.stall_timeout",
+                    config.daemon.stall_timeout
+                ),
+            ));
+        }
+    }
+}
+
 fn validate_daemon(daemon: &DaemonConfig, errors: &mut Vec<ConfigIssue>) {
     if daemon.state_dir.as_os_str().is_empty() || !daemon.state_dir.is_absolute() {
         errors.push(ConfigIssue::new(
@@ -853,6 +890,9 @@ fn validate_daemon(daemon: &DaemonConfig, errors: &mut Vec<ConfigIssue>) {
     }
     if let Err(error) = parse_duration(&daemon.shutdown_grace) {
         errors.push(ConfigIssue::new("daemon.shutdown_grace", error));
+    }
+    if let Err(error) = parse_duration(&daemon.stall_timeout) {
+        errors.push(ConfigIssue::new("daemon.stall_timeout", error));
     }
     if let Err(error) = parse_duration(&daemon.grace_period) {
         errors.push(ConfigIssue::new("daemon.grace_period", error));
@@ -1501,5 +1541,40 @@ mod tests {
         assert!(domain_syntax("-a.example.com", true).is_err());
         assert!(domain_syntax("localhost", true).is_err());
         assert!(domain_syntax("exa_mple.com", true).is_err());
+    }
+
+    #[test]
+    fn a_dns_propagation_wait_must_fit_in_the_stall_budget() {
+        let text = |wait: &str| {
+            format!(
+                "[daemon]\nstall_timeout = \"2m\"\n[acme.le]\ndirectory = \"https://acme.example/dir\"\ndns_propagation_wait = \"{wait}\"\n"
+            )
+        };
+        let issues = |wait: &str| {
+            let Ok(config) = parse(&text(wait)) else {
+                panic!("the test config parses")
+            };
+            let (errors, _) = validate(&config);
+            errors
+                .into_iter()
+                .filter(|issue| issue.path == "acme.le.dns_propagation_wait")
+                .map(|issue| issue.message)
+                .collect::<Vec<_>>()
+        };
+        assert!(issues("90s").is_empty());
+        let Ok(mut zero) = parse(&text("1s")) else {
+            panic!("the test config parses")
+        };
+        zero.daemon.stall_timeout = "0s".into();
+        assert!(validate(&zero)
+            .0
+            .iter()
+            .any(|issue| issue.path == "daemon.stall_timeout"));
+        let refused = issues("2m");
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(
+            refused[0].contains("not shorter than daemon.stall_timeout (`2m`)"),
+            "{refused:?}"
+        );
     }
 }

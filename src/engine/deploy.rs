@@ -901,6 +901,66 @@ mod tests {
         );
     }
 
+    /// A target whose every read fails with one class (a wrong access key: `auth`).
+    struct Unreadable(ErrorClass);
+
+    #[async_trait]
+    impl Target for Unreadable {
+        fn name(&self) -> &str {
+            "unreadable"
+        }
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        async fn observe(&self) -> Result<LiveCertificate, CloudError> {
+            Err(CloudError::new(
+                "test",
+                "DescribeCertificates",
+                self.0,
+                "SignatureDoesNotMatch",
+                "the signature does not match",
+            ))
+        }
+        async fn deploy(&self, _bundle: &CertificateBundle) -> Result<(), CloudError> {
+            unreachable!("never deployed without a read")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_first_read_sets_the_state_gauges_at_once() {
+        let now = OffsetDateTime::now_utc();
+        let version = version(&testing::fresh(&["www.example.com"]));
+        for (class, parked) in [(ErrorClass::Auth, 0), (ErrorClass::Invalid, 1)] {
+            let directory = tempfile::tempdir().unwrap();
+            let context = context(directory.path());
+            let handle = handle(Arc::new(Unreadable(class)), None);
+            reconcile_target(&context, &handle, &version, &names(), now, false)
+                .await
+                .unwrap();
+            let labels = ["unreadable", "test"];
+            let metrics = &context.metrics;
+            assert_eq!(metrics.target_in_sync.with_label_values(&labels).get(), 0);
+            assert_eq!(
+                metrics
+                    .target_consecutive_failures
+                    .with_label_values(&labels)
+                    .get(),
+                1
+            );
+            assert_eq!(
+                metrics.target_parked.with_label_values(&labels).get(),
+                parked
+            );
+            assert_eq!(
+                metrics
+                    .target_last_error
+                    .with_label_values(&["unreadable", "test", class.as_str()])
+                    .get(),
+                1
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_config_change_unparks_and_resets_the_backoff() {
         let directory = tempfile::tempdir().unwrap();

@@ -137,6 +137,7 @@ pub async fn reconcile_policy(
     .await
     .and_then(|inner| inner);
     for error in retried.take() {
+        tracing::warn!(policy = %name, resource = %resource, class = %error.class, code = %error.code, request_id = error.request_id.as_deref().unwrap_or(""), error = %error, "retrying a failed call");
         context.metrics.count_error(&error);
         store.record_attempt(&attempt(
             &error.operation,
@@ -154,6 +155,8 @@ pub async fn reconcile_policy(
         last_job_id: previous.and_then(|previous| previous.last_job_id),
         last_error: None,
     };
+    // A vendor job that ran and failed shows the check had found it non-compliant.
+    let remediation_failed = matches!(&result, Err(error) if error.job_id.is_some());
     let pass = match result {
         Ok(outcome) => {
             match &outcome {
@@ -243,7 +246,8 @@ pub async fn reconcile_policy(
     };
     // A check that found it non-compliant starts (or continues) the clock of
     // `remediation_overdue`; a failed check continues a clock already running.
-    let found_noncompliant = matches!(pass, PolicyPass::Applied(_)) && !status.compliant;
+    let found_noncompliant =
+        (matches!(pass, PolicyPass::Applied(_)) || remediation_failed) && !status.compliant;
     let since = previous_since.or(found_noncompliant.then_some(now));
     if let Some(since) = since.filter(|_| !status.compliant) {
         if !status.observed.is_object() {
@@ -491,6 +495,106 @@ mod tests {
             panic!()
         };
         assert_eq!(retry_at, Some(start() + time::Duration::hours(3)));
+    }
+
+    #[tokio::test]
+    async fn a_failing_remediation_shows_in_the_gauges_until_corrected() {
+        let directory = tempfile::tempdir().unwrap();
+        let context = context(directory.path());
+        // Enforce mode without a window: the check finds it non-compliant and the
+        // remediation fails (no vendor job ran), so the pass fails.
+        let policy = Flaky::new(ErrorClass::Busy, 1);
+        let gauge = |family: &prometheus::IntGaugeVec| family.with_label_values(&["p", "r1"]).get();
+        let metrics = &context.metrics;
+        assert!(matches!(
+            pass(&context, &policy, "v1", 0).await,
+            PolicyPass::Failed { .. }
+        ));
+        assert_eq!(gauge(&metrics.policy_compliant), 0);
+        assert_eq!(gauge(&metrics.policy_consecutive_failures), 1);
+        assert_eq!(
+            metrics
+                .policy_last_error
+                .with_label_values(&["p", "r1", "busy"])
+                .get(),
+            1
+        );
+        // Corrected on the next pass: healthy again.
+        assert!(matches!(
+            pass(&context, &policy, "v1", 60).await,
+            PolicyPass::Applied(PolicyOutcome::Remediated(_))
+        ));
+        assert_eq!(gauge(&metrics.policy_compliant), 1);
+        assert_eq!(gauge(&metrics.policy_consecutive_failures), 0);
+        assert_eq!(gauge(&metrics.policy_remediation_overdue), 0);
+        assert_eq!(
+            metrics
+                .policy_last_check
+                .with_label_values(&["p", "r1"])
+                .get() as i64,
+            (start() + time::Duration::seconds(60)).unix_timestamp()
+        );
+        assert!(!metrics
+            .encode()
+            .unwrap()
+            .contains("certkeeper_policy_last_error_info{"));
+    }
+
+    /// An audit-mode policy that always finds `r1` non-compliant.
+    struct Auditor;
+
+    #[async_trait]
+    impl Policy for Auditor {
+        fn name(&self) -> &str {
+            "auditor"
+        }
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        fn mode(&self) -> PolicyMode {
+            PolicyMode::Audit
+        }
+        fn maintenance_window(&self) -> Option<&MaintenanceWindow> {
+            None
+        }
+        fn resources(&self) -> Vec<String> {
+            vec!["r1".into()]
+        }
+        async fn check(&self, resource: &str) -> Result<PolicyFinding, CloudError> {
+            Ok(PolicyFinding {
+                resource: resource.to_owned(),
+                compliant: false,
+                observed: "off".into(),
+                desired: "on".into(),
+                busy: false,
+            })
+        }
+        async fn remediate(&self, _resource: &str) -> Result<Remediation, CloudError> {
+            unreachable!("audit mode never remediates")
+        }
+    }
+
+    #[tokio::test]
+    async fn an_audit_finding_is_overdue_from_the_first_check_and_keeps_its_start() {
+        let directory = tempfile::tempdir().unwrap();
+        let context = context(directory.path());
+        for offset in [0, 3600] {
+            let at = start() + time::Duration::seconds(offset);
+            reconcile_policy(&context, "p", &Auditor, "r1", "v1", at)
+                .await
+                .unwrap();
+        }
+        let status = context.store.policy_status("p", "r1").unwrap().unwrap();
+        assert_eq!(state::noncompliant_since(&status), Some(start()));
+        assert_eq!(status.observed["observed"], "off");
+        assert_eq!(
+            context
+                .metrics
+                .policy_remediation_overdue
+                .with_label_values(&["p", "r1"])
+                .get(),
+            1
+        );
     }
 
     #[tokio::test]

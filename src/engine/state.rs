@@ -9,8 +9,8 @@ use crate::engine::backoff;
 use crate::engine::renewal::{renewal_time, RenewalInputs, RenewalRule};
 use crate::engine::window::MaintenanceWindow;
 use crate::store::{
-    Attempt, CertificateVersion, DeployStatus, DeploymentRecord, EventQuery, PolicyStatus,
-    StateStore, StoreError, SubjectKind,
+    Attempt, CertificateVersion, DeployStatus, DeploymentRecord, PolicyStatus, StateStore,
+    StoreError, SubjectKind,
 };
 use crate::telemetry::metrics::{
     CertificateState, Configured, Failing, Metrics, PolicyResourceState, TargetState, Validity,
@@ -311,10 +311,17 @@ fn target_state(
             break;
         }
     }
+    // While in sync, every read that proves it updates the row. Otherwise the last
+    // successful deploy in the attempt history (indexed by target, so a fleet restarting
+    // with many failing targets stays cheap); a target only ever found in sync by a read,
+    // and failing since, reads 0.
     let last_success = if in_sync {
         rows.iter().map(|record| record.updated_at).max()
+    } else if rows.is_empty() {
+        // Never deployed (a fleet's first start): no history to read.
+        None
     } else {
-        last_in_sync_event(store, item.name)?
+        last_success(&store.attempts(SubjectKind::Target, item.name)?)
     };
     Ok(TargetState {
         in_sync,
@@ -325,25 +332,6 @@ fn target_state(
             .any(|record| record.status == DeployStatus::Parked),
         failing,
     })
-}
-
-/// When a target was last proven in sync, from the event log (`deploy.succeeded` and
-/// `deploy.in_sync` are written once per change to in sync). Only read for targets that are
-/// not in sync now, which are few.
-fn last_in_sync_event(
-    store: &dyn StateStore,
-    target: &str,
-) -> Result<Option<OffsetDateTime>, StoreError> {
-    let mut newest = None;
-    for kind in ["deploy.succeeded", "deploy.in_sync"] {
-        let events = store.events(&EventQuery {
-            kind: Some(kind.to_owned()),
-            subject: Some(target.to_owned()),
-            ..EventQuery::default()
-        })?;
-        newest = newest.max(events.last().map(|event| event.at));
-    }
-    Ok(newest)
 }
 
 #[cfg(test)]

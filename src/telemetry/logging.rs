@@ -44,7 +44,8 @@ pub enum LogFormat {
 }
 
 /// Crates whose debug output is about connections, pools and files rather than certificates:
-/// kept at WARN unless the filter names them (`--log-level debug,hyper=trace`).
+/// kept at WARN unless the filter names them (`--log-level debug,hyper=trace`) or asks for
+/// everything (`--log-level trace`, used to audit what the HTTP stack logs).
 const QUIET_CRATES: [&str; 13] = [
     "hyper",
     "hyper_util",
@@ -62,9 +63,15 @@ const QUIET_CRATES: [&str; 13] = [
 ];
 
 /// `spec` (an `EnvFilter` directive list) with `crate=warn` added for every quiet crate it
-/// does not name itself.
+/// does not name itself, unless its default level is `trace`.
 pub fn with_quiet_crates(spec: &str) -> String {
     const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let everything = spec
+        .split(',')
+        .any(|directive| directive.trim().eq_ignore_ascii_case("trace"));
+    if everything {
+        return spec.trim().to_owned();
+    }
     let named: Vec<&str> = spec
         .split(',')
         .map(str::trim)
@@ -135,6 +142,7 @@ mod tests {
             "{spec}"
         );
         assert!(EnvFilter::try_new(with_quiet_crates("debug,hyper=trace")).is_ok());
+        assert_eq!(with_quiet_crates("trace"), "trace");
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct Metrics {
     pub cloud_request_duration: HistogramVec,
     pub retry_pending: IntGaugeVec,
     pub last_reconcile: IntGauge,
+    pub pass_running: prometheus::Gauge,
+    /// When the running pass started (`None` while idle); read at each scrape.
+    pass_started: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     pub config_reloads: IntCounterVec,
     pub build_info: IntGaugeVec,
 }
@@ -97,6 +100,11 @@ impl Metrics {
             "When the last reconcile pass finished (Unix time).",
         )?;
         registry.register(Box::new(last_reconcile.clone()))?;
+        let pass_running = prometheus::Gauge::new(
+            "certkeeper_pass_running_seconds",
+            "How long the current reconcile pass has run (0 while idle).",
+        )?;
+        registry.register(Box::new(pass_running.clone()))?;
         let metrics = Self {
             certificate_expiration: gauge(
                 "certkeeper_certificate_expiration_timestamp_seconds",
@@ -208,6 +216,8 @@ impl Metrics {
             cloud_request_duration,
             retry_pending: int_gauge("certkeeper_retry_pending", "Operations waiting for a retry, by error class.", &["class"])?,
             last_reconcile,
+            pass_running,
+            pass_started: Default::default(),
             config_reloads: counter("certkeeper_config_reloads_total", "Config reloads by result.", &["result"])?,
             build_info: int_gauge("certkeeper_build_info", "Always 1; the version is a label.", &["version"])?,
             registry,
@@ -227,6 +237,12 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn encode(&self) -> Result<String, MetricsError> {
+        let started = *self
+            .pass_started
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.pass_running
+            .set(started.map_or(0.0, |started| started.elapsed().as_secs_f64()));
         let mut buffer = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
         Ok(String::from_utf8_lossy(&buffer).into_owned())
@@ -236,7 +252,7 @@ impl Metrics {
     /// dashboard coverage test). Histograms also export `_bucket`, `_sum` and `_count`.
     pub fn family_names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 28] = [
+        let collectors: [&dyn Collector; 29] = [
             &self.certificate_expiration,
             &self.certificate_renewal,
             &self.certificate_not_before,
@@ -263,6 +279,7 @@ impl Metrics {
             &self.cloud_request_duration,
             &self.retry_pending,
             &self.last_reconcile,
+            &self.pass_running,
             &self.config_reloads,
             &self.build_info,
         ];
@@ -382,6 +399,30 @@ fn set_or_remove(family: &GaugeVec, labels: &[&str], value: Option<i64>) {
         None => {
             let _ = family.remove_label_values(labels);
         }
+    }
+}
+
+/// Marks a reconcile pass as running until dropped (`certkeeper_pass_running_seconds`).
+#[must_use = "the pass counts as running only while the guard lives"]
+pub struct PassRunning(std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>);
+
+impl Drop for PassRunning {
+    fn drop(&mut self) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+    }
+}
+
+impl Metrics {
+    /// Starts the clock of `certkeeper_pass_running_seconds`; it stops when the guard drops.
+    pub fn pass_running(&self) -> PassRunning {
+        *self
+            .pass_started
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(std::time::Instant::now());
+        PassRunning(self.pass_started.clone())
     }
 }
 
@@ -694,5 +735,22 @@ mod tests {
         for gone in ["target=\"cdn\"", "resource=\"db-1\""] {
             assert!(!text.contains(gone), "{gone} left in {text}");
         }
+    }
+
+    #[test]
+    fn pass_running_counts_only_while_a_pass_runs() {
+        let metrics = Metrics::new().unwrap();
+        let running = |metrics: &Metrics| {
+            let text = metrics.encode().unwrap();
+            text.lines()
+                .find_map(|line| line.strip_prefix("certkeeper_pass_running_seconds "))
+                .map(|value| value.parse::<f64>().unwrap())
+                .unwrap()
+        };
+        assert_eq!(running(&metrics), 0.0);
+        let pass = metrics.pass_running();
+        assert!(running(&metrics) > 0.0);
+        drop(pass);
+        assert_eq!(running(&metrics), 0.0);
     }
 }

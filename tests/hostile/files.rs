@@ -15,7 +15,9 @@ const GRACE: Duration = Duration::from_secs(20);
 /// Generous deadline for the daemon to start and finish its first pass on a busy machine.
 const START: Duration = Duration::from_secs(90);
 
-/// `[daemon]` plus a local CA; `rest` adds certificates and targets.
+/// `[daemon]` plus a local CA; `rest` adds certificates and targets. A config with nothing
+/// in `rest` (the state-directory probes) says explicitly that it manages nothing, as `check`
+/// requires.
 fn config(state_dir: &Path, metrics_port: u16, rest: &str) -> String {
     format!(
         r#"
@@ -23,12 +25,14 @@ fn config(state_dir: &Path, metrics_port: u16, rest: &str) -> String {
 state_dir = "{state}"
 metrics_listen = "127.0.0.1:{metrics_port}"
 shutdown_grace = "{grace}s"
+allow_empty = {allow_empty}
 
 [local_ca.internal]
 leaf_lifetime = "30d"
 {rest}"#,
         state = state_dir.display(),
         grace = GRACE.as_secs(),
+        allow_empty = rest.is_empty(),
     )
 }
 
@@ -372,7 +376,7 @@ fn a_world_writable_state_directory_we_own_is_tightened_at_start() {
 
 /// A group- or world-writable state directory owned by another user (we cannot tighten
 /// it, and that user or anyone could replace `control.sock` or the store) stops the start:
-/// a non-zero exit naming the directory, its owner and mode, and nothing written into it.
+/// exit 74 (an unusable state directory) naming the directory, its owner and mode, and nothing written into it.
 /// As root we make one (owned by `nobody`); otherwise /tmp is one (root's, 1777).
 #[test]
 fn a_shared_state_directory_owned_by_another_user_stops_the_start() {
@@ -394,7 +398,7 @@ fn a_shared_state_directory_owned_by_another_user_stops_the_start() {
         .wait_timeout(START)
         .expect("the daemon refuses to start, promptly");
     let stderr = daemon.stderr.join().unwrap();
-    assert_eq!(status.code(), Some(70), "{stderr}");
+    assert_eq!(status.code(), Some(74), "{stderr}");
     assert!(
         stderr.contains(&state.display().to_string())
             && stderr.contains("world-writable (mode 1777)")
