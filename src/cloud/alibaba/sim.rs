@@ -1,9 +1,12 @@
 //! The Alibaba part of `certkeeper sim`: verifies ACS3 and RPC V1 signatures exactly as the
 //! official SDKs produce them (skew and nonce checks included), enforces the documented
-//! per-action rate limits with the engine's token-bucket logic, and keeps CDN and VOD domains,
-//! RDS instances, alidns zones and cas certificates, answering with the codes the seeds
-//! document. Requests are plain POST `/` with parameters in the query (as the product SDKs
-//! send them) or in a form body (as our client sends them), or both.
+//! per-account rate limits with the engine's token-bucket logic, and keeps CDN and VOD domains,
+//! CDN's certificate store, RDS instances, alidns zones and cas certificates (per region),
+//! answering with the codes the seeds document. Its rates, refusals and value sets are its own
+//! (`sim_tables`), never the client's. The region of a request is the one its `host` names
+//! (`vod.cn-shanghai.aliyuncs.com`); the simulator's own loopback address names the default.
+//! Requests are plain POST `/` with parameters in the query (as the product SDKs send them)
+//! or in a form body (as our client sends them), or both.
 
 use crate::cert::bundle::LeafInfo;
 use crate::cloud::alibaba::client::{format_acs_date, parse_acs_date};
