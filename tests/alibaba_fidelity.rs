@@ -302,7 +302,7 @@ fn legacy_cdn_forces_its_own_name_on_a_second_domain_and_a_replay() {
     );
     // The simulator does model the duplicate: the same call without ForceSet is refused.
     let refused = block_on(client.call(
-        Product::CdnLegacy,
+        Product::Cdn,
         "SetDomainServerCertificate",
         &[
             ("DomainName", "b.example.com".to_owned()),

@@ -1,7 +1,7 @@
 //! `alibaba-cdn`: one CDN domain's HTTPS certificate. Live state from
 //! DescribeDomainCertificateInfo (the served PEM, parsed locally: no serial is returned);
 //! deploy with SetCdnDomainSSLCertificate (2018-05-10), PEMs inline (`upload`) or by cas id
-//! (`cas`), or with the deprecated SetDomainServerCertificate (2014-11-11) when
+//! (`cas`), or with the deprecated SetDomainServerCertificate (2018-05-10, `ForceSet=1`) when
 //! `api = "legacy"`.
 
 use super::cas;
@@ -41,7 +41,7 @@ pub enum CdnApi {
     /// SetCdnDomainSSLCertificate (2018-05-10).
     #[default]
     Current,
-    /// SetDomainServerCertificate (2014-11-11), deprecated.
+    /// SetDomainServerCertificate (deprecated; called in 2018-05-10, which has `ForceSet`).
     Legacy,
 }
 
@@ -203,7 +203,7 @@ impl CdnTarget {
         let sent = self
             .client
             .call(
-                Product::CdnLegacy,
+                Product::Cdn,
                 "SetDomainServerCertificate",
                 &[
                     ("DomainName", self.settings.domain.clone()),

@@ -19,10 +19,10 @@ const VENDOR: &str = "alibaba";
 /// An Alibaba product API: where it lives and which version we speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Product {
-    /// CDN 2018-05-10 (`SetCdnDomainSSLCertificate`, `DescribeDomainCertificateInfo`).
+    /// CDN 2018-05-10 (`SetCdnDomainSSLCertificate`, `DescribeDomainCertificateInfo`, and the
+    /// deprecated `SetDomainServerCertificate`, whose `ForceSet` this version documents:
+    /// seed 002, reference §2.5; the 2014-11-11 one has no `ForceSet`).
     Cdn,
-    /// CDN 2014-11-11, only for the deprecated `SetDomainServerCertificate`.
-    CdnLegacy,
     /// VOD 2017-03-21; domain APIs live only in cn-shanghai.
     Vod,
     Rds,
@@ -35,7 +35,7 @@ impl Product {
     /// The key of the per-product endpoint override in the credentials section.
     pub fn key(self) -> &'static str {
         match self {
-            Product::Cdn | Product::CdnLegacy => "cdn",
+            Product::Cdn => "cdn",
             Product::Vod => "vod",
             Product::Rds => "rds",
             Product::Dns => "dns",
@@ -45,7 +45,7 @@ impl Product {
 
     pub fn default_endpoint(self) -> &'static str {
         match self {
-            Product::Cdn | Product::CdnLegacy => "https://cdn.aliyuncs.com",
+            Product::Cdn => "https://cdn.aliyuncs.com",
             Product::Vod => "https://vod.cn-shanghai.aliyuncs.com",
             Product::Rds => "https://rds.aliyuncs.com",
             Product::Dns => "https://alidns.aliyuncs.com",
@@ -66,7 +66,6 @@ impl Product {
     pub fn version(self) -> &'static str {
         match self {
             Product::Cdn => "2018-05-10",
-            Product::CdnLegacy => "2014-11-11",
             Product::Vod => "2017-03-21",
             Product::Rds => "2014-08-15",
             Product::Dns => "2015-01-09",

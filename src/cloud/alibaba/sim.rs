@@ -603,7 +603,15 @@ impl AlibabaSim {
         state.next_id
     }
 
-    fn set_domain_cert(&self, product: &str, params: &Params, legacy: bool) -> Answer {
+    /// Sets a CDN or VOD domain's certificate; `legacy` is SetDomainServerCertificate and
+    /// `force_set` whether its version documents `ForceSet` (2018-05-10, reference §2.5).
+    fn set_domain_cert(
+        &self,
+        product: &str,
+        params: &Params,
+        legacy: bool,
+        force_set: bool,
+    ) -> Answer {
         let domain = params.required("DomainName")?.to_ascii_lowercase();
         let (status_name, pub_name, pri_name) = if legacy {
             ("ServerCertificateStatus", "ServerCertificate", "PrivateKey")
@@ -691,7 +699,8 @@ impl AlibabaSim {
                 // name whatever ForceSet says. The current API's page is not in the seeds:
                 // it overwrites by name, as the console does.
                 if legacy {
-                    if params.get("ForceSet") != Some("1") && state.cdn_certs.contains_key(name) {
+                    let forced = force_set && params.get("ForceSet") == Some("1");
+                    if !forced && state.cdn_certs.contains_key(name) {
                         return Err(doc("Certificate.Duplicated"));
                     }
                     let elsewhere = state
@@ -1049,16 +1058,16 @@ impl AlibabaSim {
         let cas_region = region.unwrap_or(sim_tables::DEFAULT_CERT_REGION);
         match (action, version) {
             ("SetCdnDomainSSLCertificate", "2018-05-10") => {
-                self.set_domain_cert("cdn", params, false)
+                self.set_domain_cert("cdn", params, false, false)
             }
             ("SetDomainServerCertificate", "2014-11-11" | "2018-05-10") => {
-                self.set_domain_cert("cdn", params, true)
+                self.set_domain_cert("cdn", params, true, version == "2018-05-10")
             }
             ("DescribeDomainCertificateInfo", "2018-05-10") => {
                 self.describe_domain_cert("cdn", params)
             }
             ("SetVodDomainSSLCertificate", "2017-03-21") => {
-                self.set_domain_cert("vod", params, false)
+                self.set_domain_cert("vod", params, false, false)
             }
             ("DescribeVodDomainCertificateInfo", "2017-03-21") => {
                 self.describe_domain_cert("vod", params)
