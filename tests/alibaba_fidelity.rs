@@ -454,7 +454,9 @@ fn keys_of_one_account_share_its_rate_limit_buckets() {
          [[alibaba.accounts]]\naccess_key_id = \"{}\"\naccess_key_secret = \"{}\"\n",
         SECOND.0, SECOND.0, SECOND.1
     );
-    // Two keys, eight calls each at once; returns the throttled replies seen.
+    // Two keys, sixteen calls each at once; returns the throttled replies seen. Sixteen, not
+    // fewer: the separate-keys run must exceed the account's rate by a wide margin (about a
+    // dozen refusals), so a slow machine cannot make it look shaped.
     let run = |shared: bool| -> usize {
         let sim = RegionalSim::start(&seed);
         let limiters = AccountLimiters::default();
@@ -475,7 +477,7 @@ fn keys_of_one_account_share_its_rate_limit_buckets() {
             .collect();
         let calls = |client: Arc<AlibabaClient>| async move {
             let mut throttled = 0;
-            for _ in 0..8 {
+            for _ in 0..16 {
                 let reply = client
                     .call(
                         Product::Cdn,
@@ -496,7 +498,7 @@ fn keys_of_one_account_share_its_rate_limit_buckets() {
         first + second
     };
     assert_eq!(run(true), 0, "one account's keys shaped together");
-    // 16 calls at twice the account's rate in about two seconds: the buckets of one key
+    // 32 calls at twice the account's rate for about three seconds: the buckets of one key
     // each cannot keep the account under its 4/s (plus 4 in reserve).
     assert!(run(false) > 0, "separate keys were not throttled");
 }
