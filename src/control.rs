@@ -60,6 +60,9 @@ pub enum ControlRequest {
     Renew { certificate: String },
     /// Read the target's live state now and deploy if it differs, ignoring any backoff.
     Deploy { target: String },
+    /// Re-read the configuration (as SIGHUP does) and answer whether it was taken, so
+    /// `systemctl reload` can fail when the daemon refuses the new file.
+    Reload,
 }
 
 /// The daemon's answer.
@@ -546,6 +549,8 @@ pub(crate) fn add_to(manual: &mut Manual, request: &ControlRequest) {
         ControlRequest::Deploy { target } => {
             manual.deploy.insert(target.clone());
         }
+        // Answered by the loop when the reload ends, never queued for a pass.
+        ControlRequest::Reload => {}
     }
 }
 
@@ -569,6 +574,9 @@ fn answer_from_store(
     since_event: i64,
 ) -> Result<ControlResponse, StoreError> {
     match request {
+        ControlRequest::Reload => Ok(ControlResponse::failed(
+            "a reload is answered when it ends, not after a pass",
+        )),
         ControlRequest::Renew { certificate } => {
             let during_pass = store.events(&crate::store::EventQuery {
                 after_id: Some(since_event),

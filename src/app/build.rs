@@ -120,15 +120,13 @@ pub fn build_cloud(
             .cloned()
             .ok_or_else(|| component(format!("no credentials named `{name}`")))
     };
+    let alibaba_limiters = crate::cloud::alibaba::client::AccountLimiters::default();
     for (name, credentials) in &resolved {
         match credentials.provider {
             Provider::Alibaba => {
-                let client = AlibabaClient::new(
-                    credentials.clone(),
-                    http.clone(),
-                    crate::cloud::alibaba::client::default_rate_limits(),
-                )
-                .with_observer(observer.clone());
+                let client = alibaba_limiters
+                    .client(credentials.clone(), http.clone())
+                    .with_observer(observer.clone());
                 alibaba.insert(name.clone(), Arc::new(client));
             }
             Provider::Huawei => {

@@ -8,6 +8,7 @@ pub mod dns;
 pub mod rds;
 pub mod signer;
 pub mod sim;
+pub mod sim_tables;
 pub mod vod;
 
 pub use client::{AlibabaClient, Product};
