@@ -13,13 +13,12 @@ pub use crate::engine::obtain::planned_renewal;
 use crate::engine::pass::{CertificateSource, Components, Daemon, Manual, Shutdown};
 use crate::engine::schedule::{cron_after, next_wake, MAX_SLEEP};
 use crate::source::file::FileEvent;
-use crate::source::SourceStore;
 use crate::store::{StateStore, StoreError};
 use crate::systemd::Notifier;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::server::Health;
 pub use build::{build, build_cloud, BuildError, Cloud, StartError};
-use build::{build_sources, source_store_for};
+use build::{build_sources, changed_secrets, reload, source_store_for};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -543,39 +542,4 @@ pub async fn run_manual(
 fn next_scan_time(config: &Config, now: OffsetDateTime) -> Option<OffsetDateTime> {
     let schedule = crate::engine::window::parse_cron(&config.daemon.scan_schedule).ok()?;
     cron_after(&schedule, now)
-}
-
-/// Reads, validates and builds the config at `path` for a reload, beside the loop: the
-/// parse, the validation and the reading of secrets (file reads that may be slow) on a
-/// blocking thread, the rest of the build as a task.
-async fn reload(
-    path: PathBuf,
-    source_store: Arc<dyn SourceStore>,
-    environment: Arc<dyn SecretEnvironment + Send + Sync>,
-    observer: Arc<dyn crate::cloud::http::RequestObserver>,
-) -> anyhow::Result<(Config, Components)> {
-    let (loaded, cloud) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let loaded = config::load(&path)?;
-        let cloud = build_cloud(&loaded.config, environment.as_ref(), observer)?;
-        Ok((loaded, cloud))
-    })
-    .await??;
-    for warning in &loaded.warnings {
-        tracing::warn!(warning = %warning, "config warning");
-    }
-    let components = build_sources(&loaded.config, cloud, source_store).await?;
-    Ok((loaded.config, components))
-}
-
-/// Accounts in both `old` and `new` whose secrets differ (compared by keyed digest).
-fn changed_secrets(old: &Components, new: &Components) -> Vec<String> {
-    new.secrets
-        .iter()
-        .filter(|(name, fingerprint)| {
-            old.secrets
-                .get(*name)
-                .is_some_and(|previous| previous != *fingerprint)
-        })
-        .map(|(name, _)| name.clone())
-        .collect()
 }

@@ -1,6 +1,7 @@
 //! Building the daemon's components from a validated config: one vendor client per account,
 //! targets, policies, sources (ACME accounts, local CAs, watched files) and the input
-//! digests that unpark a changed target. The only place that names every vendor.
+//! digests that unpark a changed target, and rebuilds all of it for a reload. The only place
+//! that names every vendor.
 
 use crate::cloud::alibaba::{
     cdn::CdnTarget, client::AlibabaClient, dns::AlidnsSolver, rds::RdsTarget, vod::VodTarget,
@@ -389,6 +390,41 @@ pub(super) fn source_store_for(
         adapter = adapter.with_acme_directory(name, &acme.directory);
     }
     Arc::new(adapter)
+}
+
+/// Reads, validates and builds the config at `path` for a reload, beside the loop: the
+/// parse, the validation and the reading of secrets (file reads that may be slow) on a
+/// blocking thread, the rest of the build as a task.
+pub(super) async fn reload(
+    path: PathBuf,
+    source_store: Arc<dyn SourceStore>,
+    environment: Arc<dyn SecretEnvironment + Send + Sync>,
+    observer: Arc<dyn crate::cloud::http::RequestObserver>,
+) -> anyhow::Result<(Config, Components)> {
+    let (loaded, cloud) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let loaded = config::load(&path)?;
+        let cloud = build_cloud(&loaded.config, environment.as_ref(), observer)?;
+        Ok((loaded, cloud))
+    })
+    .await??;
+    for warning in &loaded.warnings {
+        tracing::warn!(warning = %warning, "config warning");
+    }
+    let components = build_sources(&loaded.config, cloud, source_store).await?;
+    Ok((loaded.config, components))
+}
+
+/// Accounts in both `old` and `new` whose secrets differ (compared by keyed digest).
+pub(super) fn changed_secrets(old: &Components, new: &Components) -> Vec<String> {
+    new.secrets
+        .iter()
+        .filter(|(name, fingerprint)| {
+            old.secrets
+                .get(*name)
+                .is_some_and(|previous| previous != *fingerprint)
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 #[cfg(test)]
