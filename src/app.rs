@@ -921,7 +921,7 @@ impl Daemon {
     ) -> Result<OffsetDateTime, StoreError> {
         let expression = policy
             .schedule
-            .as_deref()
+            .as_ref()
             .unwrap_or(&config.daemon.scan_schedule);
         let Ok(schedule) = crate::engine::window::parse_cron(expression) else {
             // Validated at load; checking now is the safe side.

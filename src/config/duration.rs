@@ -1,9 +1,55 @@
 //! Human durations as written in the config: `30d`, `2h`, `90m`, `45s`, `1h30m`, `1w`.
+//! The config parses them once at load ([`deserialize`], [`deserialize_option`]): the rest
+//! of the program sees `std::time::Duration` and never a fallback for a bad text.
 
+use serde::{Deserialize, Deserializer};
 use std::time::Duration;
 
+/// What [`parse_duration`] accepts: duration text, or a duration the config already parsed
+/// at load. The second form only keeps call sites written against the old string fields
+/// compiling while they move to the typed fields; it parses nothing.
+pub trait DurationText {
+    fn to_duration(&self) -> Result<Duration, String>;
+}
+
+impl DurationText for str {
+    fn to_duration(&self) -> Result<Duration, String> {
+        parse_text(self)
+    }
+}
+
+impl DurationText for String {
+    fn to_duration(&self) -> Result<Duration, String> {
+        parse_text(self)
+    }
+}
+
+impl DurationText for Duration {
+    fn to_duration(&self) -> Result<Duration, String> {
+        Ok(*self)
+    }
+}
+
 /// Parses `1w2d3h4m5s` style durations (at least one part; units w, d, h, m, s).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration<T: DurationText + ?Sized>(text: &T) -> Result<Duration, String> {
+    text.to_duration()
+}
+
+/// `#[serde(deserialize_with = "...")]` for a duration key: the error message names the bad
+/// text, and the config loader adds the key path and position.
+pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_text(&text).map_err(serde::de::Error::custom)
+}
+
+/// [`deserialize`] for an optional key (use with `#[serde(default)]`).
+pub fn deserialize_option<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    deserialize(deserializer).map(Some)
+}
+
+fn parse_text(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err("empty duration (write e.g. `30d`, `2h`, `90m`)".into());
