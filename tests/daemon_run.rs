@@ -3,6 +3,8 @@
 //! bad config sent with SIGHUP is refused while the daemon keeps running; SIGTERM stops it
 //! cleanly.
 
+#![cfg(feature = "sim")]
+
 mod support;
 
 use std::process::Stdio;

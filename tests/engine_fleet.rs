@@ -17,6 +17,8 @@
 //! CERTKEEPER_CHAOS_SEED=1234 cargo test --test engine_fleet -- chaos --nocapture
 //! ```
 
+#![cfg(feature = "sim")]
+
 mod support;
 
 use certkeeper::cert::bundle::testing::TestChain;
@@ -32,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{certkeeper_command, free_port, http_get, start_sim, ChildGuard, Sim};
+use support::{certkeeper_command, free_port, http_get, start_sim, wait_for, ChildGuard, Sim};
 use time::OffsetDateTime;
 
 const CDN_DOMAINS: usize = 200;
@@ -1026,6 +1028,14 @@ fn chaos_fleet_converges_after_kill_9_at_random_moments() {
     );
     let daemon = fleet.start();
     fleet.wait_converged(&edge, "chaos");
+    // The store can show the fleet converged before this daemon has installed its signal
+    // handlers (when the last kill landed after the rollout finished): a SIGTERM then kills
+    // it outright. Ready (first pass done) comes after the handlers.
+    wait_for(
+        "the last daemon to be ready",
+        Duration::from_secs(60),
+        || http_get(fleet.metrics_port, "/readyz").is_some_and(|(status, _)| status == 200),
+    );
     daemon.stop();
     let check = check_store(&fleet, &versions);
     assert_eq!(check.targets_in_sync, total);

@@ -5,6 +5,8 @@
 //! key material may appear in the logs, `/metrics`, `certkeeper status` (table and JSON) or
 //! `certkeeper check` (including its error messages for broken configs).
 
+#![cfg(feature = "sim")]
+
 mod support;
 
 use certkeeper::cloud::sim::FaultRule;
