@@ -16,6 +16,8 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// Parses `expression`; the error names it and says what is wrong (for the config's
+    /// `file:line:column: key.path: message`).
     pub fn parse(expression: &str) -> Result<Self, String> {
         let fields = expression.split_whitespace().count();
         let full = match fields {
@@ -36,6 +38,7 @@ impl Schedule {
         &self.expression
     }
 
+    /// The parsed schedule, for computing occurrences.
     pub fn cron(&self) -> &cron::Schedule {
         &self.parsed
     }
