@@ -164,15 +164,13 @@ pub fn build_cloud(
             .cloned()
             .ok_or_else(|| component(format!("no credentials named `{name}`")))
     };
+    let alibaba_limiters = crate::cloud::alibaba::client::AccountLimiters::default();
     for (name, credentials) in &resolved {
         match credentials.provider {
             Provider::Alibaba => {
-                let client = AlibabaClient::new(
-                    credentials.clone(),
-                    http.clone(),
-                    crate::cloud::alibaba::client::default_rate_limits(),
-                )
-                .with_observer(observer.clone());
+                let client = alibaba_limiters
+                    .client(credentials.clone(), http.clone())
+                    .with_observer(observer.clone());
                 alibaba.insert(name.clone(), Arc::new(client));
             }
             Provider::Huawei => {
@@ -1170,6 +1168,9 @@ impl Daemon {
         since_event: i64,
     ) -> Result<ControlResponse, StoreError> {
         match request {
+            ControlRequest::Reload => Ok(ControlResponse::failed(
+                "a reload is answered when it ends, not after a pass",
+            )),
             ControlRequest::Renew { certificate } => {
                 let during_pass = self.store.events(&crate::store::EventQuery {
                     after_id: Some(since_event),
@@ -1330,6 +1331,8 @@ impl Manual {
             ControlRequest::Deploy { target } => {
                 self.deploy.insert(target.clone());
             }
+            // Answered by the loop when the reload ends, never queued for a pass.
+            ControlRequest::Reload => {}
         }
     }
 }
@@ -1579,6 +1582,10 @@ pub async fn run_with(
     // being served); a SIGHUP during one queues one more.
     let mut reloading: Option<tokio::task::JoinHandle<anyhow::Result<(Config, Components)>>> = None;
     let mut reload_again = false;
+    // `certkeeper reload` callers: answered when the reload running now ends, or (asked
+    // during one) when the next, which reads the file as it is after their request, ends.
+    let mut reload_callers: Vec<tokio::sync::oneshot::Sender<ControlResponse>> = Vec::new();
+    let mut reload_callers_next: Vec<tokio::sync::oneshot::Sender<ControlResponse>> = Vec::new();
     let start_reload = || {
         notifier.reloading();
         tokio::spawn(reload(
@@ -1668,6 +1675,9 @@ pub async fn run_with(
                         tracing::info!("configuration reloaded");
                         pass_wanted = true;
                         scan_wanted = true;
+                        for caller in reload_callers.drain(..) {
+                            let _ = caller.send(ControlResponse::ok("configuration reloaded"));
+                        }
                     }
                     Err(error) => {
                         metrics.config_reloads.with_label_values(&["failure"]).inc();
@@ -1676,14 +1686,33 @@ pub async fn run_with(
                             None => format!("{error:#}"),
                         };
                         tracing::error!(error = %error, "reload refused; the previous configuration keeps running");
+                        for caller in reload_callers.drain(..) {
+                            let _ = caller.send(ControlResponse::failed(format!(
+                                "reload refused; the previous configuration keeps running: {error}"
+                            )));
+                        }
                     }
                 }
                 notifier.ready("reloaded");
                 if std::mem::take(&mut reload_again) {
+                    reload_callers.append(&mut reload_callers_next);
                     reloading = Some(start_reload());
                 }
             }
             Some((request, reply)) = control_rx.recv() => {
+                // One branch for every request: a select! pattern that does not match would
+                // drop the request it received.
+                if request == ControlRequest::Reload {
+                    tracing::info!("reload requested on the control socket");
+                    if reloading.is_some() {
+                        reload_again = true;
+                        reload_callers_next.push(reply);
+                    } else {
+                        reload_callers.push(reply);
+                        reloading = Some(start_reload());
+                    }
+                    continue;
+                }
                 match check_request(&config, &request) {
                     Ok(()) => {
                         tracing::info!(request = ?request, "manual request");
@@ -1786,6 +1815,11 @@ pub async fn run_with(
     for (_, reply) in queued.into_iter().chain(answering) {
         let _ = reply.send(ControlResponse::failed(
             "the daemon stopped before doing this",
+        ));
+    }
+    for caller in reload_callers.into_iter().chain(reload_callers_next) {
+        let _ = caller.send(ControlResponse::failed(
+            "the daemon stopped before the reload ended",
         ));
     }
     let _ = std::fs::remove_file(crate::control::socket_path(&config.daemon.state_dir));

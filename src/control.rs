@@ -57,6 +57,9 @@ pub enum ControlRequest {
     Renew { certificate: String },
     /// Read the target's live state now and deploy if it differs, ignoring any backoff.
     Deploy { target: String },
+    /// Re-read the configuration (as SIGHUP does) and answer whether it was taken, so
+    /// `systemctl reload` can fail when the daemon refuses the new file.
+    Reload,
 }
 
 /// The daemon's answer.

@@ -6,9 +6,12 @@ use anyhow::Context;
 use certkeeper::config;
 use certkeeper::control::ControlRequest;
 use certkeeper::telemetry::logging::{self, LogFormat};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+mod cli_docs;
+mod wait;
 
 const EX_USAGE: u8 = 64;
 const EX_UNAVAILABLE: u8 = 69;
@@ -105,6 +108,10 @@ enum Command {
         /// The `[[target]]` name.
         target: String,
     },
+    /// Ask the running daemon to re-read its configuration and wait for its answer: exit 0
+    /// when it took the new file, 1 when it refused it (the old one keeps running), 69 when
+    /// no daemon answers. For the unit's `ExecReload=`.
+    Reload,
     /// Show the event log from the state directory (read-only, safe next to the daemon):
     /// `TIME  KIND  SUBJECT  MESSAGE` per line, oldest first.
     Events {
@@ -128,6 +135,35 @@ enum Command {
     Healthcheck,
     /// Print the version.
     Version,
+    /// Wait until the store holds a version of CERTIFICATE (with --deployed: until every
+    /// target it deploys to serves it), for init containers and startup ordering. Read-only.
+    /// Exits 0 when ready, 1 on timeout, 64 for an unknown certificate.
+    Wait {
+        /// The `[[certificate]]` name.
+        #[arg(long)]
+        certificate: String,
+        /// Also wait until every target in its deploy_to serves that version.
+        #[arg(long)]
+        deployed: bool,
+        /// Give up after this long (`90s`, `5m`, `1h`).
+        #[arg(long, default_value = "5m", value_parser = config::duration::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Write man pages or shell completions (for packaging).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
+}
+
+/// What `certkeeper generate` writes.
+#[derive(Subcommand)]
+enum Generate {
+    /// Write certkeeper.1 and certkeeper.toml.5 into DIRECTORY.
+    Man { directory: PathBuf },
+    /// Print the completion script for SHELL.
+    Completions { shell: clap_complete::Shell },
 }
 
 fn main() -> ExitCode {
@@ -239,6 +275,16 @@ fn main() -> ExitCode {
             manual(&cli.config, ControlRequest::Renew { certificate })
         }
         Command::Deploy { target } => manual(&cli.config, ControlRequest::Deploy { target }),
+        Command::Reload => reload(&cli.config),
+        Command::Wait {
+            certificate,
+            deployed,
+            timeout,
+        } => match load_config(&cli.config) {
+            Ok(loaded) => wait_for_certificate(&loaded.config, &certificate, deployed, timeout),
+            Err(code) => code,
+        },
+        Command::Generate { what } => generate(what),
     }
 }
 
@@ -302,6 +348,44 @@ fn events(
 /// wait for the pass that does the work. Prints the newest version and each target's
 /// outcome; exits 0 when everything succeeded, 1 when the obtain failed, the files were
 /// rejected or a deploy failed (or is parked), 64 for an unknown name.
+/// `reload`: the daemon re-reads the file and answers; never done in-process. A file that
+/// does not even load is refused here with the same message the daemon would log.
+fn reload(path: &std::path::Path) -> ExitCode {
+    let loaded = match config::load(path) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("{error}");
+            eprintln!("certkeeper: reload refused; the running daemon keeps its configuration");
+            return ExitCode::FAILURE;
+        }
+    };
+    match certkeeper::control::send(&loaded.config.daemon.state_dir, &ControlRequest::Reload) {
+        Ok(Some(answer)) if answer.ok => {
+            println!("{}", answer.message);
+            ExitCode::SUCCESS
+        }
+        Ok(Some(answer)) => {
+            eprintln!("certkeeper: {}", answer.message);
+            ExitCode::FAILURE
+        }
+        Ok(None) => {
+            eprintln!(
+                "certkeeper: no daemon is running on {}",
+                loaded.config.daemon.state_dir.display()
+            );
+            ExitCode::from(EX_UNAVAILABLE)
+        }
+        Err(error) if error.is_unavailable() => {
+            eprintln!("certkeeper: {error}");
+            ExitCode::from(EX_UNAVAILABLE)
+        }
+        Err(error) => {
+            eprintln!("certkeeper: {error}");
+            ExitCode::from(EX_SOFTWARE)
+        }
+    }
+}
+
 fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
     let loaded = match load_config(path) {
         Ok(loaded) => loaded,
@@ -345,6 +429,42 @@ fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
 }
 
 /// One line per target of a manual request: `  cdn-www: failed: auth Code: message`.
+fn wait_for_certificate(
+    config: &config::Config,
+    certificate: &str,
+    deployed: bool,
+    timeout: std::time::Duration,
+) -> ExitCode {
+    match wait::wait(config, certificate, deployed, timeout) {
+        Ok(ready) => {
+            println!("{ready}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("certkeeper: {error}");
+            ExitCode::from(match error {
+                wait::WaitError::UnknownCertificate(_) => EX_USAGE,
+                wait::WaitError::TimedOut { .. } => 1,
+                wait::WaitError::Store(_) => EX_IOERR,
+            })
+        }
+    }
+}
+
+fn generate(what: Generate) -> ExitCode {
+    match what {
+        Generate::Man { directory } => {
+            let written = cli_docs::write_man_pages(Cli::command(), &directory)
+                .with_context(|| format!("writing man pages into {}", directory.display()));
+            report(written.map(|_| ()), EX_IOERR)
+        }
+        Generate::Completions { shell } => {
+            cli_docs::write_completions(Cli::command(), shell, &mut std::io::stdout().lock());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
 fn print_outcomes(outcomes: &[certkeeper::control::TargetOutcome]) {
     for outcome in outcomes {
         println!("  {outcome}");

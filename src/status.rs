@@ -66,6 +66,9 @@ struct PolicyRow {
     last_checked: Option<OffsetDateTime>,
     last_job_id: Option<String>,
     last_error_code: Option<String>,
+    /// What the policy learned about its vendor account (`Policy::account_note`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_note: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -323,6 +326,9 @@ fn join(config: &Config, report: &StatusReport, now: OffsetDateTime) -> StatusVi
                 last_error_code: status
                     .and_then(|status| status.last_error.as_ref())
                     .map(|error| error.code.clone()),
+                account_note: status
+                    .and_then(|status| status.observed["account_note"].as_str())
+                    .map(str::to_owned),
             });
         }
     }
@@ -478,6 +484,11 @@ fn write_tables(
             ],
             &policy_rows,
         )?;
+        for row in &view.policies {
+            if let Some(note) = &row.account_note {
+                writeln!(out, "note: {} {}: {note}", row.policy, row.resource)?;
+            }
+        }
     }
     Ok(())
 }

@@ -327,3 +327,62 @@ fn a_stuck_reload_does_not_hold_the_loop() {
     });
     drop(runtime);
 }
+
+/// `certkeeper reload` (the unit's `ExecReload=`) tells the truth: 0 when the daemon took the
+/// file, 1 when it refused it (here a secret file that is gone: only the daemon's build
+/// finds that) or when the file does not even load, 69 when no daemon runs.
+#[test]
+fn reload_answers_whether_the_daemon_took_the_file() {
+    let sim = start_sim(SEED);
+    let directory = tempfile::tempdir().unwrap();
+    let secret_file = directory.path().join("alibaba-secret");
+    std::fs::write(&secret_file, RIGHT_SECRET).unwrap();
+    let config_path = directory.path().join("certkeeper.toml");
+    let good = config(&sim.url, directory.path(), &secret_file, free_port());
+    std::fs::write(&config_path, &good).unwrap();
+
+    let nobody = certkeeper(&config_path, &["reload"], &[]);
+    assert_eq!(nobody.status.code(), Some(69), "{nobody:?}");
+
+    let mut daemon = spawn_daemon(&config_path, &[]);
+    wait_for("the target in sync", Duration::from_secs(60), || {
+        target(&config_path)["in_sync"] == true
+    });
+
+    let taken = certkeeper(&config_path, &["reload"], &[]);
+    assert_eq!(taken.status.code(), Some(0), "{taken:?}");
+    assert!(String::from_utf8_lossy(&taken.stdout).contains("configuration reloaded"));
+
+    let gone = directory.path().join("no-such-secret");
+    std::fs::write(
+        &config_path,
+        good.replace(
+            &secret_file.display().to_string(),
+            &gone.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let refused = certkeeper(&config_path, &["reload"], &[]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("reload refused") && stderr.contains("no-such-secret"),
+        "{stderr}"
+    );
+
+    std::fs::write(&config_path, "[daemon\n").unwrap();
+    let unreadable = certkeeper(&config_path, &["reload"], &[]);
+    assert_eq!(unreadable.status.code(), Some(1), "{unreadable:?}");
+
+    // The refused file changed nothing: the daemon still serves, on its first config.
+    std::fs::write(&config_path, &good).unwrap();
+    let again = certkeeper(&config_path, &["reload"], &[]);
+    assert_eq!(again.status.code(), Some(0), "{again:?}");
+    assert_eq!(target(&config_path)["in_sync"], true);
+
+    daemon.signal("TERM");
+    let status = daemon
+        .wait_timeout(Duration::from_secs(30))
+        .expect("the daemon stops on SIGTERM");
+    assert!(status.success(), "{status:?}");
+}

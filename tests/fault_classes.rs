@@ -904,38 +904,57 @@ project_id = "{PROJECT}"
     }
 
     #[tokio::test]
-    async fn a_disabled_key_parks_the_policy_until_its_config_changes() {
+    async fn a_disabled_key_is_retried_on_a_timer_not_parked() {
         let harness = PolicyHarness::start().await;
         // Not injected: the simulator refuses a disabled key with KMS.0209, as DEW does.
+        // The fix (enabling the key in DEW) happens outside the config (issue 13): busy,
+        // retried on the busy backoff with the same config.
         let wrong = harness.policy(DISABLED_KEY);
-        let pass = harness.pass(&wrong, "key=disabled", 0).await;
+        let busy = |retry_at| PolicyPass::Failed {
+            class: ErrorClass::Busy,
+            code: "KMS.0209".into(),
+            retry_at: Some(retry_at),
+        };
         assert_eq!(
-            pass,
-            PolicyPass::Failed {
-                class: ErrorClass::Invalid,
-                code: "KMS.0209".into(),
-                retry_at: None
-            }
+            harness.pass(&wrong, "key=disabled", 0).await,
+            busy(harness.at(30))
         );
-        let modifies = harness.calls(MODIFY, "KMS.0209");
-        assert_eq!(modifies, 1);
+        assert_eq!(harness.calls(MODIFY, "KMS.0209"), 1);
         assert_eq!(
-            harness.pass(&wrong, "key=disabled", 40 * 86_400).await,
-            PolicyPass::Skipped { until: None }
+            harness.pass(&wrong, "key=disabled", 30).await,
+            busy(harness.at(90))
         );
         assert_eq!(
             harness.calls(MODIFY, "KMS.0209"),
-            modifies,
-            "parked: no call"
+            2,
+            "retried with the same config"
+        );
+        // What the operator sees: the error series with the vendor's code, and the code and
+        // the advice naming the key in the policy status.
+        assert_eq!(harness.errors(ErrorClass::Busy, "KMS.0209"), 2);
+        let last_error = harness
+            .context
+            .store
+            .policy_status("backups", INSTANCE)
+            .unwrap()
+            .unwrap()
+            .last_error
+            .unwrap();
+        assert_eq!(last_error.code, "KMS.0209");
+        assert!(
+            last_error.message.contains(DISABLED_KEY) && last_error.message.contains("enable it"),
+            "{}",
+            last_error.message
         );
         // The operator configures an enabled key: new inputs, remediated at once.
         let fixed = harness.policy(KEY);
-        assert!(remediated(
-            &harness.pass(&fixed, "key=enabled", 40 * 86_400).await
-        ));
+        assert!(remediated(&harness.pass(&fixed, "key=enabled", 31).await));
         assert_eq!(
             harness.failures(),
-            vec![(ErrorClass::Invalid, "KMS.0209".to_owned())]
+            vec![
+                (ErrorClass::Busy, "KMS.0209".to_owned()),
+                (ErrorClass::Busy, "KMS.0209".to_owned())
+            ]
         );
     }
 

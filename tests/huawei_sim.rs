@@ -229,6 +229,15 @@ async fn sdk_requests_are_accepted_and_tampered_ones_refused() {
     })
     .await;
     assert_eq!(tampered, 401, "body changed after signing");
+    let retyped = replay(&sim.url, post, |headers, _| {
+        for (header, value) in headers.iter_mut() {
+            if header == "Content-Type" {
+                *value = "text/plain".into();
+            }
+        }
+    })
+    .await;
+    assert_eq!(retyped, 401, "Content-Type changed after signing");
     // The recorded POST switched encryption on; the tampered one did not reach the handler.
     assert_eq!(
         sim.huawei()["gaussdb_instances"]["a1b2c3d4e5f64a7b8c9d0e1f2a3b4c5din07"]
@@ -249,6 +258,135 @@ async fn sdk_requests_are_accepted_and_tampered_ones_refused() {
         "X-Sdk-Date from 2024 is far outside 15 minutes"
     );
     assert_eq!(with_skew_check.writes(), 0);
+}
+
+/// Sends a request signed by the client's signer over `signed`, then adds `unsigned`.
+async fn send_signed(
+    url: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: &str,
+    signed: &[(&str, &str)],
+    unsigned: &[(&str, &str)],
+) -> (u16, Value) {
+    let host = url.trim_start_matches("http://").to_owned();
+    let mut headers: Vec<(String, String)> = signed
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+    headers.push(("Host".into(), host));
+    certkeeper::cloud::huawei::client::sign_headers(
+        &mut headers,
+        method.as_str(),
+        path,
+        "",
+        body.as_bytes(),
+        &certkeeper::cloud::huawei::signer::format_sdk_date(OffsetDateTime::now_utc()),
+        "AKSIM",
+        &Secret::new("sk-sim"),
+    );
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{url}{path}"))
+        .body(body.to_owned());
+    for (name, value) in headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .chain(unsigned.iter().copied())
+    {
+        request = request.header(name, value);
+    }
+    let answer = request.send().await.unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+/// Issue 13: the SDK signs `X-Project-Id` and `Content-Type` whenever it sends them, so the
+/// simulator refuses either travelling unsigned, and refuses a body that is not declared
+/// JSON; the same request signed as the SDK signs it passes. (The recorded SDK requests
+/// still pass: `sdk_requests_are_accepted_and_tampered_ones_refused`.)
+#[tokio::test]
+async fn unsigned_sdk_headers_and_a_wrong_content_type_are_refused() {
+    let sim = start(seed()).await;
+    let path = format!("/v3/{PROJECT}/instances/{INSTANCE}/backups/encryption");
+    let json = ("Content-Type", "application/json");
+    let project = ("X-Project-Id", PROJECT);
+
+    let (status, _) = send_signed(
+        &sim.url,
+        reqwest::Method::GET,
+        &path,
+        "",
+        &[json, project],
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "signed as the SDK signs");
+
+    let (status, answer) = send_signed(
+        &sim.url,
+        reqwest::Method::GET,
+        &path,
+        "",
+        &[json],
+        &[project],
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error_code"].as_str()),
+        (401, Some("APIGW.0301"))
+    );
+    assert!(
+        answer["error_msg"]
+            .as_str()
+            .unwrap()
+            .contains("x-project-id"),
+        "{answer}"
+    );
+
+    let (status, _) = send_signed(
+        &sim.url,
+        reqwest::Method::GET,
+        &path,
+        "",
+        &[project],
+        &[json],
+    )
+    .await;
+    assert_eq!(status, 401, "Content-Type unsigned");
+
+    let body = format!(r#"{{"encryption_status":"on","type":"kms","kms_key_id":"{KEY}"}}"#);
+    for wrong in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/json;charset=latin1",
+    ] {
+        let (status, answer) = send_signed(
+            &sim.url,
+            reqwest::Method::POST,
+            &path,
+            &body,
+            &[("Content-Type", wrong), project],
+            &[],
+        )
+        .await;
+        assert_eq!(
+            (status, answer["error_code"].as_str()),
+            (400, Some("DBS.200001")),
+            "{wrong}"
+        );
+    }
+    assert_eq!(sim.encryption(INSTANCE), "off");
+    let (status, _) = send_signed(
+        &sim.url,
+        reqwest::Method::POST,
+        &path,
+        &body,
+        &[("Content-Type", "application/json;charset=UTF-8"), project],
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(sim.encryption(INSTANCE), "on");
 }
 
 // ----- GaussDB backup encryption ----------------------------------------------------------------
@@ -316,7 +454,7 @@ async fn vendor_errors_surface_with_their_class() {
         .unwrap_err();
     assert_eq!(
         (error.class, error.code.as_str()),
-        (ErrorClass::Invalid, "KMS.0209")
+        (ErrorClass::Busy, "KMS.0209")
     );
     // Neither is retried within the operation: the retry loop gives it back at once.
     let mut retried = 0;
@@ -327,7 +465,7 @@ async fn vendor_errors_surface_with_their_class() {
     )
     .await
     .unwrap_err();
-    assert_eq!((error.class, retried), (ErrorClass::Invalid, 0));
+    assert_eq!((error.class, retried), (ErrorClass::Busy, 0));
     assert_eq!(sim.encryption(INSTANCE), "off");
 
     let missing = "9999e7c3cf93438797d44ad7ae0a7d95in07";
@@ -534,4 +672,119 @@ async fn dns01_txt_records_are_created_and_cleaned_up() {
     let stats = sim.simulator.stats_json();
     assert_eq!(stats["huawei"]["CreateRecordSet"]["ok"], 2);
     assert_eq!(stats["huawei"]["DeleteRecordSet"]["ok"], 2);
+}
+
+// ----- issue 13: KMS keys, the key in use, the restricted API --------------------------------------
+
+const PENDING_DELETION_KEY: &str = "22222222-3333-4444-5555-666666666666";
+
+/// A disabled key (`KMS.0209`) or one pending deletion (`KMS.0210`) is fixed in DEW, not in
+/// certkeeper's config: the error is busy, so the engine retries it on a timer instead of
+/// parking it, and the message tells the operator which key and what to do.
+#[tokio::test]
+async fn a_disabled_or_deleted_key_is_retried_on_a_timer_with_advice() {
+    let mut seed = seed();
+    seed.huawei.pending_deletion_kms_keys = vec![PENDING_DELETION_KEY.into()];
+    let sim = start(seed).await;
+    let client = sim.aksk_client();
+    for (key, code, advice) in [
+        (DISABLED_KEY, "KMS.0209", "is disabled: enable it in DEW"),
+        (
+            PENDING_DELETION_KEY,
+            "KMS.0210",
+            "is pending deletion: cancel the deletion",
+        ),
+    ] {
+        let policy = policy(client.clone(), PolicyMode::Enforce, INSTANCE, key);
+        let error = apply_policy(&policy, INSTANCE, now()).await.unwrap_err();
+        assert_eq!((error.class, error.code.as_str()), (ErrorClass::Busy, code));
+        assert_eq!(error.http_status, Some(400));
+        assert!(error.message.contains(key), "{}", error.message);
+        assert!(error.message.contains(advice), "{}", error.message);
+        assert!(
+            error.message.contains("retried on a timer"),
+            "{}",
+            error.message
+        );
+        // The engine's backoff retries busy on a timer; it never parks it.
+        for attempt in 1..=20 {
+            assert!(
+                certkeeper::engine::backoff::next_delay(error.class, attempt).is_some(),
+                "{code} attempt {attempt}"
+            );
+        }
+        assert!(certkeeper::cloud::is_known_code("huawei", code));
+    }
+    assert_eq!(sim.encryption(INSTANCE), "off");
+}
+
+/// Where an answer reports the key in use, compliance compares it too: encryption on with
+/// another key is a violation that enforce mode corrects.
+#[tokio::test]
+async fn compliance_compares_the_reported_kms_key() {
+    let mut seed = seed();
+    seed.huawei.describe_reports_kms_key = true;
+    seed.huawei.kms_keys.push(UNKNOWN_KEY.into());
+    seed.huawei.gaussdb_instances[0].backup_encryption =
+        certkeeper::cloud::huawei::sim::BackupEncryption::On;
+    seed.huawei.gaussdb_instances[0].kms_key_id = Some(UNKNOWN_KEY.into());
+    let sim = start(seed).await;
+    let client = sim.aksk_client();
+
+    let audit = policy(client.clone(), PolicyMode::Audit, INSTANCE, KEY);
+    let finding = audit.check(INSTANCE).await.unwrap();
+    assert!(!finding.compliant, "{finding:?}");
+    assert_eq!(
+        finding.observed,
+        format!("backup encryption on with KMS key {UNKNOWN_KEY}")
+    );
+    assert_eq!(
+        finding.desired,
+        format!("backup encryption on with KMS key {KEY}")
+    );
+
+    let enforce = policy(client.clone(), PolicyMode::Enforce, INSTANCE, KEY);
+    assert!(matches!(
+        apply_policy(&enforce, INSTANCE, now()).await.unwrap(),
+        PolicyOutcome::Remediated(_)
+    ));
+    assert_eq!(
+        sim.huawei()["gaussdb_instances"][INSTANCE]["kms_key_id"],
+        KEY
+    );
+    assert!(enforce.check(INSTANCE).await.unwrap().compliant);
+    assert_eq!(
+        apply_policy(&enforce, INSTANCE, now()).await.unwrap(),
+        PolicyOutcome::Compliant
+    );
+    assert_eq!(sim.writes(), 1);
+}
+
+/// The seed marks the API open beta (permission by service ticket). Refused, the policy
+/// reports `unsupported` with what to ask Huawei for, and writes nothing.
+#[tokio::test]
+async fn a_restricted_api_is_unsupported_and_says_what_to_ask_for() {
+    let mut seed = seed();
+    seed.huawei.backup_encryption_restricted = true;
+    let sim = start(seed).await;
+    let enforce = policy(sim.aksk_client(), PolicyMode::Enforce, INSTANCE, KEY);
+    let error = apply_policy(&enforce, INSTANCE, now()).await.unwrap_err();
+    assert_eq!(
+        (error.class, error.code.as_str(), error.http_status),
+        (ErrorClass::Unsupported, "DBS.200004", Some(403))
+    );
+    for needed in [
+        "service ticket",
+        PROJECT,
+        "ModifyBackupEncryptStatus",
+        "open-beta",
+    ] {
+        assert!(
+            error.message.contains(needed),
+            "{needed}: {}",
+            error.message
+        );
+    }
+    assert!(error.request_id.is_some());
+    assert_eq!(sim.writes(), 0);
 }

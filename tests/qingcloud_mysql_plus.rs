@@ -5,6 +5,7 @@
 #![cfg(feature = "sim")]
 
 use certkeeper::cloud::qingcloud::jobs::JobPollSettings;
+use certkeeper::cloud::qingcloud::mysql_plus::ConfigsslForm;
 use certkeeper::cloud::qingcloud::sim::{AccountSeed, ClusterSeed, Seed};
 use certkeeper::cloud::qingcloud::{MysqlPlusSslPolicy, MysqlPlusSslSettings, QingCloudClient};
 use certkeeper::cloud::sim::{serve, FaultRule, SimSeed, Simulator};
@@ -37,22 +38,32 @@ async fn start(transition_status: &str) -> Harness {
 }
 
 async fn start_with(transition_status: &str, job_phase_ms: u64) -> Harness {
+    start_seeded(Seed {
+        accounts: vec![AccountSeed {
+            access_key_id: "QYACCESSKEYIDEXAMPLE".into(),
+            secret_access_key: Secret::new("SECRETACCESSKEY"),
+        }],
+        mysql_plus_clusters: vec![cluster(CLUSTER, transition_status)],
+        job_phase_ms,
+        ..Seed::default()
+    })
+    .await
+}
+
+fn cluster(id: &str, transition_status: &str) -> ClusterSeed {
+    ClusterSeed {
+        id: id.into(),
+        zone: "sh1a".into(),
+        ssl: false,
+        status: "active".into(),
+        transition_status: transition_status.into(),
+        configssl_values: None,
+    }
+}
+
+async fn start_seeded(qingcloud: Seed) -> Harness {
     let seed = SimSeed {
-        qingcloud: Seed {
-            accounts: vec![AccountSeed {
-                access_key_id: "QYACCESSKEYIDEXAMPLE".into(),
-                secret_access_key: Secret::new("SECRETACCESSKEY"),
-            }],
-            mysql_plus_clusters: vec![ClusterSeed {
-                id: CLUSTER.into(),
-                zone: "sh1a".into(),
-                ssl: false,
-                status: "active".into(),
-                transition_status: transition_status.into(),
-            }],
-            job_phase_ms,
-            ..Seed::default()
-        },
+        qingcloud,
         ..SimSeed::default()
     };
     let simulator = Arc::new(Simulator::new(seed));
@@ -81,13 +92,22 @@ impl Harness {
     }
 
     fn policy(&self, mode: PolicyMode) -> MysqlPlusSslPolicy {
-        let settings: MysqlPlusSslSettings = toml::from_str("ssl = true").unwrap();
+        self.policy_with(mode, "ssl = true", &[CLUSTER])
+    }
+
+    fn policy_with(
+        &self,
+        mode: PolicyMode,
+        settings: &str,
+        clusters: &[&str],
+    ) -> MysqlPlusSslPolicy {
+        let settings: MysqlPlusSslSettings = toml::from_str(settings).unwrap();
         let window = MaintenanceWindow::new("0 2 * * Sun", Duration::from_secs(7200)).unwrap();
         MysqlPlusSslPolicy::new(
             "mysql-plus-ssl",
             mode,
             Some(window),
-            vec![CLUSTER.into()],
+            clusters.iter().map(|id| (*id).to_owned()).collect(),
             self.client("SECRETACCESSKEY"),
             &settings,
         )
@@ -407,4 +427,293 @@ async fn done_with_failure_counts_as_a_failed_job() {
     );
     assert!(error.job_id.is_some());
     assert_eq!(harness.state()["mysql_plus_clusters"][0]["ssl"], false);
+}
+
+/// Issue 13: 1400 covers "no permission" and "resource state forbids it" alike, and only
+/// prose tells them apart. Whatever the prose (English, Chinese, no hint at all), the
+/// client answers with a timed retry (busy), keeps the vendor's message, and the
+/// in-operation retry loop does not hammer the API with it.
+#[tokio::test]
+async fn ret_code_1400_is_a_timed_retry_whatever_its_prose() {
+    let harness = start("").await;
+    let client = harness.client("SECRETACCESSKEY");
+    let params = [("clusters.1", CLUSTER.to_owned())];
+    for prose in [
+        "PermissionDenied, 集群 [cl-ouhutv70] 正在执行其他任务",
+        "PermissionDenied, you are not the owner of this resource",
+        "",
+    ] {
+        harness.simulator.add_faults(vec![FaultRule {
+            vendor: "qingcloud".into(),
+            action: Some("DescribeClusters".into()),
+            status: 200,
+            code: Some("1400".into()),
+            message: Some(prose.into()),
+            count: Some(1),
+            probability: None,
+            delay_ms: None,
+        }]);
+        let mut retried = 0;
+        let error = with_retries(
+            &quick_retries(),
+            || client.call("DescribeClusters", &params),
+            |_, _, _| retried += 1,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            (error.class, error.code.as_str(), retried),
+            (ErrorClass::Busy, "1400", 0),
+            "{prose}"
+        );
+        assert_eq!(error.message, prose);
+    }
+}
+
+/// Issue 13: the API refuses a `time_stamp` more than 60 s from its clock (1300), and so
+/// does the simulator now (it allowed 300 s); a clock 30 s off still passes.
+#[tokio::test]
+async fn a_time_stamp_more_than_60_seconds_off_is_refused() {
+    let harness = start("").await;
+    for (offset, refused) in [(-90, true), (90, true), (-30, false), (30, false)] {
+        let client = harness
+            .client("SECRETACCESSKEY")
+            .with_clock(Arc::new(move || {
+                OffsetDateTime::now_utc() + time::Duration::seconds(offset)
+            }));
+        let outcome = client.call("DescribeJobs", &[]).await;
+        match outcome {
+            Err(error) if refused => assert_eq!(
+                (error.class, error.code.as_str()),
+                (ErrorClass::Auth, "1300"),
+                "{offset}"
+            ),
+            Ok(_) if !refused => {}
+            other => panic!("offset {offset}: {other:?}"),
+        }
+    }
+}
+
+fn account() -> Vec<AccountSeed> {
+    vec![AccountSeed {
+        access_key_id: "QYACCESSKEYIDEXAMPLE".into(),
+        secret_access_key: Secret::new("SECRETACCESSKEY"),
+    }]
+}
+
+/// Issue 13: the page's prose says YES/NO, its example ON. The documented YES/NO is sent
+/// first; a cluster that refuses it as an invalid value (1100, no job started) is asked
+/// once more with ON, and the account's form is remembered: the next cluster of the account
+/// gets ON at once, and every finding says so.
+#[tokio::test]
+async fn a_cluster_that_refuses_yes_gets_on_once_and_the_account_remembers() {
+    let on_off = |id: &str| ClusterSeed {
+        configssl_values: Some(vec!["ON".into(), "OFF".into()]),
+        ..cluster(id, "")
+    };
+    let harness = start_seeded(Seed {
+        accounts: account(),
+        mysql_plus_clusters: vec![on_off(CLUSTER), on_off("cl-second01")],
+        job_phase_ms: 40,
+        ..Seed::default()
+    })
+    .await;
+    let policy = harness.policy_with(PolicyMode::Enforce, "ssl = true", &[CLUSTER, "cl-second01"]);
+    assert_eq!(
+        policy.configssl_form(),
+        ConfigsslForm::YesNo,
+        "documented first"
+    );
+
+    // (refused 1100, accepted) RunClusterCustomService calls after remediating `cluster`.
+    let remediate = |cluster: &'static str| {
+        let policy = &policy;
+        let simulator = harness.simulator.clone();
+        async move {
+            let outcome = apply_policy(policy, cluster, INSIDE).await.unwrap();
+            assert!(
+                matches!(outcome, PolicyOutcome::Remediated(_)),
+                "{outcome:?}"
+            );
+            let runs = &simulator.stats_json()["qingcloud"]["RunClusterCustomService"];
+            (runs["1100"].as_u64(), runs["ok"].as_u64())
+        }
+    };
+    assert_eq!(remediate(CLUSTER).await, (Some(1), Some(1)));
+    assert_eq!(policy.configssl_form(), ConfigsslForm::OnOff);
+
+    let finding = policy.check("cl-second01").await.unwrap();
+    assert!(
+        finding.observed.contains("account takes configssl ON/OFF"),
+        "{}",
+        finding.observed
+    );
+    assert_eq!(
+        remediate("cl-second01").await,
+        (Some(1), Some(2)),
+        "the second cluster got ON at once"
+    );
+    let state = harness.state();
+    assert_eq!(state["jobs_started"], 2);
+    assert_eq!(state["mysql_plus_clusters"][0]["ssl"], true);
+    assert_eq!(state["mysql_plus_clusters"][1]["ssl"], true);
+}
+
+/// A cluster that takes neither form: asked twice at most, no job, the error keeps the
+/// vendor's code and says both forms were refused.
+#[tokio::test]
+async fn a_cluster_refusing_both_forms_is_reported_once_asked_twice() {
+    let harness = start_seeded(Seed {
+        accounts: account(),
+        mysql_plus_clusters: vec![ClusterSeed {
+            configssl_values: Some(vec!["enabled".into()]),
+            ..cluster(CLUSTER, "")
+        }],
+        job_phase_ms: 40,
+        ..Seed::default()
+    })
+    .await;
+    let policy = harness.policy(PolicyMode::Enforce);
+    let error = apply_policy(&policy, CLUSTER, INSIDE).await.unwrap_err();
+    assert_eq!(
+        (error.class, error.code.as_str()),
+        (ErrorClass::Invalid, "1100")
+    );
+    assert!(
+        error
+            .message
+            .contains("refused in both forms, YES/NO and ON/OFF"),
+        "{}",
+        error.message
+    );
+    assert_eq!(harness.calls("RunClusterCustomService"), 2);
+    assert_eq!(harness.state()["jobs_started"], 0);
+    assert_eq!(policy.configssl_form(), ConfigsslForm::YesNo);
+}
+
+/// Issue 13: the environment key holding SSL is not documented. When the cluster reports
+/// none the policy knows, the check fails `unsupported`, names what it looked for and the
+/// keys the cluster does report; configured with the right `ssl_env_key`, it reads it.
+#[tokio::test]
+async fn ssl_state_absent_from_the_environment_is_unsupported_and_lists_the_keys() {
+    let harness = start_seeded(Seed {
+        accounts: account(),
+        mysql_plus_clusters: vec![cluster(CLUSTER, "")],
+        job_phase_ms: 40,
+        ssl_env_key: "require_secure_transport".into(),
+        ..Seed::default()
+    })
+    .await;
+    let error = harness
+        .policy(PolicyMode::Audit)
+        .check(CLUSTER)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.class, error.code.as_str()),
+        (ErrorClass::Unsupported, "SslStateNotReported")
+    );
+    for needed in [
+        "no environment key `configssl`",
+        "[max_connections, require_secure_transport]",
+        "set ssl_env_key",
+    ] {
+        assert!(
+            error.message.contains(needed),
+            "{needed}: {}",
+            error.message
+        );
+    }
+    let configured = harness.policy_with(
+        PolicyMode::Audit,
+        "ssl = true\nssl_env_key = \"REQUIRE_SECURE_TRANSPORT\"",
+        &[CLUSTER],
+    );
+    let finding = configured.check(CLUSTER).await.unwrap();
+    assert_eq!(
+        (finding.compliant, finding.observed.as_str()),
+        (false, "ssl off")
+    );
+}
+
+/// The learned form is recorded with the policy status and shown by `certkeeper status`
+/// (text and JSON), for every resource of the account's policies.
+#[tokio::test]
+async fn the_learned_configssl_form_is_visible_in_status() {
+    use certkeeper::engine::policy::{reconcile_policy, PolicyContext};
+    use certkeeper::store::sqlite::SqliteStore;
+    use certkeeper::store::StateStore;
+
+    let harness = start_seeded(Seed {
+        accounts: account(),
+        mysql_plus_clusters: vec![ClusterSeed {
+            configssl_values: Some(vec!["ON".into(), "OFF".into()]),
+            ..cluster(CLUSTER, "")
+        }],
+        job_phase_ms: 40,
+        ..Seed::default()
+    })
+    .await;
+    let directory = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(directory.path()).unwrap());
+    let context = PolicyContext {
+        store: store.clone(),
+        metrics: certkeeper::telemetry::metrics::Metrics::new().unwrap(),
+        retry: quick_retries(),
+    };
+    let policy = harness.policy(PolicyMode::Enforce);
+    let pass = reconcile_policy(&context, "mysql-ssl", &policy, CLUSTER, "v1", INSIDE)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            pass,
+            certkeeper::engine::policy::PolicyPass::Applied(PolicyOutcome::Remediated(_))
+        ),
+        "{pass:?}"
+    );
+    let status = store.policy_status("mysql-ssl", CLUSTER).unwrap().unwrap();
+    let note = status.observed["account_note"].as_str().unwrap().to_owned();
+    assert_eq!(
+        note,
+        "clusters of this account refused configssl YES/NO; certkeeper sends ON/OFF"
+    );
+
+    let config = certkeeper::config::load_str(
+        "test.toml",
+        &format!(
+            r#"
+[daemon]
+state_dir = "{}"
+
+[credentials.qc]
+provider = "qingcloud"
+access_key_id = "QYACCESSKEYIDEXAMPLE"
+access_key_secret_env = "QC_SECRET_UNUSED"
+zone = "sh1a"
+
+[[policy]]
+name = "mysql-ssl"
+kind = "qingcloud-mysql-plus-ssl"
+credentials = "qc"
+mode = "enforce"
+resources = ["{CLUSTER}"]
+ssl = true
+"#,
+            directory.path().display()
+        ),
+    )
+    .unwrap()
+    .config;
+    let mut text = Vec::new();
+    certkeeper::status::print(&config, false, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains(&format!("note: mysql-ssl {CLUSTER}: {note}")),
+        "{text}"
+    );
+    let mut json = Vec::new();
+    certkeeper::status::print(&config, true, &mut json).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(json["policies"][0]["account_note"], note.as_str());
 }

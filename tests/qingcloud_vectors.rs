@@ -45,6 +45,7 @@ async fn start(secret: &str, max_skew: u64) -> (String, tokio::sync::oneshot::Se
                 ssl: false,
                 status: "active".into(),
                 transition_status: String::new(),
+                configssl_values: None,
             }],
             // Jobs end at once, so the replayed RunClusterCustomService calls do not collide.
             job_phase_ms: 0,

@@ -188,6 +188,12 @@ pub trait Policy: Send + Sync {
     fn resources(&self) -> Vec<String>;
     /// Reads the resource's state. Never writes.
     async fn check(&self, resource: &str) -> Result<PolicyFinding, CloudError>;
+    /// What the policy learned about its vendor account that an operator should see in
+    /// `status` (e.g. which spelling of a value the account's clusters take); stored with
+    /// the resource's policy status as `account_note`.
+    fn account_note(&self) -> Option<String> {
+        None
+    }
     /// Changes the resource to the desired state and waits until the change has finished
     /// (job polled to its end), but does not verify: [`apply_policy`] reads back.
     async fn remediate(&self, resource: &str) -> Result<Remediation, CloudError>;

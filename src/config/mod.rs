@@ -786,6 +786,7 @@ pub fn validate(config: &Config) -> (Vec<ConfigIssue>, Vec<ConfigIssue>) {
     for (name, credentials) in &config.credentials {
         validate_credentials(name, credentials, &mut errors, &mut warnings);
     }
+    check_shared_accounts(config, &mut errors);
     for (name, acme) in &config.acme {
         validate_acme(name, acme, config, &mut errors, &mut warnings);
     }
@@ -916,7 +917,8 @@ fn validate_daemon(daemon: &DaemonConfig, errors: &mut Vec<ConfigIssue>) {
 /// Product names each vendor's `endpoints` table may override.
 fn products_of(provider: Provider) -> &'static [&'static str] {
     match provider {
-        Provider::Alibaba => &["cdn", "vod", "rds", "dns", "cas"],
+        // `cas.ap-southeast-1`: the international cas service a `cert_region` may name.
+        Provider::Alibaba => &["cdn", "vod", "rds", "dns", "cas", "cas.ap-southeast-1"],
         Provider::Huawei => &["gaussdb", "iam", "dns"],
         Provider::Qingcloud => &["iaas"],
     }
@@ -1069,6 +1071,7 @@ fn validate_credentials(
     if let Some(endpoint) = &credentials.endpoint {
         check_url(endpoint, format!("{path}.endpoint"), errors);
     }
+    check_rate_limits(&path, credentials, errors);
     let products = products_of(credentials.provider);
     for (product, url) in &credentials.endpoints {
         let product_path = format!("{path}.endpoints.{product}");
@@ -1083,6 +1086,68 @@ fn validate_credentials(
             ));
         } else {
             check_url(url, product_path, errors);
+        }
+    }
+}
+
+/// Credentials naming one `account` share its rate-limit buckets, so they must agree on the
+/// `rate_limits` those buckets are built with.
+fn check_shared_accounts(config: &Config, errors: &mut Vec<ConfigIssue>) {
+    let mut first_of_account: BTreeMap<&str, (&str, &CredentialsConfig)> = BTreeMap::new();
+    for (name, credentials) in &config.credentials {
+        let Some(account) = credentials.account.as_deref() else {
+            continue;
+        };
+        match first_of_account.get(account) {
+            Some((first, earlier)) if earlier.rate_limits != credentials.rate_limits => {
+                errors.push(ConfigIssue::new(
+                    format!("credentials.{name}.rate_limits"),
+                    format!(
+                        "differs from credentials.{first}.rate_limits, which shares account \
+                         `{account}` (one account, one set of buckets)"
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                first_of_account.insert(account, (name, credentials));
+            }
+        }
+    }
+}
+
+/// `account` and `rate_limits` of one credentials section (Alibaba only).
+fn check_rate_limits(path: &str, credentials: &CredentialsConfig, errors: &mut Vec<ConfigIssue>) {
+    if credentials.provider != Provider::Alibaba {
+        for (field, given) in [
+            ("account", credentials.account.is_some()),
+            ("rate_limits", !credentials.rate_limits.is_empty()),
+        ] {
+            if given {
+                errors.push(ConfigIssue::new(
+                    format!("{path}.{field}"),
+                    "applies only to provider = \"alibaba\"",
+                ));
+            }
+        }
+        return;
+    }
+    if credentials
+        .account
+        .as_deref()
+        .is_some_and(|a| a.trim().is_empty())
+    {
+        errors.push(ConfigIssue::new(
+            format!("{path}.account"),
+            "must not be empty",
+        ));
+    }
+    for (action, rate) in &credentials.rate_limits {
+        if !(rate.is_finite() && *rate > 0.0 && *rate <= 10_000.0) {
+            errors.push(ConfigIssue::new(
+                format!("{path}.rate_limits.{action}"),
+                "must be a number of calls per second above 0 and at most 10000",
+            ));
         }
     }
 }

@@ -258,6 +258,15 @@ pub async fn reconcile_policy(
         }
         status.observed[state::NONCOMPLIANT_SINCE] = since.unix_timestamp().into();
     }
+    if let Some(note) = policy.account_note() {
+        if !status.observed.is_object() {
+            status.observed = match status.observed.take() {
+                serde_json::Value::Null => serde_json::json!({}),
+                observed => serde_json::json!({ "observed": observed }),
+            };
+        }
+        status.observed["account_note"] = note.into();
+    }
     store.put_policy_status(&status)?;
     let history = store.attempts(SubjectKind::Policy, &subject)?;
     let gauges = state::policy_resource_state(Some(&status), &history, policy, now);

@@ -239,3 +239,83 @@ impl ChildGuard {
         (status, logs)
     }
 }
+
+/// `man -l PAGE` (a roff or gzipped roff file) as plain text; panics on any warning from man
+/// or groff, so a page that renders with warnings fails the test that renders it.
+pub fn render_man_page(page: &Path) -> String {
+    let output = Command::new("man")
+        .args(["--warnings", "-E", "UTF-8", "-l"])
+        .arg(page)
+        .env("MANWIDTH", "100")
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .expect("man (man-db) is installed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "man -l {page:?} failed: {stderr}");
+    assert!(
+        stderr.trim().is_empty(),
+        "man -l {page:?} warned:\n{stderr}"
+    );
+    String::from_utf8(output.stdout).expect("man prints UTF-8")
+}
+
+/// Sources a bash completion script for `certkeeper`, "types" `words` (the last one being
+/// completed) and returns bash's candidates (`COMPREPLY`).
+pub fn bash_complete(script: &Path, words: &[&str]) -> Vec<String> {
+    let line = words.join(" ");
+    let words_array: Vec<String> = words.iter().map(|word| format!("'{word}'")).collect();
+    let program = format!(
+        "source '{}' || exit 3\n\
+         complete -p certkeeper >/dev/null || exit 4\n\
+         COMP_WORDS=({}); COMP_CWORD={}; COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}\n\
+         _certkeeper certkeeper '{}' '{}'\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.display(),
+        words_array.join(" "),
+        words.len() - 1,
+        words[words.len() - 1],
+        words[words.len() - 2],
+    );
+    let output = Command::new("bash")
+        .args(["--norc", "--noprofile", "-c", &program])
+        .output()
+        .expect("bash is installed");
+    assert!(
+        output.status.success(),
+        "bash completion from {script:?} failed ({:?}): {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|candidate| !candidate.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The visible subcommands, as `certkeeper --help` lists them.
+pub fn visible_subcommands() -> Vec<String> {
+    let output = certkeeper_command()
+        .arg("--help")
+        .output()
+        .expect("running certkeeper --help");
+    let help = String::from_utf8_lossy(&output.stdout).into_owned();
+    let commands = help
+        .split("Commands:\n")
+        .nth(1)
+        .expect("--help lists commands")
+        .split("\n\n")
+        .next()
+        .unwrap_or_default();
+    let names: Vec<String> = commands
+        .lines()
+        .filter(|line| line.starts_with("  ") && !line.starts_with("   "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect();
+    assert!(names.len() >= 10, "too few subcommands parsed: {names:?}");
+    names
+}

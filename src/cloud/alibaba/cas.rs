@@ -1,6 +1,8 @@
 //! SSL Certificates Service (cas 2020-04-07) helpers shared by the CDN and VOD targets when
 //! `cert_type = "cas"`: upload a bundle once per fingerprint (reusing an identical earlier
-//! upload), and delete certificates this daemon uploaded once nothing uses them.
+//! upload), and delete certificates this daemon uploaded once nothing uses them. Every call
+//! goes to the cas region the target's `CertRegion` names: a `CertId` is only found in the
+//! region it was uploaded to.
 
 use super::client::{str_at, AlibabaClient, Product};
 use crate::cert::CertificateBundle;
@@ -25,14 +27,16 @@ pub struct Uploaded {
 /// Lists uploaded certificates whose name contains `keyword`.
 pub async fn list_uploaded(
     client: &AlibabaClient,
+    region: &str,
     keyword: &str,
 ) -> Result<Vec<Uploaded>, CloudError> {
     let mut out = Vec::new();
     let mut page = 1u32;
     loop {
         let reply = client
-            .call(
+            .call_in_region(
                 Product::Cas,
+                Some(region),
                 "ListUserCertificateOrder",
                 &[
                     ("OrderType", "UPLOAD".to_owned()),
@@ -70,10 +74,11 @@ pub async fn list_uploaded(
 /// The cas id of `bundle`, uploading it only when no identical upload exists.
 pub async fn ensure_uploaded(
     client: &AlibabaClient,
+    region: &str,
     bundle: &CertificateBundle,
 ) -> Result<String, CloudError> {
     let name = cas_name(bundle);
-    if let Some(existing) = list_uploaded(client, &name)
+    if let Some(existing) = list_uploaded(client, region, &name)
         .await?
         .into_iter()
         .find(|item| item.name == name)
@@ -81,8 +86,9 @@ pub async fn ensure_uploaded(
         return Ok(existing.id);
     }
     let reply = client
-        .call(
+        .call_in_region(
             Product::Cas,
+            Some(region),
             "UploadUserCertificate",
             &[
                 ("Name", name.clone()),
@@ -100,15 +106,20 @@ pub async fn ensure_uploaded(
 
 /// Deletes certificates we uploaded other than `keep`. A certificate still in use is
 /// refused by the service (and left alone); other failures are returned.
-pub async fn cleanup(client: &AlibabaClient, keep: &str) -> Result<usize, CloudError> {
+pub async fn cleanup(
+    client: &AlibabaClient,
+    region: &str,
+    keep: &str,
+) -> Result<usize, CloudError> {
     let mut deleted = 0;
-    for item in list_uploaded(client, NAME_PREFIX).await? {
+    for item in list_uploaded(client, region, NAME_PREFIX).await? {
         if item.id == keep || !item.name.starts_with(NAME_PREFIX) {
             continue;
         }
         match client
-            .call(
+            .call_in_region(
                 Product::Cas,
+                Some(region),
                 "DeleteUserCertificate",
                 &[("CertId", item.id.clone())],
             )

@@ -1,7 +1,7 @@
 //! `alibaba-cdn`: one CDN domain's HTTPS certificate. Live state from
 //! DescribeDomainCertificateInfo (the served PEM, parsed locally: no serial is returned);
 //! deploy with SetCdnDomainSSLCertificate (2018-05-10), PEMs inline (`upload`) or by cas id
-//! (`cas`), or with the deprecated SetDomainServerCertificate (2014-11-11) when
+//! (`cas`), or with the deprecated SetDomainServerCertificate (2018-05-10, `ForceSet=1`) when
 //! `api = "legacy"`.
 
 use super::cas;
@@ -10,7 +10,7 @@ use crate::cert::bundle::LeafInfo;
 use crate::cert::CertificateBundle;
 use crate::cloud::{LiveCertificate, Target};
 use crate::config::ConfigIssue;
-use crate::error::CloudError;
+use crate::error::{CloudError, ErrorClass};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -41,7 +41,7 @@ pub enum CdnApi {
     /// SetCdnDomainSSLCertificate (2018-05-10).
     #[default]
     Current,
-    /// SetDomainServerCertificate (2014-11-11), deprecated.
+    /// SetDomainServerCertificate (deprecated; called in 2018-05-10, which has `ForceSet`).
     Legacy,
 }
 
@@ -81,6 +81,15 @@ impl CdnSettings {
     }
 }
 
+/// The `CertRegion` values SetCdnDomainSSLCertificate and SetVodDomainSSLCertificate take
+/// (the first is the default): the cas regions a certificate can be uploaded to.
+pub const CERT_REGIONS: &[&str] = &["cn-hangzhou", "ap-southeast-1"];
+
+/// The cas region of a target: its `cert_region`, else the documented default.
+pub fn cert_region(configured: Option<&str>) -> &str {
+    configured.unwrap_or(CERT_REGIONS[0])
+}
+
 pub(crate) fn validate_cert_region(
     path: &str,
     region: Option<&str>,
@@ -88,7 +97,7 @@ pub(crate) fn validate_cert_region(
     issues: &mut Vec<ConfigIssue>,
 ) {
     if let Some(region) = region {
-        if !matches!(region, "cn-hangzhou" | "ap-southeast-1") {
+        if !CERT_REGIONS.contains(&region) {
             issues.push(ConfigIssue::new(
                 format!("{path}.cert_region"),
                 "must be \"cn-hangzhou\" or \"ap-southeast-1\"",
@@ -176,11 +185,10 @@ impl CdnTarget {
                 params.push(("SSLPri", bundle.key_pem.expose().to_owned()));
             }
             CertType::Cas => {
-                let id = cas::ensure_uploaded(&self.client, bundle).await?;
+                let region = cert_region(self.settings.cert_region.as_deref());
+                let id = cas::ensure_uploaded(&self.client, region, bundle).await?;
                 params.push(("CertId", id.clone()));
-                if let Some(region) = &self.settings.cert_region {
-                    params.push(("CertRegion", region.clone()));
-                }
+                params.push(("CertRegion", region.to_owned()));
                 cas_id = Some(id);
             }
         }
@@ -191,23 +199,76 @@ impl CdnTarget {
     }
 
     async fn set_legacy(&self, bundle: &CertificateBundle) -> Result<(), CloudError> {
-        self.client
+        let name = cert_name(bundle);
+        let sent = self
+            .client
             .call(
-                Product::CdnLegacy,
+                Product::Cdn,
                 "SetDomainServerCertificate",
                 &[
                     ("DomainName", self.settings.domain.clone()),
                     ("ServerCertificateStatus", "on".to_owned()),
                     ("CertType", "upload".to_owned()),
-                    ("CertName", cert_name(bundle)),
+                    ("CertName", name.clone()),
                     ("ServerCertificate", bundle.fullchain_pem()),
                     ("PrivateKey", bundle.key_pem.expose().to_owned()),
+                    // Seed 002: "1" skips the duplicate-name check and overwrites the
+                    // certificate of that name. Our names are one per certificate, so the
+                    // only same-name certificate is this one: a replay or a second domain.
+                    ("ForceSet", "1".to_owned()),
                 ],
             )
-            .await?;
-        Ok(())
+            .await;
+        match sent {
+            Err(error) if LEGACY_DUPLICATE_CODES.contains(&error.code.as_str()) => {
+                self.converge_after_duplicate(bundle, &name, error).await
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// A duplicate refusal of the legacy set: done if the domain already serves `bundle`
+    /// (the earlier call of a replay took effect); else a name duplicate is ours (our names
+    /// are one per certificate) and is retried on a timer, never parked until a config
+    /// change. A content duplicate under another name is not ours and stays `invalid`.
+    async fn converge_after_duplicate(
+        &self,
+        bundle: &CertificateBundle,
+        name: &str,
+        mut error: CloudError,
+    ) -> Result<(), CloudError> {
+        if self.observe().await?.serves(bundle) {
+            tracing::info!(
+                target = %self.name,
+                code = %error.code,
+                "the domain already serves the certificate: duplicate refusal ignored"
+            );
+            return Ok(());
+        }
+        if error.code == "CertificateContent.Duplicated" {
+            error.message = format!(
+                "{} (the same certificate is stored in CDN under another name than {name}: \
+                 delete that copy in the CDN console, or use cert_type = \"cas\")",
+                error.message
+            );
+        } else {
+            error.class = ErrorClass::Transient;
+            error.message = format!(
+                "{} (certificate {name} is ours; the domain does not serve it yet: retrying)",
+                error.message
+            );
+        }
+        Err(error)
     }
 }
+
+/// The duplicate refusals of SetDomainServerCertificate (seed 002; `CertNameAlreadyExists`
+/// from its VOD sibling, seed 001).
+pub const LEGACY_DUPLICATE_CODES: &[&str] = &[
+    "Certificate.Duplicated",
+    "CertNameAlreadyExists",
+    "CertificateContent.Duplicated",
+];
 
 #[async_trait]
 impl Target for CdnTarget {
@@ -240,7 +301,8 @@ impl Target for CdnTarget {
                 // leaves the domain pointing at a deleted certificate.
                 if let (true, Some(id)) = (self.settings.cleanup, cas_id) {
                     if self.observe().await?.serves(bundle) {
-                        let deleted = cas::cleanup(&self.client, &id).await?;
+                        let region = cert_region(self.settings.cert_region.as_deref());
+                        let deleted = cas::cleanup(&self.client, region, &id).await?;
                         tracing::info!(target = %self.name, deleted, "cleaned up old certificates");
                     }
                 }

@@ -19,10 +19,10 @@ const VENDOR: &str = "alibaba";
 /// An Alibaba product API: where it lives and which version we speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Product {
-    /// CDN 2018-05-10 (`SetCdnDomainSSLCertificate`, `DescribeDomainCertificateInfo`).
+    /// CDN 2018-05-10 (`SetCdnDomainSSLCertificate`, `DescribeDomainCertificateInfo`, and the
+    /// deprecated `SetDomainServerCertificate`, whose `ForceSet` this version documents:
+    /// seed 002, reference §2.5; the 2014-11-11 one has no `ForceSet`).
     Cdn,
-    /// CDN 2014-11-11, only for the deprecated `SetDomainServerCertificate`.
-    CdnLegacy,
     /// VOD 2017-03-21; domain APIs live only in cn-shanghai.
     Vod,
     Rds,
@@ -35,7 +35,7 @@ impl Product {
     /// The key of the per-product endpoint override in the credentials section.
     pub fn key(self) -> &'static str {
         match self {
-            Product::Cdn | Product::CdnLegacy => "cdn",
+            Product::Cdn => "cdn",
             Product::Vod => "vod",
             Product::Rds => "rds",
             Product::Dns => "dns",
@@ -45,7 +45,7 @@ impl Product {
 
     pub fn default_endpoint(self) -> &'static str {
         match self {
-            Product::Cdn | Product::CdnLegacy => "https://cdn.aliyuncs.com",
+            Product::Cdn => "https://cdn.aliyuncs.com",
             Product::Vod => "https://vod.cn-shanghai.aliyuncs.com",
             Product::Rds => "https://rds.aliyuncs.com",
             Product::Dns => "https://alidns.aliyuncs.com",
@@ -53,10 +53,19 @@ impl Product {
         }
     }
 
+    /// The region the default endpoint serves, for the products that are regional for us.
+    pub fn home_region(self) -> Option<&'static str> {
+        match self {
+            // reference §5.2: `cas.aliyuncs.com` is the mainland (cn-hangzhou) service.
+            Product::Cas => Some("cn-hangzhou"),
+            Product::Vod => Some("cn-shanghai"),
+            _ => None,
+        }
+    }
+
     pub fn version(self) -> &'static str {
         match self {
             Product::Cdn => "2018-05-10",
-            Product::CdnLegacy => "2014-11-11",
             Product::Vod => "2017-03-21",
             Product::Rds => "2014-08-15",
             Product::Dns => "2015-01-09",
@@ -76,6 +85,9 @@ pub const DEFAULT_RATE_LIMITS: &[(&str, f64)] = &[
     // 100/s, and the 10/s fallback would cap the VOD write at a third of its 30/s.
     ("DescribeVodDomainCertificateInfo", 100.0),
     ("ListUserCertificateOrder", 10.0),
+    // cas docstrings (reference §5.2): 100/s; the 10/s fallback would slow each upload.
+    ("UploadUserCertificate", 100.0),
+    ("DeleteUserCertificate", 100.0),
 ];
 
 /// The documented defaults; config overrides go through [`RateLimits::with_overrides`].
@@ -307,6 +319,39 @@ pub fn parse_error(
         .with_retry_after(retry_after)
 }
 
+/// One rate limiter per Alibaba account: the clients of credentials naming one `account`
+/// share its token buckets, since the vendor's limits are per account, not per key. The
+/// limits are the documented ones with the credentials' `rate_limits` over them (`check`
+/// refuses two credentials of one account that disagree on them).
+#[derive(Default)]
+pub struct AccountLimiters {
+    limiters: std::sync::Mutex<std::collections::HashMap<String, Arc<RateLimiter>>>,
+}
+
+impl AccountLimiters {
+    /// A client for `creds` sharing the limiter of its account.
+    pub fn client(&self, creds: ResolvedCredentials, http: reqwest::Client) -> AlibabaClient {
+        let overrides: std::collections::HashMap<String, f64> = creds
+            .rate_limits
+            .iter()
+            .map(|(action, rate)| (action.clone(), *rate))
+            .collect();
+        let limiter = self
+            .limiters
+            .lock()
+            // A map of `Arc`s: a panic elsewhere cannot leave it half-written.
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(creds.rate_limit_account().to_owned())
+            .or_insert_with(|| {
+                Arc::new(RateLimiter::new(
+                    default_rate_limits().with_overrides(&overrides),
+                ))
+            })
+            .clone();
+        AlibabaClient::new(creds, http, RateLimits::default()).with_limiter(limiter)
+    }
+}
+
 /// One Alibaba account's API client. Cheap to share behind an `Arc` between targets.
 pub struct AlibabaClient {
     creds: ResolvedCredentials,
@@ -351,9 +396,9 @@ impl AlibabaClient {
         self
     }
 
-    /// The account name the buckets are keyed by.
+    /// The account name the buckets are keyed by (`account`, else the access key id).
     pub fn account(&self) -> &str {
-        &self.creds.access_key_id
+        self.creds.rate_limit_account()
     }
 
     /// Calls `action` of `product` with `params`, retrying throttled and transient failures
@@ -361,6 +406,19 @@ impl AlibabaClient {
     pub async fn call(
         &self,
         product: Product,
+        action: &str,
+        params: &[(&str, String)],
+    ) -> Result<serde_json::Value, CloudError> {
+        self.call_in_region(product, None, action, params).await
+    }
+
+    /// [`call`](Self::call) at `product`'s endpoint in `region` (`None`: its default
+    /// endpoint). Only cas is regional for us: a certificate referenced with `CertRegion`
+    /// must be uploaded to that region's cas (reference §5.2).
+    pub async fn call_in_region(
+        &self,
+        product: Product,
+        region: Option<&str>,
         action: &str,
         params: &[(&str, String)],
     ) -> Result<serde_json::Value, CloudError> {
@@ -372,7 +430,7 @@ impl AlibabaClient {
             Some(policy) => {
                 with_retries(
                     policy,
-                    || self.call_once(product, action, &params),
+                    || self.call_once_in(product, region, action, &params),
                     |error, attempt, delay| {
                         tracing::debug!(
                             action,
@@ -385,7 +443,7 @@ impl AlibabaClient {
                 )
                 .await
             }
-            None => self.call_once(product, action, &params).await,
+            None => self.call_once_in(product, region, action, &params).await,
         }
     }
 
@@ -396,19 +454,44 @@ impl AlibabaClient {
         action: &str,
         params: &[(String, String)],
     ) -> Result<serde_json::Value, CloudError> {
-        let attempt = self.attempt(product, action, params);
+        self.call_once_in(product, None, action, params).await
+    }
+
+    async fn call_once_in(
+        &self,
+        product: Product,
+        region: Option<&str>,
+        action: &str,
+        params: &[(String, String)],
+    ) -> Result<serde_json::Value, CloudError> {
+        let attempt = self.attempt(self.endpoint(product, region), product, action, params);
         crate::cloud::http::observed(self.observer.as_ref(), VENDOR, action, attempt).await
+    }
+
+    /// The base URL of `product` in `region`: a region other than the product's home one is
+    /// configured as `endpoints."cas.ap-southeast-1"` (else the vendor-wide `endpoint`,
+    /// else `https://cas.ap-southeast-1.aliyuncs.com`); a product-wide override never
+    /// stands for another region.
+    fn endpoint(&self, product: Product, region: Option<&str>) -> String {
+        match region.filter(|region| Some(*region) != product.home_region()) {
+            Some(region) => {
+                let key = format!("{}.{region}", product.key());
+                let default = format!("https://{}.{region}.aliyuncs.com", product.key());
+                self.creds.endpoint_for(&key, &default)
+            }
+            None => self
+                .creds
+                .endpoint_for(product.key(), product.default_endpoint()),
+        }
     }
 
     async fn attempt(
         &self,
+        endpoint: String,
         product: Product,
         action: &str,
         params: &[(String, String)],
     ) -> Result<serde_json::Value, CloudError> {
-        let endpoint = self
-            .creds
-            .endpoint_for(product.key(), product.default_endpoint());
         let url = url::Url::parse(&endpoint).map_err(|error| {
             CloudError::new(
                 VENDOR,

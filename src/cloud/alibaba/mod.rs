@@ -9,6 +9,7 @@ pub mod rds;
 pub mod signer;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod sim_tables;
 pub mod vod;
 
 pub use client::{AlibabaClient, Product};

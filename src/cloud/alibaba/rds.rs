@@ -4,6 +4,12 @@
 //! maintenance window and waits for `Running` before and after (DescribeDBInstanceAttribute).
 //! Live state comes from DescribeDBInstanceSSL: `SSLEnabled` (Yes/No or on/off) and
 //! `SSLExpireTime`, plus the PEM where PostgreSQL returns it.
+//!
+//! ModifyDBInstanceSSL's parameters differ per engine ([`ENGINE_PARAMETERS`]). The target
+//! learns the engine once (DescribeDBInstanceAttribute `Engine`) and refuses, before any
+//! write, a setting the engine cannot take: an `unsupported` error naming the key, which
+//! `plan` shows since `observe` checks it first. A config that states `engine` is checked
+//! offline by `check` too.
 
 use super::client::{bad_reply, parse_acs_date, str_at, AlibabaClient, Product};
 use crate::cert::bundle::LeafInfo;
@@ -18,6 +24,40 @@ use std::time::Duration;
 
 /// PostgreSQL authentication methods accepted by `ACL` and `ReplicationACL`.
 const ACL_VALUES: [&str; 4] = ["cert", "prefer", "verify-ca", "verify-full"];
+
+/// The engines ModifyDBInstanceSSL serves (seed 000 "适用引擎"), spelled as
+/// DescribeDBInstanceAttribute's `Engine` (reference §4.3; `MariaDB` exists but is not served).
+pub const ENGINES: &[&str] = &["MySQL", "PostgreSQL", "SQLServer"];
+
+/// Which engines take each setting: (ModifyDBInstanceSSL parameter, config key, engines).
+/// `ServerCert` is the custom certificate every deploy sends (with `CAType`, `ServerKey`).
+pub const ENGINE_PARAMETERS: &[(&str, &str, &[&str])] = &[
+    // Seed 000: CAType, ServerCert, ServerKey "支持 RDS MySQL 和 RDS PostgreSQL 云盘版";
+    // SQL Server takes a custom certificate only as a PFX in OSS (`Certificate`, `PassWord`).
+    ("ServerCert", "engine", &["MySQL", "PostgreSQL"]),
+    // Seed 000: the client CA, CRL and ACL parameters are "RDS PostgreSQL 云盘版" only.
+    ("ClientCACert", "client_ca_cert", &["PostgreSQL"]),
+    ("ClientCertRevocationList", "client_crl", &["PostgreSQL"]),
+    ("ACL", "acl", &["PostgreSQL"]),
+    ("ReplicationACL", "replication_acl", &["PostgreSQL"]),
+    // Seed 000 (current zh page) says PostgreSQL cloud disk; reference §4.1: SDK 16.0.2
+    // documents MySQL, PostgreSQL and SQL Server. The newer SDK wins: it widens.
+    (
+        "ForceEncryption",
+        "force_encryption",
+        &["MySQL", "PostgreSQL", "SQLServer"],
+    ),
+    // Seed 000 says PostgreSQL cloud disk; reference §4.1/§4.2: SQL Server's minimum TLS.
+    ("TlsVersion", "tls_version", &["PostgreSQL", "SQLServer"]),
+];
+
+/// The engine name of `ENGINES` that `name` spells (case-insensitively).
+pub fn known_engine(name: &str) -> Option<&'static str> {
+    ENGINES
+        .iter()
+        .copied()
+        .find(|engine| engine.eq_ignore_ascii_case(name))
+}
 
 /// The kind-specific keys of an `alibaba-rds` target.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -42,6 +82,10 @@ pub struct RdsSettings {
     /// Minimum TLS version: `1.0`, `1.1` or `1.2`.
     #[serde(default)]
     pub tls_version: Option<String>,
+    /// `MySQL`, `PostgreSQL` or `SQLServer`: lets `check` refuse settings the engine cannot
+    /// take before the instance is asked; must match the instance's engine.
+    #[serde(default)]
+    pub engine: Option<String>,
     /// How often to poll the instance status while it applies the change.
     #[serde(default = "default_poll_secs")]
     pub poll_interval_secs: f64,
@@ -106,6 +150,25 @@ impl RdsSettings {
                 ));
             }
         }
+        if let Some(engine) = &self.engine {
+            match known_engine(engine) {
+                Some(engine) => {
+                    for refusal in self.refusals_for(engine) {
+                        issues.push(ConfigIssue::new(
+                            format!("{path}.{}", refusal.key),
+                            refusal.message,
+                        ));
+                    }
+                }
+                None => issues.push(ConfigIssue::new(
+                    format!("{path}.engine"),
+                    format!(
+                        "must be one of {} (the engines ModifyDBInstanceSSL serves)",
+                        ENGINES.join(", ")
+                    ),
+                )),
+            }
+        }
         if self.poll_interval_secs.is_nan() || self.poll_interval_secs <= 0.0 {
             issues.push(ConfigIssue::new(
                 format!("{path}.poll_interval_secs"),
@@ -114,7 +177,46 @@ impl RdsSettings {
         }
     }
 
-    fn params(&self, bundle: &CertificateBundle) -> Vec<(&'static str, String)> {
+    /// Whether the config sets the key of `parameter` (the certificate is always set).
+    fn sets(&self, parameter: &str) -> bool {
+        match parameter {
+            "ServerCert" => true,
+            "ClientCACert" => self.client_ca_cert.is_some(),
+            "ClientCertRevocationList" => self.client_crl.is_some(),
+            "ACL" => self.acl.is_some(),
+            "ReplicationACL" => self.replication_acl.is_some(),
+            "ForceEncryption" => self.force_encryption.is_some(),
+            "TlsVersion" => self.tls_version.is_some(),
+            _ => false,
+        }
+    }
+
+    /// What this config asks that `engine` cannot do, by config key.
+    pub fn refusals_for(&self, engine: &str) -> Vec<EngineRefusal> {
+        ENGINE_PARAMETERS
+            .iter()
+            .filter(|(parameter, _, engines)| self.sets(parameter) && !engines.contains(&engine))
+            .map(|(parameter, key, engines)| EngineRefusal {
+                key,
+                message: if *parameter == "ServerCert" {
+                    format!(
+                        "{engine} does not take a custom certificate as PEM (ModifyDBInstanceSSL \
+                         ServerCert: {} only); SQL Server needs a PFX file in OSS, which \
+                         certkeeper does not upload",
+                        engines.join(", ")
+                    )
+                } else {
+                    format!(
+                        "{engine} does not take {key} (ModifyDBInstanceSSL {parameter}: {} only)",
+                        engines.join(", ")
+                    )
+                },
+            })
+            .collect()
+    }
+
+    /// The ModifyDBInstanceSSL parameters for `engine` (already checked to take them).
+    fn params(&self, bundle: &CertificateBundle, engine: &str) -> Vec<(&'static str, String)> {
         let mut params = vec![
             ("DBInstanceId", self.instance_id.clone()),
             ("ConnectionString", self.connection_string.clone()),
@@ -130,6 +232,15 @@ impl RdsSettings {
         if let Some(crl) = &self.client_crl {
             params.push(("ClientCrlEnabled", "1".to_owned()));
             params.push(("ClientCertRevocationList", crl.clone()));
+        }
+        // PostgreSQL keeps a client CA or CRL set earlier until told otherwise: a config that
+        // drops them turns them off (a CRL only while the client CA stays, seed 000).
+        if engine == "PostgreSQL" {
+            match (&self.client_ca_cert, &self.client_crl) {
+                (None, _) => params.push(("ClientCAEnabled", "0".to_owned())),
+                (Some(_), None) => params.push(("ClientCrlEnabled", "0".to_owned())),
+                (Some(_), Some(_)) => {}
+            }
         }
         if let Some(acl) = &self.acl {
             params.push(("ACL", acl.clone()));
@@ -147,11 +258,20 @@ impl RdsSettings {
     }
 }
 
+/// A setting an engine cannot take: the config key and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineRefusal {
+    pub key: &'static str,
+    pub message: String,
+}
+
 pub struct RdsTarget {
     name: String,
     settings: RdsSettings,
     client: Arc<AlibabaClient>,
     window: Option<MaintenanceWindow>,
+    /// The instance's engine once learnt (it does not change under an instance id).
+    engine: std::sync::Mutex<Option<&'static str>>,
 }
 
 impl RdsTarget {
@@ -161,6 +281,7 @@ impl RdsTarget {
             settings,
             client,
             window: None,
+            engine: std::sync::Mutex::new(None),
         }
     }
 
@@ -170,8 +291,8 @@ impl RdsTarget {
         self
     }
 
-    /// DescribeDBInstanceAttribute → `DBInstanceStatus`.
-    pub async fn status(&self) -> Result<String, CloudError> {
+    /// DescribeDBInstanceAttribute's `Items.DBInstanceAttribute[0].<field>`.
+    async fn attribute(&self, field: &str) -> Result<String, CloudError> {
         let reply = self
             .client
             .call(
@@ -185,9 +306,82 @@ impl RdsTarget {
             .and_then(|items| items.get("DBInstanceAttribute"))
             .and_then(|list| list.as_array())
             .and_then(|list| list.first())
-            .and_then(|attribute| str_at(attribute, &["DBInstanceStatus"]))
+            .and_then(|attribute| str_at(attribute, &[field]))
             .map(str::to_owned)
-            .ok_or_else(|| bad_reply("DescribeDBInstanceAttribute", "DBInstanceStatus"))
+            .ok_or_else(|| bad_reply("DescribeDBInstanceAttribute", field))
+    }
+
+    /// DescribeDBInstanceAttribute → `DBInstanceStatus`.
+    pub async fn status(&self) -> Result<String, CloudError> {
+        self.attribute("DBInstanceStatus").await
+    }
+
+    /// The instance's engine (learnt once), after checking the config asks nothing of it
+    /// that it cannot do: `unsupported` naming the key otherwise, before any write.
+    pub async fn engine(&self) -> Result<&'static str, CloudError> {
+        let known = *self
+            .engine
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let engine = match known {
+            Some(engine) => engine,
+            None => {
+                let reported = self.attribute("Engine").await?;
+                let engine = known_engine(&reported).ok_or_else(|| {
+                    self.engine_error(
+                        ErrorClass::Unsupported,
+                        format!(
+                            "instance {} runs {reported}; ModifyDBInstanceSSL serves {}",
+                            self.settings.instance_id,
+                            ENGINES.join(", ")
+                        ),
+                    )
+                })?;
+                *self
+                    .engine
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(engine);
+                engine
+            }
+        };
+        if let Some(configured) = &self.settings.engine {
+            if !configured.eq_ignore_ascii_case(engine) {
+                return Err(self.engine_error(
+                    ErrorClass::Invalid,
+                    format!(
+                        "target {}: engine = \"{configured}\" but instance {} runs {engine}",
+                        self.name, self.settings.instance_id
+                    ),
+                ));
+            }
+        }
+        let refusals = self.settings.refusals_for(engine);
+        if !refusals.is_empty() {
+            let list: Vec<String> = refusals
+                .iter()
+                .map(|refusal| format!("{}: {}", refusal.key, refusal.message))
+                .collect();
+            return Err(self.engine_error(
+                ErrorClass::Unsupported,
+                format!(
+                    "target {} (instance {}): {}",
+                    self.name,
+                    self.settings.instance_id,
+                    list.join("; ")
+                ),
+            ));
+        }
+        Ok(engine)
+    }
+
+    fn engine_error(&self, class: ErrorClass, message: String) -> CloudError {
+        CloudError::new(
+            "alibaba",
+            "DescribeDBInstanceAttribute",
+            class,
+            "EngineMismatch",
+            message,
+        )
     }
 
     fn busy(&self, status: &str) -> CloudError {
@@ -232,6 +426,8 @@ impl Target for RdsTarget {
     }
 
     async fn observe(&self) -> Result<LiveCertificate, CloudError> {
+        // First, so `plan` and every pass say what the engine cannot do.
+        self.engine().await?;
         let reply = self
             .client
             .call(
@@ -272,6 +468,7 @@ impl Target for RdsTarget {
                 ));
             }
         }
+        let engine = self.engine().await?;
         let status = self.status().await?;
         if status != "Running" {
             return Err(self.busy(&status));
@@ -280,7 +477,7 @@ impl Target for RdsTarget {
             .call(
                 Product::Rds,
                 "ModifyDBInstanceSSL",
-                &self.settings.params(bundle),
+                &self.settings.params(bundle, engine),
             )
             .await?;
         self.wait_running().await
@@ -318,8 +515,20 @@ mod tests {
         good.validate("t", &mut issues);
         assert!(issues.is_empty(), "{issues:?}");
         let bundle = crate::cert::bundle::testing::fresh(&["rm-1.pg.rds.aliyuncs.com"]);
-        let params = good.params(&bundle);
+        let params = good.params(&bundle, "PostgreSQL");
         assert!(params.contains(&("ClientCAEnabled", "1".to_owned())));
         assert!(params.contains(&("ClientCrlEnabled", "1".to_owned())));
+        // Dropped from the config: turned off on PostgreSQL, never sent to MySQL.
+        let plain: RdsSettings = toml::from_str(
+            "instance_id = \"rm-1\"\nconnection_string = \"rm-1.pg.rds.aliyuncs.com\"",
+        )
+        .unwrap();
+        assert!(plain
+            .params(&bundle, "PostgreSQL")
+            .contains(&("ClientCAEnabled", "0".to_owned())));
+        assert!(!plain
+            .params(&bundle, "MySQL")
+            .iter()
+            .any(|(name, _)| name.starts_with("Client")));
     }
 }

@@ -1,15 +1,19 @@
 //! The Alibaba part of `certkeeper sim`: verifies ACS3 and RPC V1 signatures exactly as the
 //! official SDKs produce them (skew and nonce checks included), enforces the documented
-//! per-action rate limits with the engine's token-bucket logic, and keeps CDN and VOD domains,
-//! RDS instances, alidns zones and cas certificates, answering with the codes the seeds
-//! document. Requests are plain POST `/` with parameters in the query (as the product SDKs
-//! send them) or in a form body (as our client sends them), or both.
+//! per-account rate limits with the engine's token-bucket logic, and keeps CDN and VOD domains,
+//! CDN's certificate store, RDS instances, alidns zones and cas certificates (per region),
+//! answering with the codes the seeds document. Its rates, refusals and value sets are its own
+//! (`sim_tables`), never the client's. The region of a request is the one its `host` names
+//! (`vod.cn-shanghai.aliyuncs.com`); the simulator's own loopback address names the default.
+//! Requests are plain POST `/` with parameters in the query (as the product SDKs send them)
+//! or in a form body (as our client sends them), or both.
 
 use crate::cert::bundle::LeafInfo;
-use crate::cloud::alibaba::client::{format_acs_date, parse_acs_date, DEFAULT_RATE_LIMITS};
+use crate::cloud::alibaba::client::{format_acs_date, parse_acs_date};
 use crate::cloud::alibaba::signer::{
     form_decode, signatures_equal, Authorization, CanonicalRequest, RpcCanonical,
 };
+use crate::cloud::alibaba::sim_tables;
 use crate::cloud::sim::{SimRequest, SimResponse, VendorSim};
 use crate::engine::ratelimit::BucketState;
 use serde::Deserialize;
@@ -43,7 +47,8 @@ pub struct AccountSeed {
 #[serde(deny_unknown_fields)]
 pub struct RdsSeed {
     pub id: String,
-    /// `MySQL` or `PostgreSQL`.
+    /// `MySQL`, `PostgreSQL` or `SQLServer` (DescribeDBInstanceAttribute `Engine`): decides
+    /// which ModifyDBInstanceSSL parameters are taken (`sim_tables::RDS_ENGINE_PARAMETERS`).
     #[serde(default = "default_engine")]
     pub engine: String,
     pub connection_string: String,
@@ -70,6 +75,10 @@ pub struct Seed {
     /// Per-action limits (calls per second per account) over the documented defaults.
     #[serde(default)]
     pub rate_limits: HashMap<String, f64>,
+    /// The account (UID) each access key belongs to: the limits apply per account, so keys
+    /// of one account share its buckets. A key not listed is an account of its own.
+    #[serde(default)]
+    pub key_accounts: HashMap<String, String>,
     /// Largest accepted difference between the request time and ours (15 min like Alibaba).
     #[serde(default = "default_skew")]
     pub max_clock_skew_secs: u64,
@@ -106,6 +115,7 @@ impl Default for Seed {
             dns_zones: Vec::new(),
             rds_instances: Vec::new(),
             rate_limits: HashMap::new(),
+            key_accounts: HashMap::new(),
             max_clock_skew_secs: default_skew(),
             check_timestamp: true,
             throttle_retry_after_ms: default_retry_after(),
@@ -140,6 +150,7 @@ struct RdsState {
     ca_type: String,
     cert: Option<Installed>,
     client_ca: bool,
+    client_crl: bool,
     acl: Option<String>,
     busy_until: Option<std::time::Instant>,
     writes: u64,
@@ -170,6 +181,8 @@ struct DnsRecordState {
 #[derive(Debug, Clone)]
 struct CasCert {
     id: u64,
+    /// The cas region it was uploaded to (the host's region, cn-hangzhou for cas.aliyuncs.com).
+    region: String,
     name: String,
     cert: Installed,
 }
@@ -181,6 +194,8 @@ struct State {
     rds: BTreeMap<String, RdsState>,
     zones: BTreeMap<String, Vec<DnsRecordState>>,
     cas: BTreeMap<u64, CasCert>,
+    /// CDN's own store of uploaded certificates, by name.
+    cdn_certs: BTreeMap<String, Installed>,
     next_id: u64,
     nonces: HashMap<String, OffsetDateTime>,
     buckets: HashMap<(String, String), BucketState>,
@@ -197,6 +212,21 @@ struct Refusal(u16, &'static str, String);
 type Answer = Result<Value, Refusal>;
 
 fn refuse(status: u16, code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal(status, code, message.into())
+}
+
+/// The refusal `code` with the status and message of its row in [`sim_tables`].
+fn doc(code: &'static str) -> Refusal {
+    match sim_tables::documented(code) {
+        Some(row) => Refusal(row.status, row.code, row.message.to_owned()),
+        // Unreachable while `tests/alibaba_fidelity.rs` checks every `doc` code has a row.
+        None => Refusal(500, "InternalError", format!("no simulator row for {code}")),
+    }
+}
+
+/// The documented status of `code` with a more precise message.
+fn doc_with(code: &'static str, message: impl Into<String>) -> Refusal {
+    let status = sim_tables::documented(code).map_or(400, |row| row.status);
     Refusal(status, code, message.into())
 }
 
@@ -265,6 +295,20 @@ impl Params {
     }
 }
 
+/// The region a request was sent to, read from its `host` as the vendor's gateway routes
+/// it: `<product>.<region>.aliyuncs.com` names one (reference §3, §5.2). A central host
+/// (`cdn.aliyuncs.com`, `cas.aliyuncs.com`) or any other name (the simulator's own loopback
+/// address) names none: the product's default region.
+fn host_region(request: &SimRequest) -> Option<String> {
+    let host = request.header("host")?;
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    let inner = name.to_ascii_lowercase();
+    let inner = inner.strip_suffix(".aliyuncs.com")?;
+    let (_, region) = inner.split_once('.')?;
+    // `rds-vpc.cn-hangzhou-finance`: the region is the last label before the suffix.
+    Some(region.rsplit('.').next().unwrap_or(region).to_owned())
+}
+
 fn params_of(request: &SimRequest) -> Params {
     let mut params = form_decode(&request.raw_query);
     let form = request
@@ -324,6 +368,7 @@ impl AlibabaSim {
                     ca_type: "aliyun".into(),
                     cert: None,
                     client_ca: false,
+                    client_crl: false,
                     acl: None,
                     busy_until: None,
                     writes: 0,
@@ -353,7 +398,7 @@ impl AlibabaSim {
 
     fn rate_for(&self, action: &str) -> Option<f64> {
         self.seed.rate_limits.get(action).copied().or_else(|| {
-            DEFAULT_RATE_LIMITS
+            sim_tables::RATE_LIMITS
                 .iter()
                 .find(|(a, _)| *a == action)
                 .map(|(_, r)| *r)
@@ -371,23 +416,17 @@ impl AlibabaSim {
             return Ok(());
         }
         let at = date.and_then(parse_acs_date).ok_or_else(|| {
-            refuse(
-                400,
+            doc_with(
                 "MissingParameter",
                 "Timestamp is mandatory for this action.",
             )
         })?;
         let skew = (request.received_at - at).abs();
         if skew > time::Duration::seconds(self.seed.max_clock_skew_secs as i64) {
-            return Err(refuse(
-                400,
-                "InvalidTimeStamp.Expired",
-                "Specified time stamp or date value is expired.",
-            ));
+            return Err(doc("InvalidTimeStamp.Expired"));
         }
         let nonce = nonce.ok_or_else(|| {
-            refuse(
-                400,
+            doc_with(
                 "MissingParameter",
                 "SignatureNonce is mandatory for this action.",
             )
@@ -398,11 +437,7 @@ impl AlibabaSim {
             .nonces
             .retain(|_, seen| request.received_at - *seen < window);
         if state.nonces.contains_key(nonce) {
-            return Err(refuse(
-                400,
-                "SignatureNonceUsed",
-                "Specified signature nonce was used already.",
-            ));
+            return Err(doc("SignatureNonceUsed"));
         }
         state.nonces.insert(nonce.to_owned(), request.received_at);
         Ok(())
@@ -412,19 +447,14 @@ impl AlibabaSim {
     fn authenticate(&self, request: &SimRequest, params: &Params) -> Result<String, Refusal> {
         if let Some(header) = request.header("authorization") {
             let auth = Authorization::parse(header).ok_or_else(|| {
-                refuse(
-                    400,
+                doc_with(
                     "IncompleteSignature",
                     "The Authorization header is malformed.",
                 )
             })?;
-            let secret = self.secret_of(&auth.access_key_id).ok_or_else(|| {
-                refuse(
-                    404,
-                    "InvalidAccessKeyId.NotFound",
-                    "Specified access key is not found.",
-                )
-            })?;
+            let secret = self
+                .secret_of(&auth.access_key_id)
+                .ok_or_else(|| doc("InvalidAccessKeyId.NotFound"))?;
             // The SDKs sign the host and every x-acs-* header they send; a request that
             // leaves one out could be replayed with it changed.
             let signed: Vec<&str> = auth.signed_headers.split(';').collect();
@@ -440,8 +470,7 @@ impl AlibabaSim {
             // A body's content type says how it is read (a form body carries parameters):
             // the doc requires it signed whenever there is a body.
             if !request.body.is_empty() && !signed.contains(&"content-type") {
-                return Err(refuse(
-                    400,
+                return Err(doc_with(
                     "IncompleteSignature",
                     "header content-type must be signed when there is a body",
                 ));
@@ -460,8 +489,7 @@ impl AlibabaSim {
             let payload_hash = hex::encode(Sha256::digest(&request.body));
             if let Some(claimed) = request.header("x-acs-content-sha256") {
                 if claimed != payload_hash {
-                    return Err(refuse(
-                        400,
+                    return Err(doc_with(
                         "SignatureDoesNotMatch",
                         "The payload hash does not match the body.",
                     ));
@@ -492,21 +520,16 @@ impl AlibabaSim {
         let signature = params
             .get("Signature")
             .ok_or_else(|| {
-                refuse(
-                    400,
+                doc_with(
                     "MissingParameter",
                     "Signature is mandatory for this action.",
                 )
             })?
             .to_owned();
         let id = params.required("AccessKeyId")?.to_owned();
-        let secret = self.secret_of(&id).ok_or_else(|| {
-            refuse(
-                404,
-                "InvalidAccessKeyId.NotFound",
-                "Specified access key is not found.",
-            )
-        })?;
+        let secret = self
+            .secret_of(&id)
+            .ok_or_else(|| doc("InvalidAccessKeyId.NotFound"))?;
         let canonical = RpcCanonical {
             params: params
                 .0
@@ -519,11 +542,7 @@ impl AlibabaSim {
             .string_to_sign(request.method.as_str())
             .sign(secret);
         if !signatures_equal(&expected, &signature) {
-            return Err(refuse(
-                400,
-                "SignatureDoesNotMatch",
-                "Specified signature is not matched with our calculation.",
-            ));
+            return Err(doc("SignatureDoesNotMatch"));
         }
         self.check_freshness(
             request,
@@ -584,7 +603,15 @@ impl AlibabaSim {
         state.next_id
     }
 
-    fn set_domain_cert(&self, product: &str, params: &Params, legacy: bool) -> Answer {
+    /// Sets a CDN or VOD domain's certificate; `legacy` is SetDomainServerCertificate and
+    /// `force_set` whether its version documents `ForceSet` (2018-05-10, reference §2.5).
+    fn set_domain_cert(
+        &self,
+        product: &str,
+        params: &Params,
+        legacy: bool,
+        force_set: bool,
+    ) -> Answer {
         let domain = params.required("DomainName")?.to_ascii_lowercase();
         let (status_name, pub_name, pri_name) = if legacy {
             ("ServerCertificateStatus", "ServerCertificate", "PrivateKey")
@@ -595,20 +622,8 @@ impl AlibabaSim {
             Some("on") => true,
             Some("off") | None if legacy => false,
             Some("off") => false,
-            _ if legacy => {
-                return Err(refuse(
-                    400,
-                    "InvalidServerCertificateStatus.ValueNotSupported",
-                    "The specified ServerCertificateStatus is invalid.",
-                ))
-            }
-            _ => {
-                return Err(refuse(
-                    400,
-                    "InvalidSSLProtocol.ValueNotSupported",
-                    "The specified SSLProtocol is invalid.",
-                ))
-            }
+            _ if legacy => return Err(doc("InvalidServerCertificateStatus.ValueNotSupported")),
+            _ => return Err(doc("InvalidSSLProtocol.ValueNotSupported")),
         };
         {
             let state = self.lock();
@@ -618,99 +633,87 @@ impl AlibabaSim {
                 &state.cdn
             };
             if !domains.contains_key(&domain) {
-                return Err(refuse(
-                    404,
-                    "InvalidDomain.NotFound",
-                    "The specified domain does not exist.",
-                ));
+                return Err(doc("InvalidDomain.NotFound"));
             }
         }
         let cert_type = params.get("CertType").unwrap_or("upload").to_owned();
         let cert_name = params.get("CertName").map(str::to_owned);
         if cert_name.as_ref().is_some_and(|n| n.chars().count() > 128) {
-            return Err(refuse(
-                400,
-                "InvalidCertName.TooLong",
-                "The length of the certificate name cannot exceed 128 characters.",
-            ));
+            return Err(doc("InvalidCertName.TooLong"));
         }
         let mut installed = None;
         let mut cert_id = None;
         if on {
             if cert_type == "cas" {
                 let id = params.required("CertId")?;
+                // The CertId is looked up in the cas region CertRegion names (default
+                // cn-hangzhou, seed 001): one uploaded elsewhere is not found there.
+                let region = params
+                    .get("CertRegion")
+                    .unwrap_or(sim_tables::DEFAULT_CERT_REGION);
+                if !sim_tables::CERT_REGIONS.contains(&region) {
+                    return Err(doc("Abs.CertRegion.ValueNotSupported"));
+                }
                 let state = self.lock();
                 let cert = id
                     .parse::<u64>()
                     .ok()
                     .and_then(|id| state.cas.get(&id))
-                    .ok_or_else(|| {
-                        refuse(
-                            400,
-                            "Certificate.NotFind",
-                            "The certificate does not exist.",
-                        )
-                    })?;
+                    .filter(|cert| cert.region == region)
+                    .ok_or_else(|| doc("Certificate.NotFind"))?;
                 if cert
                     .cert
                     .not_after
                     .is_some_and(|t| t <= OffsetDateTime::now_utc())
                 {
-                    return Err(refuse(
-                        400,
-                        "Certificate.Expired",
-                        "The certificate has expired.",
-                    ));
+                    return Err(doc("Certificate.Expired"));
                 }
                 installed = Some(cert.cert.clone());
                 cert_id = Some(id.to_owned());
             } else {
                 if legacy && cert_name.is_none() {
-                    return Err(refuse(
-                        404,
-                        "CertName.MissingParameter",
-                        "The CertName parameter is required.",
-                    ));
+                    return Err(doc("CertName.MissingParameter"));
                 }
                 let cert = params
                     .get(pub_name)
                     .filter(|v| !v.is_empty())
-                    .ok_or_else(|| {
-                        refuse(
-                            400,
-                            "SSLPub.MissingParameter",
-                            "The SSLPub parameter is required.",
-                        )
-                    })?;
+                    .ok_or_else(|| doc("SSLPub.MissingParameter"))?;
                 let key = params
                     .get(pri_name)
                     .filter(|v| !v.is_empty())
-                    .ok_or_else(|| {
-                        refuse(
-                            400,
-                            "SSLPri.MissingParameter",
-                            "The SSLPri parameter is required.",
-                        )
-                    })?;
+                    .ok_or_else(|| doc("SSLPri.MissingParameter"))?;
                 installed = Some(check_pair(cert, key).map_err(|error| match error {
-                    PairError::Cert => {
-                        refuse(400, "InvalidSSLPub", "The specified SSLPub is invalid.")
-                    }
-                    PairError::Key => {
-                        refuse(400, "InvalidSSLPri", "The specified SSLPri is invalid.")
-                    }
-                    PairError::Mismatch => refuse(
-                        400,
-                        "Certificate.MissMatch",
-                        "The SSLPri does not match the certificate.",
-                    ),
-                    PairError::Expired => {
-                        refuse(400, "Certificate.Expired", "The certificate has expired.")
-                    }
+                    PairError::Cert => doc("InvalidSSLPub"),
+                    PairError::Key => doc("InvalidSSLPri"),
+                    PairError::Mismatch => doc("Certificate.MissMatch"),
+                    PairError::Expired => doc("Certificate.Expired"),
                 })?);
             }
         }
         let mut state = self.lock();
+        if product == "cdn" && cert_type == "upload" {
+            if let (Some(name), Some(cert)) = (&cert_name, &installed) {
+                // CDN keeps uploaded certificates by name, per account (seed 002). The legacy
+                // call refuses a known name unless `ForceSet=1` ("does not perform the check
+                // and overwrites ... the same name") and the same content under another
+                // name whatever ForceSet says. The current API's page is not in the seeds:
+                // it overwrites by name, as the console does.
+                if legacy {
+                    let forced = force_set && params.get("ForceSet") == Some("1");
+                    if !forced && state.cdn_certs.contains_key(name) {
+                        return Err(doc("Certificate.Duplicated"));
+                    }
+                    let elsewhere = state
+                        .cdn_certs
+                        .iter()
+                        .any(|(other, c)| other != name && c.fingerprint == cert.fingerprint);
+                    if elsewhere {
+                        return Err(doc("CertificateContent.Duplicated"));
+                    }
+                }
+                state.cdn_certs.insert(name.clone(), cert.clone());
+            }
+        }
         let domains = if product == "vod" {
             &mut state.vod
         } else {
@@ -738,13 +741,9 @@ impl AlibabaSim {
         } else {
             &state.cdn
         };
-        let entry = domains.get(&domain).ok_or_else(|| {
-            refuse(
-                404,
-                "InvalidDomain.NotFound",
-                "The specified domain does not exist.",
-            )
-        })?;
+        let entry = domains
+            .get(&domain)
+            .ok_or_else(|| doc("InvalidDomain.NotFound"))?;
         let infos = if entry.ssl || entry.cert.is_some() {
             vec![domain_json(&domain, entry)]
         } else {
@@ -758,13 +757,10 @@ impl AlibabaSim {
         params: &Params,
     ) -> Result<&'a mut RdsState, Refusal> {
         let id = params.required("DBInstanceId")?;
-        state.rds.get_mut(id).ok_or_else(|| {
-            refuse(
-                400,
-                "InvalidDBInstanceId.NotFound",
-                "The DBInstanceId provided does not exist in records.",
-            )
-        })
+        state
+            .rds
+            .get_mut(id)
+            .ok_or_else(|| doc("InvalidDBInstanceId.NotFound"))
     }
 
     fn modify_rds_ssl(&self, params: &Params) -> Answer {
@@ -772,86 +768,67 @@ impl AlibabaSim {
         let mut state = self.lock();
         let instance = Self::rds_instance(&mut state, params)?;
         if instance.status() != "Running" {
-            return Err(refuse(
-                400,
-                "IncorrectDBSslStatus",
-                "Specified DB SSLStatus does not support this operation.",
-            ));
+            return Err(doc("IncorrectDBSslStatus"));
         }
         let connection = params.required("ConnectionString")?;
         if connection != instance.seed.connection_string {
-            return Err(refuse(
-                404,
-                "Endpoint.NotFound",
-                "Specified endpoint is not existed.",
-            ));
+            return Err(doc("Endpoint.NotFound"));
         }
         let enabled = match params.get("SSLEnabled") {
             Some("1") | None => true,
             Some("0") => false,
-            Some(_) => {
-                return Err(refuse(
-                    400,
-                    "InvalidSSLStatus",
-                    "Specify ssl status is invalid.",
-                ))
-            }
+            Some(_) => return Err(doc("InvalidSSLStatus")),
         };
-        let pg_options = [
-            "ClientCAEnabled",
-            "ClientCrlEnabled",
-            "ACL",
-            "ReplicationACL",
-        ];
-        if !instance.is_postgres() && pg_options.iter().any(|o| params.get(o).is_some()) {
-            return Err(refuse(
-                400,
+        let engine = instance.seed.engine.as_str();
+        let refused = sim_tables::RDS_ENGINE_PARAMETERS
+            .iter()
+            .find(|(name, engines)| {
+                params.get(name).is_some()
+                    && !engines.iter().any(|e| e.eq_ignore_ascii_case(engine))
+            });
+        if let Some((name, _)) = refused {
+            return Err(doc_with(
                 "InvalidDBInstanceEngineType.Format",
-                "the DB instance engine type does not support this operation.",
+                format!("the DB instance engine type does not support this operation: {name} on {engine}."),
             ));
         }
-        let client_ca = params.get("ClientCAEnabled") == Some("1");
-        if client_ca {
+        // An absent switch keeps what the instance has (the seed documents no default): only
+        // `0` turns a client CA or CRL off again.
+        let client_ca = match params.get("ClientCAEnabled") {
+            Some("1") => true,
+            Some("0") => false,
+            _ => instance.client_ca,
+        };
+        let client_crl = match params.get("ClientCrlEnabled") {
+            Some("1") => true,
+            Some("0") => false,
+            _ => instance.client_crl && client_ca,
+        };
+        if params.get("ClientCAEnabled") == Some("1") {
             let ca = params.get("ClientCACert").unwrap_or_default();
             if parse_leaf(ca).is_none() {
-                return Err(refuse(
-                    400,
-                    "InvalidClientCACert",
-                    "Specify client ca certificate is invalid.",
-                ));
+                return Err(doc("InvalidClientCACert"));
             }
         }
         if params.get("ClientCrlEnabled") == Some("1") {
             if !client_ca {
-                return Err(refuse(403, "InvalidClientCrl.Permission", "Client ca certificate is set first if need to set client certificate revocation list."));
+                return Err(doc("InvalidClientCrl.Permission"));
             }
             if !params
                 .get("ClientCertRevocationList")
                 .unwrap_or_default()
                 .contains("BEGIN X509 CRL")
             {
-                return Err(refuse(
-                    400,
-                    "InvalidClientCrl",
-                    "Specify client certificate revocation list is invalid.",
-                ));
+                return Err(doc("InvalidClientCrl"));
             }
         }
         for acl in ["ACL", "ReplicationACL"] {
             if let Some(value) = params.get(acl) {
                 if !client_ca {
-                    return Err(refuse(
-                        403,
-                        "InvalidACL.Permission",
-                        "Client ca certificate is set first if need to set acl.",
-                    ));
+                    return Err(doc("InvalidACL.Permission"));
                 }
-                if !["cert", "prefer", "verify-ca", "verify-full"].contains(&value) {
-                    return Err(refuse(
-                        400,
-                        "InvalidACL.NotFound",
-                        "Specify acl is not found.",
-                    ));
+                if !sim_tables::RDS_ACL_VALUES.contains(&value) {
+                    return Err(doc("InvalidACL.NotFound"));
                 }
             }
         }
@@ -863,34 +840,21 @@ impl AlibabaSim {
                     let cert = params.get("ServerCert").filter(|v| !v.is_empty());
                     let key = params.get("ServerKey").filter(|v| !v.is_empty());
                     let (Some(cert), Some(key)) = (cert, key) else {
-                        return Err(refuse(
-                            400,
-                            "RequiredParam.NotFound",
-                            "Required input param is not found.",
-                        ));
+                        return Err(doc("RequiredParam.NotFound"));
                     };
-                    installed = Some(check_pair(cert, key).map_err(|_| {
-                        refuse(
-                            400,
-                            "InvalidServerCertOrPrivateKey",
-                            "Specify server certificate or private key is invalid.",
-                        )
-                    })?);
+                    installed = Some(
+                        check_pair(cert, key).map_err(|_| doc("InvalidServerCertOrPrivateKey"))?,
+                    );
                 }
                 "aliyun" => {}
-                _ => {
-                    return Err(refuse(
-                        400,
-                        "InvalidCAType.NotFound",
-                        "Specify ca type is not found.",
-                    ))
-                }
+                _ => return Err(doc("InvalidCAType.NotFound")),
             }
         }
         instance.ssl = enabled;
         instance.ca_type = ca_type.to_owned();
         instance.cert = installed;
         instance.client_ca = client_ca;
+        instance.client_crl = client_crl;
         instance.acl = params.get("ACL").map(str::to_owned);
         instance.writes += 1;
         instance.busy_until = Some(std::time::Instant::now() + delay);
@@ -947,13 +911,10 @@ impl AlibabaSim {
         params: &Params,
     ) -> Result<&'a mut Vec<DnsRecordState>, Refusal> {
         let zone = params.required("DomainName")?.to_ascii_lowercase();
-        state.zones.get_mut(&zone).ok_or_else(|| {
-            refuse(
-                400,
-                "InvalidDomainName.NoExist",
-                "The specified domain name does not exist.",
-            )
-        })
+        state
+            .zones
+            .get_mut(&zone)
+            .ok_or_else(|| doc("InvalidDomainName.NoExist"))
     }
 
     fn add_record(&self, params: &Params) -> Answer {
@@ -971,11 +932,7 @@ impl AlibabaSim {
             .iter()
             .any(|r| r.rr == rr && r.kind == kind && r.value == value)
         {
-            return Err(refuse(
-                400,
-                "DomainRecordDuplicate",
-                "The DNS record already exists.",
-            ));
+            return Err(doc("DomainRecordDuplicate"));
         }
         records.push(DnsRecordState {
             id: id.clone(),
@@ -996,11 +953,7 @@ impl AlibabaSim {
                 return Ok(json!({"RecordId": id}));
             }
         }
-        Err(refuse(
-            400,
-            "DomainRecordNotBelongToUser",
-            "The DNS record does not exist.",
-        ))
+        Err(doc("DomainRecordNotBelongToUser"))
     }
 
     fn describe_records(&self, params: &Params) -> Answer {
@@ -1032,38 +985,30 @@ impl AlibabaSim {
         )
     }
 
-    fn upload_cas(&self, params: &Params) -> Answer {
+    fn upload_cas(&self, params: &Params, region: &str) -> Answer {
         let name = params.required("Name")?.to_owned();
         let cert = params.required("Cert")?;
         let key = params.required("Key")?;
         let installed = check_pair(cert, key).map_err(|error| match error {
-            PairError::Cert | PairError::Key => refuse(
-                400,
-                "Certificate.FormatError",
-                "The format of the certificate is invalid.",
-            ),
-            PairError::Mismatch => refuse(
-                400,
-                "Certificate.MissMatch",
-                "The certificate is not match the private key.",
-            ),
-            PairError::Expired => {
-                refuse(400, "Certificate.Expired", "The certificate has expired.")
-            }
+            PairError::Cert | PairError::Key => doc("Certificate.FormatError"),
+            PairError::Mismatch => doc("Certificate.MissMatch"),
+            PairError::Expired => doc("Certificate.Expired"),
         })?;
         let mut state = self.lock();
-        if state.cas.values().any(|c| c.name == name) {
-            return Err(refuse(
-                400,
-                "NameRepeat",
-                "The certificate name already exists.",
-            ));
+        // Names are unique per account in each region's service (reference §5.2).
+        if state
+            .cas
+            .values()
+            .any(|c| c.name == name && c.region == region)
+        {
+            return Err(doc("NameRepeat"));
         }
         let id = Self::next_id(&mut state);
         state.cas.insert(
             id,
             CasCert {
                 id,
+                region: region.to_owned(),
                 name,
                 cert: installed,
             },
@@ -1071,13 +1016,13 @@ impl AlibabaSim {
         Ok(json!({"CertId": id, "ResourceId": format!("cas-upload-{id}")}))
     }
 
-    fn list_cas(&self, params: &Params) -> Answer {
+    fn list_cas(&self, params: &Params, region: &str) -> Answer {
         let keyword = params.get("Keyword").unwrap_or_default();
         let state = self.lock();
         let list: Vec<Value> = state
             .cas
             .values()
-            .filter(|c| c.name.contains(keyword))
+            .filter(|c| c.region == region && c.name.contains(keyword))
             .map(|c| json!({"CertificateId": c.id, "Name": c.name, "Sha2": c.cert.fingerprint.to_uppercase(), "Upload": true,
                 "EndDate": c.cert.not_after.map(format_acs_date).unwrap_or_default()}))
             .collect();
@@ -1086,18 +1031,14 @@ impl AlibabaSim {
         )
     }
 
-    fn delete_cas(&self, params: &Params) -> Answer {
+    fn delete_cas(&self, params: &Params, region: &str) -> Answer {
         let id: u64 = params
             .required("CertId")?
             .parse()
-            .map_err(|_| refuse(400, "InvalidParameter", "CertId is not a number."))?;
+            .map_err(|_| doc("InvalidParameter"))?;
         let mut state = self.lock();
-        if !state.cas.contains_key(&id) {
-            return Err(refuse(
-                400,
-                "CertNotExist",
-                "The certificate does not exist.",
-            ));
+        if state.cas.get(&id).is_none_or(|c| c.region != region) {
+            return Err(doc("CertNotExist"));
         }
         let id_text = id.to_string();
         let in_use = state
@@ -1106,25 +1047,27 @@ impl AlibabaSim {
             .chain(state.vod.values())
             .any(|d| d.cert_id.as_deref() == Some(id_text.as_str()));
         if in_use {
-            return Err(refuse(400, "DeleteFailed", "The certificate is in use."));
+            return Err(doc("DeleteFailed"));
         }
         state.cas.remove(&id);
         Ok(json!({}))
     }
 
-    fn apply(&self, action: &str, version: &str, params: &Params) -> Answer {
+    /// Runs `action`; `region` is the one the request's host names, if any.
+    fn apply(&self, action: &str, version: &str, params: &Params, region: Option<&str>) -> Answer {
+        let cas_region = region.unwrap_or(sim_tables::DEFAULT_CERT_REGION);
         match (action, version) {
             ("SetCdnDomainSSLCertificate", "2018-05-10") => {
-                self.set_domain_cert("cdn", params, false)
+                self.set_domain_cert("cdn", params, false, false)
             }
             ("SetDomainServerCertificate", "2014-11-11" | "2018-05-10") => {
-                self.set_domain_cert("cdn", params, true)
+                self.set_domain_cert("cdn", params, true, version == "2018-05-10")
             }
             ("DescribeDomainCertificateInfo", "2018-05-10") => {
                 self.describe_domain_cert("cdn", params)
             }
             ("SetVodDomainSSLCertificate", "2017-03-21") => {
-                self.set_domain_cert("vod", params, false)
+                self.set_domain_cert("vod", params, false, false)
             }
             ("DescribeVodDomainCertificateInfo", "2017-03-21") => {
                 self.describe_domain_cert("vod", params)
@@ -1136,9 +1079,9 @@ impl AlibabaSim {
             ("DeleteDomainRecord", "2015-01-09") => self.delete_record(params),
             ("DescribeDomainRecords", "2015-01-09") => self.describe_records(params),
             ("DescribeDomains", "2015-01-09") => self.describe_domains(),
-            ("UploadUserCertificate", "2020-04-07") => self.upload_cas(params),
-            ("ListUserCertificateOrder", "2020-04-07") => self.list_cas(params),
-            ("DeleteUserCertificate", "2020-04-07") => self.delete_cas(params),
+            ("UploadUserCertificate", "2020-04-07") => self.upload_cas(params, cas_region),
+            ("ListUserCertificateOrder", "2020-04-07") => self.list_cas(params, cas_region),
+            ("DeleteUserCertificate", "2020-04-07") => self.delete_cas(params, cas_region),
             _ => Err(refuse(
                 404,
                 "InvalidAction.NotFound",
@@ -1191,10 +1134,31 @@ impl VendorSim for AlibabaSim {
             .or_else(|| params.get("Version"))
             .unwrap_or_default()
             .to_owned();
+        let account = self
+            .seed
+            .key_accounts
+            .get(&account)
+            .cloned()
+            .unwrap_or(account);
         if let Err(wait) = self.throttle(&account, &action) {
             return self.throttled(request, wait);
         }
-        match self.apply(&action, &version, &params) {
+        let region = host_region(request);
+        // VOD domain APIs are served from cn-shanghai only (seed 001, reference §3).
+        if version == "2017-03-21"
+            && region
+                .as_deref()
+                .is_some_and(|r| r != sim_tables::VOD_REGION)
+        {
+            let Refusal(status, code, _) = doc("UnsupportedOperation");
+            let message = format!(
+                "{action} is served only in {}, not {}.",
+                sim_tables::VOD_REGION,
+                region.unwrap_or_default()
+            );
+            return self.envelope(request, status, code, &message);
+        }
+        match self.apply(&action, &version, &params, region.as_deref()) {
             Ok(mut body) => {
                 body["RequestId"] = json!(uuid::Uuid::new_v4().to_string().to_uppercase());
                 SimResponse::json(200, &body)
@@ -1221,7 +1185,7 @@ impl VendorSim for AlibabaSim {
             .map(|(id, r)| {
                 let (fingerprint, not_after) = installed_json(&r.cert);
                 (id.clone(), json!({"ssl": r.ssl, "fingerprint": fingerprint, "not_after": not_after,
-                    "status": r.status(), "engine": r.seed.engine, "ca_type": r.ca_type, "client_ca": r.client_ca, "writes": r.writes}))
+                    "status": r.status(), "engine": r.seed.engine, "ca_type": r.ca_type, "client_ca": r.client_ca, "client_crl": r.client_crl, "writes": r.writes}))
             })
             .collect();
         let zones: serde_json::Map<String, Value> = state
@@ -1234,9 +1198,14 @@ impl VendorSim for AlibabaSim {
         let cas: Vec<Value> = state
             .cas
             .values()
-            .map(|c| json!({"id": c.id, "name": c.name, "fingerprint": c.cert.fingerprint}))
+            .map(|c| json!({"id": c.id, "region": c.region, "name": c.name, "fingerprint": c.cert.fingerprint}))
             .collect();
-        json!({"cdn_domains": domains(&state.cdn), "vod_domains": domains(&state.vod), "rds_instances": rds, "dns_zones": zones, "cas_certificates": cas})
+        let cdn_certs: serde_json::Map<String, Value> = state
+            .cdn_certs
+            .iter()
+            .map(|(name, c)| (name.clone(), json!({"fingerprint": c.fingerprint})))
+            .collect();
+        json!({"cdn_certificates": cdn_certs, "cdn_domains": domains(&state.cdn), "vod_domains": domains(&state.vod), "rds_instances": rds, "dns_zones": zones, "cas_certificates": cas})
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::cas;
 use super::cdn::{
-    cert_name, live_from_cert_infos, validate_cert_region, validate_domain, CertType,
+    cert_name, cert_region, live_from_cert_infos, validate_cert_region, validate_domain, CertType,
 };
 use super::client::{AlibabaClient, Product};
 use crate::cert::CertificateBundle;
@@ -95,10 +95,10 @@ impl Target for VodTarget {
                 params.push(("SSLPri", bundle.key_pem.expose().to_owned()));
             }
             CertType::Cas => {
-                params.push(("CertId", cas::ensure_uploaded(&self.client, bundle).await?));
-                if let Some(region) = &self.settings.cert_region {
-                    params.push(("CertRegion", region.clone()));
-                }
+                let region = cert_region(self.settings.cert_region.as_deref());
+                let id = cas::ensure_uploaded(&self.client, region, bundle).await?;
+                params.push(("CertId", id));
+                params.push(("CertRegion", region.to_owned()));
             }
         }
         if self.settings.env == VodEnv::Staging {

@@ -40,21 +40,29 @@ pub const ERROR_CODES: &[(&str, ErrorClass)] = &[
     ("APIGW.0308", ErrorClass::Throttled), // throttling threshold reached
     ("APIG.0308", ErrorClass::Throttled),
     // TaurusDB / RDS family.
-    ("DBS.200001", ErrorClass::Invalid),   // parameter error
-    ("DBS.200002", ErrorClass::NotFound),  // instance does not exist
-    ("DBS.200004", ErrorClass::Invalid),   // operation not allowed by the API
-    ("DBS.200010", ErrorClass::Auth),      // tenant and instance do not match
-    ("DBS.200011", ErrorClass::Busy),      // instance state forbids the operation now
-    ("DBS.200018", ErrorClass::Busy),      // instance or node not available now
-    ("DBS.200019", ErrorClass::Busy),      // another operation in progress / instance faulty
-    ("DBS.280234", ErrorClass::Invalid),   // invalid DB instance name
+    ("DBS.200001", ErrorClass::Invalid),  // parameter error
+    ("DBS.200002", ErrorClass::NotFound), // instance does not exist
+    // Operation not allowed for this account: how the simulator models the seed's "open
+    // beta, ask by service ticket" restriction (seed 003 接口约束); nothing in our config
+    // can change it, only the vendor, so unsupported (hourly, growing), not parked.
+    ("DBS.200004", ErrorClass::Unsupported),
+    ("DBS.200010", ErrorClass::Auth), // tenant and instance do not match
+    ("DBS.200011", ErrorClass::Busy), // instance state forbids the operation now
+    ("DBS.200018", ErrorClass::Busy), // instance or node not available now
+    ("DBS.200019", ErrorClass::Busy), // another operation in progress / instance faulty
+    ("DBS.280234", ErrorClass::Invalid), // invalid DB instance name
     ("DBS.108000", ErrorClass::Transient), // internal error
     // DEW/KMS, as surfaced through the backup-encryption call.
     ("KMS.0205", ErrorClass::Invalid),  // invalid key_id
     ("KMS.0207", ErrorClass::NotFound), // the key does not exist
-    ("KMS.0209", ErrorClass::Invalid),  // the key is disabled: parked until config or key changes
-    ("KMS.0210", ErrorClass::Invalid),  // the key is pending deletion
-    ("KMS.0306", ErrorClass::Auth),     // no permission to use the key
+    // A disabled key, or one pending deletion, is fixed in DEW (enable it, cancel the
+    // deletion), outside certkeeper's config: parking until the config changes would wait
+    // for nothing. Busy retries on a timer across passes (30 s doubling to 30 min), so an
+    // operator's fix is picked up within half an hour; transient would also repeat the
+    // refusal inside the operation, which cannot help within seconds.
+    ("KMS.0209", ErrorClass::Busy),
+    ("KMS.0210", ErrorClass::Busy),
+    ("KMS.0306", ErrorClass::Auth), // no permission to use the key
     // DNS.
     ("DNS.0001", ErrorClass::Transient), // internal error
     ("DNS.0014", ErrorClass::Throttled), // request forbidden by flow control
@@ -614,7 +622,7 @@ mod tests {
         assert_eq!(not_json.class, ErrorClass::Transient);
         assert_eq!(not_json.code, "HTTP502");
         assert_eq!(class_of("KMS.0207"), Some(ErrorClass::NotFound));
-        assert_eq!(class_of("KMS.0209"), Some(ErrorClass::Invalid));
+        assert_eq!(class_of("KMS.0209"), Some(ErrorClass::Busy));
         assert_eq!(class_of("DBS.200011"), Some(ErrorClass::Busy));
     }
 

@@ -4,8 +4,15 @@
 //! `remediate` calls ModifyBackupEncryptStatus (`POST`, same path) with
 //! `{"encryption_status":"on","type":"kms","kms_key_id":...}` or `{"encryption_status":"off"}`
 //! (https://support.huaweicloud.com/intl/en-us/api-taurusdb/ModifyBackupEncryptStatus.html).
-//! The call answers at once; [`crate::cloud::apply_policy`] reads the state back. A
-//! disabled or unknown KMS key surfaces as the vendor's code, classified by `client.rs`.
+//! The call answers at once; [`crate::cloud::apply_policy`] reads the state back.
+//!
+//! Compliance compares the switch and, where the answer reports it (`kms_key_id`; the
+//! seed's response table has only `encryption_status`), the key in use too.
+//!
+//! Errors keep the vendor's code and class (`client.rs`), with a message that says what
+//! fixes them: a disabled key or one pending deletion (`KMS.0209`, `KMS.0210`, busy: fixed
+//! in DEW, retried on a timer) names the key; a refusal classed `unsupported` (the seed
+//! marks the API open beta, permission by service ticket) says what to ask Huawei for.
 
 use super::client::{ApiRequest, HuaweiClient};
 use crate::cloud::{Policy, PolicyFinding, PolicyMode, Remediation};
@@ -162,6 +169,43 @@ impl GaussDbBackupEncryptionPolicy {
         })
     }
 
+    /// Adds to `error` what fixes it, for the operator; code, class and request id stay.
+    fn explain(&self, error: CloudError, project_id: &str) -> CloudError {
+        let key = self.settings.kms_key_id.as_deref().unwrap_or("(none)");
+        let advice = match (error.class, error.code.as_str()) {
+            (_, "KMS.0209") => format!(
+                "KMS key {key} is disabled: enable it in DEW or configure another kms_key_id; \
+                 retried on a timer"
+            ),
+            (_, "KMS.0210") => format!(
+                "KMS key {key} is pending deletion: cancel the deletion in DEW or configure \
+                 another kms_key_id; retried on a timer"
+            ),
+            (ErrorClass::Unsupported, _) => format!(
+                "TaurusDB backup encryption is an open-beta API: ask Huawei Cloud, by a \
+                 service ticket, to grant project {project_id} permission for \
+                 ModifyBackupEncryptStatus and DescribeBackupEncryptStatus (IAM action \
+                 gaussdb:backup:encrypt) in this region"
+            ),
+            _ => return error,
+        };
+        let message = if error.message.is_empty() {
+            advice
+        } else {
+            format!("{} ({advice})", error.message)
+        };
+        CloudError { message, ..error }
+    }
+
+    /// Sends `request` and explains a failure (see [`Self::explain`]).
+    async fn send(&self, request: &ApiRequest) -> Result<super::client::ApiResponse, CloudError> {
+        let project_id = self.client.project_id().await?;
+        self.client
+            .send(request)
+            .await
+            .map_err(|error| self.explain(error, &project_id))
+    }
+
     /// The modify body for the desired state (pure).
     pub fn modify_body(&self) -> serde_json::Value {
         match (self.settings.desired, &self.settings.kms_key_id) {
@@ -203,7 +247,7 @@ impl Policy for GaussDbBackupEncryptionPolicy {
     async fn check(&self, resource: &str) -> Result<PolicyFinding, CloudError> {
         const OPERATION: &str = "DescribeBackupEncryptStatus";
         let request = self.request(OPERATION, Method::GET, resource, None).await?;
-        let answer = self.client.send(&request).await?;
+        let answer = self.send(&request).await?;
         let observed = answer.body["encryption_status"]
             .as_str()
             .and_then(EncryptionStatus::parse)
@@ -216,12 +260,28 @@ impl Policy for GaussDbBackupEncryptionPolicy {
                     "answer has no encryption_status of on or off",
                 )
             })?;
+        // The seed's answer has no key; compared only where an answer reports one.
+        let reported_key = answer.body["kms_key_id"]
+            .as_str()
+            .filter(|key| !key.is_empty() && observed == EncryptionStatus::On)
+            .map(|key| key.chars().take(64).collect::<String>());
+        let describe = |status: EncryptionStatus, key: Option<&str>| match key {
+            Some(key) => format!("backup encryption {} with KMS key {key}", status.as_str()),
+            None => format!("backup encryption {}", status.as_str()),
+        };
+        let wanted_key = self.settings.kms_key_id.as_deref();
+        let key_differs = match (reported_key.as_deref(), wanted_key) {
+            (Some(reported), Some(wanted)) => !reported.eq_ignore_ascii_case(wanted),
+            _ => false,
+        };
         Ok(PolicyFinding {
             resource: resource.to_owned(),
-            // The API does not return the key in use, so only the switch is compared.
-            compliant: observed == self.settings.desired,
-            observed: format!("backup encryption {}", observed.as_str()),
-            desired: format!("backup encryption {}", self.settings.desired.as_str()),
+            compliant: observed == self.settings.desired && !key_differs,
+            observed: describe(observed, reported_key.as_deref()),
+            desired: describe(
+                self.settings.desired,
+                wanted_key.filter(|_| reported_key.is_some()),
+            ),
             busy: false,
         })
     }
@@ -231,7 +291,7 @@ impl Policy for GaussDbBackupEncryptionPolicy {
         let request = self
             .request(OPERATION, Method::POST, resource, Some(self.modify_body()))
             .await?;
-        let answer = self.client.send(&request).await?;
+        let answer = self.send(&request).await?;
         Ok(Remediation {
             job_id: answer.request_id,
         })

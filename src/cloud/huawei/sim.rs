@@ -1,22 +1,26 @@
 //! The Huawei part of `certkeeper sim`: IAM token issuance for seeded users (`POST
 //! /v3/auth/tokens`), AK/SK `SDK-HMAC-SHA256` verification with the same staged signer the
 //! client uses (the official SDK's recorded requests verify; tampered ones and wrong secrets
-//! do not), `X-Sdk-Date` skew over 15 minutes refused, TaurusDB instances with their backup
+//! do not; `Content-Type`, `X-Project-Id` and `X-Security-Token` sent unsigned are refused,
+//! as the SDK signs every header it sets), a body without a JSON `Content-Type` refused,
+//! `X-Sdk-Date` skew over 15 minutes refused, TaurusDB instances with their backup
 //! encryption state and KMS keys, and DNS zones with TXT recordsets. Errors use Huawei's
 //! envelopes: `{error_code, error_msg, request_id}` for API Gateway, IAM and TaurusDB,
 //! `{code, message}` for DNS.
 //!
-//! Codes the simulator answers with, and why: `APIGW.0301` (401) for every authentication
-//! failure, including an expired signature; `DBS.200001` (400) parameter error; `DBS.200002`
-//! (404) unknown instance; `DBS.200010` (403) project does not match; `DBS.200011` (409)
-//! instance not `ACTIVE`; `KMS.0207` (400) unknown key and `KMS.0209` (400) disabled key (the
-//! DEW/KMS codes: TaurusDB publishes no code of its own for key problems, so the simulator
-//! passes the KMS one through); `APIGW.0101` (404) unknown API. DNS: `DNS.0101` (404) unknown
-//! zone, `DNS.0305` (404) unknown recordset, `DNS.0303` (400) bad recordset and `DNS.0312`
-//! (400) recordset exists; these DNS numbers are the simulator's own, the public table was
-//! not available, and the client classifies them by HTTP status.
+//! Codes the simulator answers with, each a row of [`ERRORS`] (status, message and the
+//! remedy the vendor documents, with its source), written from the seeds and never from the
+//! client's table: `APIGW.0301` (401) for every authentication failure, including an
+//! expired signature; `DBS.200001` (400) parameter error; `DBS.200002` (404) unknown
+//! instance; `DBS.200010` (403) project does not match; `DBS.200011` (409) instance not
+//! `ACTIVE`; `DBS.200004` (403) the open-beta API refused (`backup_encryption_restricted`);
+//! `KMS.0207` unknown key, `KMS.0209` disabled key and `KMS.0210` key pending deletion
+//! (400, the DEW/KMS codes: TaurusDB publishes no code of its own for key problems, so the
+//! simulator passes the KMS one through); `APIGW.0101` (404) unknown API. DNS: `DNS.0101`
+//! (404) unknown zone, `DNS.0305` (404) unknown recordset, `DNS.0303` (400) bad recordset
+//! and `DNS.0312` (400) recordset exists; these DNS numbers are the simulator's own, the
+//! public table was not available, and the client classifies them by HTTP status.
 
-use super::gaussdb::EncryptionStatus;
 use super::signer::{self, Authorization, CanonicalRequest};
 use crate::cloud::sim::{SimRequest, SimResponse, VendorSim};
 use crate::secret::Secret;
@@ -55,7 +59,7 @@ pub struct SeedInstance {
     pub id: String,
     /// `on` or `off` (default).
     #[serde(default = "default_off")]
-    pub backup_encryption: EncryptionStatus,
+    pub backup_encryption: BackupEncryption,
     #[serde(default)]
     pub kms_key_id: Option<String>,
     /// Owning project; any project when absent.
@@ -66,8 +70,276 @@ pub struct SeedInstance {
     pub status: Option<String>,
 }
 
-fn default_off() -> EncryptionStatus {
-    EncryptionStatus::Off
+fn default_off() -> BackupEncryption {
+    BackupEncryption::Off
+}
+
+/// The values of `encryption_status`, written from the seed (003, request body table:
+/// `encryption_status` 开启或关闭加密, 不区分大小写; the examples send `on` / `off`), not
+/// taken from the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupEncryption {
+    On,
+    Off,
+}
+
+impl BackupEncryption {
+    /// Every value the API documents, in the form its examples answer with.
+    pub const ALL: [BackupEncryption; 2] = [BackupEncryption::On, BackupEncryption::Off];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupEncryption::On => "on",
+            BackupEncryption::Off => "off",
+        }
+    }
+
+    /// The seed: "不区分大小写" (case-insensitive).
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|known| known.as_str().eq_ignore_ascii_case(value))
+    }
+}
+
+/// The only `type` the seed allows when switching encryption on ("当前只支持kms").
+pub const ENCRYPTION_TYPE: &str = "kms";
+
+/// `X-Sdk-Date` skew the API gateway tolerates: 15 minutes (cloud-apis.md §6.1, "APIG
+/// rejects if >15 min from server time").
+pub const MAX_SDK_DATE_SKEW_SECONDS: u64 = 15 * 60;
+
+/// Headers the SDK sets before signing and therefore always signs when it sends them
+/// (cloud-apis.md §6.1: `Content-Type`, `X-Project-Id` from `BasicCredentials`,
+/// `X-Security-Token` for temporary keys).
+const SDK_SIGNED_HEADERS: &[&str] = &["content-type", "x-project-id", "x-security-token"];
+
+/// Whether `value` is the JSON media type the API takes (§6.3: `Content-Type:
+/// application/json;charset=UTF-8`; the SDK sends `application/json` on a GET and
+/// `application/json;charset=utf-8` with a body). Parameters other than a UTF-8 charset
+/// are refused.
+fn is_json_content_type(value: &str) -> bool {
+    let mut parts = value.split(';').map(str::trim);
+    let media_type = parts.next().unwrap_or_default();
+    media_type.eq_ignore_ascii_case("application/json")
+        && parts.all(|parameter| {
+            parameter.split_once('=').is_some_and(|(name, charset)| {
+                name.trim().eq_ignore_ascii_case("charset")
+                    && charset.trim().eq_ignore_ascii_case("utf-8")
+            })
+        })
+}
+
+/// What the vendor's documents tell a caller to do about an error: the simulator's own
+/// reading of each row, which `tests/huawei_qingcloud_fidelity.rs` compares with the
+/// client's classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentedRemedy {
+    /// Correct the request (a parameter, a name).
+    FixRequest,
+    /// Correct the credentials or the permissions.
+    FixCredentials,
+    /// The named resource does not exist.
+    Missing,
+    /// The resource is in a state that forbids the change now: try again later.
+    WaitForResource,
+    /// Something outside the request must change first (a KMS key enabled again).
+    WaitForOutsideChange,
+    /// Slow down: a throttling threshold was reached.
+    SlowDown,
+    /// The vendor's own failure.
+    VendorFault,
+    /// Only the vendor can help: the API is not published here or needs a service ticket.
+    AskVendor,
+}
+
+/// One error the simulator answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentedError {
+    pub code: &'static str,
+    pub status: u16,
+    pub message: &'static str,
+    pub remedy: DocumentedRemedy,
+}
+
+const fn row(
+    code: &'static str,
+    status: u16,
+    message: &'static str,
+    remedy: DocumentedRemedy,
+) -> DocumentedError {
+    DocumentedError {
+        code,
+        status,
+        message,
+        remedy,
+    }
+}
+
+use DocumentedRemedy as R;
+
+/// The simulator's error table, written from the seeds (`shared/seeds/003…` TaurusDB
+/// `ModifyBackupEncryptStatus`, `shared/reference/cloud-apis.md` §6) and never from the
+/// client's table. Each row names the source it was written from.
+pub const ERRORS: &[DocumentedError] = &[
+    // §6.4: "APIGW.0101 API not found".
+    row(
+        "APIGW.0101",
+        404,
+        "The API does not exist or has not been published in the environment.",
+        R::AskVendor,
+    ),
+    // §6.4: "APIGW.0301 401 Incorrect IAM authentication information (bad AK/SK signature,
+    // expired/undecryptable token, AK locked)".
+    row(
+        "APIGW.0301",
+        401,
+        "Incorrect IAM authentication information",
+        R::FixCredentials,
+    ),
+    // §6.4: "APIGW.0303 app auth / signature expired".
+    row(
+        "APIGW.0303",
+        401,
+        "Incorrect app authentication information",
+        R::FixCredentials,
+    ),
+    // §6.4: "APIGW.0308 429 The throttling threshold has been reached".
+    row(
+        "APIGW.0308",
+        429,
+        "The throttling threshold has been reached: policy user over ratelimit",
+        R::SlowDown,
+    ),
+    // §6.4: "API Gateway codes (prefix appears as both `APIGW.` and `APIG.` in docs)".
+    row(
+        "APIG.0101",
+        404,
+        "The API does not exist or has not been published in the environment.",
+        R::AskVendor,
+    ),
+    row(
+        "APIG.0301",
+        401,
+        "Incorrect IAM authentication information",
+        R::FixCredentials,
+    ),
+    row(
+        "APIG.0303",
+        401,
+        "Incorrect app authentication information",
+        R::FixCredentials,
+    ),
+    row(
+        "APIG.0308",
+        429,
+        "The throttling threshold has been reached: policy user over ratelimit",
+        R::SlowDown,
+    ),
+    // §6.4: "DBS.200001 400 parameter error".
+    row("DBS.200001", 400, "Parameter error.", R::FixRequest),
+    // Seed 003 接口约束: "该接口目前公测阶段,如需使用,请提交工单联系客服人员申请权限" (open
+    // beta: ask for permission by service ticket); §6.3: "one intl doc copy marks the API
+    // OBT". The seed names no refusal code: the simulator answers 403 with the RDS
+    // table's "operation not allowed" code, an assumption.
+    row(
+        "DBS.200004",
+        403,
+        "The API is in open beta; submit a service ticket to apply for permission.",
+        R::AskVendor,
+    ),
+    // §6.4: "DBS.200002 404 instance not found".
+    row(
+        "DBS.200002",
+        404,
+        "The DB instance does not exist.",
+        R::Missing,
+    ),
+    // Not in the seeds: a project that does not own the path's instance. The simulator's
+    // choice, after the RDS table's "tenant and instance do not match".
+    row(
+        "DBS.200010",
+        403,
+        "Authentication failed.",
+        R::FixCredentials,
+    ),
+    // §6.4: "DBS.200011/DBS.200019 409 another operation in progress / instance faulty
+    // (retry later)".
+    row(
+        "DBS.200011",
+        409,
+        "This instance status makes it not be allowed to do this operation now.",
+        R::WaitForResource,
+    ),
+    row(
+        "DBS.200019",
+        409,
+        "Another operation is being performed on the DB instance or the DB instance is faulty.",
+        R::WaitForResource,
+    ),
+    // §6.3: "e.g. DBS.280234 Invalid DB instance name."
+    row(
+        "DBS.280234",
+        400,
+        "Invalid DB instance name.",
+        R::FixRequest,
+    ),
+    // §6.4: "DBS.108000 500".
+    row("DBS.108000", 500, "System error.", R::VendorFault),
+    // KMS (DEW) codes, as surfaced through the backup-encryption call: TaurusDB publishes
+    // none of its own for key problems. Seed 003: `kms_key_id` comes from DEW; §6.3: "key
+    // must not be disabled/deleted while in use". Codes as named by issue 13.
+    row("KMS.0207", 400, "The key does not exist.", R::Missing),
+    row(
+        "KMS.0209",
+        400,
+        "The key has been disabled and cannot be used.",
+        R::WaitForOutsideChange,
+    ),
+    row(
+        "KMS.0210",
+        400,
+        "The key is pending deletion and cannot be used.",
+        R::WaitForOutsideChange,
+    ),
+    // Not in the seeds: IAM refusing a malformed token request (the simulator's choice).
+    row("IAM.0011", 400, "Request body is invalid.", R::FixRequest),
+    // §6.5: "DNS.0001 Internal error."
+    row("DNS.0001", 500, "Internal error.", R::VendorFault),
+    // §6.5: "DNS.0014 403 Request forbidden by flow control".
+    row(
+        "DNS.0014",
+        403,
+        "Request forbidden by flow control.",
+        R::SlowDown,
+    ),
+    // DNS numbers below are the simulator's own (§6.5 names no table); the client
+    // classifies them by HTTP status.
+    row("DNS.0101", 404, "The zone does not exist.", R::Missing),
+    row(
+        "DNS.0305",
+        404,
+        "The record set does not exist.",
+        R::Missing,
+    ),
+    row("DNS.0303", 400, "Invalid request body.", R::FixRequest),
+    row(
+        "DNS.0312",
+        400,
+        "A record set of this name and type exists.",
+        R::FixRequest,
+    ),
+];
+
+/// The row of `code` in [`ERRORS`]; a code missing from the table (a bug in the simulator)
+/// answers as the vendor's internal error rather than panicking.
+fn documented(code: &str) -> DocumentedError {
+    ERRORS
+        .iter()
+        .copied()
+        .find(|row| row.code == code)
+        .unwrap_or(row("DBS.108000", 500, "System error.", R::VendorFault))
 }
 
 /// The `[huawei]` section of the simulator seed; see `config/sim-seed.example.toml`.
@@ -84,6 +356,18 @@ pub struct Seed {
     /// Disabled KMS key ids: using one is refused with `KMS.0209`.
     #[serde(default)]
     pub disabled_kms_keys: Vec<String>,
+    /// KMS key ids pending deletion: using one is refused with `KMS.0210`.
+    #[serde(default)]
+    pub pending_deletion_kms_keys: Vec<String>,
+    /// Model the seed's restriction (open beta, permission by service ticket): every
+    /// backup-encryption call is refused with 403 `DBS.200004`.
+    #[serde(default)]
+    pub backup_encryption_restricted: bool,
+    /// Let DescribeBackupEncryptStatus also report `kms_key_id` while encryption is on.
+    /// The seed's response table has only `encryption_status`, so this is off by default;
+    /// it exercises the client's comparison of the key where an answer carries it.
+    #[serde(default)]
+    pub describe_reports_kms_key: bool,
     /// Public DNS zones, e.g. `example.com`.
     #[serde(default)]
     pub dns_zones: Vec<String>,
@@ -92,7 +376,8 @@ pub struct Seed {
     /// Accept any `X-Sdk-Date` (to replay recorded requests with old timestamps).
     #[serde(default)]
     pub skip_sdk_date_check: bool,
-    /// Largest accepted distance between `X-Sdk-Date` and the simulator's clock; 900.
+    /// Largest accepted distance between `X-Sdk-Date` and the simulator's clock;
+    /// [`MAX_SDK_DATE_SKEW_SECONDS`].
     #[serde(default)]
     pub max_clock_skew_seconds: Option<u64>,
     /// Token lifetime; 86400 (24 h) as IAM.
@@ -102,7 +387,7 @@ pub struct Seed {
 
 #[derive(Debug, Clone)]
 struct Instance {
-    encryption: EncryptionStatus,
+    encryption: BackupEncryption,
     kms_key_id: Option<String>,
     project_id: Option<String>,
     status: String,
@@ -172,6 +457,18 @@ fn envelope_for(path: &str) -> Envelope {
     } else {
         Envelope::Dbs
     }
+}
+
+/// Answers with `code`'s row of [`ERRORS`]: its status, and `message` (the row's own when
+/// empty).
+fn fail_as(envelope: Envelope, code: &str, message: &str) -> SimResponse {
+    let row = documented(code);
+    let message = if message.is_empty() {
+        row.message
+    } else {
+        message
+    };
+    fail(envelope, row.status, row.code, message)
 }
 
 fn fail(envelope: Envelope, status: u16, code: &str, message: &str) -> SimResponse {
@@ -250,9 +547,8 @@ impl HuaweiSim {
     fn authenticate(&self, request: &SimRequest) -> Result<Caller, SimResponse> {
         let envelope = envelope_for(&request.path);
         let refuse = |message: &str| {
-            fail(
+            fail_as(
                 envelope,
-                401,
                 "APIGW.0301",
                 &format!("Incorrect IAM authentication information: {message}"),
             )
@@ -284,12 +580,24 @@ impl HuaweiSim {
         if !signed.contains(&"host") || !signed.contains(&"x-sdk-date") {
             return Err(refuse("host and x-sdk-date must be signed"));
         }
+        // The SDK signs every header it sets before signing (§6.1: "SDK signs every header
+        // present except names containing `_`"), so one of these travelling unsigned was
+        // added or changed after the signature.
+        if let Some(unsigned) = SDK_SIGNED_HEADERS
+            .iter()
+            .find(|name| request.header(name).is_some() && !signed.contains(name))
+        {
+            return Err(refuse(&format!("{unsigned} is sent but not signed")));
+        }
         let sdk_date = request
             .header(signer::SDK_DATE_HEADER)
             .ok_or_else(|| refuse("missing X-Sdk-Date"))?;
         let signed_at =
             signer::parse_sdk_date(sdk_date).ok_or_else(|| refuse("malformed X-Sdk-Date"))?;
-        let max_skew = self.seed.max_clock_skew_seconds.unwrap_or(900);
+        let max_skew = self
+            .seed
+            .max_clock_skew_seconds
+            .unwrap_or(MAX_SDK_DATE_SKEW_SECONDS);
         let skew = (request.received_at - signed_at).abs();
         if !self.seed.skip_sdk_date_check && skew > time::Duration::seconds(max_skew as i64) {
             return Err(refuse("signature expired"));
@@ -338,7 +646,7 @@ impl HuaweiSim {
             .with_outcome("Unauthorized")
         };
         let Ok(body) = serde_json::from_slice::<serde_json::Value>(&request.body) else {
-            return fail(Envelope::Dbs, 400, "IAM.0011", "Request body is invalid.");
+            return fail_as(Envelope::Dbs, "IAM.0011", "Request body is invalid.");
         };
         let auth = &body["auth"];
         let password_method = auth["identity"]["methods"]
@@ -394,12 +702,15 @@ impl HuaweiSim {
             .as_deref()
             .is_some_and(|owned| owned != project)
         {
-            return fail(Envelope::Dbs, 403, "DBS.200010", "Authentication failed.");
+            return fail_as(Envelope::Dbs, "DBS.200010", "Authentication failed.");
         }
         match (&request.method, parts.len()) {
             (&Method::GET, 3) => self.list_instances(request, project),
             (method, 6) if parts[4] == "backups" && parts[5] == "encryption" => {
                 let instance = parts[3];
+                if self.seed.backup_encryption_restricted {
+                    return fail_as(Envelope::Dbs, "DBS.200004", "");
+                }
                 match *method {
                     Method::GET => self.describe_encryption(project, instance),
                     Method::POST => {
@@ -444,16 +755,20 @@ impl HuaweiSim {
     fn describe_encryption(&self, project: &str, id: &str) -> SimResponse {
         let state = self.lock();
         match state.instances.get(id) {
-            Some(instance) if Self::visible(instance, project) => ok(
-                200,
-                serde_json::json!({"encryption_status": instance.encryption.as_str()}),
-            ),
+            Some(instance) if Self::visible(instance, project) => {
+                let mut answer =
+                    serde_json::json!({"encryption_status": instance.encryption.as_str()});
+                if self.seed.describe_reports_kms_key {
+                    answer["kms_key_id"] = serde_json::json!(instance.kms_key_id);
+                }
+                ok(200, answer)
+            }
             _ => instance_not_found(),
         }
     }
 
     fn modify_encryption(&self, request: &SimRequest, project: &str, id: &str) -> SimResponse {
-        let parameter_error = |message: &str| fail(Envelope::Dbs, 400, "DBS.200001", message);
+        let parameter_error = |message: &str| fail_as(Envelope::Dbs, "DBS.200001", message);
         let Ok(body) = serde_json::from_slice::<serde_json::Value>(&request.body) else {
             return parameter_error("Parameter error: body is not JSON.");
         };
@@ -471,9 +786,8 @@ impl HuaweiSim {
             return instance_not_found();
         };
         if instance.status != "ACTIVE" {
-            return fail(
+            return fail_as(
                 Envelope::Dbs,
-                409,
                 "DBS.200011",
                 &format!(
                     "This instance {} status makes it not be allowed to do this operation now.",
@@ -482,19 +796,17 @@ impl HuaweiSim {
             );
         }
         match (status.as_deref(), kind.as_deref(), key) {
-            (Some("on"), Some("kms"), Some(key)) => {
+            (Some("on"), Some(ENCRYPTION_TYPE), Some(key)) => {
+                if self.seed.pending_deletion_kms_keys.iter().any(|k| k == key) {
+                    return fail_as(Envelope::Dbs, "KMS.0210", "");
+                }
                 if self.seed.disabled_kms_keys.iter().any(|k| k == key) {
-                    return fail(
-                        Envelope::Dbs,
-                        400,
-                        "KMS.0209",
-                        "The key has been disabled and cannot be used.",
-                    );
+                    return fail_as(Envelope::Dbs, "KMS.0209", "");
                 }
                 if !self.seed.kms_keys.iter().any(|k| k == key) {
-                    return fail(Envelope::Dbs, 400, "KMS.0207", "The key does not exist.");
+                    return fail_as(Envelope::Dbs, "KMS.0207", "");
                 }
-                instance.encryption = EncryptionStatus::On;
+                instance.encryption = BackupEncryption::On;
                 instance.kms_key_id = Some(key.to_owned());
             }
             (Some("on"), _, _) => {
@@ -503,7 +815,7 @@ impl HuaweiSim {
                 )
             }
             (Some("off"), None, None) => {
-                instance.encryption = EncryptionStatus::Off;
+                instance.encryption = BackupEncryption::Off;
                 instance.kms_key_id = None;
             }
             (Some("off"), _, _) => return parameter_error(
@@ -613,7 +925,7 @@ impl HuaweiSim {
 
     fn create_recordset(&self, request: &SimRequest, zone_id: &str) -> SimResponse {
         let Ok(body) = serde_json::from_slice::<serde_json::Value>(&request.body) else {
-            return fail(Envelope::Dns, 400, "DNS.0303", "Invalid request body.");
+            return fail_as(Envelope::Dns, "DNS.0303", "Invalid request body.");
         };
         let mut state = self.lock();
         let id = state.new_id();
@@ -625,33 +937,30 @@ impl HuaweiSim {
             body["type"].as_str(),
             string_list(&body["records"]),
         ) else {
-            return fail(
+            return fail_as(
                 Envelope::Dns,
-                400,
                 "DNS.0303",
                 "name, type and records are required.",
             );
         };
         let name = absolute(name).to_ascii_lowercase();
         if !(name == zone.name || name.ends_with(&format!(".{}", zone.name))) {
-            return fail(
+            return fail_as(
                 Envelope::Dns,
-                400,
                 "DNS.0303",
                 "The record set name is not in this zone.",
             );
         }
         if let Err(message) = check_records(kind, &records) {
-            return fail(Envelope::Dns, 400, "DNS.0303", message);
+            return fail_as(Envelope::Dns, "DNS.0303", message);
         }
         if zone
             .recordsets
             .values()
             .any(|set| set.name == name && set.kind == kind)
         {
-            return fail(
+            return fail_as(
                 Envelope::Dns,
-                400,
                 "DNS.0312",
                 "A record set of this name and type exists.",
             );
@@ -686,7 +995,7 @@ impl HuaweiSim {
         record_id: &str,
     ) -> SimResponse {
         let Ok(body) = serde_json::from_slice::<serde_json::Value>(&request.body) else {
-            return fail(Envelope::Dns, 400, "DNS.0303", "Invalid request body.");
+            return fail_as(Envelope::Dns, "DNS.0303", "Invalid request body.");
         };
         let mut state = self.lock();
         let Some(zone) = state.zones.iter_mut().find(|zone| zone.id == zone_id) else {
@@ -698,7 +1007,7 @@ impl HuaweiSim {
         let mut updated = set;
         if let Some(records) = string_list(&body["records"]) {
             if let Err(message) = check_records(&updated.kind, &records) {
-                return fail(Envelope::Dns, 400, "DNS.0303", message);
+                return fail_as(Envelope::Dns, "DNS.0303", message);
             }
             updated.records = records;
         }
@@ -760,34 +1069,23 @@ fn recordset_json(zone: &Zone, set: &RecordSet, status: &str) -> serde_json::Val
 }
 
 fn instance_not_found() -> SimResponse {
-    fail(
+    fail_as(
         Envelope::Dbs,
-        404,
         "DBS.200002",
         "The DB instance does not exist.",
     )
 }
 
 fn zone_not_found() -> SimResponse {
-    fail(Envelope::Dns, 404, "DNS.0101", "The zone does not exist.")
+    fail_as(Envelope::Dns, "DNS.0101", "The zone does not exist.")
 }
 
 fn recordset_not_found() -> SimResponse {
-    fail(
-        Envelope::Dns,
-        404,
-        "DNS.0305",
-        "The record set does not exist.",
-    )
+    fail_as(Envelope::Dns, "DNS.0305", "The record set does not exist.")
 }
 
 fn unknown_api(path: &str) -> SimResponse {
-    fail(
-        envelope_for(path),
-        404,
-        "APIGW.0101",
-        "The API does not exist or has not been published in the environment.",
-    )
+    fail_as(envelope_for(path), "APIGW.0101", "")
 }
 
 impl VendorSim for HuaweiSim {
@@ -835,6 +1133,22 @@ impl VendorSim for HuaweiSim {
             Ok(caller) => caller,
             Err(refusal) => return refusal,
         };
+        if !request.body.is_empty()
+            && !request
+                .header("content-type")
+                .is_some_and(is_json_content_type)
+        {
+            let envelope = envelope_for(&request.path);
+            let code = match envelope {
+                Envelope::Dbs => "DBS.200001",
+                Envelope::Dns => "DNS.0303",
+            };
+            return fail_as(
+                envelope,
+                code,
+                "Content-Type must be application/json;charset=UTF-8.",
+            );
+        }
         match parts.as_slice() {
             ["v3", _, "instances", ..] => self.gaussdb(request, &caller, &parts),
             ["v2", "zones", ..] => self.dns(request, &parts),
@@ -997,6 +1311,17 @@ mod tests {
     }
 
     #[test]
+    fn every_error_row_is_listed_once_and_the_fallback_is_a_row() {
+        let mut seen = std::collections::BTreeSet::new();
+        for row in ERRORS {
+            assert!(seen.insert(row.code), "{} listed twice", row.code);
+            assert_eq!(documented(row.code), *row);
+        }
+        assert_eq!(documented("Not.A.Code").code, "DBS.108000");
+        assert!(seen.contains("DBS.108000"));
+    }
+
+    #[test]
     fn example_seed_parses() {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -1008,7 +1333,7 @@ mod tests {
         assert_eq!(seed.users.len(), 1);
         assert_eq!(
             seed.gaussdb_instances[0].backup_encryption,
-            EncryptionStatus::Off
+            BackupEncryption::Off
         );
         assert_eq!(seed.dns_zones, vec!["example.com".to_owned()]);
         assert!(!seed.skip_sdk_date_check);

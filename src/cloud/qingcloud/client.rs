@@ -29,7 +29,7 @@ const VENDOR: &str = "qingcloud";
 
 /// Every documented `ret_code` (`qingcloud-docs` `api/error_code.md`) and its class.
 /// Codes not listed fall back on [`class_by_range`].
-const RET_CODES: &[(i64, ErrorClass, &str)] = &[
+pub const RET_CODES: &[(i64, ErrorClass, &str)] = &[
     (1100, ErrorClass::Invalid, "message format error"),
     (1101, ErrorClass::Invalid, "request method error"),
     (1200, ErrorClass::Auth, "authentication failed"),
@@ -37,8 +37,17 @@ const RET_CODES: &[(i64, ErrorClass, &str)] = &[
     // retry fixes; an operator must act, as for other signature failures.
     (1300, ErrorClass::Auth, "message expired (time_stamp)"),
     // 1400 means "access denied": no permission *or* a resource state that forbids the
-    // change. Permission is the default; see `classify` for the state refinement.
-    (1400, ErrorClass::Auth, "access denied"),
+    // change (error_code.md), and the answer has no field that says which: only prose,
+    // whose wording and language the vendor may change. The safe class is a timed retry
+    // (busy): a state conflict, the usual case while a job runs, clears by itself, while a
+    // missing permission costs one refused call per backoff step and its message stays
+    // visible in `status`, the event log and the error counter. Reading it as a permission
+    // failure would instead hold a mere state conflict back for hours.
+    (
+        1400,
+        ErrorClass::Busy,
+        "access denied (permission or resource state)",
+    ),
     (2000, ErrorClass::Auth, "login session expired"),
     (2100, ErrorClass::NotFound, "resource not found"),
     (2110, ErrorClass::Invalid, "resource already exists"),
@@ -89,25 +98,14 @@ fn class_by_range(ret_code: i64) -> ErrorClass {
     }
 }
 
-/// Classifies a `ret_code` and its message. The message is read only to split 1400 into a
-/// state conflict (busy, e.g. "cluster … is in transition status …") and a permission
-/// failure (auth).
-pub fn classify(ret_code: i64, message: &str) -> ErrorClass {
-    let class = RET_CODES
+/// Classifies a `ret_code` by its documented table, then by its documented family. The
+/// message is prose for people and is never read.
+pub fn classify(ret_code: i64) -> ErrorClass {
+    RET_CODES
         .iter()
         .find(|(code, _, _)| *code == ret_code)
         .map(|(_, class, _)| *class)
-        .unwrap_or_else(|| class_by_range(ret_code));
-    if ret_code == 1400 {
-        let lower = message.to_ascii_lowercase();
-        if ["status", "transition", "not running", "being", "busy"]
-            .iter()
-            .any(|hint| lower.contains(hint))
-        {
-            return ErrorClass::Busy;
-        }
-    }
-    class
+        .unwrap_or_else(|| class_by_range(ret_code))
 }
 
 /// Where "now" comes from; tests pin it.
@@ -183,6 +181,11 @@ impl QingCloudClient {
 
     pub fn zone(&self) -> &str {
         &self.zone
+    }
+
+    /// The account this client speaks for: endpoint and access key id (never the secret).
+    pub fn account(&self) -> String {
+        format!("{} {}", self.base_url, self.access_key_id)
     }
 
     /// Calls `action` with `params` (already flattened: `jobs.1`, …) and returns the JSON
@@ -274,7 +277,7 @@ pub fn parse_envelope(
             Err(CloudError::new(
                 VENDOR,
                 action,
-                classify(code, message),
+                classify(code),
                 code.to_string(),
                 // Bounded: vendor messages are short, but never let one flood a log line.
                 message.chars().take(500).collect::<String>(),
@@ -330,36 +333,27 @@ mod tests {
         for (code, _, _) in RET_CODES {
             assert!(seen.insert(*code), "{code} listed twice");
         }
-        assert_eq!(classify(1100, ""), ErrorClass::Invalid);
-        assert_eq!(classify(1200, ""), ErrorClass::Auth);
-        assert_eq!(classify(1300, ""), ErrorClass::Auth);
-        assert_eq!(
-            classify(1400, "PermissionDenied, no access"),
-            ErrorClass::Auth
-        );
-        assert_eq!(
-            classify(
-                1400,
-                "PermissionDenied, cluster [cl-1] is in transition status [updating]"
-            ),
-            ErrorClass::Busy
-        );
-        assert_eq!(classify(2100, ""), ErrorClass::NotFound);
-        assert_eq!(classify(2400, ""), ErrorClass::Billing);
-        assert_eq!(classify(2500, ""), ErrorClass::Billing);
-        assert_eq!(classify(5000, ""), ErrorClass::Transient);
-        assert_eq!(classify(5100, ""), ErrorClass::Transient);
-        assert_eq!(classify(5300, ""), ErrorClass::Busy);
+        assert_eq!(classify(1100), ErrorClass::Invalid);
+        assert_eq!(classify(1200), ErrorClass::Auth);
+        assert_eq!(classify(1300), ErrorClass::Auth);
+        // Whatever the prose says, 1400 is a timed retry.
+        assert_eq!(classify(1400), ErrorClass::Busy);
+        assert_eq!(classify(2100), ErrorClass::NotFound);
+        assert_eq!(classify(2400), ErrorClass::Billing);
+        assert_eq!(classify(2500), ErrorClass::Billing);
+        assert_eq!(classify(5000), ErrorClass::Transient);
+        assert_eq!(classify(5100), ErrorClass::Transient);
+        assert_eq!(classify(5300), ErrorClass::Busy);
     }
 
     #[test]
     fn unknown_codes_fall_back_on_their_range() {
-        assert_eq!(classify(1250, ""), ErrorClass::Auth);
-        assert_eq!(classify(2199, ""), ErrorClass::NotFound);
-        assert_eq!(classify(2450, ""), ErrorClass::Billing);
-        assert_eq!(classify(5150, ""), ErrorClass::Transient);
-        assert_eq!(classify(5250, ""), ErrorClass::Busy);
-        assert_eq!(classify(9999, ""), ErrorClass::Invalid);
+        assert_eq!(classify(1250), ErrorClass::Auth);
+        assert_eq!(classify(2199), ErrorClass::NotFound);
+        assert_eq!(classify(2450), ErrorClass::Billing);
+        assert_eq!(classify(5150), ErrorClass::Transient);
+        assert_eq!(classify(5250), ErrorClass::Busy);
+        assert_eq!(classify(9999), ErrorClass::Invalid);
     }
 
     #[test]

@@ -6,9 +6,20 @@
 //! [`crate::cloud::apply_policy`] only lets this run inside the maintenance window.
 //!
 //! `service_params` is sent as `{"configssl":"YES"}` / `{"configssl":"NO"}`: the
-//! configuring_SSL page describes the values YES/NO while its example sends `ON`; YES/NO
-//! agrees with the sibling `add_user` page, and the result is verified by reading the
+//! configuring_SSL page (seed 004) describes the values YES/NO while its example sends
+//! `ON`; YES/NO agrees with the sibling `add_user` page. A cluster that refuses the value
+//! as a malformed parameter (ret_code 1100, which starts no job) is asked once more with
+//! the example's form (ON/OFF); the form that worked is remembered for the policy's account
+//! and shown in every finding ([`ConfigsslForm`]). The result is verified by reading the
 //! effective value back, never assumed.
+//!
+//! The effective value is read where the documented APIs expose it: DescribeClusters and
+//! DescribeJobs carry no SSL state (status, transition status, job status only), and
+//! DescribeClusterEnvironment documents each property's `default` as its effective value
+//! (describe_cluster_env.md). No document names MySQL Plus's SSL property, so the policy
+//! reads the key configured as `ssl_env_key`, else the service parameter's own name
+//! `configssl` (any case). When the cluster reports neither, the check fails `unsupported`
+//! with the keys the cluster does report, so the operator can set `ssl_env_key`.
 //!
 //! A cluster that is not `active`, shows a `transition_status` or has a pending/working job
 //! is reported busy, and no job is started on it. Once a job has started, every error
@@ -29,8 +40,66 @@ use std::sync::Mutex;
 
 /// The environment key read for the effective SSL switch unless `ssl_env_key` says
 /// otherwise. No public source names MySQL Plus's key; it mirrors the custom service's
-/// `configssl` parameter and is configurable for that reason.
+/// `configssl` parameter (seed 004) and is configurable for that reason.
 pub const DEFAULT_SSL_ENV_KEY: &str = "configssl";
+
+/// How many environment keys an "SSL state not reported" error lists.
+const LISTED_ENV_KEYS: usize = 20;
+
+/// The two spellings of the `configssl` value in the vendor's page (seed 004).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigsslForm {
+    /// The prose: "取值 `NO` 则关闭；取值 `YES` 则开启". Sent first.
+    YesNo,
+    /// The example: `{"configssl":"ON"}` (OFF by symmetry; the page shows no "off" example).
+    OnOff,
+}
+
+impl ConfigsslForm {
+    /// The documented form, sent until a cluster of the account refuses it.
+    pub const DOCUMENTED: ConfigsslForm = ConfigsslForm::YesNo;
+
+    /// The value that switches SSL `on` or off in this form.
+    pub fn value(self, on: bool) -> &'static str {
+        match (self, on) {
+            (ConfigsslForm::YesNo, true) => "YES",
+            (ConfigsslForm::YesNo, false) => "NO",
+            (ConfigsslForm::OnOff, true) => "ON",
+            (ConfigsslForm::OnOff, false) => "OFF",
+        }
+    }
+
+    fn other(self) -> Self {
+        match self {
+            ConfigsslForm::YesNo => ConfigsslForm::OnOff,
+            ConfigsslForm::OnOff => ConfigsslForm::YesNo,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            ConfigsslForm::YesNo => "YES/NO",
+            ConfigsslForm::OnOff => "ON/OFF",
+        }
+    }
+}
+
+/// The `configssl` form each account (endpoint and access key id) was found to take, for
+/// this process: an account's clusters share one API, so a second policy of the account
+/// does not pay the refused call again. Only forms that differ from the documented one are
+/// kept; after a restart the first remediation learns it again (one refused call, no job).
+fn learned_forms(
+) -> std::sync::MutexGuard<'static, std::collections::BTreeMap<String, ConfigsslForm>> {
+    static LEARNED: Mutex<std::collections::BTreeMap<String, ConfigsslForm>> =
+        Mutex::new(std::collections::BTreeMap::new());
+    LEARNED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `ret_code` 1100, "message format error (missing/invalid param)": how a cluster refuses a
+/// `configssl` value it does not take. No job starts, so asking again is safe.
+const MALFORMED_PARAMETER: &str = "1100";
 
 /// The kind name in the config.
 pub const KIND: &str = "qingcloud-mysql-plus-ssl";
@@ -74,7 +143,8 @@ pub struct MysqlPlusSslPolicy {
     client: QingCloudClient,
     desired_ssl: bool,
     poll: JobPollSettings,
-    ssl_env_key: String,
+    /// Configured `ssl_env_key`; `None` reads [`DEFAULT_SSL_ENV_KEY`].
+    ssl_env_key: Option<String>,
     /// Clusters this process is remediating now: a second job must never start on one.
     in_flight: Mutex<BTreeSet<String>>,
 }
@@ -101,10 +171,7 @@ impl MysqlPlusSslPolicy {
             client,
             desired_ssl: settings.ssl,
             poll,
-            ssl_env_key: settings
-                .ssl_env_key
-                .clone()
-                .unwrap_or_else(|| DEFAULT_SSL_ENV_KEY.to_owned()),
+            ssl_env_key: settings.ssl_env_key.clone(),
             in_flight: Mutex::new(BTreeSet::new()),
         })
     }
@@ -166,27 +233,41 @@ impl MysqlPlusSslPolicy {
                 &[("cluster", cluster.to_owned())],
             )
             .await?;
-        let value = answer
+        let properties = answer
             .get("config")
             .and_then(|config| config.get("properties"))
             .and_then(serde_json::Value::as_array)
-            .and_then(|properties| {
-                properties.iter().find(|property| {
-                    property.get("key").and_then(serde_json::Value::as_str)
-                        == Some(self.ssl_env_key.as_str())
-                })
-            })
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let key_of = |property: &serde_json::Value| {
+            property
+                .get("key")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        let wanted = self.ssl_env_key.as_deref().unwrap_or(DEFAULT_SSL_ENV_KEY);
+        let value = properties
+            .iter()
+            .find(|property| key_of(property).is_some_and(|key| key.eq_ignore_ascii_case(wanted)))
             // `default` is the effective value (describe_cluster_env.md).
             .and_then(|property| property.get("default"));
-        let missing = || {
+        let not_reported = |detail: String| {
+            let reported: Vec<String> = properties
+                .iter()
+                .filter_map(key_of)
+                .take(LISTED_ENV_KEYS)
+                .map(|key| key.chars().take(64).collect())
+                .collect();
             CloudError::new(
                 "qingcloud",
                 "DescribeClusterEnvironment",
                 ErrorClass::Unsupported,
-                "SslSettingMissing",
+                "SslStateNotReported",
                 format!(
-                    "cluster {cluster} has no readable environment key `{}` (set ssl_env_key)",
-                    self.ssl_env_key
+                    "cluster {cluster} {detail}; no documented API reports the SSL state \
+                     elsewhere (DescribeClusters and DescribeJobs carry none). Keys it \
+                     reports: [{}]; set ssl_env_key to the one holding SSL",
+                    reported.join(", ")
                 ),
             )
         };
@@ -197,10 +278,88 @@ impl MysqlPlusSslPolicy {
                 match text.trim().to_ascii_lowercase().as_str() {
                     "yes" | "on" | "true" | "1" | "enabled" => Ok(true),
                     "no" | "off" | "false" | "0" | "disabled" | "" => Ok(false),
-                    _ => Err(missing()),
+                    _ => Err(not_reported(format!(
+                        "reports `{wanted}` as {:?}, which is neither on nor off",
+                        text.chars().take(32).collect::<String>()
+                    ))),
                 }
             }
-            _ => Err(missing()),
+            Some(_) => Err(not_reported(format!(
+                "reports `{wanted}` with a value that is neither on nor off"
+            ))),
+            None => Err(not_reported(format!(
+                "reports no environment key `{wanted}`"
+            ))),
+        }
+    }
+
+    /// The `configssl` form this policy's account takes, as last learned.
+    pub fn configssl_form(&self) -> ConfigsslForm {
+        learned_forms()
+            .get(&self.client.account())
+            .copied()
+            .unwrap_or(ConfigsslForm::DOCUMENTED)
+    }
+
+    fn remember_configssl_form(&self, form: ConfigsslForm) {
+        learned_forms().insert(self.client.account(), form);
+    }
+
+    /// Starts the `configuring_SSL` job in the account's form; a refusal of the value as a
+    /// malformed parameter (1100) is asked once more in the other form, and the form that
+    /// worked is remembered. Returns the answer and the value sent.
+    async fn start_configuring_ssl(
+        &self,
+        cluster: &str,
+    ) -> Result<(serde_json::Value, &'static str), CloudError> {
+        let first = self.configssl_form();
+        let mut form = first;
+        loop {
+            let configssl = form.value(self.desired_ssl);
+            let outcome = self
+                .client
+                .call(
+                    "RunClusterCustomService",
+                    &[
+                        ("cluster", cluster.to_owned()),
+                        ("role", "maininstance".into()),
+                        ("service", "configuring_SSL".into()),
+                        (
+                            "service_params",
+                            serde_json::json!({ "configssl": configssl }).to_string(),
+                        ),
+                    ],
+                )
+                .await;
+            match outcome {
+                Ok(answer) => {
+                    if form != first {
+                        self.remember_configssl_form(form);
+                        tracing::warn!(
+                            policy = %self.name,
+                            cluster,
+                            refused = first.describe(),
+                            accepted = form.describe(),
+                            "the cluster refused the documented configssl form; the other \
+                             form is used for this account from now on"
+                        );
+                    }
+                    return Ok((answer, configssl));
+                }
+                Err(error) if error.code == MALFORMED_PARAMETER && form == first => {
+                    form = form.other();
+                }
+                Err(error) if error.code == MALFORMED_PARAMETER => {
+                    let message = format!(
+                        "{} (configssl refused in both forms, {} and {})",
+                        error.message,
+                        first.describe(),
+                        form.describe()
+                    );
+                    return Err(CloudError { message, ..error });
+                }
+                Err(error) => return Err(error),
+            }
         }
     }
 
@@ -226,6 +385,10 @@ impl MysqlPlusSslPolicy {
         let ssl = self.effective_ssl(cluster).await?;
         let running = jobs::running_jobs_on(&self.client, cluster).await?;
         let mut observed = format!("ssl {}", Self::on_off(ssl));
+        let form = self.configssl_form();
+        if form != ConfigsslForm::DOCUMENTED {
+            observed.push_str(&format!("; account takes configssl {}", form.describe()));
+        }
         let mut reasons = Vec::new();
         if status != "active" {
             reasons.push(format!("status {status}"));
@@ -261,22 +424,7 @@ impl MysqlPlusSslPolicy {
         if finding.busy {
             return Err(Self::busy_error(cluster, &finding.observed));
         }
-        let configssl = if self.desired_ssl { "YES" } else { "NO" };
-        let answer = self
-            .client
-            .call(
-                "RunClusterCustomService",
-                &[
-                    ("cluster", cluster.to_owned()),
-                    ("role", "maininstance".into()),
-                    ("service", "configuring_SSL".into()),
-                    (
-                        "service_params",
-                        serde_json::json!({ "configssl": configssl }).to_string(),
-                    ),
-                ],
-            )
-            .await?;
+        let (answer, configssl) = self.start_configuring_ssl(cluster).await?;
         let job_id = jobs::started_job_id(&answer, "RunClusterCustomService")?;
         tracing::info!(
             policy = %self.name,
@@ -334,6 +482,17 @@ impl Policy for MysqlPlusSslPolicy {
 
     fn resources(&self) -> Vec<String> {
         self.clusters.clone()
+    }
+
+    fn account_note(&self) -> Option<String> {
+        let form = self.configssl_form();
+        (form != ConfigsslForm::DOCUMENTED).then(|| {
+            format!(
+                "clusters of this account refused configssl {}; certkeeper sends {}",
+                ConfigsslForm::DOCUMENTED.describe(),
+                form.describe()
+            )
+        })
     }
 
     async fn check(&self, cluster: &str) -> Result<PolicyFinding, CloudError> {

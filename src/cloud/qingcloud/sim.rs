@@ -19,6 +19,134 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// What the vendor's error table tells a caller to do about a `ret_code`: the simulator's
+/// own reading of each row, which `tests/huawei_qingcloud_fidelity.rs` compares with the
+/// client's classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentedRemedy {
+    /// Correct the request (a parameter, the method, a config file).
+    FixRequest,
+    /// Correct the access key or the signature.
+    FixCredentials,
+    /// Correct the host clock (`time_stamp` expired).
+    FixClock,
+    /// "Access denied": no permission *or* a resource state that forbids the change; the
+    /// table does not say which.
+    PermissionOrState,
+    /// The resource does not exist.
+    Missing,
+    /// Pay: balance or licence.
+    Pay,
+    /// A quota (the API request quota included) was exceeded.
+    Quota,
+    /// The API module does not exist here: ask the vendor.
+    AskVendor,
+    /// The vendor's own failure.
+    VendorFault,
+    /// The server is busy (load).
+    ServerBusy,
+    /// Resources or the service are not ready: try again later.
+    WaitForResource,
+}
+
+/// One documented `ret_code` and the message the simulator answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentedRetCode {
+    pub ret_code: i64,
+    pub message: &'static str,
+    pub remedy: DocumentedRemedy,
+}
+
+const fn row(ret_code: i64, message: &'static str, remedy: DocumentedRemedy) -> DocumentedRetCode {
+    DocumentedRetCode {
+        ret_code,
+        message,
+        remedy,
+    }
+}
+
+use DocumentedRemedy as R;
+
+/// The simulator's `ret_code` table, written from `shared/reference/cloud-apis.md` §7.2
+/// (qingcloud-docs `api/error_code.md`), never from the client's. Rows in the order of
+/// that table; each comment quotes its row.
+pub const RET_CODES: &[DocumentedRetCode] = &[
+    // "1100 | message format error (missing/invalid param)"
+    row(1100, "InvalidParameter", R::FixRequest),
+    // "1101 | request method error"
+    row(1101, "InvalidRequestMethod", R::FixRequest),
+    // "1200 | authentication failed (bad access_key_id or signature)"
+    row(1200, "AuthFailure", R::FixCredentials),
+    // "1300 | message expired (time_stamp expired, 超过60秒)"
+    row(1300, "MessageExpired", R::FixClock),
+    // "1400 | access denied (not owner / no permission / resource in an unmodifiable state)"
+    row(1400, "PermissionDenied", R::PermissionOrState),
+    // "2000 | login session expired"
+    row(2000, "LoginSessionExpired", R::FixCredentials),
+    // "2100 | resource not found"
+    row(2100, "ResourceNotFound", R::Missing),
+    // "2110 resource already exists"
+    row(2110, "ResourceAlreadyExists", R::FixRequest),
+    // "2400 | insufficient balance (余额不足) — not throttling"
+    row(2400, "InsufficientBalance", R::Pay),
+    // "2500 | quota exceeded — includes API request quota"
+    row(2500, "QuotaExceeded", R::Quota),
+    // "3300 | invalid API module"
+    row(3300, "InvalidApiModule", R::AskVendor),
+    // "4000–4005 | license errors"
+    row(4000, "LicenseError", R::Pay),
+    row(4001, "LicenseError", R::Pay),
+    row(4002, "LicenseError", R::Pay),
+    row(4003, "LicenseError", R::Pay),
+    row(4004, "LicenseError", R::Pay),
+    row(4005, "LicenseError", R::Pay),
+    // "5000 | internal error"
+    row(5000, "InternalError", R::VendorFault),
+    // "5100 | server busy"
+    row(5100, "ServerBusy", R::ServerBusy),
+    // "5200 resources insufficient; 5300 service updating; 5400 dependency exists;
+    // 5500/5600 misc"
+    row(5200, "ResourcesInsufficient", R::WaitForResource),
+    row(5300, "ServiceUpdating", R::WaitForResource),
+    row(5400, "DependencyExists", R::FixRequest),
+    row(5500, "InternalError", R::VendorFault),
+    row(5600, "InternalError", R::VendorFault),
+    // "8000–8004 | config-file errors"
+    row(8000, "ConfigFileError", R::FixRequest),
+    row(8001, "ConfigFileError", R::FixRequest),
+    row(8002, "ConfigFileError", R::FixRequest),
+    row(8003, "ConfigFileError", R::FixRequest),
+    row(8004, "ConfigFileError", R::FixRequest),
+];
+
+/// The `configssl` values of `RunClusterCustomService` `configuring_SSL` the simulator
+/// accepts, and the switch each means. The page contradicts itself (cloud-apis.md §8.12),
+/// so both spellings are accepted unless a cluster is seeded with `configssl_values`.
+pub const CONFIGSSL_VALUES: &[(&str, bool)] = &[
+    // Seed 004, `service_params` row: "取值 `NO` 则关闭；取值 `YES` 则开启".
+    ("YES", true),
+    ("NO", false),
+    // Seed 004, same row: "取值示例 {"configssl":"ON"}", and the request example
+    // `%7B%22configssl%22%3A%22ON%22%7D`. OFF is not in the page: assumed by symmetry.
+    ("ON", true),
+    ("OFF", false),
+];
+
+/// Job statuses the simulator reports: `DescribeJobs` documents pending, working, failed,
+/// successful (§7.4); `done with failure` is in the Go SDK's enum only.
+pub const JOB_STATUSES: &[&str] = &[
+    "pending",
+    "working",
+    "successful",
+    "failed",
+    "done with failure",
+];
+
+/// The `DescribeClusterEnvironment` key the simulator reports SSL under unless seeded
+/// otherwise: it mirrors the custom service's parameter name (no public source names the
+/// environment key).
+pub const DEFAULT_SSL_ENV_KEY: &str = "configssl";
+
 /// One account the simulator accepts.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +167,10 @@ pub struct ClusterSeed {
     pub status: String,
     #[serde(default)]
     pub transition_status: String,
+    /// The `configssl` values this cluster takes (e.g. `["ON", "OFF"]`); any other is
+    /// refused with ret_code 1100. All of [`CONFIGSSL_VALUES`] when absent.
+    #[serde(default)]
+    pub configssl_values: Option<Vec<String>>,
 }
 
 fn default_status() -> String {
@@ -69,14 +201,16 @@ fn default_job_phase_ms() -> u64 {
     2_000
 }
 
+/// The `time_stamp` skew the API tolerates: §7.2, "1300 | message expired (time_stamp
+/// expired, 超过60秒)".
+pub const MAX_TIME_STAMP_SKEW_SECS: u64 = 60;
+
 fn default_max_skew() -> u64 {
-    // The API documents 1300 as "time_stamp expired (more than 60 seconds)"; we are kinder
-    // to loaded test machines but still catch a wrong zone or clock.
-    300
+    MAX_TIME_STAMP_SKEW_SECS
 }
 
 fn default_env_key() -> String {
-    super::mysql_plus::DEFAULT_SSL_ENV_KEY.to_owned()
+    DEFAULT_SSL_ENV_KEY.to_owned()
 }
 
 impl Default for Seed {
@@ -349,13 +483,26 @@ impl QingCloudSim {
                     .as_ref()
                     .and_then(|params| params.get("configssl"))
                     .and_then(serde_json::Value::as_str)
-                {
-                    Some("YES") => true,
-                    Some("NO") => false,
-                    _ => return envelope_error(
-                        1100,
-                        "InvalidParameter, service_params must be {\"configssl\":\"YES\"|\"NO\"}",
-                    ),
+                    .filter(|value| {
+                        cluster
+                            .seed
+                            .configssl_values
+                            .as_ref()
+                            .is_none_or(|taken| taken.iter().any(|taken| taken == value))
+                    })
+                    .and_then(|value| {
+                        CONFIGSSL_VALUES
+                            .iter()
+                            .find(|(known, _)| *known == value)
+                            .map(|(_, on)| *on)
+                    }) {
+                    Some(on) => on,
+                    None => {
+                        return envelope_error(
+                            1100,
+                            "InvalidParameter, service_params has no valid configssl value",
+                        )
+                    }
                 };
                 if cluster.seed.status != "active"
                     || !cluster.seed.transition_status.is_empty()
@@ -363,11 +510,10 @@ impl QingCloudSim {
                 {
                     return envelope_error(
                         1400,
-                        &format!(
-                            "PermissionDenied, cluster [{id}] is in status [{}] transition status [{}], can not run custom service",
-                            cluster.seed.status,
-                            if running && cluster.seed.transition_status.is_empty() { "updating" } else { cluster.seed.transition_status.as_str() }
-                        ),
+                        // Worded after the vendor's sample ("PermissionDenied, instance
+                        // [i-2aypaijz] is not running， can not be stopped"): prose that the
+                        // client must not need to read.
+                        &format!("PermissionDenied, cluster [{id}] can not run custom service now"),
                     );
                 }
                 cluster.seed.transition_status = "updating".into();
@@ -580,6 +726,7 @@ mod tests {
                 ssl: false,
                 status: "active".into(),
                 transition_status: String::new(),
+                configssl_values: None,
             }],
             job_phase_ms,
             max_time_stamp_skew_secs: skew,
@@ -664,9 +811,6 @@ mod tests {
             qingcloud.mysql_plus_clusters[1].transition_status,
             "updating"
         );
-        assert_eq!(
-            qingcloud.ssl_env_key,
-            crate::cloud::qingcloud::mysql_plus::DEFAULT_SSL_ENV_KEY
-        );
+        assert_eq!(qingcloud.ssl_env_key, DEFAULT_SSL_ENV_KEY);
     }
 }
