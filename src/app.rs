@@ -128,10 +128,7 @@ pub async fn run_with(
     let metrics = Metrics::new().context("setting up metrics")?;
     let health = Health::new();
     let mut config = loaded.config;
-    health.set_stall_budget(
-        config::parse_duration(&config.daemon.stall_timeout)
-            .unwrap_or(crate::telemetry::server::DEFAULT_STALL_TIMEOUT),
-    );
+    health.set_stall_budget(config.daemon.stall_timeout);
     // Every cloud call answered is progress of the running pass.
     let progress_observer: Arc<dyn crate::cloud::http::RequestObserver> =
         Arc::new(crate::telemetry::server::ProgressObserver {
@@ -465,8 +462,7 @@ pub async fn run_with(
     // The running pass starts nothing new from here on; what is in flight may finish.
     let _ = shutdown_tx.send(true);
     if let Some(task) = running {
-        let grace = config::parse_duration(&config.daemon.shutdown_grace)
-            .unwrap_or(Duration::from_secs(30));
+        let grace = config.daemon.shutdown_grace;
         tracing::info!(
             grace_seconds = grace.as_secs(),
             "waiting for in-flight work"
@@ -540,6 +536,5 @@ pub async fn run_manual(
 }
 
 fn next_scan_time(config: &Config, now: OffsetDateTime) -> Option<OffsetDateTime> {
-    let schedule = crate::engine::window::parse_cron(&config.daemon.scan_schedule).ok()?;
-    cron_after(&schedule, now)
+    cron_after(config.daemon.scan_schedule.cron(), now)
 }

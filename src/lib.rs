@@ -7,7 +7,7 @@
 //! - [`cert`]: bundles, parsing, fingerprints, key generation, pre-deploy checks.
 //! - [`source`]: where certificates come from (ACME, watched files, local CA).
 //! - [`cloud`]: targets, policies and DNS solvers per vendor, plus the simulator.
-//! - [`demo`]: the offline demo (simulator + daemon).
+//! - `demo`: the offline demo (simulator + daemon), with the default `sim` feature.
 //! - [`engine`]: the reconcile pass (obtain, rollout, policies, what is due), windows,
 //!   renewal timing, retries.
 //! - [`status`]: the `certkeeper status` view; [`plan`]: the `certkeeper plan` view.
@@ -27,6 +27,7 @@ pub mod cert;
 pub mod cloud;
 pub mod config;
 pub mod control;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod engine;
 pub mod error;

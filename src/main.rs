@@ -59,6 +59,7 @@ enum Command {
         json: bool,
     },
     /// Run the cloud simulator (Alibaba, Huawei, QingCloud APIs) on a loopback port.
+    #[cfg(feature = "sim")]
     Sim {
         #[arg(long, default_value = "127.0.0.1:8700")]
         listen: std::net::SocketAddr,
@@ -68,6 +69,7 @@ enum Command {
     },
     /// Run the offline demo: the simulator plus the daemon rolling a certificate out to a
     /// small simulated fleet and enforcing both policies.
+    #[cfg(feature = "sim")]
     Demo {
         /// Where the demo writes its config, state and files (relative to the current
         /// directory unless absolute).
@@ -223,6 +225,7 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        #[cfg(feature = "sim")]
         Command::Demo {
             directory,
             metrics_listen,
@@ -241,6 +244,7 @@ fn main() -> ExitCode {
                 });
             report(result, EX_SOFTWARE)
         }
+        #[cfg(feature = "sim")]
         Command::Sim { listen, seed } => report(run_sim(listen, seed), EX_SOFTWARE),
         Command::Plan { json } => match load_config(&cli.config) {
             Ok(loaded) => match plan(&loaded.config, json) {
@@ -581,6 +585,7 @@ fn healthcheck(listen: &str) -> anyhow::Result<()> {
     }
 }
 
+#[cfg(feature = "sim")]
 fn run_sim(listen: std::net::SocketAddr, seed: Option<PathBuf>) -> anyhow::Result<()> {
     use certkeeper::cloud::sim::{serve, SimSeed, Simulator};
     let seed = match seed {

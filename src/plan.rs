@@ -138,10 +138,8 @@ pub async fn plan(
     let now = OffsetDateTime::now_utc();
     let cloud = build_cloud(config, environment, Arc::new(()))?;
     let store = SqliteStore::open_existing(&config.daemon.state_dir)?;
-    let grace = crate::config::parse_duration(&config.daemon.grace_period)
-        .ok()
-        .and_then(|grace| time::Duration::try_from(grace).ok())
-        .unwrap_or(time::Duration::ZERO);
+    let grace =
+        time::Duration::try_from(config.daemon.grace_period).unwrap_or(time::Duration::ZERO);
 
     let mut certificates = Vec::new();
     let mut desired: BTreeMap<String, Option<CertificateBundle>> = BTreeMap::new();

@@ -5,24 +5,18 @@
 //! than certificates plus interrupted runs: a finished order is never repeated.
 //! `CERTKEEPER_CHAOS_SEED=N` replays the kill moments of a logged run.
 
-use certkeeper::source::acme::testing::{free_port, Pebble, PebbleOptions};
+mod support;
+
+use certkeeper::source::acme::testing::{Pebble, PebbleOptions};
 use certkeeper::store::StateStore;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
+use support::{certkeeper_command, free_port, status_json, ChildGuard};
 
 const CERTIFICATES: usize = 3;
 const KILLS: usize = 8;
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn config(pebble: &Pebble, ca_bundle: &Path, state_dir: &Path, files: &Path) -> String {
     let mut text = format!(
@@ -65,14 +59,14 @@ directory = "{dir}"
     text
 }
 
-fn start(config_path: &Path, log: &Path) -> Daemon {
+fn start(config_path: &Path, log: &Path) -> ChildGuard {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    Daemon(
-        Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+    ChildGuard(
+        certkeeper_command()
             .args(["run", "--log-format", "json", "--config"])
             .arg(config_path)
             .stdout(Stdio::null())
@@ -89,15 +83,6 @@ fn orders(pebble: &Pebble) -> usize {
         .lines()
         .filter(|line| line.contains("POST /order-plz"))
         .count()
-}
-
-fn status_json(config_path: &Path) -> serde_json::Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
-        .args(["status", "--json", "--config"])
-        .arg(config_path)
-        .output()
-        .unwrap();
-    serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
 }
 
 fn converged(view: &serde_json::Value) -> bool {

@@ -5,6 +5,8 @@
 //! after the vendor cleanup. The test proves, through the simulator's `/__sim/state`, that
 //! the record was in the vendor's zone while Pebble validated and is gone afterwards.
 
+#![cfg(feature = "sim")]
+
 use async_trait::async_trait;
 use certkeeper::cloud::alibaba::client::{default_rate_limits, AlibabaClient};
 use certkeeper::cloud::alibaba::dns::AlidnsSolver;

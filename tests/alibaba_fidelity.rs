@@ -2,6 +2,8 @@
 //! seeds, and agree with the client's except where a comment says why; the simulator refuses
 //! what the vendor documents it refuses, and the client lives with it.
 
+#![cfg(feature = "sim")]
+
 mod support;
 
 use certkeeper::cloud::alibaba::client::{

@@ -1,6 +1,8 @@
 //! End-to-end: the real Alibaba client, targets and DNS solver against the in-process
 //! simulator over loopback HTTP.
 
+#![cfg(feature = "sim")]
+
 use certkeeper::cert::bundle::testing;
 use certkeeper::cert::CertificateBundle;
 use certkeeper::cloud::alibaba::cdn::{CdnSettings, CdnTarget};

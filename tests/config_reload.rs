@@ -2,6 +2,8 @@
 //! file (auth error, one hour of backoff) converges within a pass of the SIGHUP that follows
 //! the fix, and says so at INFO. The secret never reaches the logs.
 
+#![cfg(feature = "sim")]
+
 mod support;
 
 use std::io::Read;

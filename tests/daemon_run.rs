@@ -3,10 +3,15 @@
 //! bad config sent with SIGHUP is refused while the daemon keeps running; SIGTERM stops it
 //! cleanly.
 
-use certkeeper::cloud::sim::{serve, SimSeed, Simulator};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+#![cfg(feature = "sim")]
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+use support::{
+    certkeeper_command, free_port, http_get, start_sim, status_json, wait_for, ChildGuard,
+};
 
 const SEED: &str = r#"
 [[alibaba.accounts]]
@@ -17,32 +22,6 @@ access_key_secret = "daemon-test-secret"
 cdn_domains = ["www.example.com"]
 vod_domains = ["v.example.com"]
 "#;
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A loopback port nobody listens on now and no other test of this process was given: the
-/// tests run in parallel, and the kernel may hand a just-released port out again.
-fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if GIVEN.lock().unwrap().insert(port) {
-            return port;
-        }
-    }
-}
 
 fn config(
     sim: &str,
@@ -94,69 +73,20 @@ directory = "{files}"
     )
 }
 
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, text))
-}
-
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting for {what}");
-}
-
-fn status_json(config_path: &std::path::Path) -> serde_json::Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
-        .args(["status", "--json", "--config"])
-        .arg(config_path)
-        .output()
-        .unwrap();
-    serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
-}
-
+/// `certkeeper ARGS --config CONFIG` with the simulator account's secret in the environment.
 fn certkeeper(config_path: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_certkeeper"))
-        .args(args)
-        .arg("--config")
-        .arg(config_path)
-        .env("TEST_ALIBABA_SECRET", "daemon-test-secret")
-        .output()
-        .unwrap()
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    support::certkeeper(
+        config_path,
+        args,
+        &[("TEST_ALIBABA_SECRET", "daemon-test-secret")],
+    )
 }
 
 #[test]
 fn daemon_converges_reloads_safely_and_stops() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let simulator = Arc::new(Simulator::new(SimSeed::from_toml(SEED).unwrap()));
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let sim_url = format!("http://{}", listener.local_addr().unwrap());
-    runtime.spawn(serve(listener, simulator.clone(), std::future::pending()));
+    let sim = start_sim(SEED);
+    let simulator = sim.simulator.clone();
+    let sim_url = sim.url.clone();
 
     let directory = tempfile::tempdir().unwrap();
     let state_dir = directory.path().join("state");
@@ -169,8 +99,8 @@ fn daemon_converges_reloads_safely_and_stops() {
     )
     .unwrap();
 
-    let mut daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+    let mut daemon = ChildGuard(
+        certkeeper_command()
             .args([
                 "run",
                 "--log-format",
@@ -219,7 +149,7 @@ fn daemon_converges_reloads_safely_and_stops() {
         "{metrics}"
     );
 
-    let healthcheck = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+    let healthcheck = certkeeper_command()
         .args(["healthcheck", "--config"])
         .arg(&config_path)
         .status()
@@ -239,7 +169,7 @@ fn daemon_converges_reloads_safely_and_stops() {
     );
 
     // A second daemon on the same state directory is refused.
-    let second = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+    let second = certkeeper_command()
         .args(["run", "--config"])
         .arg(&config_path)
         .env("TEST_ALIBABA_SECRET", "daemon-test-secret")
@@ -298,7 +228,7 @@ fn daemon_converges_reloads_safely_and_stops() {
 
     // A bad config on SIGHUP is refused; the daemon keeps running on the old one.
     std::fs::write(&config_path, "[daemon\nbroken").unwrap();
-    signal(&daemon.0, "HUP");
+    daemon.signal("HUP");
     wait_for(
         "the refused reload to be counted",
         Duration::from_secs(20),
@@ -323,22 +253,17 @@ fn daemon_converges_reloads_safely_and_stops() {
         config(&sim_url, &state_dir, &files, metrics_port),
     )
     .unwrap();
-    signal(&daemon.0, "HUP");
+    daemon.signal("HUP");
     wait_for("the reload to be counted", Duration::from_secs(20), || {
         http_get(metrics_port, "/metrics").is_some_and(|(_, text)| {
             text.contains(r#"certkeeper_config_reloads_total{result="success"} 1"#)
         })
     });
 
-    signal(&daemon.0, "TERM");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let exit = loop {
-        if let Some(status) = daemon.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    daemon.signal("TERM");
+    let exit = daemon
+        .wait_timeout(Duration::from_secs(20))
+        .expect("daemon did not stop on SIGTERM");
     assert!(exit.success(), "{exit:?}");
     let mut logs = String::new();
     use std::io::Read;
@@ -376,8 +301,8 @@ fn daemon_converges_reloads_safely_and_stops() {
     };
     let writes_before = writes(&simulator.stats_json());
     assert!(writes_before >= 2, "{}", simulator.stats_json());
-    let restarted = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+    let restarted = ChildGuard(
+        certkeeper_command()
             .args(["run", "--config"])
             .arg(&config_path)
             .env("TEST_ALIBABA_SECRET", "daemon-test-secret")
@@ -408,8 +333,9 @@ fn daemon_converges_reloads_safely_and_stops() {
 #[test]
 fn sigterm_lets_an_in_flight_deploy_finish() {
     use certkeeper::cloud::sim::FaultRule;
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let simulator = Arc::new(Simulator::new(SimSeed::from_toml(SEED).unwrap()));
+    let sim = start_sim(SEED);
+    let simulator = sim.simulator.clone();
+    let sim_url = sim.url.clone();
     // Every CDN write takes 3 s: long enough to stop the daemon in the middle of one.
     simulator.add_faults(vec![FaultRule {
         vendor: "alibaba".into(),
@@ -421,11 +347,6 @@ fn sigterm_lets_an_in_flight_deploy_finish() {
         probability: None,
         delay_ms: Some(3000),
     }]);
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let sim_url = format!("http://{}", listener.local_addr().unwrap());
-    runtime.spawn(serve(listener, simulator.clone(), std::future::pending()));
     let directory = tempfile::tempdir().unwrap();
     let state_dir = directory.path().join("state");
     let files = directory.path().join("tls");
@@ -435,8 +356,8 @@ fn sigterm_lets_an_in_flight_deploy_finish() {
         config(&sim_url, &state_dir, &files, free_port()),
     )
     .unwrap();
-    let mut daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+    let mut daemon = ChildGuard(
+        certkeeper_command()
             .args(["run", "--config"])
             .arg(&config_path)
             .env("TEST_ALIBABA_SECRET", "daemon-test-secret")
@@ -454,15 +375,10 @@ fn sigterm_lets_an_in_flight_deploy_finish() {
                     .any(|t| t["name"] == "cdn-www" && t["status"] == "deploying")
             })
     });
-    signal(&daemon.0, "TERM");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(status) = daemon.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    daemon.signal("TERM");
+    let exit = daemon
+        .wait_timeout(Duration::from_secs(30))
+        .expect("daemon did not stop on SIGTERM");
     assert!(exit.success(), "{exit:?}");
     let view = status_json(&config_path);
     let cdn = view["targets"]

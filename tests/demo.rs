@@ -1,6 +1,8 @@
 //! `certkeeper demo --once` on a fresh directory: the offline demo rolls a certificate out to
 //! every simulated target and makes both policies compliant.
 
+#![cfg(feature = "sim")]
+
 use std::process::Command;
 
 #[test]

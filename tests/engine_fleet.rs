@@ -17,9 +17,13 @@
 //! CERTKEEPER_CHAOS_SEED=1234 cargo test --test engine_fleet -- chaos --nocapture
 //! ```
 
+#![cfg(feature = "sim")]
+
+mod support;
+
 use certkeeper::cert::bundle::testing::TestChain;
 use certkeeper::cert::LeafInfo;
-use certkeeper::cloud::sim::{serve, FaultRule, SimSeed, Simulator};
+use certkeeper::cloud::sim::{FaultRule, Simulator};
 use certkeeper::error::ErrorClass;
 use certkeeper::store::sqlite::SqliteStore;
 use certkeeper::store::{StateStore, SubjectKind};
@@ -27,9 +31,10 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{certkeeper_command, free_port, http_get, start_sim, wait_for, ChildGuard, Sim};
 use time::OffsetDateTime;
 
 const CDN_DOMAINS: usize = 200;
@@ -239,39 +244,6 @@ job_poll = {{ interval = "1s", max_interval = "1s", deadline = "1m" }}
     text
 }
 
-fn free_port() -> u16 {
-    // The tests run in parallel and the kernel may hand a just-released port out again:
-    // never give the same port twice in this process.
-    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if GIVEN.lock().unwrap().insert(port) {
-            return port;
-        }
-    }
-}
-
-/// A plain HTTP GET on loopback: the status code and the whole reply.
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, text))
-}
-
 /// One simulated fleet: the simulator, a scratch directory with the config, the watched
 /// certificate files, the state directory and the daemons' log.
 struct Fleet {
@@ -285,31 +257,22 @@ struct Fleet {
     log_path: PathBuf,
     metrics_port: u16,
     /// Serves the simulator; dropped last.
-    _runtime: tokio::runtime::Runtime,
+    _sim: Sim,
 }
 
 impl Fleet {
     /// Starts the simulator (with `faults` from its first request), writes the first
     /// certificate files and the config. Returns the fleet and the file's fingerprint.
     fn new(faults: Vec<FaultRule>) -> (Self, String) {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let simulator = Arc::new(Simulator::new(SimSeed::from_toml(&seed()).unwrap()));
-        simulator.add_faults(faults);
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let sim_url = format!("http://{}", listener.local_addr().unwrap());
-        runtime.spawn(serve(listener, simulator.clone(), std::future::pending()));
+        let sim = start_sim(&seed());
+        // No request has reached the simulator yet: the faults apply from the first one.
+        sim.simulator.add_faults(faults);
         let directory = tempfile::tempdir().unwrap();
         let watched = directory.path().join("import");
         std::fs::create_dir_all(&watched).unwrap();
         let fleet = Fleet {
-            simulator,
-            sim_url,
+            simulator: sim.simulator.clone(),
+            sim_url: sim.url.clone(),
             config_path: directory.path().join("certkeeper.toml"),
             state_dir: directory.path().join("state"),
             cert_path: watched.join("edge.crt"),
@@ -317,7 +280,7 @@ impl Fleet {
             log_path: directory.path().join("daemon.log"),
             metrics_port: free_port(),
             _directory: directory,
-            _runtime: runtime,
+            _sim: sim,
         };
         let fingerprint = fleet.replace_edge_certificate("v1");
         std::fs::write(&fleet.config_path, config(&fleet)).unwrap();
@@ -350,7 +313,7 @@ impl Fleet {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_certkeeper"));
+        let mut command = certkeeper_command();
         command
             .args(args)
             .arg("--config")
@@ -368,13 +331,13 @@ impl Fleet {
             .append(true)
             .open(&self.log_path)
             .unwrap();
-        Daemon(
+        Daemon(ChildGuard(
             self.command(&["run", "--log-format", "json"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(log))
                 .spawn()
                 .unwrap(),
-        )
+        ))
     }
 
     fn status(&self) -> Value {
@@ -576,49 +539,33 @@ impl Fleet {
 }
 
 /// A running `certkeeper run`; killed (SIGKILL) when dropped.
-struct Daemon(Child);
+struct Daemon(ChildGuard);
 
 impl Daemon {
     fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.0.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self.0.signal(name);
     }
 
     /// SIGTERM, then waits for a clean exit.
     fn stop(mut self) {
         self.signal("TERM");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                assert!(status.success(), "daemon exit after SIGTERM: {status:?}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let status = self
+            .0
+            .wait_timeout(Duration::from_secs(60))
+            .expect("daemon did not stop on SIGTERM");
+        assert!(status.success(), "daemon exit after SIGTERM: {status:?}");
     }
 
     /// Asserts the process has not exited.
     fn still_running(mut self) -> Self {
-        assert!(self.0.try_wait().unwrap().is_none(), "daemon exited");
+        assert!(self.0 .0.try_wait().unwrap().is_none(), "daemon exited");
         self
     }
 
     /// `kill -9`: no chance to clean up.
     fn kill_9(mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.0 .0.kill().unwrap();
+        self.0 .0.wait().unwrap();
     }
 }
 
@@ -1081,6 +1028,14 @@ fn chaos_fleet_converges_after_kill_9_at_random_moments() {
     );
     let daemon = fleet.start();
     fleet.wait_converged(&edge, "chaos");
+    // The store can show the fleet converged before this daemon has installed its signal
+    // handlers (when the last kill landed after the rollout finished): a SIGTERM then kills
+    // it outright. Ready (first pass done) comes after the handlers.
+    wait_for(
+        "the last daemon to be ready",
+        Duration::from_secs(60),
+        || http_get(fleet.metrics_port, "/readyz").is_some_and(|(status, _)| status == 200),
+    );
     daemon.stop();
     let check = check_store(&fleet, &versions);
     assert_eq!(check.targets_in_sync, total);

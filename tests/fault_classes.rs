@@ -6,6 +6,8 @@
 //! loop uses a policy with millisecond delays, except where the vendor's retry-after hint is
 //! what is being tested.
 
+#![cfg(feature = "sim")]
+
 use certkeeper::cert::bundle::testing;
 use certkeeper::cert::CertificateBundle;
 use certkeeper::cloud::alibaba::cdn::{CdnSettings, CdnTarget};

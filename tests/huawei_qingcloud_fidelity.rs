@@ -4,6 +4,8 @@
 //! commented exception, so a wrong client row can no longer pass because the simulator
 //! shares it. (Neither client has rate-limit constants: there are no rate tables to compare.)
 
+#![cfg(feature = "sim")]
+
 use certkeeper::error::ErrorClass;
 
 mod huawei {

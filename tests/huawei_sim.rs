@@ -3,6 +3,8 @@
 //! in audit and enforce mode with AK/SK and with IAM tokens (including renewal), error
 //! classes for unknown keys, unknown instances and busy instances, and DNS-01 TXT records.
 
+#![cfg(feature = "sim")]
+
 use certkeeper::cloud::huawei::client::{system_clock, Clock, HuaweiClient};
 use certkeeper::cloud::huawei::dns::HuaweiDnsSolver;
 use certkeeper::cloud::huawei::gaussdb::{

@@ -5,6 +5,8 @@
 //! in-process (no daemon) and through a running daemon's control socket. `plan` exits like
 //! terraform's `-detailed-exitcode`: 0 no change, 2 changes, 1 something unreadable.
 
+#![cfg(feature = "sim")]
+
 mod support;
 
 use std::path::Path;

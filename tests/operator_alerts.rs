@@ -5,6 +5,8 @@
 //! backoff (computed with the crate's backoff function, no success ever), fire the
 //! target-failing alert within 4 h while no certificate alert fires.
 
+#![cfg(feature = "sim")]
+
 mod support;
 
 use certkeeper::engine::backoff::next_delay;

@@ -6,6 +6,8 @@
 //! `READY=1` arrives, restored from the store (the bad target is in its one-hour backoff, so
 //! nothing but the restore can have set its series).
 
+#![cfg(feature = "sim")]
+
 mod support;
 
 use std::io::BufRead;

@@ -599,6 +599,7 @@ fn nginx_reload_path_unit_example_verifies_and_watches_the_example_target() {
 }
 
 /// The README's config for trying the installed service against the simulator.
+#[cfg(feature = "sim")]
 fn readme_simulator_config() -> String {
     let readme = std::fs::read_to_string(repository().join("README.md")).unwrap();
     let after = readme
@@ -613,6 +614,7 @@ fn readme_simulator_config() -> String {
         .to_owned()
 }
 
+#[cfg(feature = "sim")]
 #[test]
 fn readme_simulator_config_runs_under_the_units_credentials_and_shows_the_fleet() {
     let seed = std::fs::read_to_string(repository().join("config/sim-seed.example.toml")).unwrap();

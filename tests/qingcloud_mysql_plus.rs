@@ -2,6 +2,8 @@
 //! simulator over loopback: audit, enforce inside and outside the window, a failed job,
 //! and how each error class is (or is not) retried.
 
+#![cfg(feature = "sim")]
+
 use certkeeper::cloud::qingcloud::jobs::JobPollSettings;
 use certkeeper::cloud::qingcloud::mysql_plus::ConfigsslForm;
 use certkeeper::cloud::qingcloud::sim::{AccountSeed, ClusterSeed, Seed};

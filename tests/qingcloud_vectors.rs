@@ -2,6 +2,8 @@
 //! against the simulator over loopback: accepted as sent, refused when tampered with, signed
 //! with another secret, or stale.
 
+#![cfg(feature = "sim")]
+
 use certkeeper::cloud::qingcloud::sim::{AccountSeed, ClusterSeed, Seed};
 use certkeeper::cloud::sim::{serve, SimSeed, Simulator};
 use certkeeper::secret::Secret;

@@ -16,6 +16,8 @@
 //!
 //! A command this test has no expectation for fails it: a new README command gets one here.
 
+#![cfg(feature = "sim")]
+
 mod support;
 
 use std::process::Command;

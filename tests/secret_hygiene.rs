@@ -5,12 +5,16 @@
 //! key material may appear in the logs, `/metrics`, `certkeeper status` (table and JSON) or
 //! `certkeeper check` (including its error messages for broken configs).
 
-use certkeeper::cloud::sim::{serve, FaultRule, SimSeed, Simulator};
+#![cfg(feature = "sim")]
+
+mod support;
+
+use certkeeper::cloud::sim::FaultRule;
 use certkeeper::store::StateStore;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
+use support::{certkeeper_command, free_port, http_get, start_sim, status_json, ChildGuard};
 
 const ALIBABA_SECRET: &str = "hygiene-alibaba-secret-Q7x";
 const HUAWEI_SK: &str = "hygiene-huawei-sk-Z3k";
@@ -210,60 +214,14 @@ impl Secrets {
     }
 }
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, text))
-}
-
 /// Runs a CLI subcommand; returns stdout and stderr together.
 fn cli(args: &[&str], config_path: &Path) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
-        .args(args)
-        .arg("--config")
-        .arg(config_path)
-        .output()
-        .unwrap();
+    let output = support::certkeeper(config_path, args, &[]);
     format!(
         "{}\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
-}
-
-fn status_json(config_path: &Path) -> serde_json::Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
-        .args(["status", "--json", "--config"])
-        .arg(config_path)
-        .output()
-        .unwrap();
-    serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
 }
 
 fn converged(view: &serde_json::Value) -> bool {
@@ -274,15 +232,6 @@ fn converged(view: &serde_json::Value) -> bool {
         policies.len() == 3 && policies.iter().all(|policy| policy["compliant"] == true)
     });
     targets && policies
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 fn fault(vendor: &str, action: &str, status: u16, code: &str) -> FaultRule {
@@ -343,13 +292,9 @@ fn excerpt(output: &str, needle: &str) -> String {
 
 #[test]
 fn no_secret_reaches_logs_metrics_status_or_check() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let simulator = Arc::new(Simulator::new(SimSeed::from_toml(&seed()).unwrap()));
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let sim_url = format!("http://{}", listener.local_addr().unwrap());
-    runtime.spawn(serve(listener, simulator.clone(), std::future::pending()));
+    let sim = start_sim(&seed());
+    let simulator = sim.simulator.clone();
+    let sim_url = sim.url.clone();
     // Error paths on every vendor: retried in the operation (deploys) or failing one policy
     // pass (policies are checked again on the next scan).
     simulator.add_faults(vec![
@@ -398,8 +343,8 @@ fn no_secret_reaches_logs_metrics_status_or_check() {
     .unwrap();
     let log_path = directory.path().join("daemon.log");
     let log_file = std::fs::File::create(&log_path).unwrap();
-    let mut daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+    let mut daemon = ChildGuard(
+        certkeeper_command()
             .args([
                 "run",
                 "--log-format",
@@ -440,7 +385,7 @@ fn no_secret_reaches_logs_metrics_status_or_check() {
             simulator.stats_json()
         );
         if last_hup.elapsed() > Duration::from_secs(3) {
-            signal(&daemon.0, "HUP");
+            daemon.signal("HUP");
             last_hup = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(300));
@@ -490,7 +435,7 @@ fn no_secret_reaches_logs_metrics_status_or_check() {
         ),
     )
     .unwrap();
-    signal(&daemon.0, "HUP");
+    daemon.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !http_get(metrics_port, "/metrics").is_some_and(|(_, text)| {
         text.contains(r#"certkeeper_config_reloads_total{result="failure"} 1"#)
@@ -502,12 +447,11 @@ fn no_secret_reaches_logs_metrics_status_or_check() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    signal(&daemon.0, "TERM");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while daemon.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    daemon.signal("TERM");
+    assert!(
+        daemon.wait_timeout(Duration::from_secs(30)).is_some(),
+        "daemon did not stop on SIGTERM"
+    );
     let logs = std::fs::read_to_string(&log_path).unwrap();
     // Trace for every crate (the HTTP stack included), not only certkeeper's own.
     assert!(

@@ -5,7 +5,7 @@
 mod support;
 
 use std::os::unix::net::UnixDatagram;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -13,15 +13,17 @@ fn notify_sequence_ready_status_watchdog_reloading_stopping() {
     let directory = tempfile::tempdir().unwrap();
     let (socket_path, socket) = bind_notify_socket(directory.path(), Duration::from_millis(200));
     let config_path = support::write_local_ca_config(directory.path());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
-        .args(["run", "--config"])
-        .arg(&config_path)
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("WATCHDOG_USEC", "200000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = support::ChildGuard(
+        support::certkeeper_command()
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", "200000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
 
     let mut messages: Vec<String> = Vec::new();
     let mut buffer = [0u8; 4096];
@@ -38,22 +40,14 @@ fn notify_sequence_ready_status_watchdog_reloading_stopping() {
         }
         let seen = |needle: &str| messages.iter().any(|message| message.contains(needle));
         if !sent_hup && seen("READY=1") && seen("WATCHDOG=1") {
-            Command::new("kill")
-                .arg("-HUP")
-                .arg(child.id().to_string())
-                .status()
-                .unwrap();
+            child.signal("HUP");
             sent_hup = true;
         } else if sent_hup && !sent_term && seen("RELOADING=1") {
-            Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status()
-                .unwrap();
+            child.signal("TERM");
             sent_term = true;
         }
     }
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let position = |needle: &str| {
         messages

@@ -33,7 +33,12 @@ pub struct FileSettings {
     pub group: Option<String>,
     /// Program and arguments run after the files are in place, e.g. `["systemctl", "reload", "nginx"]`.
     pub reload_command: Option<Vec<String>>,
-    pub reload_timeout: Option<String>,
+    /// How long the reload command may run (default 30 s), parsed at config load.
+    #[serde(
+        default,
+        deserialize_with = "crate::config::duration::deserialize_option"
+    )]
+    pub reload_timeout: Option<Duration>,
 }
 
 impl FileSettings {
@@ -54,11 +59,6 @@ impl FileSettings {
                     format!("{path}.reload_command"),
                     "must name a program: [\"systemctl\", \"reload\", \"nginx\"]",
                 ));
-            }
-        }
-        if let Some(timeout) = &self.reload_timeout {
-            if let Err(error) = crate::config::duration::parse_duration(timeout) {
-                issues.push(ConfigIssue::new(format!("{path}.reload_timeout"), error));
             }
         }
     }
@@ -87,21 +87,7 @@ impl FileTarget {
             .as_deref()
             .map(|group| resolve_id(group, Path::new("/etc/group")))
             .transpose()?;
-        let reload_timeout = settings
-            .reload_timeout
-            .as_deref()
-            .map(crate::config::duration::parse_duration)
-            .transpose()
-            .map_err(|error| {
-                CloudError::new(
-                    VENDOR,
-                    "configure",
-                    ErrorClass::Invalid,
-                    "BadReloadTimeout",
-                    error,
-                )
-            })?
-            .unwrap_or(DEFAULT_RELOAD_TIMEOUT);
+        let reload_timeout = settings.reload_timeout.unwrap_or(DEFAULT_RELOAD_TIMEOUT);
         Ok(Self {
             name: name.to_owned(),
             directory: settings.directory.clone(),
@@ -323,7 +309,7 @@ mod tests {
             owner: None,
             group: None,
             reload_command: reload.map(|command| command.into_iter().map(str::to_owned).collect()),
-            reload_timeout: Some("5s".into()),
+            reload_timeout: Some(Duration::from_secs(5)),
         }
     }
 
@@ -379,7 +365,7 @@ mod tests {
         let error = failing.deploy(&bundle).await.unwrap_err();
         assert_eq!(error.code, "ReloadFailed");
         let mut slow_settings = settings(directory.path(), Some(vec!["sleep", "5"]));
-        slow_settings.reload_timeout = Some("1s".into());
+        slow_settings.reload_timeout = Some(Duration::from_secs(1));
         let slow = FileTarget::new("files", &slow_settings).unwrap();
         assert_eq!(slow.deploy(&bundle).await.unwrap_err().code, "Timeout");
     }

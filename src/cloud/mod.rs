@@ -8,6 +8,7 @@ pub mod file;
 pub mod http;
 pub mod huawei;
 pub mod qingcloud;
+#[cfg(feature = "sim")]
 pub mod sim;
 
 use crate::cert::CertificateBundle;

@@ -1,9 +1,30 @@
 //! Human durations as written in the config: `30d`, `2h`, `90m`, `45s`, `1h30m`, `1w`.
+//! The config parses them once at load ([`deserialize`], [`deserialize_option`]): the rest
+//! of the program sees `std::time::Duration` and never a fallback for a bad text.
 
+use serde::{Deserialize, Deserializer};
 use std::time::Duration;
 
 /// Parses `1w2d3h4m5s` style durations (at least one part; units w, d, h, m, s).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    parse_text(text)
+}
+
+/// `#[serde(deserialize_with = "...")]` for a duration key: the error message names the bad
+/// text, and the config loader adds the key path and position.
+pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_text(&text).map_err(serde::de::Error::custom)
+}
+
+/// [`deserialize`] for an optional key (use with `#[serde(default)]`).
+pub fn deserialize_option<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    deserialize(deserializer).map(Some)
+}
+
+fn parse_text(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err("empty duration (write e.g. `30d`, `2h`, `90m`)".into());

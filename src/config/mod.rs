@@ -1,6 +1,7 @@
 //! The configuration users write (TOML, default `/etc/certkeeper/certkeeper.toml`) and its
 //! validation. Loading is two steps: `parse` turns text into typed sections (unknown keys
-//! refused with the nearest valid key suggested), then `validate` checks values and
+//! refused with the nearest valid key suggested; durations, cron schedules and maintenance
+//! windows parsed into their types once, here), then `validate` checks values and
 //! cross-references without touching the file system, network or environment. Every
 //! problem is reported as `file:line:column: key.path: message`, located in one parse of
 //! the document whatever the number of problems. `check` (not `--offline`) then resolves
@@ -16,6 +17,7 @@ use crate::cloud::file::FileSettings;
 use crate::cloud::huawei::gaussdb::GaussDbBackupEncryptionSettings;
 use crate::cloud::qingcloud::mysql_plus::MysqlPlusSslSettings;
 use crate::cloud::PolicyMode;
+use crate::engine::window::Schedule;
 use crate::secret::Secret;
 use credentials::{AuthMethod, CredentialsConfig, Provider};
 use serde::de::DeserializeOwned;
@@ -23,6 +25,7 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use duration::{format_duration, parse_duration};
 pub use locate::Position;
@@ -133,20 +136,29 @@ pub struct DaemonConfig {
     pub metrics_listen: String,
     /// Cron schedule of drift scans (every target's live state) and policy checks.
     #[serde(default = "default_scan_schedule")]
-    pub scan_schedule: String,
+    pub scan_schedule: Schedule,
     /// How long before expiry a certificate still counts as usable for deploys.
-    #[serde(default = "default_grace_period")]
-    pub grace_period: String,
+    #[serde(
+        default = "default_grace_period",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub grace_period: Duration,
     /// How many deploys may run at once per vendor.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// How long SIGTERM waits for in-flight deploys before exiting.
-    #[serde(default = "default_shutdown_grace")]
-    pub shutdown_grace: String,
+    #[serde(
+        default = "default_shutdown_grace",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub shutdown_grace: Duration,
     /// How long a running pass may go without progress before `/healthz` fails and the
     /// systemd watchdog is no longer fed.
-    #[serde(default = "default_stall_timeout")]
-    pub stall_timeout: String,
+    #[serde(
+        default = "default_stall_timeout",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub stall_timeout: Duration,
     /// Accept a config that manages nothing (no certificate, no policy). Off by default, so
     /// an empty or truncated file is refused instead of silently managing nothing.
     #[serde(default)]
@@ -174,17 +186,21 @@ fn default_state_dir() -> PathBuf {
 fn default_metrics_listen() -> String {
     "127.0.0.1:9464".into()
 }
-fn default_scan_schedule() -> String {
-    "*/15 * * * *".into()
+fn default_scan_schedule() -> Schedule {
+    match Schedule::parse("*/15 * * * *") {
+        Ok(schedule) => schedule,
+        // The constant above is a valid expression (the `defaults_are_valid` test).
+        Err(error) => unreachable!("{error}"),
+    }
 }
-fn default_shutdown_grace() -> String {
-    "30s".into()
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(30)
 }
-fn default_stall_timeout() -> String {
-    "5m".into()
+fn default_stall_timeout() -> Duration {
+    Duration::from_secs(5 * 60)
 }
-fn default_grace_period() -> String {
-    "7d".into()
+fn default_grace_period() -> Duration {
+    Duration::from_secs(7 * 86_400)
 }
 fn default_concurrency() -> usize {
     8
@@ -222,7 +238,8 @@ pub struct AcmeConfig {
     #[serde(default = "default_true")]
     pub ari: bool,
     /// How long to wait for DNS-01 records to propagate.
-    pub dns_propagation_wait: Option<String>,
+    #[serde(default, deserialize_with = "duration::deserialize_option")]
+    pub dns_propagation_wait: Option<Duration>,
     /// Orders in flight at once for this account.
     pub max_concurrent_orders: Option<usize>,
 }
@@ -244,13 +261,16 @@ pub struct LocalCaConfig {
     /// Root certificate and key files; when absent the root is generated once and kept in the store.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
-    #[serde(default = "default_leaf_lifetime")]
-    pub leaf_lifetime: String,
+    #[serde(
+        default = "default_leaf_lifetime",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub leaf_lifetime: Duration,
     pub common_name: Option<String>,
 }
 
-fn default_leaf_lifetime() -> String {
-    "30d".into()
+fn default_leaf_lifetime() -> Duration {
+    Duration::from_secs(30 * 86_400)
 }
 
 /// Where a certificate comes from.
@@ -290,7 +310,8 @@ pub struct CertificateConfig {
     pub source: SourceConfig,
     #[serde(default)]
     pub key: KeyAlgorithm,
-    pub renew_before: Option<String>,
+    #[serde(default, deserialize_with = "duration::deserialize_option")]
+    pub renew_before: Option<Duration>,
     pub renew_ratio: Option<f64>,
     #[serde(default)]
     pub deploy_to: Vec<String>,
@@ -300,14 +321,18 @@ pub struct CertificateConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowConfig {
-    pub schedule: String,
-    pub duration: String,
+    pub schedule: Schedule,
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub duration: Duration,
 }
 
 impl WindowConfig {
+    /// The window (both parts were parsed at load; this refuses a zero duration).
     pub fn build(&self) -> Result<crate::engine::window::MaintenanceWindow, String> {
-        let duration = parse_duration(&self.duration)?;
-        crate::engine::window::MaintenanceWindow::new(&self.schedule, duration)
+        crate::engine::window::MaintenanceWindow::from_schedule(
+            self.schedule.clone(),
+            self.duration,
+        )
     }
 }
 
@@ -373,7 +398,7 @@ pub struct PolicyConfig {
     pub mode: PolicyMode,
     pub maintenance_window: Option<WindowConfig>,
     /// Cron schedule of checks; the daemon's scan schedule when absent.
-    pub schedule: Option<String>,
+    pub schedule: Option<Schedule>,
     pub settings: PolicySettings,
 }
 
@@ -718,7 +743,7 @@ fn parse_policy(mut table: toml::Table, path: &str) -> Result<PolicyConfig, Pars
     let resources: Vec<String> = take_value(&mut table, "resources", path)?.unwrap_or_default();
     let mode = take_value(&mut table, "mode", path)?.unwrap_or(PolicyMode::Audit);
     let maintenance_window = take_value(&mut table, "maintenance_window", path)?;
-    let schedule = take_string(&mut table, "schedule", path, false)?;
+    let schedule = take_value(&mut table, "schedule", path)?;
     let settings = match kind.as_str() {
         "huawei-gaussdb-backup-encryption" => PolicySettings::HuaweiGaussdbBackupEncryption(
             kind_settings(table, path, POLICY_COMMON_KEYS)?,
@@ -772,9 +797,6 @@ pub fn validate(config: &Config) -> (Vec<ConfigIssue>, Vec<ConfigIssue>) {
                 &path,
                 "give both `cert` and `key`, or neither to have the root generated",
             ));
-        }
-        if let Err(error) = parse_duration(&ca.leaf_lifetime) {
-            errors.push(ConfigIssue::new(format!("{path}.leaf_lifetime"), error));
         }
     }
     let target_names = unique_names(
@@ -840,9 +862,7 @@ fn valid_name(name: &str) -> bool {
 /// A pass waiting out a DNS-01 propagation makes no progress meanwhile: the stall budget must
 /// be longer, or every DNS-01 order would look like a stuck pass and get the daemon restarted.
 fn validate_stall_budget(config: &Config, errors: &mut Vec<ConfigIssue>) {
-    let Ok(budget) = parse_duration(&config.daemon.stall_timeout) else {
-        return;
-    };
+    let budget = config.daemon.stall_timeout;
     if budget.is_zero() {
         errors.push(ConfigIssue::new(
             "daemon.stall_timeout",
@@ -850,15 +870,16 @@ fn validate_stall_budget(config: &Config, errors: &mut Vec<ConfigIssue>) {
         ));
     }
     for (name, acme) in &config.acme {
-        let Some(wait) = acme.dns_propagation_wait.as_deref() else {
+        let Some(wait) = acme.dns_propagation_wait else {
             continue;
         };
-        if parse_duration(wait).is_ok_and(|wait| wait >= budget) {
+        if wait >= budget {
             errors.push(ConfigIssue::new(
                 format!("acme.{name}.dns_propagation_wait"),
                 format!(
-                    "`{wait}` is not shorter than daemon.stall_timeout (`{}`): the wait would look like a stuck pass; raise daemon.stall_timeout",
-                    config.daemon.stall_timeout
+                    "`{}` is not shorter than daemon.stall_timeout (`{}`): the wait would look like a stuck pass; raise daemon.stall_timeout",
+                    format_duration(wait),
+                    format_duration(budget),
                 ),
             ));
         }
@@ -884,18 +905,6 @@ fn validate_daemon(daemon: &DaemonConfig, errors: &mut Vec<ConfigIssue>) {
                 daemon.metrics_listen
             ),
         ));
-    }
-    if let Err(error) = crate::engine::window::parse_cron(&daemon.scan_schedule) {
-        errors.push(ConfigIssue::new("daemon.scan_schedule", error));
-    }
-    if let Err(error) = parse_duration(&daemon.shutdown_grace) {
-        errors.push(ConfigIssue::new("daemon.shutdown_grace", error));
-    }
-    if let Err(error) = parse_duration(&daemon.stall_timeout) {
-        errors.push(ConfigIssue::new("daemon.stall_timeout", error));
-    }
-    if let Err(error) = parse_duration(&daemon.grace_period) {
-        errors.push(ConfigIssue::new("daemon.grace_period", error));
     }
     if daemon.concurrency == 0 || daemon.concurrency > 256 {
         errors.push(ConfigIssue::new(
@@ -1207,14 +1216,6 @@ fn validate_acme(
             },
         },
     }
-    if let Some(wait) = &acme.dns_propagation_wait {
-        if let Err(error) = parse_duration(wait) {
-            errors.push(ConfigIssue::new(
-                format!("{path}.dns_propagation_wait"),
-                error,
-            ));
-        }
-    }
     if acme.max_concurrent_orders == Some(0) {
         errors.push(ConfigIssue::new(
             format!("{path}.max_concurrent_orders"),
@@ -1379,11 +1380,7 @@ fn validate_certificate(
             format!("{path}.renew_ratio"),
             "give `renew_before` or `renew_ratio`, not both",
         )),
-        (Some(before), None) => {
-            if let Err(error) = parse_duration(before) {
-                errors.push(ConfigIssue::new(format!("{path}.renew_before"), error));
-            }
-        }
+        (Some(_), None) => {}
         (None, Some(ratio)) => {
             if !(ratio > 0.0 && ratio < 1.0) {
                 errors.push(ConfigIssue::new(
@@ -1434,12 +1431,7 @@ fn check_credentials_ref(
 
 fn check_window(path: &str, window: &Option<WindowConfig>, errors: &mut Vec<ConfigIssue>) {
     if let Some(window) = window {
-        if let Err(error) = parse_duration(&window.duration) {
-            errors.push(ConfigIssue::new(
-                format!("{path}.maintenance_window.duration"),
-                error,
-            ));
-        } else if let Err(error) = window.build() {
+        if let Err(error) = window.build() {
             errors.push(ConfigIssue::new(
                 format!("{path}.maintenance_window.schedule"),
                 error,
@@ -1504,11 +1496,6 @@ fn validate_policy(
         }
     }
     check_window(&path, &policy.maintenance_window, errors);
-    if let Some(schedule) = &policy.schedule {
-        if let Err(error) = crate::engine::window::parse_cron(schedule) {
-            errors.push(ConfigIssue::new(format!("{path}.schedule"), error));
-        }
-    }
     match &policy.settings {
         PolicySettings::HuaweiGaussdbBackupEncryption(settings) => {
             settings.validate(&path, errors);
@@ -1565,7 +1552,7 @@ mod tests {
         let Ok(mut zero) = parse(&text("1s")) else {
             panic!("the test config parses")
         };
-        zero.daemon.stall_timeout = "0s".into();
+        zero.daemon.stall_timeout = Duration::ZERO;
         assert!(validate(&zero)
             .0
             .iter()
@@ -1576,5 +1563,71 @@ mod tests {
             refused[0].contains("not shorter than daemon.stall_timeout (`2m`)"),
             "{refused:?}"
         );
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(default_scan_schedule().expression(), "*/15 * * * *");
+        let config = DaemonConfig::default();
+        assert_eq!(config.grace_period, Duration::from_secs(7 * 86_400));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(config.stall_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn durations_cron_and_windows_are_typed_at_load() {
+        let Ok(config) = parse(
+            "[daemon]\nscan_schedule = \"0 * * * *\"\ngrace_period = \"1w\"\nstall_timeout = \"90s\"\n\
+             [local_ca.internal]\nleaf_lifetime = \"2d\"\n\
+             [[target]]\nname = \"files\"\nkind = \"file\"\ndirectory = \"/srv/tls\"\n\
+             reload_timeout = \"5s\"\n\
+             maintenance_window = { schedule = \"0 2 * * Sun\", duration = \"1h30m\" }\n",
+        ) else {
+            panic!("the test config parses")
+        };
+        assert_eq!(config.daemon.scan_schedule.expression(), "0 * * * *");
+        assert_eq!(config.daemon.grace_period, Duration::from_secs(604_800));
+        assert_eq!(config.daemon.stall_timeout, Duration::from_secs(90));
+        assert_eq!(
+            config.local_ca["internal"].leaf_lifetime,
+            Duration::from_secs(172_800)
+        );
+        let target = &config.targets[0];
+        let Some(window) = &target.maintenance_window else {
+            panic!("a window")
+        };
+        assert_eq!(window.duration, Duration::from_secs(5_400));
+        assert_eq!(window.schedule.expression(), "0 2 * * Sun");
+        let TargetSettings::File(settings) = &target.settings else {
+            panic!("a file target")
+        };
+        assert_eq!(settings.reload_timeout, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_bad_duration_or_cron_is_refused_at_load_with_its_key_path() {
+        for (text, path, message) in [
+            (
+                "[daemon]\ngrace_period = \"7 days\"\n",
+                "daemon.grace_period",
+                "`7 days` is not a duration",
+            ),
+            (
+                "[daemon]\nscan_schedule = \"hourly\"\n",
+                "daemon.scan_schedule",
+                "cron expression `hourly` must have 5 fields",
+            ),
+            (
+                "[local_ca.internal]\nleaf_lifetime = \"30\"\n",
+                "local_ca.internal.leaf_lifetime",
+                "has no unit",
+            ),
+        ] {
+            let Err(ParseIssue::Key(issue)) = parse(text) else {
+                panic!("{text} is refused at parse")
+            };
+            assert_eq!(issue.path, path, "{text}");
+            assert!(issue.message.contains(message), "{text}: {}", issue.message);
+        }
     }
 }

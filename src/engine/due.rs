@@ -20,12 +20,9 @@ impl Daemon {
     ) -> Result<OffsetDateTime, StoreError> {
         let expression = policy
             .schedule
-            .as_deref()
+            .as_ref()
             .unwrap_or(&config.daemon.scan_schedule);
-        let Ok(schedule) = crate::engine::window::parse_cron(expression) else {
-            // Validated at load; checking now is the safe side.
-            return Ok(OffsetDateTime::UNIX_EPOCH);
-        };
+        let schedule = expression.cron();
         let mine: Vec<&PolicyStatus> = statuses
             .iter()
             .filter(|status| status.policy == policy.name)

@@ -31,9 +31,7 @@ pub fn planned_renewal(
 
 pub(crate) fn renewal_rule(certificate: &config::CertificateConfig) -> RenewalRule {
     match (&certificate.renew_before, certificate.renew_ratio) {
-        (Some(before), _) => config::parse_duration(before)
-            .map(RenewalRule::Before)
-            .unwrap_or_default(),
+        (Some(before), _) => RenewalRule::Before(*before),
         (None, Some(ratio)) => RenewalRule::Ratio(ratio),
         (None, None) => RenewalRule::default(),
     }

@@ -1,13 +1,11 @@
 //! The deploy queue of a pass: every (target, newest version) pair, queued per vendor and
 //! run by one driver per vendor with bounded concurrency; unfinished work goes first.
 
-use crate::config;
 use crate::engine::deploy::{reconcile_target_with_inputs, DeployContext, TargetHandle};
 use crate::engine::pass::{Components, Daemon, Shutdown};
 use crate::store::{CertificateVersion, DeployStatus, StoreError};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 use time::OffsetDateTime;
 
 /// One (target, certificate version) for a pass's deploy queue.
@@ -34,8 +32,7 @@ impl Daemon {
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             retry: self.retry,
-            grace: config::parse_duration(&components.config.daemon.grace_period)
-                .unwrap_or(Duration::from_secs(7 * 86_400)),
+            grace: components.config.daemon.grace_period,
         };
         // Targets the ledger does not show in sync go first: after a restart in the middle
         // of a rollout, the unfinished work is not queued behind re-reading the finished.

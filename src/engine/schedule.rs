@@ -143,7 +143,8 @@ mod tests {
 
     #[test]
     fn policy_checks_follow_the_schedule_windows_busy_and_errors() {
-        let hourly = crate::engine::window::parse_cron("0 * * * *").unwrap();
+        let hourly = crate::engine::window::Schedule::parse("0 * * * *").unwrap();
+        let hourly = hourly.cron();
         let t = datetime!(2026-11-23 10:20 UTC);
         let resources = vec!["a".to_owned(), "b".to_owned()];
         let a = status("a", t);
@@ -153,13 +154,13 @@ mod tests {
         };
         // A resource never checked: now.
         assert_eq!(
-            policy_due_at(&hourly, &resources, &[&a], first_retry),
+            policy_due_at(hourly, &resources, &[&a], first_retry),
             OffsetDateTime::UNIX_EPOCH
         );
         // Both compliant: the next hour after the oldest check.
         let b = status("b", t - Duration::from_secs(600));
         assert_eq!(
-            policy_due_at(&hourly, &resources, &[&a, &b], first_retry),
+            policy_due_at(hourly, &resources, &[&a, &b], first_retry),
             datetime!(2026-11-23 11:00 UTC)
         );
         // A correction deferred to a window opening at 10:45.
@@ -168,7 +169,7 @@ mod tests {
         deferred.observed =
             serde_json::json!({"window_opens": datetime!(2026-11-23 10:45 UTC).unix_timestamp()});
         assert_eq!(
-            policy_due_at(&hourly, &resources, &[&a, &deferred], first_retry),
+            policy_due_at(hourly, &resources, &[&a, &deferred], first_retry),
             datetime!(2026-11-23 10:45 UTC)
         );
         // Busy: 30 s.
@@ -176,7 +177,7 @@ mod tests {
         busy.compliant = false;
         busy.observed = serde_json::json!({"observed": "updating", "busy": true});
         assert_eq!(
-            policy_due_at(&hourly, &resources, &[&a, &busy], first_retry),
+            policy_due_at(hourly, &resources, &[&a, &busy], first_retry),
             t + Duration::from_secs(30)
         );
         // Auth error: an hour; invalid: the schedule.
@@ -187,7 +188,7 @@ mod tests {
             message: "m".into(),
         });
         assert_eq!(
-            policy_due_at(&hourly, &resources, &[&a, &failed], first_retry),
+            policy_due_at(hourly, &resources, &[&a, &failed], first_retry),
             datetime!(2026-11-23 11:00 UTC)
         );
         failed.last_error = Some(crate::store::LastError {
@@ -196,7 +197,7 @@ mod tests {
             message: "m".into(),
         });
         assert_eq!(
-            policy_due_at(&hourly, &resources, &[&a, &failed], first_retry),
+            policy_due_at(hourly, &resources, &[&a, &failed], first_retry),
             t + Duration::from_secs(60)
         );
     }

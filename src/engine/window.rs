@@ -6,37 +6,91 @@ use std::str::FromStr;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// A recurring window, e.g. `schedule = "0 2 * * Sun"`, `duration = "2h"`.
-#[derive(Debug, Clone)]
-pub struct MaintenanceWindow {
-    schedule: cron::Schedule,
+/// A cron schedule parsed once (at config load) from its expression, which it keeps for
+/// messages and `Debug`: five fields (minute hour day month weekday), or six/seven with
+/// seconds (and year) first.
+#[derive(Clone)]
+pub struct Schedule {
     expression: String,
-    duration: Duration,
+    parsed: cron::Schedule,
 }
 
-impl PartialEq for MaintenanceWindow {
-    fn eq(&self, other: &Self) -> bool {
-        self.expression == other.expression && self.duration == other.duration
+impl Schedule {
+    /// Parses `expression`; the error names it and says what is wrong (for the config's
+    /// `file:line:column: key.path: message`).
+    pub fn parse(expression: &str) -> Result<Self, String> {
+        let fields = expression.split_whitespace().count();
+        let full = match fields {
+            5 => format!("0 {expression}"),
+            6 | 7 => expression.to_owned(),
+            _ => return Err(format!("cron expression `{expression}` must have 5 fields (minute hour day month weekday), or 6-7 with seconds first")),
+        };
+        let parsed = cron::Schedule::from_str(&full)
+            .map_err(|error| format!("cron expression `{expression}` is invalid: {error}"))?;
+        Ok(Self {
+            expression: expression.to_owned(),
+            parsed,
+        })
     }
+
+    /// The expression as the config wrote it.
+    pub fn expression(&self) -> &str {
+        &self.expression
+    }
+
+    /// The parsed schedule, for computing occurrences.
+    pub fn cron(&self) -> &cron::Schedule {
+        &self.parsed
+    }
+}
+
+impl std::fmt::Debug for Schedule {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The expression only: the digest of a target's config (`engine::inputs`) hashes
+        // this text, and the parsed form says nothing more.
+        self.expression.fmt(formatter)
+    }
+}
+
+impl PartialEq for Schedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.expression == other.expression
+    }
+}
+
+impl Eq for Schedule {}
+
+impl<'de> serde::Deserialize<'de> for Schedule {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let expression = String::deserialize(deserializer)?;
+        Self::parse(&expression).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A recurring window, e.g. `schedule = "0 2 * * Sun"`, `duration = "2h"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaintenanceWindow {
+    schedule: Schedule,
+    duration: Duration,
 }
 
 impl MaintenanceWindow {
     /// Parses a cron expression: five fields (minute hour day month weekday) or six/seven
     /// with seconds (and year) first.
     pub fn new(expression: &str, duration: Duration) -> Result<Self, String> {
-        let schedule = parse_cron(expression)?;
+        Self::from_schedule(Schedule::parse(expression)?, duration)
+    }
+
+    /// A window opening at `schedule`, open for `duration` (more than zero).
+    pub fn from_schedule(schedule: Schedule, duration: Duration) -> Result<Self, String> {
         if duration.is_zero() {
             return Err("maintenance window duration must be greater than zero".into());
         }
-        Ok(Self {
-            schedule,
-            expression: expression.to_owned(),
-            duration,
-        })
+        Ok(Self { schedule, duration })
     }
 
     pub fn expression(&self) -> &str {
-        &self.expression
+        self.schedule.expression()
     }
 
     pub fn duration(&self) -> Duration {
@@ -54,26 +108,14 @@ impl MaintenanceWindow {
         // The latest start at or before `now` is the first start after `now - duration`
         // (minus a second, because `after` is exclusive).
         let from = now - length - time::Duration::seconds(1);
-        let start = to_time(self.schedule.after(&to_chrono(from)?).next()?)?;
+        let start = to_time(self.schedule.cron().after(&to_chrono(from)?).next()?)?;
         (start <= now && now < start + length).then_some(start + length)
     }
 
     /// The next time the window opens strictly after `now`.
     pub fn next_open(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
-        to_time(self.schedule.after(&to_chrono(now)?).next()?)
+        to_time(self.schedule.cron().after(&to_chrono(now)?).next()?)
     }
-}
-
-/// Parses five-field cron (minute first) or the `cron` crate's six/seven-field form.
-pub fn parse_cron(expression: &str) -> Result<cron::Schedule, String> {
-    let fields = expression.split_whitespace().count();
-    let full = match fields {
-        5 => format!("0 {expression}"),
-        6 | 7 => expression.to_owned(),
-        _ => return Err(format!("cron expression `{expression}` must have 5 fields (minute hour day month weekday), or 6-7 with seconds first")),
-    };
-    cron::Schedule::from_str(&full)
-        .map_err(|error| format!("cron expression `{expression}` is invalid: {error}"))
 }
 
 fn to_chrono(at: OffsetDateTime) -> Option<chrono::DateTime<chrono::Utc>> {

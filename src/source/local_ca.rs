@@ -6,7 +6,6 @@
 //! Root files are read only if they are regular files under [`crate::cert::MAX_INPUT_BYTES`],
 //! and the daemon opens the CA through [`LocalCa::load`], on the blocking pool.
 
-use crate::config::duration::parse_duration;
 use crate::config::{KeyAlgorithm, LocalCaConfig};
 use crate::error::ErrorClass;
 use crate::secret::Secret;
@@ -45,16 +44,7 @@ impl LocalCaSettings {
     }
 
     pub fn from_config(name: &str, config: &LocalCaConfig) -> Result<Self, SourceError> {
-        let leaf_lifetime = parse_duration(&config.leaf_lifetime).map_err(|message| {
-            SourceError::new(
-                ORIGIN,
-                "configure",
-                ErrorClass::Invalid,
-                "Lifetime",
-                message,
-            )
-        })?;
-        let mut settings = Self::new(name, leaf_lifetime);
+        let mut settings = Self::new(name, config.leaf_lifetime);
         if let Some(common_name) = &config.common_name {
             settings.common_name = common_name.clone();
         }

@@ -3,9 +3,11 @@
 //! them says `mod support;`; not every file uses every helper, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+#[cfg(feature = "sim")]
 use certkeeper::cloud::sim::{serve, SimSeed, Simulator};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+#[cfg(feature = "sim")]
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,7 @@ pub fn free_port() -> u16 {
 }
 
 /// The simulator served on a loopback port by its own runtime, for as long as this lives.
+#[cfg(feature = "sim")]
 pub struct Sim {
     pub url: String,
     pub simulator: Arc<Simulator>,
@@ -34,6 +37,7 @@ pub struct Sim {
 }
 
 /// Starts the simulator from a seed written in the documented TOML format.
+#[cfg(feature = "sim")]
 pub fn start_sim(seed_toml: &str) -> Sim {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime for the simulator");
     let simulator = Arc::new(Simulator::new(

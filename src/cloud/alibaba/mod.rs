@@ -7,6 +7,7 @@ pub mod client;
 pub mod dns;
 pub mod rds;
 pub mod signer;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod sim_tables;
 pub mod vod;

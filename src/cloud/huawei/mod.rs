@@ -7,4 +7,5 @@ pub mod dns;
 pub mod gaussdb;
 pub mod iam;
 pub mod signer;
+#[cfg(feature = "sim")]
 pub mod sim;

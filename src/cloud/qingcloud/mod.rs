@@ -5,6 +5,7 @@ pub mod client;
 pub mod jobs;
 pub mod mysql_plus;
 pub mod signer;
+#[cfg(feature = "sim")]
 pub mod sim;
 
 pub use client::QingCloudClient;

@@ -135,18 +135,10 @@ impl AcmeSettings {
 /// The DNS-01 propagation wait of `[acme.NAME]`: `dns_propagation_wait`, else 10 s (enough
 /// for the authoritative servers of the supported DNS providers to answer).
 pub fn dns_propagation_wait(config: &AcmeConfig) -> Result<Duration, SourceError> {
-    match &config.dns_propagation_wait {
-        Some(text) => crate::config::duration::parse_duration(text).map_err(|message| {
-            SourceError::new(
-                ORIGIN,
-                "configure",
-                ErrorClass::Invalid,
-                "Duration",
-                message,
-            )
-        }),
-        None => Ok(Duration::from_secs(10)),
-    }
+    // Parsed at config load: nothing left to refuse here.
+    Ok(config
+        .dns_propagation_wait
+        .unwrap_or(Duration::from_secs(10)))
 }
 
 /// Typed events of the ACME source, for telemetry and tests.
