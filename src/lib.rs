@@ -8,8 +8,10 @@
 //! - [`source`]: where certificates come from (ACME, watched files, local CA).
 //! - [`cloud`]: targets, policies and DNS solvers per vendor, plus the simulator.
 //! - `demo`: the offline demo (simulator + daemon), with the default `sim` feature.
-//! - [`engine`]: the reconcile pass (obtain, rollout, policies, what is due), windows,
-//!   renewal timing, retries.
+//! - [`engine`]: the reconcile pass (obtain, rollout, policies, what is due), renewal
+//!   timing, backoff across operations.
+//! - Pure leaves every layer may use: [`window`] (cron schedules and maintenance windows),
+//!   [`ratelimit`] (vendor token buckets), [`retry`] (retries within one operation).
 //! - [`status`]: the `certkeeper status` view; [`plan`]: the `certkeeper plan` view.
 //! - [`control`]: the daemon's Unix socket for `renew` and `deploy`.
 //! - [`store`]: the state that must survive a crash (SQLite by default).
@@ -34,9 +36,12 @@ pub mod error;
 pub mod fsutil;
 pub mod plan;
 pub mod process;
+pub mod ratelimit;
+pub mod retry;
 pub mod secret;
 pub mod source;
 pub mod status;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;
+pub mod window;

@@ -9,7 +9,7 @@ use crate::cert::CertificateBundle;
 use crate::cloud::PolicyMode;
 use crate::config::credentials::SecretEnvironment;
 use crate::config::{Config, SourceConfig};
-use crate::engine::retry::RetryPolicy;
+use crate::retry::RetryPolicy;
 use crate::source::file::{FileEvent, FileSource, WatchSpec};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{StateStore, StoreError};
@@ -229,7 +229,7 @@ pub async fn plan(
                 };
                 // Throttled and transient reads are retried as in a pass: a daemon running
                 // next to `plan` shares the account's limits.
-                let live = crate::engine::retry::with_retries(
+                let live = crate::retry::with_retries(
                     &PLAN_RETRY,
                     || handle.target.observe(),
                     |_, _, _| {},
@@ -302,12 +302,9 @@ pub async fn plan(
                 action: NO_CHANGE.into(),
                 detail: None,
             };
-            let checked = crate::engine::retry::with_retries(
-                &PLAN_RETRY,
-                || policy.check(&resource),
-                |_, _, _| {},
-            )
-            .await;
+            let checked =
+                crate::retry::with_retries(&PLAN_RETRY, || policy.check(&resource), |_, _, _| {})
+                    .await;
             match checked {
                 Ok(finding) => {
                     row.compliant = Some(finding.compliant);

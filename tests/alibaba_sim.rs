@@ -14,8 +14,8 @@ use certkeeper::cloud::alibaba::vod::{VodSettings, VodTarget};
 use certkeeper::cloud::sim::{serve, SimSeed, Simulator};
 use certkeeper::cloud::{converge, Convergence, DnsSolver, Target};
 use certkeeper::config::credentials::{Provider, ResolvedCredentials};
-use certkeeper::engine::retry::RetryPolicy;
 use certkeeper::error::ErrorClass;
+use certkeeper::retry::RetryPolicy;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -587,7 +587,7 @@ async fn three_hundred_deploys_stay_under_the_limit() {
         AlibabaClient::new(
             ResolvedCredentials::new("ali", Provider::Alibaba, ID, SECRET).with_endpoint(&sim.base),
             certkeeper::cloud::http::client(Default::default()).unwrap(),
-            certkeeper::engine::ratelimit::RateLimits::from_defaults(&[(
+            certkeeper::ratelimit::RateLimits::from_defaults(&[(
                 "SetCdnDomainSSLCertificate",
                 10_000.0,
             )]),
@@ -770,7 +770,7 @@ async fn rds_waits_for_its_maintenance_window() {
     let bundle = testing::fresh(&["rm-test1.mysql.rds.aliyuncs.com"]);
     // A one-minute window twelve hours away is closed now.
     let later = time::OffsetDateTime::now_utc() + time::Duration::hours(12);
-    let closed = certkeeper::engine::window::MaintenanceWindow::new(
+    let closed = certkeeper::window::MaintenanceWindow::new(
         &format!("{} {} * * *", later.minute(), later.hour()),
         Duration::from_secs(60),
     )
@@ -785,8 +785,7 @@ async fn rds_waits_for_its_maintenance_window() {
     assert_eq!(sim.count("ModifyDBInstanceSSL", "ok"), 0);
     // An always-open window lets it through.
     let open =
-        certkeeper::engine::window::MaintenanceWindow::new("* * * * *", Duration::from_secs(120))
-            .unwrap();
+        certkeeper::window::MaintenanceWindow::new("* * * * *", Duration::from_secs(120)).unwrap();
     let target = RdsTarget::new("db", settings, sim.client()).with_maintenance_window(Some(open));
     assert_eq!(
         converge(&target, &bundle).await.unwrap(),

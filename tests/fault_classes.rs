@@ -20,8 +20,8 @@ use certkeeper::engine::deploy::{
     reconcile_target, reconcile_target_with_inputs, refresh_retry_pending, DeployContext,
     DeployOutcome, TargetHandle,
 };
-use certkeeper::engine::retry::RetryPolicy;
 use certkeeper::error::{CloudError, ErrorClass};
+use certkeeper::retry::RetryPolicy;
 use certkeeper::store::sqlite::SqliteStore;
 use certkeeper::store::{
     Attempt, CertificateVersion, DeployStatus, DeploymentRecord, StateStore, SubjectKind,
@@ -249,7 +249,7 @@ fn ok_deploy() -> (String, Option<ErrorClass>, Option<String>) {
 
 #[test]
 fn documented_schedules() {
-    // Within one operation (engine::retry): throttled without a hint 1 s doubling toward
+    // Within one operation (retry): throttled without a hint 1 s doubling toward
     // 60 s, a retry-after hint wins; transient full jitter under 2 s doubling to 5 min, five
     // attempts in all; every other class is not retried in the operation.
     let policy = RetryPolicy::default();

@@ -13,8 +13,8 @@ use certkeeper::cloud::huawei::gaussdb::{
 use certkeeper::cloud::sim::{serve, FaultRule, SimSeed, Simulator};
 use certkeeper::cloud::{apply_policy, DnsSolver, Policy, PolicyMode, PolicyOutcome};
 use certkeeper::config::credentials::{AuthMethod, Provider, ResolvedCredentials};
-use certkeeper::engine::retry::{with_retries, RetryPolicy};
 use certkeeper::error::ErrorClass;
+use certkeeper::retry::{with_retries, RetryPolicy};
 use certkeeper::secret::Secret;
 use serde_json::Value;
 use std::sync::atomic::{AtomicI64, Ordering};

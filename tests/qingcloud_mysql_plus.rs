@@ -13,10 +13,10 @@ use certkeeper::cloud::{
     apply_policy, remediation_deferred_until, Policy, PolicyMode, PolicyOutcome,
 };
 use certkeeper::config::credentials::{Provider, ResolvedCredentials};
-use certkeeper::engine::retry::{with_retries, RetryPolicy};
-use certkeeper::engine::window::MaintenanceWindow;
 use certkeeper::error::{CloudError, ErrorClass};
+use certkeeper::retry::{with_retries, RetryPolicy};
 use certkeeper::secret::Secret;
+use certkeeper::window::MaintenanceWindow;
 use std::sync::Arc;
 use std::time::Duration;
 use time::macros::datetime;

@@ -12,8 +12,8 @@ pub mod qingcloud;
 pub mod sim;
 
 use crate::cert::CertificateBundle;
-use crate::engine::window::MaintenanceWindow;
 use crate::error::{CloudError, ErrorClass};
+use crate::window::MaintenanceWindow;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 

@@ -17,8 +17,8 @@ use crate::cloud::file::FileSettings;
 use crate::cloud::huawei::gaussdb::GaussDbBackupEncryptionSettings;
 use crate::cloud::qingcloud::mysql_plus::MysqlPlusSslSettings;
 use crate::cloud::PolicyMode;
-use crate::engine::window::Schedule;
 use crate::secret::Secret;
+use crate::window::Schedule;
 use credentials::{AuthMethod, CredentialsConfig, Provider};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -328,11 +328,8 @@ pub struct WindowConfig {
 
 impl WindowConfig {
     /// The window (both parts were parsed at load; this refuses a zero duration).
-    pub fn build(&self) -> Result<crate::engine::window::MaintenanceWindow, String> {
-        crate::engine::window::MaintenanceWindow::from_schedule(
-            self.schedule.clone(),
-            self.duration,
-        )
+    pub fn build(&self) -> Result<crate::window::MaintenanceWindow, String> {
+        crate::window::MaintenanceWindow::from_schedule(self.schedule.clone(), self.duration)
     }
 }
 

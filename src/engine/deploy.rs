@@ -6,16 +6,16 @@
 //! next start; nothing here depends on memory surviving a restart.
 
 use crate::cloud::{converge, deploy_and_verify, Convergence, Target};
-use crate::engine::retry::{with_retries, RetriedErrors, RetryPolicy};
-use crate::engine::window::MaintenanceWindow;
 use crate::engine::{backoff, inputs, state};
 use crate::error::{CloudError, ErrorClass};
+use crate::retry::{with_retries, RetriedErrors, RetryPolicy};
 use crate::store::{
     Attempt, CertificateVersion, DeployStatus, DeploymentRecord, Event, LastError, StateStore,
     StoreError, SubjectKind,
 };
 use crate::telemetry::logging::{failure, needs_human};
 use crate::telemetry::metrics::{Failing, Metrics};
+use crate::window::MaintenanceWindow;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;

@@ -1,5 +1,5 @@
 //! One policy pass over one resource with the same retry rules as a deploy: throttled and
-//! transient failures are retried inside the pass (`engine::retry`), other classes wait
+//! transient failures are retried inside the pass (`retry`), other classes wait
 //! across passes by class (`engine::backoff`), invalid is parked until the policy's inputs
 //! change. The backoff state lives only in the store's attempt history (subject
 //! `policy/resource`), so a restart changes nothing: consecutive failed passes are the
@@ -8,9 +8,9 @@
 //! fingerprint changes, which ends the failure run and so resets the backoff.
 
 use crate::cloud::{apply_policy, Policy, PolicyOutcome};
-use crate::engine::retry::{with_retries, RetriedErrors, RetryPolicy};
 use crate::engine::{backoff, inputs, state};
 use crate::error::ErrorClass;
+use crate::retry::{with_retries, RetriedErrors, RetryPolicy};
 use crate::store::{Attempt, Event, LastError, PolicyStatus, StateStore, StoreError, SubjectKind};
 use crate::telemetry::metrics::Metrics;
 use std::sync::Arc;
@@ -280,9 +280,9 @@ pub async fn reconcile_policy(
 mod tests {
     use super::*;
     use crate::cloud::{PolicyFinding, PolicyMode, Remediation};
-    use crate::engine::window::MaintenanceWindow;
     use crate::error::CloudError;
     use crate::store::sqlite::SqliteStore;
+    use crate::window::MaintenanceWindow;
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::Duration;

@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn policy_checks_follow_the_schedule_windows_busy_and_errors() {
-        let hourly = crate::engine::window::Schedule::parse("0 * * * *").unwrap();
+        let hourly = crate::window::Schedule::parse("0 * * * *").unwrap();
         let hourly = hourly.cron();
         let t = datetime!(2026-11-23 10:20 UTC);
         let resources = vec!["a".to_owned(), "b".to_owned()];

@@ -7,7 +7,6 @@
 use crate::cloud::{Policy, PolicyMode};
 use crate::engine::backoff;
 use crate::engine::renewal::{renewal_time, RenewalInputs, RenewalRule};
-use crate::engine::window::MaintenanceWindow;
 use crate::store::{
     Attempt, CertificateVersion, DeployStatus, DeploymentRecord, PolicyStatus, StateStore,
     StoreError, SubjectKind,
@@ -15,6 +14,7 @@ use crate::store::{
 use crate::telemetry::metrics::{
     CertificateState, Configured, Failing, Metrics, PolicyResourceState, TargetState, Validity,
 };
+use crate::window::MaintenanceWindow;
 use std::collections::HashMap;
 use std::time::Duration;
 use time::OffsetDateTime;

@@ -4,13 +4,13 @@
 //! (no redirects, bounded reply) and turns failures into [`CloudError`]s. This file
 //! holds the only table that maps Alibaba error codes to an [`ErrorClass`]; unknown codes fall
 //! back on the HTTP status. Retries (honouring `x-acs-retry-after`) go through
-//! `engine::retry::with_retries`, never a loop of our own.
+//! `retry::with_retries`, never a loop of our own.
 
 use super::signer::{Acs3Call, SignedRequest};
 use crate::config::credentials::ResolvedCredentials;
-use crate::engine::ratelimit::{RateLimiter, RateLimits};
-use crate::engine::retry::{with_retries, RetryPolicy};
 use crate::error::{CloudError, ErrorClass};
+use crate::ratelimit::{RateLimiter, RateLimits};
+use crate::retry::{with_retries, RetryPolicy};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -389,7 +389,7 @@ impl AlibabaClient {
     }
 
     /// `Some` retries throttled and transient failures of each call through
-    /// `engine::retry::with_retries` (honouring `x-acs-retry-after`); `None` (the default)
+    /// `retry::with_retries` (honouring `x-acs-retry-after`); `None` (the default)
     /// makes every call a single attempt.
     pub fn with_retry_policy(mut self, retry: Option<RetryPolicy>) -> Self {
         self.retry = retry;

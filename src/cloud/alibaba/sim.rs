@@ -15,7 +15,7 @@ use crate::cloud::alibaba::signer::{
 };
 use crate::cloud::alibaba::sim_tables;
 use crate::cloud::sim::{SimRequest, SimResponse, VendorSim};
-use crate::engine::ratelimit::BucketState;
+use crate::ratelimit::BucketState;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

@@ -17,8 +17,8 @@
 use super::client::{ApiRequest, HuaweiClient};
 use crate::cloud::{Policy, PolicyFinding, PolicyMode, Remediation};
 use crate::config::ConfigIssue;
-use crate::engine::window::MaintenanceWindow;
 use crate::error::{CloudError, ErrorClass};
+use crate::window::MaintenanceWindow;
 use async_trait::async_trait;
 use reqwest::Method;
 use serde::Deserialize;

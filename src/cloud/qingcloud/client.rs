@@ -2,7 +2,7 @@
 //! as a GET, or as a form POST when the parameters are too long for a URL, reads the
 //! `{ret_code, message}` envelope that QingCloud returns inside HTTP 200 and classifies
 //! failures. This file holds the only table that turns QingCloud `ret_code`s into an
-//! [`ErrorClass`]. It never retries: `engine::retry` owns that.
+//! [`ErrorClass`]. It never retries: `retry` owns that.
 
 use super::signer::{self, SigningInput};
 use crate::config::credentials::ResolvedCredentials;
