@@ -37,7 +37,7 @@ impl Daemon {
             );
         }
         Ok(policy_due_at(
-            &schedule,
+            schedule,
             &policy.resources,
             &mine,
             |status| retries.get(&status.resource).copied().flatten(),
