@@ -1,5 +1,6 @@
 //! SIGTERM in the middle of a long rollout: the deploys in flight finish within
 //! `shutdown_grace`, and the pass starts no new one (the shutdown token of `engine::pass`).
+#![cfg(feature = "sim")]
 
 mod support;
 
