@@ -219,9 +219,12 @@ fn main() -> ExitCode {
         },
         Command::Status { json } => match load_config(&cli.config) {
             Ok(loaded) => {
-                let result =
-                    certkeeper::status::print(&loaded.config, json, &mut std::io::stdout().lock());
-                report(result.map_err(anyhow::Error::from), EX_IOERR)
+                match certkeeper::status::print(&loaded.config, json, &mut std::io::stdout().lock())
+                {
+                    // A reader that went away (`| head`) is not an error.
+                    Err(error) if error.is_broken_pipe() => ExitCode::SUCCESS,
+                    result => report(result.map_err(anyhow::Error::from), EX_IOERR),
+                }
             }
             Err(code) => code,
         },

@@ -24,6 +24,19 @@ pub enum StatusError {
     Json(#[from] serde_json::Error),
 }
 
+impl StatusError {
+    /// The reader went away (`certkeeper status | head`): not a failure of `status`.
+    pub fn is_broken_pipe(&self) -> bool {
+        match self {
+            StatusError::Output(error) => error.kind() == std::io::ErrorKind::BrokenPipe,
+            StatusError::Json(error) => {
+                error.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe)
+            }
+            StatusError::Store(_) => false,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct CertificateRow {
     name: String,
@@ -533,6 +546,15 @@ pub fn rollout_summary(
 
 #[cfg(test)]
 pub(crate) mod tests {
+    #[test]
+    fn a_reader_that_went_away_is_not_a_failure() {
+        let pipe = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(StatusError::Output(pipe()).is_broken_pipe());
+        assert!(StatusError::Json(serde_json::Error::io(pipe())).is_broken_pipe());
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(!StatusError::Output(denied).is_broken_pipe());
+    }
+
     use super::*;
     use crate::store::{CertificateStatus, DeployStatus, DeploymentRecord, LastError};
     use time::macros::datetime;
