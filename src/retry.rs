@@ -1,5 +1,6 @@
 //! The in-operation retry loop, the only place that sleeps between attempts of one call:
-//! throttled honours the vendor's retry-after (else 1 s doubling to 60 s); transient backs
+//! throttled honours the vendor's retry-after up to 60 s (else 1 s doubling to 60 s; a longer
+//! hint ends the operation, to be scheduled across operations); transient backs
 //! off exponentially with full jitter (2 s doubling to 5 min, 5 attempts). Every other
 //! class returns at once, to be scheduled across operations by the engine.
 
@@ -42,11 +43,14 @@ impl RetryPolicy {
             base.saturating_mul(factor).min(cap)
         };
         match error.class {
-            ErrorClass::Throttled => Some(
-                error
-                    .retry_after
-                    .unwrap_or_else(|| doubling(self.throttle_base, self.throttle_cap)),
-            ),
+            // The hint is the vendor's to choose, so it is bounded: one longer than the cap
+            // ends this operation (the engine schedules the next across operations) rather
+            // than holding the pass, and the stall watchdog, for as long as a reply says.
+            ErrorClass::Throttled => match error.retry_after {
+                Some(after) if after > self.throttle_cap => None,
+                Some(after) => Some(after),
+                None => Some(doubling(self.throttle_base, self.throttle_cap)),
+            },
             ErrorClass::Transient => {
                 let ceiling = doubling(self.transient_base, self.transient_cap);
                 Some(Duration::from_millis(
@@ -118,6 +122,20 @@ mod tests {
 
     fn error(class: ErrorClass) -> CloudError {
         CloudError::new("test", "Op", class, "Code", "message")
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_cap_ends_the_operation() {
+        let policy = RetryPolicy::default();
+        let mut rng = rand::thread_rng();
+        let patient = error(ErrorClass::Throttled).with_retry_after(Some(Duration::from_secs(60)));
+        assert_eq!(
+            policy.delay(&patient, 1, &mut rng),
+            Some(Duration::from_secs(60))
+        );
+        let endless =
+            error(ErrorClass::Throttled).with_retry_after(Some(Duration::from_secs(86_400)));
+        assert_eq!(policy.delay(&endless, 1, &mut rng), None);
     }
 
     #[test]
