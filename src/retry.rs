@@ -9,6 +9,9 @@ use rand::Rng;
 use std::future::Future;
 use std::time::Duration;
 
+/// The longest vendor retry-after waited for within one operation.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
 /// Limits of the in-operation loop.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -43,11 +46,11 @@ impl RetryPolicy {
             base.saturating_mul(factor).min(cap)
         };
         match error.class {
-            // The hint is the vendor's to choose, so it is bounded: one longer than the cap
-            // ends this operation (the engine schedules the next across operations) rather
+            // The hint is the vendor's to choose, so it is bounded: one longer than
+            // `MAX_RETRY_AFTER` ends this operation (the engine schedules the next across operations) rather
             // than holding the pass, and the stall watchdog, for as long as a reply says.
             ErrorClass::Throttled => match error.retry_after {
-                Some(after) if after > self.throttle_cap => None,
+                Some(after) if after > MAX_RETRY_AFTER => None,
                 Some(after) => Some(after),
                 None => Some(doubling(self.throttle_base, self.throttle_cap)),
             },
