@@ -14,71 +14,20 @@ use certkeeper::error::ErrorClass;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const SEED: &str = r#"
-[[alibaba.accounts]]
-access_key_id = "LTAIoperatortest"
-access_key_secret = "operator-test-secret"
-
-[alibaba]
-cdn_domains = ["www.example.com", "bad.example.com"]
-"#;
-
-const GOOD_TARGET: &str = "cdn-www";
-const BAD_TARGET: &str = "cdn-bad";
+use support::wrong_key_fleet::{self, BAD_TARGET, ENVS, GOOD_TARGET, SEED};
 /// How long the replayed scenario runs, in minutes of promtool time.
 const SCENARIO_MINUTES: u64 = 6 * 60;
 /// The issue's bound: the alert fires within 4 h of the first failure.
 const FIRES_WITHIN_MINUTES: u64 = 4 * 60;
 
 fn config(sim: &str, state_dir: &Path, metrics_port: u16) -> String {
-    format!(
-        r#"
-[daemon]
-state_dir = "{state}"
-metrics_listen = "127.0.0.1:{metrics_port}"
-scan_schedule = "* * * * *"
-
-[credentials.ali]
-provider = "alibaba"
-access_key_id = "LTAIoperatortest"
-access_key_secret_env = "TEST_ALIBABA_SECRET"
-endpoint = "{sim}"
-
-[credentials.ali-wrong]
-provider = "alibaba"
-access_key_id = "LTAIwrongkey"
-access_key_secret_env = "TEST_ALIBABA_WRONG_SECRET"
-endpoint = "{sim}"
-
-[local_ca.internal]
-leaf_lifetime = "30d"
-
-[[certificate]]
-name = "www"
-domains = ["www.example.com", "bad.example.com"]
-source = {{ local_ca = "internal" }}
-deploy_to = ["{GOOD_TARGET}", "{BAD_TARGET}"]
-
-[[target]]
-name = "{GOOD_TARGET}"
-kind = "alibaba-cdn"
-credentials = "ali"
-domain = "www.example.com"
-
-[[target]]
-name = "{BAD_TARGET}"
-kind = "alibaba-cdn"
-credentials = "ali-wrong"
-domain = "bad.example.com"
-"#,
-        state = state_dir.display(),
+    wrong_key_fleet::config(
+        sim,
+        state_dir,
+        metrics_port,
+        r#"scan_schedule = "* * * * *""#,
     )
 }
-
-const ENVS: [(&str, &str); 2] = [
-    ("TEST_ALIBABA_SECRET", "operator-test-secret"),
-    ("TEST_ALIBABA_WRONG_SECRET", "not-the-secret-of-any-key"),
-];
 
 /// One sample of a text exposition: the series as exposed (name and labels) and its value.
 fn samples(exposition: &str) -> Vec<(String, f64)> {

@@ -17,60 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::{free_port, http_get, metric_value, spawn_daemon, start_sim, wait_for, ChildGuard};
 
-const GOOD_SECRET: &str = "operator-good-secret-5f1e";
-const WRONG_SECRET: &str = "operator-wrong-secret-9c3a";
-
-const SEED: &str = r#"
-[[alibaba.accounts]]
-access_key_id = "LTAIoperatortest"
-access_key_secret = "operator-good-secret-5f1e"
-
-[alibaba]
-cdn_domains = ["www.example.com", "bad.example.com"]
-"#;
+use support::wrong_key_fleet::{self, GOOD_SECRET, SEED, WRONG_SECRET};
 
 fn config(sim: &str, state_dir: &Path, metrics_port: u16) -> String {
-    format!(
-        r#"
-[daemon]
-state_dir = "{state}"
-metrics_listen = "127.0.0.1:{metrics_port}"
-
-[credentials.good]
-provider = "alibaba"
-access_key_id = "LTAIoperatortest"
-access_key_secret_env = "OPERATOR_GOOD_SECRET"
-endpoint = "{sim}"
-
-[credentials.wrong]
-provider = "alibaba"
-access_key_id = "LTAIoperatortest"
-access_key_secret_env = "OPERATOR_WRONG_SECRET"
-endpoint = "{sim}"
-
-[local_ca.internal]
-leaf_lifetime = "30d"
-
-[[certificate]]
-name = "www"
-domains = ["www.example.com", "bad.example.com"]
-source = {{ local_ca = "internal" }}
-deploy_to = ["cdn-good", "cdn-bad"]
-
-[[target]]
-name = "cdn-good"
-kind = "alibaba-cdn"
-credentials = "good"
-domain = "www.example.com"
-
-[[target]]
-name = "cdn-bad"
-kind = "alibaba-cdn"
-credentials = "wrong"
-domain = "bad.example.com"
-"#,
-        state = state_dir.display(),
-    )
+    wrong_key_fleet::config(sim, state_dir, metrics_port, "")
 }
 
 /// The daemon's stderr, one JSON log line per entry, collected by a thread.
@@ -103,8 +53,8 @@ fn start(config_path: &Path, notify_socket: &Path, rust_log: &str) -> ChildGuard
     spawn_daemon(
         config_path,
         &[
-            ("OPERATOR_GOOD_SECRET", GOOD_SECRET),
-            ("OPERATOR_WRONG_SECRET", WRONG_SECRET),
+            wrong_key_fleet::ENVS[0],
+            wrong_key_fleet::ENVS[1],
             ("NOTIFY_SOCKET", notify),
             ("RUST_LOG", rust_log),
         ],

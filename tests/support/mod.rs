@@ -319,3 +319,79 @@ pub fn visible_subcommands() -> Vec<String> {
     assert!(names.len() >= 10, "too few subcommands parsed: {names:?}");
     names
 }
+
+/// Issue 12's wrong-key scenario: one certificate from the local CA deployed to two CDN
+/// domains of one simulated Alibaba account, `cdn-good` with the account's secret and
+/// `cdn-bad` with a wrong one (the vendor answers `SignatureDoesNotMatch`, class auth). The
+/// secrets reach the daemon through [`wrong_key_fleet::ENVS`].
+pub mod wrong_key_fleet {
+    use std::path::Path;
+
+    pub const GOOD_TARGET: &str = "cdn-good";
+    pub const BAD_TARGET: &str = "cdn-bad";
+    pub const GOOD_SECRET: &str = "operator-good-secret-5f1e";
+    pub const WRONG_SECRET: &str = "operator-wrong-secret-9c3a";
+
+    /// The simulator's seed: the account whose secret is [`GOOD_SECRET`].
+    pub const SEED: &str = r#"
+[[alibaba.accounts]]
+access_key_id = "LTAIoperatortest"
+access_key_secret = "operator-good-secret-5f1e"
+
+[alibaba]
+cdn_domains = ["www.example.com", "bad.example.com"]
+"#;
+
+    /// The environment the daemon and the CLI need for [`config`].
+    pub const ENVS: [(&str, &str); 2] = [
+        ("OPERATOR_GOOD_SECRET", GOOD_SECRET),
+        ("OPERATOR_WRONG_SECRET", WRONG_SECRET),
+    ];
+
+    /// The config; `daemon_extra` adds lines to `[daemon]`. The bad target's table is the
+    /// last one, so a test can cut it off to remove the target.
+    pub fn config(sim: &str, state_dir: &Path, metrics_port: u16, daemon_extra: &str) -> String {
+        format!(
+            r#"
+[daemon]
+state_dir = "{state}"
+metrics_listen = "127.0.0.1:{metrics_port}"
+{daemon_extra}
+
+[credentials.good]
+provider = "alibaba"
+access_key_id = "LTAIoperatortest"
+access_key_secret_env = "OPERATOR_GOOD_SECRET"
+endpoint = "{sim}"
+
+[credentials.wrong]
+provider = "alibaba"
+access_key_id = "LTAIoperatortest"
+access_key_secret_env = "OPERATOR_WRONG_SECRET"
+endpoint = "{sim}"
+
+[local_ca.internal]
+leaf_lifetime = "30d"
+
+[[certificate]]
+name = "www"
+domains = ["www.example.com", "bad.example.com"]
+source = {{ local_ca = "internal" }}
+deploy_to = ["{GOOD_TARGET}", "{BAD_TARGET}"]
+
+[[target]]
+name = "{GOOD_TARGET}"
+kind = "alibaba-cdn"
+credentials = "good"
+domain = "www.example.com"
+
+[[target]]
+name = "{BAD_TARGET}"
+kind = "alibaba-cdn"
+credentials = "wrong"
+domain = "bad.example.com"
+"#,
+            state = state_dir.display(),
+        )
+    }
+}
