@@ -28,8 +28,9 @@ use certkeeper::cloud::alibaba::client::{default_rate_limits, AlibabaClient, DEF
 use certkeeper::cloud::alibaba::sim::{AccountSeed, Seed};
 use certkeeper::cloud::alibaba::vod::{VodSettings, VodTarget};
 use certkeeper::cloud::sim::{serve, SimSeed, Simulator};
-use certkeeper::cloud::{converge, Convergence, LiveCertificate, Target};
+use certkeeper::cloud::{LiveCertificate, Target};
 use certkeeper::config::credentials::{Provider, ResolvedCredentials};
+use certkeeper::engine::converge::{converge, Convergence};
 use certkeeper::error::CloudError;
 use certkeeper::retry::RetryPolicy;
 use std::collections::HashMap;

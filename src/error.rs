@@ -106,6 +106,10 @@ pub struct CloudError {
     /// The vendor job a failed remediation ran (QingCloud `j-…`), for the event log and so
     /// the engine can defer the next attempt to the next maintenance window.
     pub job_id: Option<String>,
+    /// Whether `code` is one the vendor documents (or one of certkeeper's own), so it may be
+    /// a metric label. The engine sets it when it emits the error (it asks
+    /// `cloud::registry`); unset, the code is counted as `other`, keeping label sets bounded.
+    pub code_documented: bool,
 }
 
 impl CloudError {
@@ -126,6 +130,17 @@ impl CloudError {
             http_status: None,
             retry_after: None,
             job_id: None,
+            code_documented: false,
+        }
+    }
+
+    /// The `code` label for `certkeeper_errors_total`: the code when documented, else
+    /// `other` (see [`CloudError::code_documented`]).
+    pub fn code_label(&self) -> &str {
+        if self.code_documented {
+            &self.code
+        } else {
+            "other"
         }
     }
 

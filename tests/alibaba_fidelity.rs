@@ -275,7 +275,8 @@ fn legacy_cdn(domain: &str) -> certkeeper::cloud::alibaba::cdn::CdnSettings {
 fn legacy_cdn_forces_its_own_name_on_a_second_domain_and_a_replay() {
     use certkeeper::cert::bundle::testing;
     use certkeeper::cloud::alibaba::cdn::{cert_name, CdnTarget};
-    use certkeeper::cloud::{converge, Convergence, Target};
+    use certkeeper::cloud::Target;
+    use certkeeper::engine::converge::{converge, Convergence};
     let sim = RegionalSim::start("cdn_domains = [\"a.example.com\", \"b.example.com\"]");
     let client = Arc::new(sim.client(&[]));
     let first = testing::fresh(&["a.example.com", "b.example.com"]);
@@ -327,7 +328,8 @@ fn legacy_cdn_duplicates_converge_instead_of_parking() {
     use certkeeper::cert::bundle::testing;
     use certkeeper::cloud::alibaba::cdn::CdnTarget;
     use certkeeper::cloud::sim::FaultRule;
-    use certkeeper::cloud::{converge, Target};
+    use certkeeper::cloud::Target;
+    use certkeeper::engine::converge::converge;
     let sim = RegionalSim::start("cdn_domains = [\"a.example.com\"]");
     let client = Arc::new(sim.client(&[]));
     let target = CdnTarget::new("a", legacy_cdn("a.example.com"), client);
@@ -376,7 +378,8 @@ fn legacy_cdn_duplicates_converge_instead_of_parking() {
 fn cas_certificates_are_uploaded_to_the_region_the_target_references() {
     use certkeeper::cert::bundle::testing;
     use certkeeper::cloud::alibaba::cdn::CdnTarget;
-    use certkeeper::cloud::{converge, Convergence, Target};
+    use certkeeper::cloud::Target;
+    use certkeeper::engine::converge::{converge, Convergence};
     let sim = RegionalSim::start("cdn_domains = [\"intl.example.com\", \"cn.example.com\"]");
     let client = Arc::new(sim.client(&[
         ("cdn", "cdn.aliyuncs.com"),
@@ -578,7 +581,8 @@ fn rds_engine_tables_agree() {
 #[test]
 fn rds_settings_the_engine_cannot_take_are_refused_before_any_write() {
     use certkeeper::cert::bundle::testing;
-    use certkeeper::cloud::{converge, Convergence, Target};
+    use certkeeper::cloud::Target;
+    use certkeeper::engine::converge::{converge, Convergence};
     let sim = RegionalSim::start(RDS_SEED);
     let client = Arc::new(sim.client(&[]));
     let mysql = "rm-my.mysql.rds.aliyuncs.com";
@@ -687,7 +691,7 @@ fn check_refuses_rds_settings_the_stated_engine_cannot_take() {
 #[test]
 fn rds_postgres_client_ca_and_crl_are_turned_off_when_the_config_drops_them() {
     use certkeeper::cert::bundle::testing;
-    use certkeeper::cloud::{converge, Convergence};
+    use certkeeper::engine::converge::{converge, Convergence};
     let sim = RegionalSim::start(
         "rds_ssl_delay_ms = 50\n\n[[alibaba.rds_instances]]\nid = \"pgm-1\"\nengine = \"PostgreSQL\"\nconnection_string = \"pgm-1.pg.rds.aliyuncs.com\"\n",
     );

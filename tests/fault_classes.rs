@@ -692,7 +692,8 @@ mod policies {
     use certkeeper::cloud::huawei::gaussdb::{
         EncryptionStatus, GaussDbBackupEncryptionPolicy, GaussDbBackupEncryptionSettings,
     };
-    use certkeeper::cloud::{Policy, PolicyMode, PolicyOutcome};
+    use certkeeper::cloud::{Policy, PolicyMode};
+    use certkeeper::engine::converge::PolicyOutcome;
     use certkeeper::engine::policy::{reconcile_policy, PolicyContext, PolicyPass};
 
     const PROJECT: &str = "619d3e78f61b4be68bc5aa0b59edcf7b";

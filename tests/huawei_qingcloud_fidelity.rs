@@ -146,7 +146,7 @@ mod qingcloud {
         let sim_codes: Vec<i64> = sim::RET_CODES.iter().map(|row| row.ret_code).collect();
         assert_eq!(client_codes, sim_codes);
         for row in sim::RET_CODES {
-            assert!(certkeeper::cloud::is_known_code(
+            assert!(certkeeper::cloud::registry::is_known_code(
                 "qingcloud",
                 &row.ret_code.to_string()
             ));

@@ -11,8 +11,9 @@ use certkeeper::cloud::huawei::gaussdb::{
     EncryptionStatus, GaussDbBackupEncryptionPolicy, GaussDbBackupEncryptionSettings,
 };
 use certkeeper::cloud::sim::{serve, FaultRule, SimSeed, Simulator};
-use certkeeper::cloud::{apply_policy, DnsSolver, Policy, PolicyMode, PolicyOutcome};
+use certkeeper::cloud::{DnsSolver, Policy, PolicyMode};
 use certkeeper::config::credentials::{AuthMethod, Provider, ResolvedCredentials};
+use certkeeper::engine::converge::{apply_policy, PolicyOutcome};
 use certkeeper::error::ErrorClass;
 use certkeeper::retry::{with_retries, RetryPolicy};
 use certkeeper::secret::Secret;
@@ -713,7 +714,7 @@ async fn a_disabled_or_deleted_key_is_retried_on_a_timer_with_advice() {
                 "{code} attempt {attempt}"
             );
         }
-        assert!(certkeeper::cloud::is_known_code("huawei", code));
+        assert!(certkeeper::cloud::registry::is_known_code("huawei", code));
     }
     assert_eq!(sim.encryption(INSTANCE), "off");
 }

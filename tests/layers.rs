@@ -1,7 +1,8 @@
 //! The imports point one way (ARCHITECTURE.md): the vendor layer (`src/cloud/`) and the
-//! config (`src/config/`) never import the engine, and the leaves (`window`, `ratelimit`,
-//! `retry`, `error`, `secret`) import neither the engine nor a vendor. A line that breaks
-//! this fails here with its file and line.
+//! config (`src/config/`) never import the engine, the leaves (`window`, `ratelimit`,
+//! `retry`, `error`, `secret`, `telemetry`) import neither the engine nor a vendor, and the
+//! orchestration (converge, apply a policy) lives in the engine, not beside the vendor
+//! traits. A line that breaks this fails here with its file and line.
 
 use std::path::{Path, PathBuf};
 
@@ -64,6 +65,7 @@ fn leaves_import_neither_the_engine_nor_a_vendor() {
             "src/retry.rs",
             "src/error.rs",
             "src/secret.rs",
+            "src/telemetry",
         ],
         &["crate::engine", "crate::cloud", "crate::app"],
     );
@@ -79,4 +81,28 @@ fn the_check_sees_a_wrong_way_import() {
     // The check itself: the engine does import the vendor layer, so scanning it must find
     // lines, or the two tests above could pass by reading nothing.
     assert!(!offending(&["src/engine"], &["crate::cloud"]).is_empty());
+}
+
+#[test]
+fn the_cloud_traits_module_holds_no_free_function() {
+    // `src/cloud/mod.rs` declares the traits and the types they exchange; deciding when to
+    // write and verifying the result (`converge`, `apply_policy`) is the engine's.
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cloud/mod.rs"))
+            .unwrap();
+    let free_functions: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            ["fn ", "pub fn ", "async fn ", "pub async fn "]
+                .iter()
+                .any(|start| line.starts_with(start))
+        })
+        .collect();
+    assert!(
+        free_functions.is_empty(),
+        "free functions in src/cloud/mod.rs:\n{}",
+        free_functions.join("\n")
+    );
+    // The check itself: the trait methods it skips are there to skip.
+    assert!(text.contains("    async fn observe(&self)"));
 }

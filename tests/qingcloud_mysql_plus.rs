@@ -9,10 +9,9 @@ use certkeeper::cloud::qingcloud::mysql_plus::ConfigsslForm;
 use certkeeper::cloud::qingcloud::sim::{AccountSeed, ClusterSeed, Seed};
 use certkeeper::cloud::qingcloud::{MysqlPlusSslPolicy, MysqlPlusSslSettings, QingCloudClient};
 use certkeeper::cloud::sim::{serve, FaultRule, SimSeed, Simulator};
-use certkeeper::cloud::{
-    apply_policy, remediation_deferred_until, Policy, PolicyMode, PolicyOutcome,
-};
+use certkeeper::cloud::{Policy, PolicyMode};
 use certkeeper::config::credentials::{Provider, ResolvedCredentials};
+use certkeeper::engine::converge::{apply_policy, remediation_deferred_until, PolicyOutcome};
 use certkeeper::error::{CloudError, ErrorClass};
 use certkeeper::retry::{with_retries, RetryPolicy};
 use certkeeper::secret::Secret;

@@ -300,7 +300,6 @@ fn task_failed(operation: &'static str) -> impl Fn(tokio::task::JoinError) -> Cl
 mod tests {
     use super::*;
     use crate::cert::bundle::testing;
-    use crate::cloud::{converge, Convergence};
     use std::os::unix::fs::PermissionsExt;
 
     fn settings(directory: &Path, reload: Option<Vec<&str>>) -> FileSettings {
@@ -311,49 +310,6 @@ mod tests {
             reload_command: reload.map(|command| command.into_iter().map(str::to_owned).collect()),
             reload_timeout: Some(Duration::from_secs(5)),
         }
-    }
-
-    #[tokio::test]
-    async fn deploys_files_and_is_idempotent() {
-        let directory = tempfile::tempdir().unwrap();
-        let marker = directory.path().join("reloaded");
-        let script = format!("echo x >> {}", marker.display());
-        let target = FileTarget::new(
-            "files",
-            &settings(
-                &directory.path().join("tls"),
-                Some(vec!["sh", "-c", &script]),
-            ),
-        )
-        .unwrap();
-        let bundle = testing::fresh(&["www.example.com"]);
-        assert_eq!(
-            converge(&target, &bundle).await.unwrap(),
-            Convergence::Deployed
-        );
-        assert_eq!(
-            converge(&target, &bundle).await.unwrap(),
-            Convergence::AlreadyInSync
-        );
-        let tls = directory.path().join("tls");
-        assert_eq!(
-            std::fs::read_to_string(tls.join("cert.pem")).unwrap(),
-            bundle.leaf_pem
-        );
-        assert_eq!(
-            std::fs::read_to_string(tls.join("key.pem")).unwrap(),
-            bundle.key_pem.expose()
-        );
-        assert_eq!(
-            std::fs::metadata(tls.join("key.pem"))
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o777,
-            0o600
-        );
-        // One reload: the second converge wrote nothing.
-        assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 1);
     }
 
     #[tokio::test]

@@ -247,23 +247,9 @@ fn transport_text(error: &reqwest::Error) -> String {
     CloudError::network("", "", error).message
 }
 
-/// Sees every vendor API call once it has an answer: how metrics are layered onto the vendor
-/// clients without the vendor folders knowing about Prometheus.
-pub trait RequestObserver: Send + Sync {
-    /// `outcome` is `ok` or the error class.
-    fn observe(
-        &self,
-        vendor: &'static str,
-        action: &str,
-        outcome: &str,
-        elapsed: std::time::Duration,
-    );
-}
-
-/// Observes nothing: for one-shot commands such as `certkeeper plan`.
-impl RequestObserver for () {
-    fn observe(&self, _: &'static str, _: &str, _: &str, _: std::time::Duration) {}
-}
+// The observer trait lives in telemetry (a leaf) so telemetry never imports the vendor
+// layer; the vendor clients name it here.
+pub use crate::telemetry::RequestObserver;
 
 /// Runs one API call and reports it to `observer`, if there is one.
 pub async fn observed<T>(

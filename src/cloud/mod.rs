@@ -1,6 +1,7 @@
 //! Everything certkeeper drives in a cloud: the [`Target`], [`Policy`] and [`DnsSolver`]
-//! traits each vendor implements, the shared convergence logic (describe → compare → deploy
-//! → verify) and the simulator frame. Vendors live one per folder; each folder holds its
+//! traits each vendor implements with the types they exchange, the vendor registry
+//! (`registry`) and the simulator frame. Nothing here decides when to write: the engine's
+//! `converge` and `apply_policy` do. Vendors live one per folder; each folder holds its
 //! signer, client (the only code that classifies vendor errors), products and simulator.
 
 pub mod alibaba;
@@ -8,56 +9,15 @@ pub mod file;
 pub mod http;
 pub mod huawei;
 pub mod qingcloud;
+pub mod registry;
 #[cfg(feature = "sim")]
 pub mod sim;
 
 use crate::cert::CertificateBundle;
-use crate::error::{CloudError, ErrorClass};
+use crate::error::CloudError;
 use crate::window::MaintenanceWindow;
 use async_trait::async_trait;
 use time::OffsetDateTime;
-
-/// Codes certkeeper itself reports (transport failures, verification, pre-deploy checks).
-const LOCAL_CODES: &[&str] = &[
-    "Network",
-    "Timeout",
-    "Redirect",
-    "ReplyTooLarge",
-    "VerificationFailed",
-    "BadStoredVersion",
-    "ReloadFailed",
-    "SpawnFailed",
-    "JobFailed",
-    "JobDoneWithFailure",
-    "expired",
-    "not_yet_valid",
-    "key_mismatch",
-    "name_mismatch",
-    "chain_broken",
-    "weak_key",
-    "expires_too_soon",
-];
-
-/// Whether `code` is one of the vendor's documented codes (or one of ours), so it may be a
-/// metric label; anything else is counted as `other` to keep label sets bounded.
-pub fn is_known_code(vendor: &str, code: &str) -> bool {
-    LOCAL_CODES.contains(&code)
-        || match vendor {
-            "alibaba" => alibaba::client::is_known_code(code),
-            "huawei" => huawei::client::class_of(code).is_some(),
-            "qingcloud" => qingcloud::client::is_known_code(code),
-            _ => false,
-        }
-}
-
-/// The `code` label for `certkeeper_errors_total`.
-pub fn code_label<'a>(vendor: &str, code: &'a str) -> &'a str {
-    if is_known_code(vendor, code) {
-        code
-    } else {
-        "other"
-    }
-}
 
 /// What a target serves right now, as read back from the vendor.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -101,53 +61,6 @@ pub trait Target: Send + Sync {
     async fn observe(&self) -> Result<LiveCertificate, CloudError>;
     /// Pushes `bundle`. Called only after `observe` showed a difference.
     async fn deploy(&self, bundle: &CertificateBundle) -> Result<(), CloudError>;
-}
-
-/// How a convergence ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Convergence {
-    /// The target already served the bundle: no write call was made.
-    AlreadyInSync,
-    /// The bundle was deployed and read back.
-    Deployed,
-}
-
-/// Describe → compare → deploy → verify by reading back. Idempotent: a target that already
-/// serves `bundle` gets no write call.
-pub async fn converge(
-    target: &dyn Target,
-    bundle: &CertificateBundle,
-) -> Result<Convergence, CloudError> {
-    if target.observe().await?.serves(bundle) {
-        return Ok(Convergence::AlreadyInSync);
-    }
-    deploy_and_verify(target, bundle).await?;
-    Ok(Convergence::Deployed)
-}
-
-/// The second half of [`converge`]: deploy, then verify by reading back. For callers that
-/// have just observed a difference, so the read before the write is not paid twice.
-pub async fn deploy_and_verify(
-    target: &dyn Target,
-    bundle: &CertificateBundle,
-) -> Result<(), CloudError> {
-    target.deploy(bundle).await?;
-    let live = target.observe().await?;
-    if live.serves(bundle) {
-        Ok(())
-    } else {
-        Err(CloudError::new(
-            "certkeeper",
-            format!("verify {}", target.kind()),
-            ErrorClass::Invalid,
-            "VerificationFailed",
-            format!(
-                "target {} does not serve certificate {} after deploy",
-                target.name(),
-                bundle.fingerprint()
-            ),
-        ))
-    }
 }
 
 /// Whether a policy only reports or also corrects.
@@ -195,84 +108,8 @@ pub trait Policy: Send + Sync {
         None
     }
     /// Changes the resource to the desired state and waits until the change has finished
-    /// (job polled to its end), but does not verify: [`apply_policy`] reads back.
+    /// (job polled to its end), but does not verify: `engine::converge::apply_policy` reads back.
     async fn remediate(&self, resource: &str) -> Result<Remediation, CloudError>;
-}
-
-/// The result of one policy pass over one resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PolicyOutcome {
-    Compliant,
-    /// Audit mode: violation reported, nothing written.
-    Reported(PolicyFinding),
-    /// Enforce mode outside the window: nothing written; the window opens at this time.
-    Deferred {
-        finding: PolicyFinding,
-        window_opens: Option<OffsetDateTime>,
-    },
-    /// Enforce mode, but the resource is busy now.
-    Busy(PolicyFinding),
-    /// Corrected and read back compliant.
-    Remediated(Remediation),
-}
-
-/// check → (audit: report) | (enforce: window open and resource idle → remediate → verify).
-pub async fn apply_policy(
-    policy: &dyn Policy,
-    resource: &str,
-    now: OffsetDateTime,
-) -> Result<PolicyOutcome, CloudError> {
-    let finding = policy.check(resource).await?;
-    if finding.compliant {
-        return Ok(PolicyOutcome::Compliant);
-    }
-    if policy.mode() == PolicyMode::Audit {
-        return Ok(PolicyOutcome::Reported(finding));
-    }
-    if let Some(window) = policy.maintenance_window() {
-        if !window.is_open(now) {
-            let window_opens = window.next_open(now);
-            return Ok(PolicyOutcome::Deferred {
-                finding,
-                window_opens,
-            });
-        }
-    }
-    if finding.busy {
-        return Ok(PolicyOutcome::Busy(finding));
-    }
-    let remediation = policy.remediate(resource).await?;
-    let after = policy.check(resource).await?;
-    if after.compliant {
-        Ok(PolicyOutcome::Remediated(remediation))
-    } else {
-        Err(CloudError::new(
-            "certkeeper",
-            format!("verify {}", policy.kind()),
-            ErrorClass::Invalid,
-            "VerificationFailed",
-            format!("{} still {} after remediation", resource, after.observed),
-        ))
-    }
-}
-
-/// When the engine may next remediate a resource after `apply_policy` failed with `error`.
-///
-/// A remediation whose vendor job ran and failed (or outlived its deadline) returns an
-/// error carrying `job_id`. Such a change restarts a database, so it is retried in the
-/// *next* maintenance window, never again in the current one: this returns when that
-/// window opens. The engine keeps checking (and reporting) the resource meanwhile but does
-/// not call `remediate` before this time. `None` means the error follows the ordinary
-/// per-class backoff (no job ran, or the policy has no window).
-pub fn remediation_deferred_until(
-    policy: &dyn Policy,
-    error: &CloudError,
-    now: OffsetDateTime,
-) -> Option<OffsetDateTime> {
-    error.job_id.as_ref()?;
-    let window = policy.maintenance_window()?;
-    // Inside an open window `next_open` is the start of the following occurrence.
-    window.next_open(now)
 }
 
 /// A TXT record created for a DNS-01 challenge, enough to delete it again.
@@ -303,16 +140,6 @@ pub trait DnsSolver: Send + Sync {
 mod tests {
     use super::*;
     use crate::cert::bundle::testing;
-
-    #[test]
-    fn error_code_labels_are_bounded_by_the_vendor_tables() {
-        assert_eq!(code_label("alibaba", "Throttling.User"), "Throttling.User");
-        assert_eq!(code_label("huawei", "DBS.200019"), "DBS.200019");
-        assert_eq!(code_label("qingcloud", "5100"), "5100");
-        assert_eq!(code_label("certkeeper", "key_mismatch"), "key_mismatch");
-        assert_eq!(code_label("alibaba", "Made.Up.By.A.Server"), "other");
-        assert_eq!(code_label("qingcloud", "not a number"), "other");
-    }
 
     #[test]
     fn serves_compares_fingerprint_then_expiry() {

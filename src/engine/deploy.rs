@@ -5,8 +5,9 @@
 //! `deploying` before any write call, so a crash mid-deploy is found and re-observed on the
 //! next start; nothing here depends on memory surviving a restart.
 
-use crate::cloud::{converge, deploy_and_verify, Convergence, Target};
-use crate::engine::{backoff, inputs, state};
+use crate::cloud::Target;
+use crate::engine::converge::{converge, deploy_and_verify, Convergence};
+use crate::engine::{backoff, event, inputs, state};
 use crate::error::{CloudError, ErrorClass};
 use crate::retry::{with_retries, RetriedErrors, RetryPolicy};
 use crate::store::{
@@ -411,7 +412,7 @@ fn record_retried(
 ) -> Result<(), StoreError> {
     for error in retried.take() {
         tracing::warn!(target_name = %handle.name, class = %error.class, code = %error.code, request_id = error.request_id.as_deref().unwrap_or(""), error = %error, "retrying a failed call");
-        context.metrics.count_error(&error);
+        event::count_error(&context.metrics, &error);
         context.store.record_attempt(&Attempt {
             subject_kind: SubjectKind::Target,
             subject: handle.name.clone(),
@@ -499,7 +500,7 @@ async fn fail(
         .deployments
         .with_label_values(&[handle.name.as_str(), handle.kind, "failure"])
         .inc();
-    context.metrics.count_error(error);
+    event::count_error(&context.metrics, error);
     Ok(DeployOutcome::Failed {
         class: error.class,
         code: error.code.clone(),

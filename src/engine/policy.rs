@@ -7,8 +7,9 @@
 //! time), and an `inputs` attempt with the config fingerprint is written whenever that
 //! fingerprint changes, which ends the failure run and so resets the backoff.
 
-use crate::cloud::{apply_policy, Policy, PolicyOutcome};
-use crate::engine::{backoff, inputs, state};
+use crate::cloud::Policy;
+use crate::engine::converge::{apply_policy, remediation_deferred_until, PolicyOutcome};
+use crate::engine::{backoff, event, inputs, state};
 use crate::error::ErrorClass;
 use crate::retry::{with_retries, RetriedErrors, RetryPolicy};
 use crate::store::{Attempt, Event, LastError, PolicyStatus, StateStore, StoreError, SubjectKind};
@@ -138,7 +139,7 @@ pub async fn reconcile_policy(
     .and_then(|inner| inner);
     for error in retried.take() {
         tracing::warn!(policy = %name, resource = %resource, class = %error.class, code = %error.code, request_id = error.request_id.as_deref().unwrap_or(""), error = %error, "retrying a failed call");
-        context.metrics.count_error(&error);
+        event::count_error(&context.metrics, &error);
         store.record_attempt(&attempt(
             &error.operation,
             Some(error.class),
@@ -212,7 +213,7 @@ pub async fn reconcile_policy(
             if error.job_id.is_some() {
                 status.last_job_id = error.job_id.clone();
             }
-            let deferred = crate::cloud::remediation_deferred_until(policy, &error, now);
+            let deferred = remediation_deferred_until(policy, &error, now);
             if let Some(opens) = deferred {
                 status.observed = serde_json::json!({
                     "job_failed": error.job_id,
@@ -220,7 +221,7 @@ pub async fn reconcile_policy(
                 });
             }
             let retry_at = deferred.or(retry_at);
-            context.metrics.count_error(&error);
+            event::count_error(&context.metrics, &error);
             context
                 .metrics
                 .policy_remediations

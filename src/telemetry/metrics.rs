@@ -60,7 +60,7 @@ impl Metrics {
                 error.vendor,
                 &error.operation,
                 error.class.as_str(),
-                crate::cloud::code_label(error.vendor, &error.code),
+                error.code_label(),
             ])
             .inc();
     }
@@ -637,7 +637,7 @@ impl Metrics {
     }
 }
 
-impl crate::cloud::http::RequestObserver for Metrics {
+impl super::RequestObserver for Metrics {
     fn observe(
         &self,
         vendor: &'static str,

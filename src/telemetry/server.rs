@@ -187,10 +187,10 @@ impl Health {
 /// Cloud calls answered count as progress of the running pass; the metrics observe them too.
 pub struct ProgressObserver {
     pub health: Arc<Health>,
-    pub inner: Arc<dyn crate::cloud::http::RequestObserver>,
+    pub inner: Arc<dyn super::RequestObserver>,
 }
 
-impl crate::cloud::http::RequestObserver for ProgressObserver {
+impl super::RequestObserver for ProgressObserver {
     fn observe(&self, vendor: &'static str, action: &str, outcome: &str, elapsed: Duration) {
         self.health.progress();
         self.inner.observe(vendor, action, outcome, elapsed);

@@ -4,7 +4,7 @@
 //! `remediate` calls ModifyBackupEncryptStatus (`POST`, same path) with
 //! `{"encryption_status":"on","type":"kms","kms_key_id":...}` or `{"encryption_status":"off"}`
 //! (https://support.huaweicloud.com/intl/en-us/api-taurusdb/ModifyBackupEncryptStatus.html).
-//! The call answers at once; [`crate::cloud::apply_policy`] reads the state back.
+//! The call answers at once; `engine::converge::apply_policy` reads the state back.
 //!
 //! Compliance compares the switch and, where the answer reports it (`kms_key_id`; the
 //! seed's response table has only `encryption_status`), the key in use too.

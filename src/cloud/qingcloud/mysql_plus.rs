@@ -3,7 +3,7 @@
 //! `DescribeClusterEnvironment` (the effective SSL switch) and the cluster's running jobs;
 //! `remediate` runs `RunClusterCustomService` (role `maininstance`, service
 //! `configuring_SSL`) and polls its job to the end. Toggling SSL restarts the database, so
-//! [`crate::cloud::apply_policy`] only lets this run inside the maintenance window.
+//! `engine::converge::apply_policy` only lets this run inside the maintenance window.
 //!
 //! `service_params` is sent as `{"configssl":"YES"}` / `{"configssl":"NO"}`: the
 //! configuring_SSL page (seed 004) describes the values YES/NO while its example sends
@@ -24,7 +24,7 @@
 //! A cluster that is not `active`, shows a `transition_status` or has a pending/working job
 //! is reported busy, and no job is started on it. Once a job has started, every error
 //! (job failed, `done with failure`, deadline passed, polling failed) carries its job id;
-//! the engine then waits for the next window ([`crate::cloud::remediation_deferred_until`])
+//! the engine then waits for the next window (`engine::converge::remediation_deferred_until`)
 //! instead of starting another job in this one.
 
 use super::client::{field_str, QingCloudClient};
