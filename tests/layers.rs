@@ -106,3 +106,87 @@ fn the_cloud_traits_module_holds_no_free_function() {
     // The check itself: the trait methods it skips are there to skip.
     assert!(text.contains("    async fn observe(&self)"));
 }
+
+/// The product files under `src/cloud/`: those that declare a registry entry (`PRODUCT`) or
+/// implement a product's settings, as (module path such as `alibaba::cdn`, text).
+fn product_files() -> Vec<(String, String)> {
+    let cloud = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cloud");
+    let mut files = Vec::new();
+    rust_files(&cloud, &mut files);
+    let mut products = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let declares = [
+            "pub const PRODUCT:",
+            "TargetProduct for",
+            "PolicyProduct for",
+        ]
+        .iter()
+        .any(|mark| text.contains(mark));
+        if file.ends_with("registry.rs") || !declares {
+            continue;
+        }
+        let module = file
+            .strip_prefix(&cloud)
+            .unwrap()
+            .with_extension("")
+            .components()
+            .map(|part| part.as_os_str().to_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .join("::");
+        products.push((module, text));
+    }
+    products.sort();
+    products
+}
+
+#[test]
+fn the_registry_lists_every_product_file() {
+    let registry = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cloud/registry.rs"),
+    )
+    .unwrap();
+    let products = product_files();
+    // The six products of today at least; a new file only adds to them.
+    assert!(
+        products.len() >= 6,
+        "{:?}",
+        products.iter().map(|p| &p.0).collect::<Vec<_>>()
+    );
+    for (module, text) in &products {
+        assert!(
+            text.contains("pub const PRODUCT:"),
+            "src/cloud/{module}.rs implements a product but declares no `PRODUCT` entry"
+        );
+        assert!(
+            registry.contains(&format!("{module}::PRODUCT,")),
+            "src/cloud/registry.rs does not list `{module}::PRODUCT`"
+        );
+    }
+}
+
+#[test]
+fn the_config_and_the_build_name_no_product() {
+    // Parsing, validating and constructing go through the registry: neither file names a
+    // product module outside its tests.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let products = product_files();
+    for file in ["src/config/mod.rs", "src/app/build.rs"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        for (module, _) in &products {
+            // `vendor::product` also as `product::` inside a grouped import; a product
+            // beside the vendors (`file`) only by its full path (`source::file` is another).
+            let mut mentions = vec![format!("cloud::{module}")];
+            if let Some((_, name)) = module.rsplit_once("::") {
+                mentions.push(format!("{name}::"));
+            }
+            for mention in mentions {
+                assert!(
+                    !code.contains(&mention),
+                    "{file} names the product `{module}` (`{mention}`)"
+                );
+            }
+        }
+    }
+}

@@ -3,19 +3,15 @@
 //! digests that unpark a changed target, and rebuilds all of it for a reload. The only place
 //! that names every vendor.
 
-use crate::cloud::alibaba::{
-    cdn::CdnTarget, client::AlibabaClient, dns::AlidnsSolver, rds::RdsTarget, vod::VodTarget,
-};
-use crate::cloud::file::FileTarget;
+use crate::cloud::alibaba::{client::AlibabaClient, dns::AlidnsSolver};
 use crate::cloud::huawei::client::HuaweiClient;
 use crate::cloud::huawei::dns::HuaweiDnsSolver;
-use crate::cloud::huawei::gaussdb::GaussDbBackupEncryptionPolicy;
-use crate::cloud::qingcloud::{MysqlPlusSslPolicy, QingCloudClient};
-use crate::cloud::{DnsSolver, Policy, Target};
+use crate::cloud::qingcloud::QingCloudClient;
+use crate::cloud::{registry, DnsSolver, Policy};
 use crate::config::credentials::{
     Provider, ResolvedCredentials, SecretEnvironment, SecretFingerprint,
 };
-use crate::config::{self, ChallengeType, Config, PolicySettings, SourceConfig, TargetSettings};
+use crate::config::{self, ChallengeType, Config, SourceConfig};
 use crate::engine::deploy::TargetHandle;
 use crate::engine::inputs;
 use crate::engine::pass::{CertificateEntry, CertificateSource, Components};
@@ -115,12 +111,6 @@ pub fn build_cloud(
         .collect();
     let mut alibaba: HashMap<String, Arc<AlibabaClient>> = HashMap::new();
     let mut huawei: HashMap<String, Arc<HuaweiClient>> = HashMap::new();
-    let account = |name: &str| {
-        resolved
-            .get(name)
-            .cloned()
-            .ok_or_else(|| component(format!("no credentials named `{name}`")))
-    };
     let alibaba_limiters = crate::cloud::alibaba::client::AccountLimiters::default();
     for (name, credentials) in &resolved {
         match credentials.provider {
@@ -143,10 +133,12 @@ pub fn build_cloud(
             Provider::Qingcloud => {}
         }
     }
-    let alibaba_client = |name: &Option<String>| {
-        name.as_ref()
-            .and_then(|name| alibaba.get(name).cloned())
-            .ok_or_else(|| component("target needs alibaba credentials"))
+    let accounts = Accounts {
+        alibaba: &alibaba,
+        huawei: &huawei,
+        resolved: &resolved,
+        http: &http,
+        observer: &observer,
     };
 
     let mut targets = HashMap::new();
@@ -157,39 +149,11 @@ pub fn build_cloud(
             .map(|window| window.build())
             .transpose()
             .map_err(component)?;
-        let (vendor, built): (&'static str, Arc<dyn Target>) = match &target.settings {
-            TargetSettings::AlibabaCdn(settings) => (
-                "alibaba",
-                Arc::new(CdnTarget::new(
-                    &target.name,
-                    settings.clone(),
-                    alibaba_client(&target.credentials)?,
-                )),
-            ),
-            TargetSettings::AlibabaVod(settings) => (
-                "alibaba",
-                Arc::new(VodTarget::new(
-                    &target.name,
-                    settings.clone(),
-                    alibaba_client(&target.credentials)?,
-                )),
-            ),
-            TargetSettings::AlibabaRds(settings) => (
-                "alibaba",
-                Arc::new(
-                    RdsTarget::new(
-                        &target.name,
-                        settings.clone(),
-                        alibaba_client(&target.credentials)?,
-                    )
-                    .with_maintenance_window(window.clone()),
-                ),
-            ),
-            TargetSettings::File(settings) => (
-                "file",
-                Arc::new(FileTarget::new(&target.name, settings).map_err(component)?),
-            ),
-        };
+        let vendor = target.settings.product.vendor;
+        let built = target
+            .settings
+            .build(target, window.clone(), &accounts)
+            .map_err(component)?;
         let kind = built.kind();
         targets.insert(
             target.name.clone(),
@@ -211,39 +175,10 @@ pub fn build_cloud(
             .map(|window| window.build())
             .transpose()
             .map_err(component)?;
-        let built: Arc<dyn Policy> = match &policy.settings {
-            PolicySettings::HuaweiGaussdbBackupEncryption(settings) => {
-                let client = huawei
-                    .get(&policy.credentials)
-                    .cloned()
-                    .ok_or_else(|| component("policy needs huawei credentials"))?;
-                Arc::new(GaussDbBackupEncryptionPolicy::new(
-                    &policy.name,
-                    policy.mode,
-                    policy.resources.clone(),
-                    settings.clone(),
-                    client,
-                    window,
-                ))
-            }
-            PolicySettings::QingcloudMysqlPlusSsl(settings) => {
-                let credentials = account(&policy.credentials)?;
-                let client = QingCloudClient::new(http.clone(), &credentials, None)
-                    .map_err(component)?
-                    .with_observer(observer.clone());
-                Arc::new(
-                    MysqlPlusSslPolicy::new(
-                        &policy.name,
-                        policy.mode,
-                        window,
-                        policy.resources.clone(),
-                        client,
-                        settings,
-                    )
-                    .map_err(|issue| component(format!("{}: {}", issue.path, issue.message)))?,
-                )
-            }
-        };
+        let built = policy
+            .settings
+            .build(policy, window, &accounts)
+            .map_err(component)?;
         policies.push((policy.clone(), built));
     }
     Ok(Cloud {
@@ -253,6 +188,41 @@ pub fn build_cloud(
         policies,
         secrets,
     })
+}
+
+/// The vendor clients `build_cloud` made, one per account, lent to the products
+/// (`cloud::registry`) that construct targets and policies.
+struct Accounts<'a> {
+    alibaba: &'a HashMap<String, Arc<AlibabaClient>>,
+    huawei: &'a HashMap<String, Arc<HuaweiClient>>,
+    resolved: &'a BTreeMap<String, ResolvedCredentials>,
+    http: &'a reqwest::Client,
+    observer: &'a Arc<dyn crate::cloud::http::RequestObserver>,
+}
+
+impl registry::Accounts for Accounts<'_> {
+    fn alibaba(&self, account: Option<&str>) -> Result<Arc<AlibabaClient>, String> {
+        account
+            .and_then(|name| self.alibaba.get(name).cloned())
+            .ok_or_else(|| "target needs alibaba credentials".to_owned())
+    }
+
+    fn huawei(&self, account: &str) -> Result<Arc<HuaweiClient>, String> {
+        self.huawei
+            .get(account)
+            .cloned()
+            .ok_or_else(|| "policy needs huawei credentials".to_owned())
+    }
+
+    fn qingcloud(&self, account: &str) -> Result<QingCloudClient, String> {
+        let credentials = self
+            .resolved
+            .get(account)
+            .ok_or_else(|| format!("no credentials named `{account}`"))?;
+        Ok(QingCloudClient::new(self.http.clone(), credentials, None)
+            .map_err(|error| error.to_string())?
+            .with_observer(self.observer.clone()))
+    }
 }
 
 /// Builds the cloud side and the sources. Does I/O: reads secrets, binds HTTP-01 ports,

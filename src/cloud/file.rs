@@ -296,6 +296,31 @@ fn task_failed(operation: &'static str) -> impl Fn(tokio::task::JoinError) -> Cl
     }
 }
 
+/// `kind = "file"`: its line in `cloud::registry::TARGETS`.
+pub const PRODUCT: crate::cloud::registry::TargetKind = crate::cloud::registry::TargetKind {
+    kind: "file",
+    variant: "File",
+    vendor: "file",
+    provider: None,
+    parse: crate::cloud::registry::parse_settings::<FileSettings>,
+};
+
+impl crate::cloud::registry::TargetProduct for FileSettings {
+    fn check(&self, path: &str, issues: &mut Vec<ConfigIssue>) {
+        self.validate(path, issues);
+    }
+
+    fn build(
+        &self,
+        config: &crate::config::TargetConfig,
+        _window: Option<crate::window::MaintenanceWindow>,
+        _accounts: &dyn crate::cloud::registry::Accounts,
+    ) -> Result<std::sync::Arc<dyn Target>, String> {
+        let target = FileTarget::new(&config.name, self).map_err(|error| error.to_string())?;
+        Ok(std::sync::Arc::new(target))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,10 +12,7 @@ pub mod duration;
 mod locate;
 pub mod preflight;
 
-use crate::cloud::alibaba::{cdn::CdnSettings, rds::RdsSettings, vod::VodSettings};
-use crate::cloud::file::FileSettings;
-use crate::cloud::huawei::gaussdb::GaussDbBackupEncryptionSettings;
-use crate::cloud::qingcloud::mysql_plus::MysqlPlusSslSettings;
+use crate::cloud::registry::{self, PolicyProduct, TargetProduct};
 use crate::cloud::PolicyMode;
 use crate::secret::Secret;
 use crate::window::Schedule;
@@ -333,28 +330,9 @@ impl WindowConfig {
     }
 }
 
-/// The kind-specific part of a `[[target]]`.
-#[derive(Debug, Clone)]
-pub enum TargetSettings {
-    AlibabaCdn(CdnSettings),
-    AlibabaVod(VodSettings),
-    AlibabaRds(RdsSettings),
-    File(FileSettings),
-}
-
-/// Target kinds: the registry of what `kind = "..."` may say, with the vendor each needs.
-const TARGET_KINDS: &[(&str, Option<Provider>)] = &[
-    ("alibaba-cdn", Some(Provider::Alibaba)),
-    ("alibaba-vod", Some(Provider::Alibaba)),
-    ("alibaba-rds", Some(Provider::Alibaba)),
-    ("file", None),
-];
-
-/// Policy kinds and the vendor each needs.
-const POLICY_KINDS: &[(&str, Provider)] = &[
-    ("huawei-gaussdb-backup-encryption", Provider::Huawei),
-    ("qingcloud-mysql-plus-ssl", Provider::Qingcloud),
-];
+/// The kind-specific part of a `[[target]]`: its product's settings, parsed by the product
+/// its `kind` names in `cloud::registry::TARGETS`.
+pub type TargetSettings = registry::Settings<dyn TargetProduct>;
 
 /// The keys every `[[target]]` has, whatever its kind.
 const TARGET_COMMON_KEYS: &[&str] = &["name", "kind", "credentials", "maintenance_window"];
@@ -378,12 +356,9 @@ pub struct TargetConfig {
     pub settings: TargetSettings,
 }
 
-/// The kind-specific part of a `[[policy]]`.
-#[derive(Debug, Clone)]
-pub enum PolicySettings {
-    HuaweiGaussdbBackupEncryption(GaussDbBackupEncryptionSettings),
-    QingcloudMysqlPlusSsl(MysqlPlusSslSettings),
-}
+/// The kind-specific part of a `[[policy]]`, parsed by the product its `kind` names in
+/// `cloud::registry::POLICIES`.
+pub type PolicySettings = registry::Settings<dyn PolicyProduct>;
 
 /// `[[policy]]`.
 #[derive(Debug, Clone)]
@@ -683,12 +658,31 @@ fn take_value<T: DeserializeOwned>(
     }
 }
 
-fn kind_settings<T: DeserializeOwned>(
+/// A product's own keys (`table` without the common ones) as its settings type `T`; an
+/// unknown key is named at `path` with the nearest of `T`'s and the `common` keys.
+pub fn settings_at<T: DeserializeOwned>(
     table: toml::Table,
     path: &str,
     common: &[&str],
-) -> Result<T, ParseIssue> {
-    deserialize_at(toml::Value::Table(table), path, common)
+) -> Result<T, ConfigIssue> {
+    match deserialize_at(toml::Value::Table(table), path, common) {
+        Ok(settings) => Ok(settings),
+        Err(ParseIssue::Key(issue)) => Err(issue),
+        // Only the parser of the whole file reports syntax; a value has none left.
+        Err(ParseIssue::Syntax { message, .. }) => Err(ConfigIssue::new(path, message)),
+    }
+}
+
+/// The product `kind` names, or the issue naming the kinds there are.
+fn product<P: ?Sized>(
+    products: &'static [registry::Product<P>],
+    kind: &str,
+    path: &str,
+) -> Result<&'static registry::Product<P>, ParseIssue> {
+    registry::find(products, kind).ok_or_else(|| {
+        let known: Vec<&str> = products.iter().map(|product| product.kind).collect();
+        unknown_kind(path, kind, &known)
+    })
 }
 
 fn unknown_kind(path: &str, kind: &str, known: &[&str]) -> ParseIssue {
@@ -708,22 +702,9 @@ fn parse_target(mut table: toml::Table, path: &str) -> Result<TargetConfig, Pars
     let kind = take_string(&mut table, "kind", path, true)?.unwrap_or_default();
     let credentials = take_string(&mut table, "credentials", path, false)?;
     let maintenance_window = take_value(&mut table, "maintenance_window", path)?;
-    let settings = match kind.as_str() {
-        "alibaba-cdn" => {
-            TargetSettings::AlibabaCdn(kind_settings(table, path, TARGET_COMMON_KEYS)?)
-        }
-        "alibaba-vod" => {
-            TargetSettings::AlibabaVod(kind_settings(table, path, TARGET_COMMON_KEYS)?)
-        }
-        "alibaba-rds" => {
-            TargetSettings::AlibabaRds(kind_settings(table, path, TARGET_COMMON_KEYS)?)
-        }
-        "file" => TargetSettings::File(kind_settings(table, path, TARGET_COMMON_KEYS)?),
-        other => {
-            let known: Vec<&str> = TARGET_KINDS.iter().map(|(kind, _)| *kind).collect();
-            return Err(unknown_kind(path, other, &known));
-        }
-    };
+    let product = product(registry::TARGETS, &kind, path)?;
+    let parsed = (product.parse)(table, path, TARGET_COMMON_KEYS).map_err(ParseIssue::Key)?;
+    let settings = TargetSettings::new(product, parsed);
     Ok(TargetConfig {
         name,
         kind,
@@ -741,18 +722,9 @@ fn parse_policy(mut table: toml::Table, path: &str) -> Result<PolicyConfig, Pars
     let mode = take_value(&mut table, "mode", path)?.unwrap_or(PolicyMode::Audit);
     let maintenance_window = take_value(&mut table, "maintenance_window", path)?;
     let schedule = take_value(&mut table, "schedule", path)?;
-    let settings = match kind.as_str() {
-        "huawei-gaussdb-backup-encryption" => PolicySettings::HuaweiGaussdbBackupEncryption(
-            kind_settings(table, path, POLICY_COMMON_KEYS)?,
-        ),
-        "qingcloud-mysql-plus-ssl" => {
-            PolicySettings::QingcloudMysqlPlusSsl(kind_settings(table, path, POLICY_COMMON_KEYS)?)
-        }
-        other => {
-            let known: Vec<&str> = POLICY_KINDS.iter().map(|(kind, _)| *kind).collect();
-            return Err(unknown_kind(path, other, &known));
-        }
-    };
+    let product = product(registry::POLICIES, &kind, path)?;
+    let parsed = (product.parse)(table, path, POLICY_COMMON_KEYS).map_err(ParseIssue::Key)?;
+    let settings = PolicySettings::new(product, parsed);
     Ok(PolicyConfig {
         name,
         kind,
@@ -1444,11 +1416,7 @@ fn validate_target(
     errors: &mut Vec<ConfigIssue>,
 ) {
     let path = format!("target[{index}]");
-    let provider = TARGET_KINDS
-        .iter()
-        .find(|(kind, _)| *kind == target.kind)
-        .and_then(|(_, provider)| *provider);
-    match (provider, &target.credentials) {
+    match (target.settings.product.provider, &target.credentials) {
         (Some(provider), Some(name)) => {
             check_credentials_ref(&path, name, provider, config, errors)
         }
@@ -1460,12 +1428,7 @@ fn validate_target(
         (None, None) => {}
     }
     check_window(&path, &target.maintenance_window, errors);
-    match &target.settings {
-        TargetSettings::AlibabaCdn(settings) => settings.validate(&path, errors),
-        TargetSettings::AlibabaVod(settings) => settings.validate(&path, errors),
-        TargetSettings::AlibabaRds(settings) => settings.validate(&path, errors),
-        TargetSettings::File(settings) => settings.validate(&path, errors),
-    }
+    target.settings.check(&path, errors);
 }
 
 fn validate_policy(
@@ -1475,8 +1438,8 @@ fn validate_policy(
     errors: &mut Vec<ConfigIssue>,
 ) {
     let path = format!("policy[{index}]");
-    if let Some((_, provider)) = POLICY_KINDS.iter().find(|(kind, _)| *kind == policy.kind) {
-        check_credentials_ref(&path, &policy.credentials, *provider, config, errors);
+    if let Some(provider) = policy.settings.product.provider {
+        check_credentials_ref(&path, &policy.credentials, provider, config, errors);
     }
     if policy.resources.is_empty() {
         errors.push(ConfigIssue::new(
@@ -1493,13 +1456,7 @@ fn validate_policy(
         }
     }
     check_window(&path, &policy.maintenance_window, errors);
-    match &policy.settings {
-        PolicySettings::HuaweiGaussdbBackupEncryption(settings) => {
-            settings.validate(&path, errors);
-            GaussDbBackupEncryptionSettings::validate_instances(&policy.resources, &path, errors);
-        }
-        PolicySettings::QingcloudMysqlPlusSsl(settings) => settings.validate(&path, errors),
-    }
+    policy.settings.check(&path, &policy.resources, errors);
 }
 
 #[cfg(test)]
@@ -1595,7 +1552,10 @@ mod tests {
         };
         assert_eq!(window.duration, Duration::from_secs(5_400));
         assert_eq!(window.schedule.expression(), "0 2 * * Sun");
-        let TargetSettings::File(settings) = &target.settings else {
+        let Some(settings) = target
+            .settings
+            .downcast_ref::<crate::cloud::file::FileSettings>()
+        else {
             panic!("a file target")
         };
         assert_eq!(settings.reload_timeout, Some(Duration::from_secs(5)));

@@ -312,6 +312,31 @@ impl Target for CdnTarget {
     }
 }
 
+/// `kind = "alibaba-cdn"`: its line in `cloud::registry::TARGETS`.
+pub const PRODUCT: crate::cloud::registry::TargetKind = crate::cloud::registry::TargetKind {
+    kind: "alibaba-cdn",
+    variant: "AlibabaCdn",
+    vendor: "alibaba",
+    provider: Some(crate::config::credentials::Provider::Alibaba),
+    parse: crate::cloud::registry::parse_settings::<CdnSettings>,
+};
+
+impl crate::cloud::registry::TargetProduct for CdnSettings {
+    fn check(&self, path: &str, issues: &mut Vec<ConfigIssue>) {
+        self.validate(path, issues);
+    }
+
+    fn build(
+        &self,
+        config: &crate::config::TargetConfig,
+        _window: Option<crate::window::MaintenanceWindow>,
+        accounts: &dyn crate::cloud::registry::Accounts,
+    ) -> Result<Arc<dyn Target>, String> {
+        let client = accounts.alibaba(config.credentials.as_deref())?;
+        Ok(Arc::new(CdnTarget::new(&config.name, self.clone(), client)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

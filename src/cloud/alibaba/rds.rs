@@ -484,6 +484,33 @@ impl Target for RdsTarget {
     }
 }
 
+/// `kind = "alibaba-rds"`: its line in `cloud::registry::TARGETS`.
+pub const PRODUCT: crate::cloud::registry::TargetKind = crate::cloud::registry::TargetKind {
+    kind: "alibaba-rds",
+    variant: "AlibabaRds",
+    vendor: "alibaba",
+    provider: Some(crate::config::credentials::Provider::Alibaba),
+    parse: crate::cloud::registry::parse_settings::<RdsSettings>,
+};
+
+impl crate::cloud::registry::TargetProduct for RdsSettings {
+    fn check(&self, path: &str, issues: &mut Vec<ConfigIssue>) {
+        self.validate(path, issues);
+    }
+
+    fn build(
+        &self,
+        config: &crate::config::TargetConfig,
+        window: Option<crate::window::MaintenanceWindow>,
+        accounts: &dyn crate::cloud::registry::Accounts,
+    ) -> Result<Arc<dyn Target>, String> {
+        let client = accounts.alibaba(config.credentials.as_deref())?;
+        Ok(Arc::new(
+            RdsTarget::new(&config.name, self.clone(), client).with_maintenance_window(window),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,6 +111,31 @@ impl Target for VodTarget {
     }
 }
 
+/// `kind = "alibaba-vod"`: its line in `cloud::registry::TARGETS`.
+pub const PRODUCT: crate::cloud::registry::TargetKind = crate::cloud::registry::TargetKind {
+    kind: "alibaba-vod",
+    variant: "AlibabaVod",
+    vendor: "alibaba",
+    provider: Some(crate::config::credentials::Provider::Alibaba),
+    parse: crate::cloud::registry::parse_settings::<VodSettings>,
+};
+
+impl crate::cloud::registry::TargetProduct for VodSettings {
+    fn check(&self, path: &str, issues: &mut Vec<ConfigIssue>) {
+        self.validate(path, issues);
+    }
+
+    fn build(
+        &self,
+        config: &crate::config::TargetConfig,
+        _window: Option<crate::window::MaintenanceWindow>,
+        accounts: &dyn crate::cloud::registry::Accounts,
+    ) -> Result<Arc<dyn Target>, String> {
+        let client = accounts.alibaba(config.credentials.as_deref())?;
+        Ok(Arc::new(VodTarget::new(&config.name, self.clone(), client)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

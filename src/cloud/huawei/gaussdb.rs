@@ -298,6 +298,39 @@ impl Policy for GaussDbBackupEncryptionPolicy {
     }
 }
 
+/// `kind = "huawei-gaussdb-backup-encryption"`: its line in `cloud::registry::POLICIES`.
+pub const PRODUCT: crate::cloud::registry::PolicyKind = crate::cloud::registry::PolicyKind {
+    kind: "huawei-gaussdb-backup-encryption",
+    variant: "HuaweiGaussdbBackupEncryption",
+    vendor: "huawei",
+    provider: Some(crate::config::credentials::Provider::Huawei),
+    parse: crate::cloud::registry::parse_policy_settings::<GaussDbBackupEncryptionSettings>,
+};
+
+impl crate::cloud::registry::PolicyProduct for GaussDbBackupEncryptionSettings {
+    fn check(&self, path: &str, resources: &[String], issues: &mut Vec<ConfigIssue>) {
+        self.validate(path, issues);
+        Self::validate_instances(resources, path, issues);
+    }
+
+    fn build(
+        &self,
+        config: &crate::config::PolicyConfig,
+        window: Option<MaintenanceWindow>,
+        accounts: &dyn crate::cloud::registry::Accounts,
+    ) -> Result<Arc<dyn Policy>, String> {
+        let client = accounts.huawei(&config.credentials)?;
+        Ok(Arc::new(GaussDbBackupEncryptionPolicy::new(
+            &config.name,
+            config.mode,
+            config.resources.clone(),
+            self.clone(),
+            client,
+            window,
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -513,6 +513,40 @@ impl Policy for MysqlPlusSslPolicy {
     }
 }
 
+/// `kind = "qingcloud-mysql-plus-ssl"`: its line in `cloud::registry::POLICIES`.
+pub const PRODUCT: crate::cloud::registry::PolicyKind = crate::cloud::registry::PolicyKind {
+    kind: "qingcloud-mysql-plus-ssl",
+    variant: "QingcloudMysqlPlusSsl",
+    vendor: "qingcloud",
+    provider: Some(crate::config::credentials::Provider::Qingcloud),
+    parse: crate::cloud::registry::parse_policy_settings::<MysqlPlusSslSettings>,
+};
+
+impl crate::cloud::registry::PolicyProduct for MysqlPlusSslSettings {
+    fn check(&self, path: &str, _resources: &[String], issues: &mut Vec<ConfigIssue>) {
+        self.validate(path, issues);
+    }
+
+    fn build(
+        &self,
+        config: &crate::config::PolicyConfig,
+        window: Option<MaintenanceWindow>,
+        accounts: &dyn crate::cloud::registry::Accounts,
+    ) -> Result<std::sync::Arc<dyn Policy>, String> {
+        let client = accounts.qingcloud(&config.credentials)?;
+        let policy = MysqlPlusSslPolicy::new(
+            &config.name,
+            config.mode,
+            window,
+            config.resources.clone(),
+            client,
+            self,
+        )
+        .map_err(|issue| format!("{}: {}", issue.path, issue.message))?;
+        Ok(std::sync::Arc::new(policy))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
