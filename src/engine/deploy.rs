@@ -7,15 +7,15 @@
 
 use crate::cloud::Target;
 use crate::engine::converge::{converge, deploy_and_verify, Convergence};
+use crate::engine::event::{Event, Subject};
 use crate::engine::{backoff, event, inputs, state};
 use crate::error::{CloudError, ErrorClass};
 use crate::retry::{with_retries, RetriedErrors, RetryPolicy};
 use crate::store::{
-    Attempt, CertificateVersion, DeployStatus, DeploymentRecord, Event, LastError, StateStore,
-    StoreError, SubjectKind,
+    Attempt, CertificateVersion, DeployStatus, DeploymentRecord, LastError, StateStore, StoreError,
+    SubjectKind,
 };
-use crate::telemetry::logging::{failure, needs_human};
-use crate::telemetry::metrics::{Failing, Metrics};
+use crate::telemetry::metrics::Metrics;
 use crate::window::MaintenanceWindow;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,23 +70,6 @@ fn new_record(target: &str, version: &CertificateVersion, now: OffsetDateTime) -
         last_error: None,
         next_attempt_at: None,
         updated_at: now,
-    }
-}
-
-fn event(
-    kind: &str,
-    subject: &str,
-    message: String,
-    fields: serde_json::Value,
-    now: OffsetDateTime,
-) -> Event {
-    Event {
-        id: 0,
-        at: now,
-        kind: kind.to_owned(),
-        subject: subject.to_owned(),
-        message,
-        fields,
     }
 }
 
@@ -232,14 +215,11 @@ pub async fn reconcile_target_with_inputs(
                 .metrics
                 .target_proven_in_sync(&handle.name, handle.kind, now.unix_timestamp());
             if !was_in_sync {
-                tracing::info!(target_name = %handle.name, kind = handle.kind, certificate = %version.certificate, fingerprint = %version.fingerprint, "target serves the desired certificate");
-                store.append_event(&event(
-                    "deploy.in_sync",
-                    &handle.name,
-                    "target already serves the desired certificate".into(),
-                    serde_json::json!({"fingerprint": version.fingerprint}),
-                    now,
-                ))?;
+                let in_sync = Event::TargetInSync {
+                    target: handle,
+                    version,
+                };
+                event::emit(store.as_ref(), &context.metrics, now, in_sync)?;
             }
             return Ok(DeployOutcome::InSync);
         }
@@ -303,35 +283,12 @@ pub async fn reconcile_target_with_inputs(
                 at: now,
             };
             store.put_deployment_with_attempt(&record, &attempt)?;
-            store.append_event(&event(
-                "deploy.succeeded",
-                &handle.name,
-                format!("deployed {} to {}", version.certificate, handle.name),
-                serde_json::json!({"fingerprint": version.fingerprint, "certificate": version.certificate}),
-                now,
-            ))?;
-            tracing::info!(
-                target_name = %handle.name,
-                kind = handle.kind,
-                certificate = %version.certificate,
-                fingerprint = %version.fingerprint,
-                serial = %version.serial,
-                duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                "deployed"
-            );
-            context
-                .metrics
-                .deployments
-                .with_label_values(&[handle.name.as_str(), handle.kind, "success"])
-                .inc();
-            context
-                .metrics
-                .target_proven_in_sync(&handle.name, handle.kind, now.unix_timestamp());
-            context.metrics.set_target_served(
-                &handle.name,
-                handle.kind,
-                Some(state::validity(version)),
-            );
+            let deployed = Event::Deployed {
+                target: handle,
+                version,
+                elapsed: started.elapsed(),
+            };
+            event::emit(store.as_ref(), &context.metrics, now, deployed)?;
             Ok(match convergence {
                 Convergence::AlreadyInSync => DeployOutcome::InSync,
                 Convergence::Deployed => DeployOutcome::Deployed,
@@ -411,16 +368,11 @@ fn record_retried(
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
     for error in retried.take() {
-        tracing::warn!(target_name = %handle.name, class = %error.class, code = %error.code, request_id = error.request_id.as_deref().unwrap_or(""), error = %error, "retrying a failed call");
-        event::count_error(&context.metrics, &error);
-        context.store.record_attempt(&Attempt {
-            subject_kind: SubjectKind::Target,
-            subject: handle.name.clone(),
-            operation: error.operation,
-            class: Some(error.class),
-            code: Some(error.code),
-            at: now,
-        })?;
+        let retrying = Event::Retrying {
+            subject: Subject::Target(handle),
+            error: &error,
+        };
+        event::emit(context.store.as_ref(), &context.metrics, now, retrying)?;
     }
     Ok(())
 }
@@ -462,45 +414,13 @@ async fn fail(
     context
         .store
         .put_deployment_with_attempt(&record, &attempt)?;
-    context.store.append_event(&event(
-        "deploy.failed",
-        &handle.name,
-        format!(
-            "deploy to {} failed: {} {}",
-            handle.name, error.class, error.code
-        ),
-        serde_json::json!({
-            "class": error.class.as_str(),
-            "code": error.code,
-            "request_id": error.request_id,
-            "message": error.message,
-            "retry_at": retry_at.map(|at| at.unix_timestamp()),
-        }),
-        now,
-    ))?;
-    let parked = retry_at.is_none();
-    failure!(
-        needs_human(error.class, parked),
-        target_name = %handle.name, kind = handle.kind, class = %error.class, code = %error.code,
-        request_id = error.request_id.as_deref().unwrap_or(""), parked,
-        retry_at = retry_at.map_or(0, OffsetDateTime::unix_timestamp), error = %error,
-        "deploy failed"
-    );
-    context.metrics.set_target_failing(
-        &handle.name,
-        handle.kind,
-        Some(Failing {
-            consecutive: record.attempts,
-            class: error.class,
-        }),
-        parked,
-    );
-    context
-        .metrics
-        .deployments
-        .with_label_values(&[handle.name.as_str(), handle.kind, "failure"])
-        .inc();
-    event::count_error(&context.metrics, error);
+    let failed = Event::DeployFailed {
+        target: handle,
+        error,
+        attempts: record.attempts,
+        retry_at,
+    };
+    event::emit(context.store.as_ref(), &context.metrics, now, failed)?;
     Ok(DeployOutcome::Failed {
         class: error.class,
         code: error.code.clone(),

@@ -9,10 +9,11 @@
 
 use crate::cloud::Policy;
 use crate::engine::converge::{apply_policy, remediation_deferred_until, PolicyOutcome};
+use crate::engine::event::{Event, Subject};
 use crate::engine::{backoff, event, inputs, state};
 use crate::error::ErrorClass;
 use crate::retry::{with_retries, RetriedErrors, RetryPolicy};
-use crate::store::{Attempt, Event, LastError, PolicyStatus, StateStore, StoreError, SubjectKind};
+use crate::store::{Attempt, LastError, PolicyStatus, StateStore, StoreError, SubjectKind};
 use crate::telemetry::metrics::Metrics;
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -138,13 +139,14 @@ pub async fn reconcile_policy(
     .await
     .and_then(|inner| inner);
     for error in retried.take() {
-        tracing::warn!(policy = %name, resource = %resource, class = %error.class, code = %error.code, request_id = error.request_id.as_deref().unwrap_or(""), error = %error, "retrying a failed call");
-        event::count_error(&context.metrics, &error);
-        store.record_attempt(&attempt(
-            &error.operation,
-            Some(error.class),
-            Some(error.code.clone()),
-        ))?;
+        let retrying = Event::Retrying {
+            subject: Subject::Policy {
+                policy: name,
+                resource,
+            },
+            error: &error,
+        };
+        event::emit(store.as_ref(), &context.metrics, now, retrying)?;
     }
 
     let mut status = PolicyStatus {
@@ -165,20 +167,12 @@ pub async fn reconcile_policy(
                 PolicyOutcome::Remediated(remediation) => {
                     status.compliant = true;
                     status.last_job_id = remediation.job_id.clone();
-                    context
-                        .metrics
-                        .policy_remediations
-                        .with_label_values(&[name, "success"])
-                        .inc();
-                    tracing::info!(policy = %name, resource = %resource, job_id = remediation.job_id.as_deref().unwrap_or(""), "policy remediated");
-                    store.append_event(&Event {
-                        id: 0,
-                        at: now,
-                        kind: "policy.remediated".into(),
-                        subject: name.to_owned(),
-                        message: format!("{resource} corrected"),
-                        fields: serde_json::json!({"resource": resource, "job_id": remediation.job_id}),
-                    })?;
+                    let remediated = Event::PolicyRemediated {
+                        policy: name,
+                        resource,
+                        job_id: remediation.job_id.as_deref(),
+                    };
+                    event::emit(store.as_ref(), &context.metrics, now, remediated)?;
                 }
                 PolicyOutcome::Reported(finding) => {
                     status.observed = serde_json::json!({"observed": finding.observed});
@@ -221,23 +215,13 @@ pub async fn reconcile_policy(
                 });
             }
             let retry_at = deferred.or(retry_at);
-            event::count_error(&context.metrics, &error);
-            context
-                .metrics
-                .policy_remediations
-                .with_label_values(&[name, "failure"])
-                .inc();
-            store.record_attempt(&attempt(
-                &error.operation,
-                Some(error.class),
-                Some(error.code.clone()),
-            ))?;
-            crate::telemetry::logging::failure!(
-                crate::telemetry::logging::needs_human(error.class, retry_at.is_none()),
-                policy = %name, resource = %resource, class = %error.class, code = %error.code,
-                request_id = error.request_id.as_deref().unwrap_or(""), error = %error,
-                "policy pass failed"
-            );
+            let failed = Event::PolicyFailed {
+                policy: name,
+                resource,
+                error: &error,
+                retry_at,
+            };
+            event::emit(store.as_ref(), &context.metrics, now, failed)?;
             PolicyPass::Failed {
                 class: error.class,
                 code: error.code,
