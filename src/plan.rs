@@ -9,10 +9,12 @@ use crate::cert::CertificateBundle;
 use crate::cloud::PolicyMode;
 use crate::config::credentials::SecretEnvironment;
 use crate::config::{Config, SourceConfig};
+use crate::engine::decide::{decide, hold, superseded, Decision, Hold};
+use crate::engine::inputs;
 use crate::retry::RetryPolicy;
 use crate::source::file::{FileEvent, FileSource, WatchSpec};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{StateStore, StoreError};
+use crate::store::{StateStore, StoreError, SubjectKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -211,6 +213,18 @@ pub async fn plan(
             };
             let (bundle, names, limit) =
                 (bundle.clone(), certificate.domains.clone(), limit.clone());
+            // What the ledger holds the target back by, as a pass would read it.
+            let held = match (&store, &bundle) {
+                (Some(store), Some(bundle)) => ledger_hold(
+                    store,
+                    config,
+                    target_name,
+                    &certificate.name,
+                    bundle.fingerprint(),
+                    now,
+                )?,
+                _ => None,
+            };
             let certificate = certificate.name.clone();
             let index = order;
             order += 1;
@@ -257,13 +271,22 @@ pub async fn plan(
                             match crate::cert::check_predeploy(bundle, &names, now, grace) {
                                 Ok(()) => {
                                     row.action = "deploy".into();
-                                    if let Some(window) = &handle.window {
-                                        if !window.is_open(now) {
-                                            row.detail = window.next_open(now).map(|at| {
-                                                format!("in the maintenance window opening {at}")
-                                            });
+                                    let decision =
+                                        decide(live.serves(bundle), handle.window.as_ref(), now);
+                                    row.detail = match (held, decision) {
+                                        (Some(Hold::Parked), _) => Some(
+                                            "parked after an invalid failure: retried when \
+                                             the certificate or the configuration changes"
+                                                .into(),
+                                        ),
+                                        (Some(Hold::Until(at)), _) => {
+                                            Some(format!("next attempt at {at}"))
                                         }
-                                    }
+                                        (_, Decision::Deferred(opens)) => opens.map(|at| {
+                                            format!("in the maintenance window opening {at}")
+                                        }),
+                                        _ => None,
+                                    };
                                 }
                                 Err(violation) => {
                                     row.action = "blocked".into();
@@ -341,6 +364,34 @@ pub async fn plan(
         targets,
         policies,
     })
+}
+
+/// What the deployment ledger holds `target` back by, read as a pass reads it (the pass's
+/// own `engine::decide`): nothing when the row is for another version or the target's
+/// configuration changed while it failed. Read like a drift scan: a target the ledger
+/// thinks in sync is still read, so drift shows.
+fn ledger_hold(
+    store: &SqliteStore,
+    config: &Config,
+    target: &str,
+    certificate: &str,
+    desired: &str,
+    now: OffsetDateTime,
+) -> Result<Option<Hold>, StoreError> {
+    let Some(record) = store.deployment(target, certificate)? else {
+        return Ok(None);
+    };
+    let history = store.attempts(SubjectKind::Target, target)?;
+    let recorded = inputs::recorded(&history);
+    let config_changed = config
+        .targets
+        .iter()
+        .find(|configured| configured.name == target)
+        .is_some_and(|configured| recorded != Some(inputs::fingerprint(configured).as_str()));
+    if superseded(&record, desired, config_changed) {
+        return Ok(None);
+    }
+    Ok(hold(&record, true, now))
 }
 
 fn describe(live: &crate::cloud::LiveCertificate) -> Option<String> {

@@ -7,6 +7,7 @@
 
 use crate::cloud::Target;
 use crate::engine::converge::{converge, deploy_and_verify, Convergence};
+use crate::engine::decide::{self, Decision, Hold};
 use crate::engine::event::{Event, Subject};
 use crate::engine::{backoff, event, inputs, state};
 use crate::error::{CloudError, ErrorClass};
@@ -119,29 +120,18 @@ pub async fn reconcile_target_with_inputs(
         }
         None => false,
     };
-    let failing = matches!(
-        record.status,
-        DeployStatus::Failed | DeployStatus::Parked | DeployStatus::Pending
-    );
-    if record.desired_fingerprint.as_deref() != Some(version.fingerprint.as_str())
-        || (config_changed && failing)
-    {
+    if decide::superseded(&record, &version.fingerprint, config_changed) {
         // New inputs: the failure history no longer applies.
         record = DeploymentRecord {
             observed_fingerprint: record.observed_fingerprint,
             ..new_record(&handle.name, version, now)
         };
     }
-    match record.status {
-        DeployStatus::Parked => return Ok(DeployOutcome::Skipped),
-        DeployStatus::InSync if !scan => return Ok(DeployOutcome::InSync),
-        DeployStatus::Pending | DeployStatus::Failed
-            if record.next_attempt_at.is_some_and(|at| at > now) =>
-        {
-            // Deferred to a window or backing off.
-            return Ok(DeployOutcome::Skipped);
-        }
-        _ => {}
+    match decide::hold(&record, scan, now) {
+        Some(Hold::InSync) => return Ok(DeployOutcome::InSync),
+        // Parked, deferred to a window or backing off.
+        Some(Hold::Parked | Hold::Until(_)) => return Ok(DeployOutcome::Skipped),
+        None => {}
     }
     let bundle = match version.to_bundle() {
         Ok(bundle) => bundle,
@@ -184,6 +174,7 @@ pub async fn reconcile_target_with_inputs(
             .observed_fingerprint
             .as_deref()
             .is_some_and(|observed| observed != version.fingerprint);
+    let mut serves = false;
     if !known_stale {
         // Observe first (never writes), so an in-sync target needs no window and no write call.
         // Retries inside the read count like those of the write: each shows in the attempt
@@ -200,43 +191,38 @@ pub async fn reconcile_target_with_inputs(
             Ok(live) => live,
             Err(error) => return fail(context, handle, record, &error, now).await,
         };
-        let serves = live.serves(&bundle);
+        serves = live.serves(&bundle);
         publish_served(context, handle, version, serves, &live)?;
-        if serves {
-            let was_in_sync = record.status == DeployStatus::InSync;
-            record.status = DeployStatus::InSync;
-            record.observed_fingerprint = Some(version.fingerprint.clone());
-            record.attempts = 0;
-            record.last_error = None;
-            record.next_attempt_at = None;
-            record.updated_at = now;
-            store.put_deployment(&record)?;
-            context
-                .metrics
-                .target_proven_in_sync(&handle.name, handle.kind, now.unix_timestamp());
-            if !was_in_sync {
-                let in_sync = Event::TargetInSync {
-                    target: handle,
-                    version,
-                };
-                event::emit(store.as_ref(), &context.metrics, now, in_sync)?;
-            }
-            return Ok(DeployOutcome::InSync);
+        if !serves {
+            record.observed_fingerprint = live.fingerprint.clone();
         }
-        record.observed_fingerprint = live.fingerprint.clone();
+    }
+    let decision = decide::decide(serves, handle.window.as_ref(), now);
+    if decision == Decision::InSync {
+        let was_in_sync = record.status == DeployStatus::InSync;
+        mark_in_sync(&mut record, version, now);
+        store.put_deployment(&record)?;
+        context
+            .metrics
+            .target_proven_in_sync(&handle.name, handle.kind, now.unix_timestamp());
+        if !was_in_sync {
+            let in_sync = Event::TargetInSync {
+                target: handle,
+                version,
+            };
+            event::emit(store.as_ref(), &context.metrics, now, in_sync)?;
+        }
+        return Ok(DeployOutcome::InSync);
     }
     context
         .metrics
         .target_not_in_sync(&handle.name, handle.kind);
-    if let Some(window) = &handle.window {
-        if !window.is_open(now) {
-            let opens = window.next_open(now);
-            record.status = DeployStatus::Pending;
-            record.next_attempt_at = opens;
-            record.updated_at = now;
-            store.put_deployment(&record)?;
-            return Ok(DeployOutcome::Deferred(opens));
-        }
+    if let Decision::Deferred(opens) = decision {
+        record.status = DeployStatus::Pending;
+        record.next_attempt_at = opens;
+        record.updated_at = now;
+        store.put_deployment(&record)?;
+        return Ok(DeployOutcome::Deferred(opens));
     }
     // Marked before any write call: after a crash the row says a deploy may be half done.
     record.status = DeployStatus::Deploying;
@@ -268,12 +254,7 @@ pub async fn reconcile_target_with_inputs(
     record_retried(retried, context, handle, now)?;
     match result {
         Ok(convergence) => {
-            record.status = DeployStatus::InSync;
-            record.observed_fingerprint = Some(version.fingerprint.clone());
-            record.attempts = 0;
-            record.last_error = None;
-            record.next_attempt_at = None;
-            record.updated_at = now;
+            mark_in_sync(&mut record, version, now);
             let attempt = Attempt {
                 subject_kind: SubjectKind::Target,
                 subject: handle.name.clone(),
@@ -296,6 +277,16 @@ pub async fn reconcile_target_with_inputs(
         }
         Err(error) => fail(context, handle, record, &error, now).await,
     }
+}
+
+/// The ledger row of a target proven to serve `version`: no failure left to back off from.
+fn mark_in_sync(record: &mut DeploymentRecord, version: &CertificateVersion, now: OffsetDateTime) {
+    record.status = DeployStatus::InSync;
+    record.observed_fingerprint = Some(version.fingerprint.clone());
+    record.attempts = 0;
+    record.last_error = None;
+    record.next_attempt_at = None;
+    record.updated_at = now;
 }
 
 /// Sets what the target is known to serve: the desired version when the read proved it,

@@ -16,6 +16,11 @@ use crate::telemetry::metrics::{Failing, Metrics};
 use std::time::Duration;
 use time::OffsetDateTime;
 
+/// The log targets the lines kept from before they were written here, so a filter such
+/// as `RUST_LOG=certkeeper::engine::deploy=warn` still selects them.
+const DEPLOY_LOG: &str = "certkeeper::engine::deploy";
+const POLICY_LOG: &str = "certkeeper::engine::policy";
+
 /// Whose operation an in-operation retry belongs to.
 #[derive(Clone, Copy)]
 pub enum Subject<'a> {
@@ -86,11 +91,13 @@ pub fn emit(
             match subject {
                 Subject::Target(target) => failure!(
                     needs_human(error.class, false),
+                    target: DEPLOY_LOG,
                     target_name = %target.name, class = %error.class, code = %error.code,
                     request_id, error = %error, "retrying a failed call"
                 ),
                 Subject::Policy { policy, resource } => failure!(
                     needs_human(error.class, false),
+                    target: POLICY_LOG,
                     policy = %policy, resource = %resource, class = %error.class,
                     code = %error.code, request_id, error = %error, "retrying a failed call"
                 ),
@@ -105,7 +112,7 @@ pub fn emit(
                 "target already serves the desired certificate".into(),
                 serde_json::json!({"fingerprint": version.fingerprint}),
             ))?;
-            tracing::info!(target_name = %target.name, kind = target.kind, certificate = %version.certificate, fingerprint = %version.fingerprint, "target serves the desired certificate");
+            tracing::info!(target: DEPLOY_LOG, target_name = %target.name, kind = target.kind, certificate = %version.certificate, fingerprint = %version.fingerprint, "target serves the desired certificate");
         }
         Event::Deployed {
             target,
@@ -120,6 +127,7 @@ pub fn emit(
                 serde_json::json!({"fingerprint": version.fingerprint, "certificate": version.certificate}),
             ))?;
             tracing::info!(
+                target: DEPLOY_LOG,
                 target_name = %target.name,
                 kind = target.kind,
                 certificate = %version.certificate,
@@ -160,6 +168,7 @@ pub fn emit(
             let parked = retry_at.is_none();
             failure!(
                 needs_human(error.class, parked),
+                target: DEPLOY_LOG,
                 target_name = %target.name, kind = target.kind, class = %error.class, code = %error.code,
                 request_id = error.request_id.as_deref().unwrap_or(""), parked,
                 retry_at = retry_at.map_or(0, OffsetDateTime::unix_timestamp), error = %error,
@@ -192,7 +201,7 @@ pub fn emit(
                 format!("{resource} corrected"),
                 serde_json::json!({"resource": resource, "job_id": job_id}),
             ))?;
-            tracing::info!(policy = %policy, resource = %resource, job_id = job_id.unwrap_or(""), "policy remediated");
+            tracing::info!(target: POLICY_LOG, policy = %policy, resource = %resource, job_id = job_id.unwrap_or(""), "policy remediated");
             metrics
                 .policy_remediations
                 .with_label_values(&[policy, "success"])
@@ -208,6 +217,7 @@ pub fn emit(
             store.record_attempt(&failed_attempt(SubjectKind::Policy, subject, error, now))?;
             failure!(
                 needs_human(error.class, retry_at.is_none()),
+                target: POLICY_LOG,
                 policy = %policy, resource = %resource, class = %error.class, code = %error.code,
                 request_id = error.request_id.as_deref().unwrap_or(""), error = %error,
                 "policy pass failed"

@@ -10,6 +10,7 @@
 
 pub mod backoff;
 pub mod converge;
+pub mod decide;
 pub mod deploy;
 pub mod due;
 pub mod event;
