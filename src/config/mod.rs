@@ -292,6 +292,15 @@ impl SourceConfig {
             SourceConfig::LocalCa(name) => format!("local_ca:{name}"),
         }
     }
+    /// The kind of source, without its name: the `source` label of
+    /// `certkeeper_renewals_total` (`acme`, `file`, `local_ca`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Acme(_) => "acme",
+            SourceConfig::File { .. } => "file",
+            SourceConfig::LocalCa(_) => "local_ca",
+        }
+    }
 }
 
 /// Private key algorithms certkeeper generates (`key = "ecdsa-p256"` ...): the certificate
@@ -1462,6 +1471,23 @@ fn validate_policy(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_kind_is_its_label_without_the_name() {
+        let file = SourceConfig::File {
+            cert: "cert.pem".into(),
+            key: "key.pem".into(),
+            chain: None,
+        };
+        for (source, kind) in [
+            (SourceConfig::Acme("le".into()), "acme"),
+            (file, "file"),
+            (SourceConfig::LocalCa("internal".into()), "local_ca"),
+        ] {
+            assert_eq!(source.kind(), kind);
+            assert_eq!(source.label().split(':').next(), Some(kind));
+        }
+    }
 
     #[test]
     fn unknown_field_messages_are_read() {

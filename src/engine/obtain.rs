@@ -268,7 +268,7 @@ impl Daemon {
                     request.key = entry.config.key;
                     request.previous_leaf_pem =
                         latest.as_ref().map(|latest| latest.chain_pem.clone());
-                    let source_kind = label.split(':').next().unwrap_or("source");
+                    let source_kind = entry.config.source.kind();
                     match source.obtain(&request).await.and_then(|issued| {
                         issued.bundle().map_err(|error| {
                             SourceError::new(
