@@ -852,3 +852,25 @@ async fn form_body_calls_are_accepted_only_with_content_type_signed() {
     let refusal: Value = response.json().await.unwrap();
     assert_eq!(refusal["Code"], "IncompleteSignature", "{refusal}");
 }
+
+#[tokio::test]
+async fn the_client_stamps_each_request_from_its_injected_clock() {
+    let sim = Sim::start(seed()).await;
+    let creds =
+        ResolvedCredentials::new("ali", Provider::Alibaba, ID, SECRET).with_endpoint(&sim.base);
+    let http = certkeeper::cloud::http::client(Default::default()).unwrap();
+    let hour_behind =
+        AlibabaClient::new(creds, http, default_rate_limits()).with_clock(Arc::new(|| {
+            time::OffsetDateTime::now_utc() - time::Duration::hours(1)
+        }));
+    let target = CdnTarget::new(
+        "c",
+        cdn("domain = \"www.example.com\""),
+        Arc::new(hour_behind),
+    );
+    let skewed = target.observe().await.unwrap_err();
+    assert_eq!(skewed.code, "InvalidTimeStamp.Expired", "{skewed}");
+    // The same call on the real clock is answered.
+    let on_time = CdnTarget::new("c", cdn("domain = \"www.example.com\""), sim.client());
+    on_time.observe().await.unwrap();
+}

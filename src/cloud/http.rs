@@ -218,13 +218,27 @@ impl ReplyError {
     }
 }
 
+/// `host` or `host:port` of `url` (what the vendors' signatures cover as the host), never
+/// its path or query; `None` for a URL without a host.
+pub fn host_and_port(url: &reqwest::Url) -> Option<String> {
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => Some(format!("{host}:{port}")),
+        (Some(host), None) => Some(host.to_owned()),
+        (None, _) => None,
+    }
+}
+
+/// Where a vendor client reads "now" (request time stamps, token expiry); tests pin it.
+pub type Clock = std::sync::Arc<dyn Fn() -> time::OffsetDateTime + Send + Sync>;
+
+/// The real clock.
+pub fn system_clock() -> Clock {
+    std::sync::Arc::new(time::OffsetDateTime::now_utc)
+}
+
 /// `host` or `host:port` of `url`, never its path or query.
 fn host_of(url: &reqwest::Url) -> String {
-    match (url.host_str(), url.port()) {
-        (Some(host), Some(port)) => format!("{host}:{port}"),
-        (Some(host), None) => host.to_owned(),
-        (None, _) => "an unnamed host".to_owned(),
-    }
+    host_and_port(url).unwrap_or_else(|| "an unnamed host".to_owned())
 }
 
 /// The host a redirect points to (a relative `Location` points to the same host).

@@ -359,6 +359,7 @@ pub struct AlibabaClient {
     limiter: Arc<RateLimiter>,
     retry: Option<RetryPolicy>,
     observer: Option<Arc<dyn crate::cloud::http::RequestObserver>>,
+    clock: crate::cloud::http::Clock,
 }
 
 impl AlibabaClient {
@@ -373,7 +374,14 @@ impl AlibabaClient {
             limiter: Arc::new(RateLimiter::new(limits)),
             retry: None,
             observer: None,
+            clock: crate::cloud::http::system_clock(),
         }
+    }
+
+    /// Replaces the clock the `x-acs-date` time stamp is read from (tests of clock skew).
+    pub fn with_clock(mut self, clock: crate::cloud::http::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Reports every call (action, outcome, duration) to `observer`, e.g. the metrics.
@@ -501,21 +509,17 @@ impl AlibabaClient {
                 format!("endpoint {endpoint}: {error}"),
             )
         })?;
-        let host = match (url.host_str(), url.port()) {
-            (Some(host), Some(port)) => format!("{host}:{port}"),
-            (Some(host), None) => host.to_owned(),
-            (None, _) => {
-                return Err(CloudError::new(
-                    VENDOR,
-                    action,
-                    ErrorClass::Invalid,
-                    "BadEndpoint",
-                    format!("endpoint {endpoint} has no host"),
-                ))
-            }
+        let Some(host) = crate::cloud::http::host_and_port(&url) else {
+            return Err(CloudError::new(
+                VENDOR,
+                action,
+                ErrorClass::Invalid,
+                "BadEndpoint",
+                format!("endpoint {endpoint} has no host"),
+            ));
         };
         self.limiter.acquire(self.account(), action).await;
-        let date = now_acs_date();
+        let date = format_acs_date((self.clock)());
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         let call = Acs3Call {
             host: &host,

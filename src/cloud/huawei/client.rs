@@ -14,17 +14,12 @@ use crate::secret::Secret;
 use reqwest::Method;
 use std::sync::Arc;
 use std::time::Duration;
-use time::OffsetDateTime;
 
 pub const VENDOR: &str = "huawei";
 
-/// Where the client reads the time for `X-Sdk-Date` and token expiry; injectable for tests.
-pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
-
-/// The real clock.
-pub fn system_clock() -> Clock {
-    Arc::new(OffsetDateTime::now_utc)
-}
+// Where the client reads the time for `X-Sdk-Date` and token expiry (one type for every
+// vendor client).
+pub use crate::cloud::http::{system_clock, Clock};
 
 /// Huawei codes and the class each belongs to. Sources: API Gateway error codes, the
 /// RDS/TaurusDB `DBS.` table, the DEW/KMS table (a KMS key problem surfaces with its KMS
@@ -438,18 +433,14 @@ impl HuaweiClient {
                 format!("endpoint {} is not a URL: {error}", request.base),
             )
         })?;
-        let host = match (parsed.host_str(), parsed.port()) {
-            (Some(host), Some(port)) => format!("{host}:{port}"),
-            (Some(host), None) => host.to_owned(),
-            (None, _) => {
-                return Err(CloudError::new(
-                    VENDOR,
-                    operation,
-                    ErrorClass::Invalid,
-                    "BadEndpoint",
-                    format!("endpoint {} has no host", request.base),
-                ))
-            }
+        let Some(host) = crate::cloud::http::host_and_port(&parsed) else {
+            return Err(CloudError::new(
+                VENDOR,
+                operation,
+                ErrorClass::Invalid,
+                "BadEndpoint",
+                format!("endpoint {} has no host", request.base),
+            ));
         };
         let body = match &request.body {
             Some(value) => value.to_string().into_bytes(),

@@ -9,7 +9,6 @@ use crate::config::credentials::ResolvedCredentials;
 use crate::error::{CloudError, ErrorClass};
 use crate::secret::Secret;
 use std::sync::Arc;
-use time::OffsetDateTime;
 
 /// The public API host (SDK default).
 pub const DEFAULT_ENDPOINT: &str = "https://api.qingcloud.com";
@@ -108,8 +107,8 @@ pub fn classify(ret_code: i64) -> ErrorClass {
         .unwrap_or_else(|| class_by_range(ret_code))
 }
 
-/// Where "now" comes from; tests pin it.
-pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+// Where "now" comes from (one type for every vendor client); tests pin it.
+pub use crate::cloud::http::Clock;
 
 /// A QingCloud account bound to one zone.
 #[derive(Clone)]
@@ -162,7 +161,7 @@ impl QingCloudClient {
             secret: credentials.access_key_secret.clone(),
             // The API wants lower-case zone ids (`pek3a`, `sh1a`).
             zone: zone.trim().to_ascii_lowercase(),
-            clock: Arc::new(OffsetDateTime::now_utc),
+            clock: crate::cloud::http::system_clock(),
             observer: None,
         })
     }
