@@ -8,6 +8,7 @@
 use crate::engine::deploy::TargetHandle;
 use crate::engine::state;
 use crate::error::CloudError;
+use crate::source::SourceError;
 use crate::store::{
     Attempt, CertificateVersion, Event as StoredEvent, StateStore, StoreError, SubjectKind,
 };
@@ -20,6 +21,7 @@ use time::OffsetDateTime;
 /// as `RUST_LOG=certkeeper::engine::deploy=warn` still selects them.
 const DEPLOY_LOG: &str = "certkeeper::engine::deploy";
 const POLICY_LOG: &str = "certkeeper::engine::policy";
+const OBTAIN_LOG: &str = "certkeeper::engine::obtain";
 
 /// Whose operation an in-operation retry belongs to.
 #[derive(Clone, Copy)]
@@ -28,8 +30,32 @@ pub enum Subject<'a> {
     Policy { policy: &'a str, resource: &'a str },
 }
 
-/// One outcome of a deploy or a policy pass.
+/// One outcome of obtaining a certificate, a deploy or a policy pass.
 pub enum Event<'a> {
+    /// A new version of `certificate` was stored (obtained or imported), due for renewal
+    /// at `renewal_at`; `source` is the source's label (`acme:NAME`, `file`, ...).
+    CertificateStored {
+        certificate: &'a str,
+        version: &'a CertificateVersion,
+        renewal_at: OffsetDateTime,
+        source: &'a str,
+    },
+    /// An issuer answered with a certificate; `source_kind` is `acme`, `local_ca`, ...
+    Obtained {
+        certificate: &'a str,
+        source_kind: &'static str,
+    },
+    /// An issuer failed to give a certificate.
+    ObtainFailed {
+        certificate: &'a str,
+        source_kind: &'static str,
+        error: &'a SourceError,
+    },
+    /// Watched files were refused (the file source has logged it with the file's path).
+    ImportRejected {
+        certificate: &'a str,
+        error: &'a SourceError,
+    },
     /// A call failed and is retried inside the same operation.
     Retrying {
         subject: Subject<'a>,
@@ -68,8 +94,10 @@ pub enum Event<'a> {
     },
 }
 
-/// Records, logs and counts `event`, in that order: a store that refuses the record ends
-/// the operation before anything claims the outcome happened.
+/// Records, logs and counts `event`, in that order: a store that refuses the record of a
+/// deploy or policy outcome ends the operation before anything claims the outcome
+/// happened. An obtain outcome is already in the store as an attempt, so its event log
+/// entry is best effort: a refused one is logged and the outcome still reported.
 pub fn emit(
     store: &dyn StateStore,
     metrics: &Metrics,
@@ -77,6 +105,75 @@ pub fn emit(
     event: Event<'_>,
 ) -> Result<(), StoreError> {
     match event {
+        Event::CertificateStored {
+            certificate,
+            version,
+            renewal_at,
+            source,
+        } => {
+            best_effort(store.append_event(&stored(
+                now,
+                "certificate.stored",
+                certificate,
+                format!("stored a new version of {certificate}"),
+                serde_json::json!({"fingerprint": version.fingerprint, "source": source, "not_after": version.not_after.unix_timestamp()}),
+            )));
+            tracing::info!(
+                target: OBTAIN_LOG,
+                certificate = %certificate,
+                fingerprint = %version.fingerprint,
+                serial = %version.serial,
+                not_after = %version.not_after,
+                renewal_at = %renewal_at,
+                source = %source,
+                "stored a new certificate version"
+            );
+        }
+        Event::Obtained {
+            certificate,
+            source_kind,
+        } => {
+            metrics
+                .renewals
+                .with_label_values(&[certificate, source_kind, "success"])
+                .inc();
+        }
+        Event::ObtainFailed {
+            certificate,
+            source_kind,
+            error,
+        } => {
+            best_effort(store.append_event(&stored(
+                now,
+                "certificate.obtain_failed",
+                certificate,
+                error.to_string(),
+                serde_json::json!({"class": error.class.as_str(), "code": error.code}),
+            )));
+            failure!(
+                needs_human(error.class, false),
+                target: OBTAIN_LOG,
+                certificate = %certificate, class = %error.class, code = %error.code,
+                error = %error, "obtaining a certificate failed"
+            );
+            metrics
+                .renewals
+                .with_label_values(&[certificate, source_kind, "failure"])
+                .inc();
+        }
+        Event::ImportRejected { certificate, error } => {
+            best_effort(store.append_event(&stored(
+                now,
+                "certificate.rejected",
+                certificate,
+                error.to_string(),
+                serde_json::json!({"code": error.code, "class": error.class.as_str()}),
+            )));
+            metrics
+                .renewals
+                .with_label_values(&[certificate, "file", "failure"])
+                .inc();
+        }
         Event::Retrying { subject, error } => {
             let (kind, name) = match subject {
                 Subject::Target(target) => (SubjectKind::Target, target.name.clone()),
@@ -232,6 +329,13 @@ pub fn emit(
     Ok(())
 }
 
+/// Logs an event log entry the store refused, for outcomes that go on without it.
+fn best_effort(appended: Result<i64, StoreError>) {
+    if let Err(error) = appended {
+        tracing::error!(target: "certkeeper::engine::pass", error = %error, "cannot append to the event log");
+    }
+}
+
 /// The attempt that records `error` against `subject`.
 fn failed_attempt(
     kind: SubjectKind,
@@ -378,5 +482,42 @@ mod tests {
         assert_eq!(attempts.len(), 1);
         assert_eq!(attempts[0].code.as_deref(), Some("5100"));
         assert!(metrics.encode().unwrap().contains("code=\"5100\""));
+    }
+
+    #[test]
+    fn an_obtain_failure_is_recorded_and_counted_once() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&directory.path().join("state")).unwrap();
+        let metrics = Metrics::new().unwrap();
+        let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let error = SourceError::new(
+            "acme",
+            "newOrder",
+            ErrorClass::Throttled,
+            "rateLimited",
+            "too many orders",
+        );
+        let failed = Event::ObtainFailed {
+            certificate: "www",
+            source_kind: "acme",
+            error: &error,
+        };
+        emit(&store, &metrics, now, failed).unwrap();
+        let rejected = Event::ImportRejected {
+            certificate: "edge",
+            error: &error,
+        };
+        emit(&store, &metrics, now, rejected).unwrap();
+        let renewals = |certificate: &str, kind: &str| {
+            metrics
+                .renewals
+                .with_label_values(&[certificate, kind, "failure"])
+                .get()
+        };
+        assert_eq!((renewals("www", "acme"), renewals("edge", "file")), (1, 1));
+        let events = store.events(&EventQuery::default()).unwrap();
+        let kinds: Vec<&str> = events.iter().map(|event| event.kind.as_str()).collect();
+        assert_eq!(kinds, ["certificate.obtain_failed", "certificate.rejected"]);
+        assert_eq!(events[0].fields["code"], "rateLimited");
     }
 }

@@ -3,6 +3,7 @@
 //! and records each attempt (the obtain backoff reads that history).
 
 use crate::config;
+use crate::engine::event::{self, Event};
 use crate::engine::pass::{CertificateEntry, CertificateSource, Components, Daemon, Shutdown};
 use crate::engine::renewal::{choose_jitter, renewal_time, RenewalInputs, RenewalRule};
 use crate::engine::schedule::obtain_retry_at;
@@ -77,23 +78,13 @@ impl Daemon {
             Some(crate::engine::state::validity(&version)),
             renewal_at.unix_timestamp(),
         );
-        tracing::info!(
-            certificate = %certificate.name,
-            fingerprint = %version.fingerprint,
-            serial = %version.serial,
-            not_after = %version.not_after,
-            renewal_at = %renewal_at,
-            source = %source,
-            "stored a new certificate version"
-        );
-        self.event(
-            now,
-            "certificate.stored",
-            &certificate.name,
-            format!("stored a new version of {}", certificate.name),
-            serde_json::json!({"fingerprint": bundle.fingerprint(), "source": source, "not_after": bundle.info.not_after.unix_timestamp()}),
-        );
-        Ok(())
+        let stored = Event::CertificateStored {
+            certificate: &certificate.name,
+            version: &version,
+            renewal_at,
+            source,
+        };
+        event::emit(self.store.as_ref(), &self.metrics, now, stored)
     }
 
     /// Moves the renewal point of `latest` to the CA's ARI suggestion when the source has
@@ -163,18 +154,11 @@ impl Daemon {
             FileEvent::Rejected { error, .. } => {
                 // The file source has logged the rejection with the file it concerns.
                 self.record_obtain(name, "import", Some((error.class, &error.code)), now);
-                self.metrics
-                    .renewals
-                    .with_label_values(&[name, "file", "failure"])
-                    .inc();
-                self.event(
-                    now,
-                    "certificate.rejected",
-                    name,
-                    error.to_string(),
-                    serde_json::json!({"code": error.code, "class": error.class.as_str()}),
-                );
-                Ok(())
+                let rejected = Event::ImportRejected {
+                    certificate: name,
+                    error: &error,
+                };
+                event::emit(self.store.as_ref(), &self.metrics, now, rejected)
             }
         }
     }
@@ -284,10 +268,11 @@ impl Daemon {
                             let finished = self.now();
                             self.import(&entry.config, &bundle, &label, finished)?;
                             self.record_obtain(name, "obtain", None, finished);
-                            self.metrics
-                                .renewals
-                                .with_label_values(&[name, source_kind, "success"])
-                                .inc();
+                            let obtained = Event::Obtained {
+                                certificate: name,
+                                source_kind,
+                            };
+                            event::emit(self.store.as_ref(), &self.metrics, finished, obtained)?;
                         }
                         Err(error) => {
                             let finished = self.now();
@@ -297,16 +282,12 @@ impl Daemon {
                                 Some((error.class, &error.code)),
                                 finished,
                             );
-                            self.metrics
-                                .renewals
-                                .with_label_values(&[name, source_kind, "failure"])
-                                .inc();
-                            crate::telemetry::logging::failure!(
-                                crate::telemetry::logging::needs_human(error.class, false),
-                                certificate = %name, class = %error.class, code = %error.code,
-                                error = %error, "obtaining a certificate failed"
-                            );
-                            self.event(finished, "certificate.obtain_failed", name, error.to_string(), serde_json::json!({"class": error.class.as_str(), "code": error.code}));
+                            let failed = Event::ObtainFailed {
+                                certificate: name,
+                                source_kind,
+                                error: &error,
+                            };
+                            event::emit(self.store.as_ref(), &self.metrics, finished, failed)?;
                         }
                     }
                 }

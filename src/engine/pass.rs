@@ -14,7 +14,7 @@ use crate::retry::RetryPolicy;
 use crate::source::acme::Http01Responder;
 use crate::source::file::FileSource;
 use crate::source::Source;
-use crate::store::{Attempt, DeployStatus, Event, StateStore, StoreError, SubjectKind};
+use crate::store::{Attempt, DeployStatus, StateStore, StoreError, SubjectKind};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::server::Health;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -102,27 +102,6 @@ impl Daemon {
     /// The time now, from the injected clock.
     pub(crate) fn now(&self) -> OffsetDateTime {
         (self.clock)()
-    }
-
-    pub(crate) fn event(
-        &self,
-        at: OffsetDateTime,
-        kind: &str,
-        subject: &str,
-        message: String,
-        fields: serde_json::Value,
-    ) {
-        let event = Event {
-            id: 0,
-            at,
-            kind: kind.into(),
-            subject: subject.into(),
-            message,
-            fields,
-        };
-        if let Err(error) = self.store.append_event(&event) {
-            tracing::error!(error = %error, "cannot append to the event log");
-        }
     }
 
     /// The configured policies, as the state gauges see them.
