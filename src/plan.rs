@@ -36,7 +36,78 @@ pub enum PlanError {
 }
 
 /// The action `none` means nothing would change.
+/// (Every action type's `None` prints as this.)
 pub const NO_CHANGE: &str = "none";
+
+/// Declares an action enum that serializes (and prints) as its snake_case name.
+macro_rules! actions {
+    ($(#[$meta:meta])* $name:ident { $($(#[$variant_meta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$variant_meta])* $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &[$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                // `pad`, so the table's column widths apply.
+                f.pad(self.as_str())
+            }
+        }
+    };
+}
+
+actions! {
+    /// What a pass would do about a certificate.
+    CertificateAction {
+        None = "none",
+        /// No version yet.
+        Obtain = "obtain",
+        /// Due.
+        Renew = "renew",
+        /// The watched files changed.
+        Import = "import",
+        /// The watched files are unusable; the stored version stays.
+        Rejected = "rejected",
+    }
+}
+
+actions! {
+    /// What a pass would do about a target.
+    TargetAction {
+        None = "none",
+        Deploy = "deploy",
+        /// No version to deploy yet.
+        Wait = "wait",
+        /// The version fails the pre-deploy checks.
+        Blocked = "blocked",
+        /// The live state could not be read.
+        Error = "error",
+    }
+}
+
+actions! {
+    /// What a pass would do about a policy resource.
+    PolicyAction {
+        None = "none",
+        /// Enforce mode.
+        Remediate = "remediate",
+        /// Audit mode.
+        Report = "report",
+        Error = "error",
+    }
+}
 
 #[derive(Debug, Serialize)]
 pub struct CertificatePlan {
@@ -44,9 +115,7 @@ pub struct CertificatePlan {
     pub source: String,
     /// The version a pass would deploy (SHA-256 of the leaf), if there is one.
     pub desired: Option<String>,
-    /// `none`, `obtain` (no version yet), `renew` (due), `import` (the files changed),
-    /// `rejected` (the files are unusable; the stored version stays).
-    pub action: String,
+    pub action: CertificateAction,
     pub detail: Option<String>,
 }
 
@@ -58,9 +127,7 @@ pub struct TargetPlan {
     pub desired: Option<String>,
     /// What the target serves: the leaf's SHA-256, or what the vendor tells of it.
     pub observed: Option<String>,
-    /// `none`, `deploy`, `wait` (no version to deploy yet), `blocked` (the version fails
-    /// the pre-deploy checks), `error` (the live state could not be read).
-    pub action: String,
+    pub action: TargetAction,
     pub detail: Option<String>,
 }
 
@@ -69,8 +136,7 @@ pub struct PolicyPlan {
     pub policy: String,
     pub resource: String,
     pub compliant: Option<bool>,
-    /// `none`, `remediate` (enforce mode), `report` (audit mode), `error`.
-    pub action: String,
+    pub action: PolicyAction,
     pub detail: Option<String>,
 }
 
@@ -89,12 +155,12 @@ impl PlanView {
     pub fn unreadable(&self) -> usize {
         self.targets
             .iter()
-            .filter(|row| row.action == "error")
+            .filter(|row| row.action == TargetAction::Error)
             .count()
             + self
                 .policies
                 .iter()
-                .filter(|row| row.action == "error")
+                .filter(|row| row.action == PolicyAction::Error)
                 .count()
     }
 
@@ -155,7 +221,7 @@ pub async fn plan(
             certificate: certificate.name.clone(),
             source: certificate.source.label(),
             desired: stored.as_ref().map(|version| version.fingerprint.clone()),
-            action: NO_CHANGE.into(),
+            action: CertificateAction::None,
             detail: None,
         };
         let mut bundle = stored_bundle;
@@ -168,13 +234,13 @@ pub async fn plan(
                         match event {
                             FileEvent::Imported { bundle: found, .. } => {
                                 if row.desired.as_deref() != Some(found.fingerprint()) {
-                                    row.action = "import".into();
+                                    row.action = CertificateAction::Import;
                                     row.desired = Some(found.fingerprint().to_owned());
                                     bundle = Some(found);
                                 }
                             }
                             FileEvent::Rejected { error, .. } => {
-                                row.action = "rejected".into();
+                                row.action = CertificateAction::Rejected;
                                 row.detail = Some(error.to_string());
                             }
                         }
@@ -183,7 +249,7 @@ pub async fn plan(
             }
             SourceConfig::Acme(_) | SourceConfig::LocalCa(_) => match &stored {
                 None => {
-                    row.action = "obtain".into();
+                    row.action = CertificateAction::Obtain;
                     row.detail = Some("no version yet".into());
                 }
                 Some(version) => {
@@ -192,7 +258,7 @@ pub async fn plan(
                         None => now,
                     };
                     if renewal_at <= now {
-                        row.action = "renew".into();
+                        row.action = CertificateAction::Renew;
                         row.detail = Some(format!("due since {renewal_at}"));
                     }
                 }
@@ -238,7 +304,7 @@ pub async fn plan(
                         .as_ref()
                         .map(|bundle| bundle.fingerprint().to_owned()),
                     observed: None,
-                    action: NO_CHANGE.into(),
+                    action: TargetAction::None,
                     detail: None,
                 };
                 // Throttled and transient reads are retried as in a pass: a daemon running
@@ -251,12 +317,12 @@ pub async fn plan(
                 .await;
                 match (&bundle, live) {
                     (_, Err(error)) => {
-                        row.action = "error".into();
+                        row.action = TargetAction::Error;
                         row.detail = Some(error.to_string());
                     }
                     (None, Ok(live)) => {
                         row.observed = describe(&live);
-                        row.action = "wait".into();
+                        row.action = TargetAction::Wait;
                         row.detail = Some("no certificate version to deploy yet".into());
                     }
                     (Some(bundle), Ok(live)) => {
@@ -270,7 +336,7 @@ pub async fn plan(
                         if !live.serves(bundle) {
                             match crate::cert::check_predeploy(bundle, &names, now, grace) {
                                 Ok(()) => {
-                                    row.action = "deploy".into();
+                                    row.action = TargetAction::Deploy;
                                     let decision =
                                         decide(live.serves(bundle), handle.window.as_ref(), now);
                                     row.detail = match (held, decision) {
@@ -289,7 +355,7 @@ pub async fn plan(
                                     };
                                 }
                                 Err(violation) => {
-                                    row.action = "blocked".into();
+                                    row.action = TargetAction::Blocked;
                                     row.detail = Some(violation.to_string());
                                 }
                             }
@@ -322,7 +388,7 @@ pub async fn plan(
                 policy: config.name.clone(),
                 resource: resource.clone(),
                 compliant: None,
-                action: NO_CHANGE.into(),
+                action: PolicyAction::None,
                 detail: None,
             };
             let checked =
@@ -333,15 +399,15 @@ pub async fn plan(
                     row.compliant = Some(finding.compliant);
                     if !finding.compliant {
                         row.action = match policy.mode() {
-                            PolicyMode::Enforce => "remediate".into(),
-                            PolicyMode::Audit => "report".into(),
+                            PolicyMode::Enforce => PolicyAction::Remediate,
+                            PolicyMode::Audit => PolicyAction::Report,
                         };
                         row.detail =
                             Some(format!("{} (wants {})", finding.observed, finding.desired));
                     }
                 }
                 Err(error) => {
-                    row.action = "error".into();
+                    row.action = PolicyAction::Error;
                     row.detail = Some(error.to_string());
                 }
             }
@@ -351,12 +417,20 @@ pub async fn plan(
 
     let changes = certificates
         .iter()
-        .filter(|row| matches!(row.action.as_str(), "obtain" | "renew" | "import"))
+        .filter(|row| {
+            matches!(
+                row.action,
+                CertificateAction::Obtain | CertificateAction::Renew | CertificateAction::Import
+            )
+        })
         .count()
-        + targets.iter().filter(|row| row.action == "deploy").count()
+        + targets
+            .iter()
+            .filter(|row| row.action == TargetAction::Deploy)
+            .count()
         + policies
             .iter()
-            .filter(|row| row.action == "remediate")
+            .filter(|row| row.action == PolicyAction::Remediate)
             .count();
     Ok(PlanView {
         changes,
@@ -421,7 +495,7 @@ pub fn print(view: &PlanView, json: bool, out: &mut dyn Write) -> Result<(), Pla
     for row in view
         .certificates
         .iter()
-        .filter(|row| row.action != NO_CHANGE)
+        .filter(|row| row.action != CertificateAction::None)
     {
         writeln!(
             out,
@@ -435,7 +509,11 @@ pub fn print(view: &PlanView, json: bool, out: &mut dyn Write) -> Result<(), Pla
                 .unwrap_or_default()
         )?;
     }
-    for row in view.targets.iter().filter(|row| row.action != NO_CHANGE) {
+    for row in view
+        .targets
+        .iter()
+        .filter(|row| row.action != TargetAction::None)
+    {
         writeln!(
             out,
             "target      {:<24} {:<8} {} -> {}{}",
@@ -449,7 +527,11 @@ pub fn print(view: &PlanView, json: bool, out: &mut dyn Write) -> Result<(), Pla
                 .unwrap_or_default()
         )?;
     }
-    for row in view.policies.iter().filter(|row| row.action != NO_CHANGE) {
+    for row in view
+        .policies
+        .iter()
+        .filter(|row| row.action != PolicyAction::None)
+    {
         writeln!(
             out,
             "policy      {:<24} {:<8} {}{}",
@@ -482,7 +564,7 @@ pub fn print(view: &PlanView, json: bool, out: &mut dyn Write) -> Result<(), Pla
 mod tests {
     use super::*;
 
-    fn view(changes: usize, target_action: &str) -> PlanView {
+    fn view(changes: usize, target_action: TargetAction) -> PlanView {
         PlanView {
             changes,
             certificates: Vec::new(),
@@ -492,7 +574,7 @@ mod tests {
                 kind: "alibaba-cdn".into(),
                 desired: None,
                 observed: None,
-                action: target_action.into(),
+                action: target_action,
                 detail: None,
             }],
             policies: Vec::new(),
@@ -501,12 +583,12 @@ mod tests {
 
     #[test]
     fn exit_code_is_detailed_like_terraform() {
-        assert_eq!(view(0, NO_CHANGE).exit_code(), 0);
-        assert_eq!(view(1, "deploy").exit_code(), EXIT_CHANGES);
-        assert_eq!(view(0, "error").exit_code(), EXIT_UNREADABLE);
+        assert_eq!(view(0, TargetAction::None).exit_code(), 0);
+        assert_eq!(view(1, TargetAction::Deploy).exit_code(), EXIT_CHANGES);
+        assert_eq!(view(0, TargetAction::Error).exit_code(), EXIT_UNREADABLE);
         // A change next to an unreadable target: the plan has holes, so 1 wins.
-        let mut mixed = view(1, "deploy");
-        mixed.targets.extend(view(0, "error").targets);
+        let mut mixed = view(1, TargetAction::Deploy);
+        mixed.targets.extend(view(0, TargetAction::Error).targets);
         assert_eq!(mixed.exit_code(), EXIT_UNREADABLE);
         let mut out = Vec::new();
         print(&mixed, false, &mut out).unwrap();
@@ -516,5 +598,21 @@ mod tests {
                 .contains("1 could not be read"),
             "the summary says why"
         );
+    }
+
+    #[test]
+    fn actions_serialize_and_print_as_their_names() {
+        let names = |json: serde_json::Value, text: &str| assert_eq!(json, text);
+        for action in CertificateAction::ALL {
+            names(serde_json::to_value(action).unwrap(), action.as_str());
+        }
+        for action in TargetAction::ALL {
+            names(serde_json::to_value(action).unwrap(), action.as_str());
+        }
+        for action in PolicyAction::ALL {
+            names(serde_json::to_value(action).unwrap(), action.as_str());
+        }
+        assert_eq!(TargetAction::None.as_str(), NO_CHANGE);
+        assert_eq!(format!("{:<8}|", TargetAction::Wait), "wait    |");
     }
 }
