@@ -57,15 +57,53 @@ fn backoff_state(history: &[Attempt]) -> Option<(Option<OffsetDateTime>, u32)> {
     ))
 }
 
+/// The keys of [`PolicyStatus::observed`]: what the check saw, written by the pass below
+/// and read back only through [`Observed::read`].
+pub mod keys {
+    /// What the check saw (`encryption off`).
+    pub const OBSERVED: &str = "observed";
+    /// The resource was busy: the next check comes sooner.
+    pub const BUSY: &str = "busy";
+    /// When the maintenance window opens (Unix seconds).
+    pub const WINDOW_OPENS: &str = "window_opens";
+    /// The vendor job of a failed remediation (its id).
+    pub const JOB_FAILED: &str = "job_failed";
+    /// What the policy learned about its account (`Policy::account_note`).
+    pub const ACCOUNT_NOTE: &str = "account_note";
+    pub use crate::engine::state::NONCOMPLIANT_SINCE;
+}
+
+/// [`PolicyStatus::observed`] read back as types.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub busy: bool,
+    pub window_opens: Option<OffsetDateTime>,
+    /// A remediation's vendor job failed: retried only when the next window opens.
+    pub job_failed: bool,
+    pub noncompliant_since: Option<OffsetDateTime>,
+}
+
+impl Observed {
+    pub fn read(observed: &serde_json::Value) -> Self {
+        let time = |key: &str| {
+            observed[key]
+                .as_i64()
+                .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok())
+        };
+        Self {
+            busy: observed[keys::BUSY] == true,
+            window_opens: time(keys::WINDOW_OPENS),
+            job_failed: !observed[keys::JOB_FAILED].is_null(),
+            noncompliant_since: time(keys::NONCOMPLIANT_SINCE),
+        }
+    }
+}
+
 /// The window opening a resource waits for after its vendor job failed (recorded in its
 /// status by the failing pass), if any.
 pub fn job_failed_until(status: &PolicyStatus) -> Option<OffsetDateTime> {
-    if status.observed["job_failed"].is_null() {
-        return None;
-    }
-    status.observed["window_opens"]
-        .as_i64()
-        .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok())
+    let observed = Observed::read(&status.observed);
+    observed.window_opens.filter(|_| observed.job_failed)
 }
 
 /// When a failed resource may be tried again, from its attempt history; `None` when it is
@@ -175,20 +213,20 @@ pub async fn reconcile_policy(
                     event::emit(store.as_ref(), &context.metrics, now, remediated)?;
                 }
                 PolicyOutcome::Reported(finding) => {
-                    status.observed = serde_json::json!({"observed": finding.observed});
+                    status.observed = serde_json::json!({ keys::OBSERVED: finding.observed });
                 }
                 PolicyOutcome::Busy(finding) => {
                     // `busy` brings the next check forward (engine::schedule).
                     status.observed =
-                        serde_json::json!({"observed": finding.observed, "busy": true});
+                        serde_json::json!({ keys::OBSERVED: finding.observed, keys::BUSY: true });
                 }
                 PolicyOutcome::Deferred {
                     finding,
                     window_opens,
                 } => {
                     status.observed = serde_json::json!({
-                        "observed": finding.observed,
-                        "window_opens": window_opens.map(|at| at.unix_timestamp()),
+                        keys::OBSERVED: finding.observed,
+                        keys::WINDOW_OPENS: window_opens.map(|at| at.unix_timestamp()),
                     });
                 }
             }
@@ -210,8 +248,8 @@ pub async fn reconcile_policy(
             let deferred = remediation_deferred_until(policy, &error, now);
             if let Some(opens) = deferred {
                 status.observed = serde_json::json!({
-                    "job_failed": error.job_id,
-                    "window_opens": opens.unix_timestamp(),
+                    keys::JOB_FAILED: error.job_id,
+                    keys::WINDOW_OPENS: opens.unix_timestamp(),
                 });
             }
             let retry_at = deferred.or(retry_at);
@@ -238,19 +276,19 @@ pub async fn reconcile_policy(
         if !status.observed.is_object() {
             status.observed = match status.observed.take() {
                 serde_json::Value::Null => serde_json::json!({}),
-                observed => serde_json::json!({ "observed": observed }),
+                observed => serde_json::json!({ keys::OBSERVED: observed }),
             };
         }
-        status.observed[state::NONCOMPLIANT_SINCE] = since.unix_timestamp().into();
+        status.observed[keys::NONCOMPLIANT_SINCE] = since.unix_timestamp().into();
     }
     if let Some(note) = policy.account_note() {
         if !status.observed.is_object() {
             status.observed = match status.observed.take() {
                 serde_json::Value::Null => serde_json::json!({}),
-                observed => serde_json::json!({ "observed": observed }),
+                observed => serde_json::json!({ keys::OBSERVED: observed }),
             };
         }
-        status.observed["account_note"] = note.into();
+        status.observed[keys::ACCOUNT_NOTE] = note.into();
     }
     store.put_policy_status(&status)?;
     let history = store.attempts(SubjectKind::Policy, &subject)?;
@@ -615,5 +653,39 @@ mod tests {
             PolicyPass::Applied(PolicyOutcome::Remediated(_))
         ));
         assert_eq!(policy.remediations.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn observed_reads_back_what_a_pass_writes() {
+        let written = serde_json::json!({
+            keys::OBSERVED: "off",
+            keys::BUSY: true,
+            keys::WINDOW_OPENS: 1_700_000_000,
+            keys::JOB_FAILED: "j-1",
+            keys::NONCOMPLIANT_SINCE: 1_600_000_000,
+        });
+        // The stored shape is the one earlier releases wrote.
+        assert_eq!(
+            written,
+            serde_json::json!({"observed": "off", "busy": true, "window_opens": 1_700_000_000,
+                "job_failed": "j-1", "noncompliant_since": 1_600_000_000})
+        );
+        let at = |seconds| OffsetDateTime::from_unix_timestamp(seconds).unwrap();
+        assert_eq!(
+            Observed::read(&written),
+            Observed {
+                busy: true,
+                window_opens: Some(at(1_700_000_000)),
+                job_failed: true,
+                noncompliant_since: Some(at(1_600_000_000)),
+            }
+        );
+        assert_eq!(
+            Observed::read(&serde_json::Value::Null),
+            Observed::default()
+        );
+        // A deferral without a window writes `window_opens: null`: no time, no job.
+        let deferred = serde_json::json!({ keys::OBSERVED: "off", keys::WINDOW_OPENS: null });
+        assert_eq!(Observed::read(&deferred), Observed::default());
     }
 }

@@ -68,15 +68,11 @@ pub fn policy_due_at(
         } else if status.last_error.is_some() {
             due.extend(retry_at(status));
         } else if !status.compliant {
-            if status.observed["busy"] == true {
+            let observed = crate::engine::policy::Observed::read(&status.observed);
+            if observed.busy {
                 due.push(status.last_checked + Duration::from_secs(30));
             }
-            if let Some(opens) = status.observed["window_opens"]
-                .as_i64()
-                .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok())
-            {
-                due.push(opens);
-            }
+            due.extend(observed.window_opens);
         }
     }
     let scheduled = oldest

@@ -103,9 +103,7 @@ pub fn noncompliant_since(status: &PolicyStatus) -> Option<OffsetDateTime> {
     if status.compliant {
         return None;
     }
-    status.observed[NONCOMPLIANT_SINCE]
-        .as_i64()
-        .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok())
+    crate::engine::policy::Observed::read(&status.observed).noncompliant_since
 }
 
 /// Whether a non-compliant resource needs a human: always in audit mode; in enforce mode
