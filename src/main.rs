@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod cli_docs;
+mod store_cli;
 mod wait;
 
 const EX_USAGE: u8 = 64;
@@ -151,6 +152,11 @@ enum Command {
         #[arg(long, default_value = "5m", value_parser = config::duration::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Back up, restore or rekey the state store (README, "Backup and restore").
+    Store {
+        #[command(subcommand)]
+        action: store_cli::StoreAction,
+    },
     /// Write man pages or shell completions (for packaging).
     #[command(hide = true)]
     Generate {
@@ -287,6 +293,10 @@ fn main() -> ExitCode {
             timeout,
         } => match load_config(&cli.config) {
             Ok(loaded) => wait_for_certificate(&loaded.config, &certificate, deployed, timeout),
+            Err(code) => code,
+        },
+        Command::Store { action } => match load_config(&cli.config) {
+            Ok(loaded) => store_cli::run(&loaded.config, action),
             Err(code) => code,
         },
         Command::Generate { what } => generate(what),
@@ -551,7 +561,21 @@ fn check(path: &std::path::Path, offline: bool) -> ExitCode {
                     ""
                 }
             );
-            ExitCode::SUCCESS
+            if offline {
+                return ExitCode::SUCCESS;
+            }
+            match store_cli::check(config) {
+                Ok(line) => {
+                    if let Some(line) = line {
+                        println!("{line}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(message) => {
+                    eprintln!("{}: {message}", path.display());
+                    ExitCode::from(EX_CONFIG)
+                }
+            }
         }
         Err(error) => {
             eprintln!("{error}");

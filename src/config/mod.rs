@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod duration;
 mod locate;
 pub mod preflight;
+pub mod store;
 
 use crate::cloud::alibaba::{cdn::CdnSettings, rds::RdsSettings, vod::VodSettings};
 use crate::cloud::file::FileSettings;
@@ -409,6 +410,7 @@ pub struct Config {
     pub certificates: Vec<CertificateConfig>,
     pub targets: Vec<TargetConfig>,
     pub policies: Vec<PolicyConfig>,
+    pub store: store::StoreConfig,
 }
 
 /// The document as serde sees it before the kind-specific parts are split out.
@@ -429,6 +431,8 @@ struct RawConfig {
     target: Vec<toml::Table>,
     #[serde(default)]
     policy: Vec<toml::Table>,
+    #[serde(default)]
+    store: store::StoreConfig,
 }
 
 /// A loaded config with the warnings validation raised (literal secrets, ...).
@@ -580,6 +584,7 @@ fn parse(text: &str) -> Result<Config, ParseIssue> {
         certificates: raw.certificate,
         targets,
         policies,
+        store: raw.store,
     })
 }
 
@@ -773,6 +778,7 @@ pub fn validate(config: &Config) -> (Vec<ConfigIssue>, Vec<ConfigIssue>) {
     let mut warnings = Vec::new();
     validate_daemon(&config.daemon, &mut errors);
     validate_stall_budget(config, &mut errors);
+    config.store.validate(&mut errors, &mut warnings);
     if config.certificates.is_empty() && config.policies.is_empty() && !config.daemon.allow_empty {
         errors.push(ConfigIssue::new(
             "",

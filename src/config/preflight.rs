@@ -50,6 +50,9 @@ pub fn preflight(config: &Config, environment: &dyn SecretEnvironment) -> Vec<Co
             }
         }
     }
+    if let Err(error) = config.store.resolve_key(environment) {
+        issues.push(error.issue());
+    }
     if let Err(message) = writable_state_dir(&config.daemon.state_dir) {
         issues.push(ConfigIssue::new("daemon.state_dir", message));
     }

@@ -15,6 +15,7 @@
 //! (renewal points are truncated to seconds anyway, cert-manager style), which keeps the
 //! schema portable to PostgreSQL `BIGINT` columns and sortable.
 
+pub mod seal;
 pub mod sqlite;
 
 #[cfg(test)]
@@ -66,6 +67,14 @@ pub enum StoreError {
         path: PathBuf,
         what: &'static str,
         reason: String,
+    },
+    /// A key could not be sealed or opened, or the store key does not fit the store
+    /// ([`seal`]).
+    #[error("{}: {source}", path.display())]
+    Sealing {
+        path: PathBuf,
+        #[source]
+        source: seal::SealError,
     },
 }
 

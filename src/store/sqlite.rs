@@ -5,6 +5,7 @@
 //! transaction each. Every write runs in one `BEGIN IMMEDIATE` transaction, so a crash leaves
 //! either the old or the new state, never half a certificate.
 
+use super::seal::{SealError, SecretField, SecretKind, SecretRecords};
 use super::{
     AcmeAccount, AriPoint, AriWindow, Attempt, CertificateVersion, DeployStatus, DeploymentRecord,
     Event, EventQuery, LastError, LocalCaRoot, PolicyStatus, RenewalPlan, StateStore, StoreError,
@@ -292,6 +293,10 @@ impl SqliteStore {
             }
             conn.pragma_update(None, "synchronous", "FULL")
                 .map_err(sql("setting synchronous"))?;
+            // Deleted and replaced content (pruned versions, keys sealed in place) is
+            // overwritten with zeros instead of lingering in free pages.
+            conn.pragma_update(None, "secure_delete", "ON")
+                .map_err(sql("setting secure_delete"))?;
             migrate(&mut conn).map_err(sql("migrating the schema"))?;
         }
         Ok(store)
@@ -1072,6 +1077,240 @@ impl StateStore for SqliteStore {
             let rows = statement.query_map([count(count_wanted)], event_from)?;
             collect(rows)
         })
+    }
+}
+
+// ---- sealing, backup and restore -------------------------------------------------------
+
+/// The key-bearing columns: table, identity columns, value column, and what they hold.
+const SECRET_COLUMNS: &[(&str, &[&str], &str, SecretKind)] = &[
+    (
+        "certificate_versions",
+        &["certificate", "fingerprint"],
+        "key_pem",
+        SecretKind::CertificateKey,
+    ),
+    (
+        "acme_accounts",
+        &["directory_url", "account_name"],
+        "credentials",
+        SecretKind::AcmeAccount,
+    ),
+    ("local_cas", &["name"], "key_pem", SecretKind::LocalCaKey),
+];
+
+impl SecretRecords for SqliteStore {
+    fn location(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    fn rewrite_secrets(
+        &self,
+        rewrite: &mut dyn FnMut(&SecretField) -> Result<Option<String>, SealError>,
+    ) -> Result<usize, StoreError> {
+        let mut refused = None;
+        let rewritten = self.write("sealing keys", |tx| {
+            let mut rewritten = 0;
+            for (table, identity, column, kind) in SECRET_COLUMNS {
+                let mut select = tx.prepare(&format!(
+                    "SELECT rowid, {}, {column} FROM {table} ORDER BY rowid",
+                    identity.join(", ")
+                ))?;
+                let rows = select.query_map([], |row| {
+                    let mut parts = Vec::with_capacity(identity.len());
+                    for index in 0..identity.len() {
+                        parts.push(row.get::<_, String>(index + 1)?);
+                    }
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        SecretField {
+                            kind: *kind,
+                            identity: parts,
+                            stored: Secret::new(row.get::<_, String>(identity.len() + 1)?),
+                        },
+                    ))
+                })?;
+                let fields = collect(rows)?;
+                for (rowid, field) in fields {
+                    match rewrite(&field) {
+                        Ok(None) => {}
+                        Ok(Some(value)) => {
+                            tx.execute(
+                                &format!("UPDATE {table} SET {column} = ?1 WHERE rowid = ?2"),
+                                params![value, rowid],
+                            )?;
+                            rewritten += 1;
+                        }
+                        Err(error) => {
+                            refused = Some(error);
+                            // Any error rolls the transaction back; this one is replaced
+                            // by the refusal below.
+                            return Err(rusqlite::Error::InvalidQuery);
+                        }
+                    }
+                }
+            }
+            Ok(rewritten)
+        });
+        if let Some(source) = refused {
+            return Err(StoreError::Sealing {
+                path: self.path.clone(),
+                source,
+            });
+        }
+        let rewritten = rewritten?;
+        if rewritten > 0 {
+            // The old values' pages are in the WAL: checkpoint them into the file (where
+            // secure_delete zeroed them) and truncate the WAL, so no plain text is left.
+            self.lock()
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(self.error("truncating the WAL after sealing"))?;
+        }
+        Ok(rewritten)
+    }
+}
+
+impl SqliteStore {
+    /// Writes a consistent copy of the store to `destination` while others may keep
+    /// writing (`VACUUM INTO` reads one snapshot): created 0600 next to it, fsynced, renamed
+    /// over it, the directory fsynced. Sealed keys stay sealed; free pages are not copied.
+    pub fn backup_to(&self, destination: &Path) -> Result<(), StoreError> {
+        let io = |source| StoreError::Io {
+            path: destination.to_path_buf(),
+            source,
+        };
+        let directory = destination
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = destination.file_name().ok_or_else(|| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a file name",
+            ))
+        })?;
+        let temporary = directory.join(format!(
+            ".{}.tmp-{}",
+            name.to_string_lossy(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let result = (|| {
+            // VACUUM INTO accepts an empty file: create it 0600 first, so the copy of the
+            // keys is never readable by others.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temporary)
+                .map_err(io)?;
+            let target = temporary.to_str().ok_or_else(|| {
+                io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the backup path is not UTF-8",
+                ))
+            })?;
+            self.lock()
+                .execute("VACUUM INTO ?1", [target])
+                .map_err(self.error("writing the backup"))?;
+            std::fs::File::open(&temporary)
+                .and_then(|file| file.sync_all())
+                .map_err(io)?;
+            std::fs::rename(&temporary, destination).map_err(io)?;
+            std::fs::File::open(directory)
+                .and_then(|file| file.sync_all())
+                .map_err(io)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        result
+    }
+
+    /// Replaces `state_dir/state.db` with the backup `source`, which the caller has made
+    /// sure no daemon uses (the state directory's lock). The backup is copied into the
+    /// directory first and opened there: its integrity is checked, a newer schema refused
+    /// and an older one migrated, before it replaces anything. The replaced store is kept
+    /// as `state.db.before-restore`. Returns the restored store's schema version.
+    pub fn restore(state_dir: &Path, source: &Path) -> Result<u32, StoreError> {
+        let target = state_dir.join(FILE_NAME);
+        let staged = state_dir.join(format!(
+            ".{FILE_NAME}.restore-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let staged_wal = |suffix: &str| {
+            let mut name = staged.clone().into_os_string();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        let result = (|| {
+            let io_at = |path: &Path| {
+                let path = path.to_path_buf();
+                move |source| StoreError::Io { path, source }
+            };
+            let mut input = crate::fsutil::open_regular(source).map_err(io_at(source))?;
+            let mut output = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&staged)
+                .map_err(io_at(&staged))?;
+            std::io::copy(&mut input, &mut output).map_err(io_at(source))?;
+            output.sync_all().map_err(io_at(&staged))?;
+            drop(output);
+            // Refuses a file that is no SQLite store, fails its integrity check or comes
+            // from a newer certkeeper; migrates an older one.
+            let version = {
+                let restored = Self::open_file(&staged).map_err(|error| match error {
+                    StoreError::Sqlite { source: cause, .. } => StoreError::Sqlite {
+                        path: source.to_path_buf(),
+                        operation: "reading the backup",
+                        source: cause,
+                    },
+                    other => other,
+                })?;
+                restored
+                    .lock()
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                    .map_err(restored.error("checkpointing the backup"))?;
+                restored.schema_version()?
+            };
+            // The replaced store's WAL must not be replayed into the restored file.
+            if target.exists() {
+                let current = Self::open_file(&target)?;
+                current
+                    .lock()
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                    .map_err(current.error("checkpointing the replaced store"))?;
+                drop(current);
+                std::fs::rename(
+                    &target,
+                    state_dir.join(format!("{FILE_NAME}.before-restore")),
+                )
+                .map_err(io_at(&target))?;
+            }
+            for suffix in ["-wal", "-shm"] {
+                let mut name = target.clone().into_os_string();
+                name.push(suffix);
+                match std::fs::remove_file(&name) {
+                    Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(StoreError::Io {
+                            path: PathBuf::from(name),
+                            source: error,
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            std::fs::rename(&staged, &target).map_err(io_at(&target))?;
+            std::fs::File::open(state_dir)
+                .and_then(|directory| directory.sync_all())
+                .map_err(io_at(state_dir))?;
+            Ok(version)
+        })();
+        for leftover in [staged.clone(), staged_wal("-wal"), staged_wal("-shm")] {
+            let _ = std::fs::remove_file(leftover);
+        }
+        result
     }
 }
 
