@@ -133,10 +133,26 @@ fn backup(state_dir: &Path, file: &Path) -> Result<String, Failure> {
 
 fn restore(config: &config::Config, file: &Path) -> Result<String, Failure> {
     let state_dir = &config.daemon.state_dir;
-    certkeeper::fsutil::secure_state_dir(state_dir)
+    // Restoring onto a new host: the directory may not exist yet.
+    let prepared = if state_dir.exists() {
+        Ok(())
+    } else {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(state_dir)
+    };
+    prepared
+        .and_then(|()| certkeeper::fsutil::secure_state_dir(state_dir))
         .map_err(|error| io_failure(format!("{}: {error}", state_dir.display())))?;
     let _lock = lock(state_dir)?;
-    let version = SqliteStore::restore(state_dir, file)?;
+    let version = SqliteStore::restore(state_dir, file).map_err(|error| {
+        io_failure(format!(
+            "{} not restored, the state store is unchanged: {error}",
+            file.display()
+        ))
+    })?;
     let restored = existing_store(state_dir)?;
     let survey = seal::inspect_plain(&restored)?;
     let mut message = format!(

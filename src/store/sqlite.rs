@@ -1260,11 +1260,22 @@ impl SqliteStore {
             // Refuses a file that is no SQLite store, fails its integrity check or comes
             // from a newer certkeeper; migrates an older one.
             let version = {
+                // Errors name the backup, not its staged copy.
+                let backup = source.to_path_buf();
                 let restored = Self::open_file(&staged).map_err(|error| match error {
-                    StoreError::Sqlite { source: cause, .. } => StoreError::Sqlite {
-                        path: source.to_path_buf(),
+                    StoreError::Sqlite { source, .. } => StoreError::Sqlite {
+                        path: backup,
                         operation: "reading the backup",
-                        source: cause,
+                        source,
+                    },
+                    StoreError::Corrupt { report, .. } => StoreError::Corrupt {
+                        path: backup,
+                        report,
+                    },
+                    StoreError::TooNew { found, known, .. } => StoreError::TooNew {
+                        path: backup,
+                        found,
+                        known,
                     },
                     other => other,
                 })?;
