@@ -548,6 +548,19 @@ fn check(path: &std::path::Path, offline: bool) -> ExitCode {
                 eprintln!("warning: {warning}");
             }
             let config = &loaded.config;
+            // The state store against the configured store key (sealed, plain, wrong key).
+            let store_line = if offline {
+                Ok(None)
+            } else {
+                store_cli::check(config)
+            };
+            let store_line = match store_line {
+                Ok(line) => line,
+                Err(message) => {
+                    eprintln!("{}: {message}", path.display());
+                    return ExitCode::from(EX_CONFIG);
+                }
+            };
             println!(
                 "{}: ok ({} certificates, {} targets, {} policies, {} credentials){}",
                 path.display(),
@@ -561,21 +574,10 @@ fn check(path: &std::path::Path, offline: bool) -> ExitCode {
                     ""
                 }
             );
-            if offline {
-                return ExitCode::SUCCESS;
+            if let Some(line) = store_line {
+                println!("{line}");
             }
-            match store_cli::check(config) {
-                Ok(line) => {
-                    if let Some(line) = line {
-                        println!("{line}");
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(message) => {
-                    eprintln!("{}: {message}", path.display());
-                    ExitCode::from(EX_CONFIG)
-                }
-            }
+            ExitCode::SUCCESS
         }
         Err(error) => {
             eprintln!("{error}");

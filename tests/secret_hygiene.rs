@@ -3,14 +3,15 @@
 //! both Huawei authentication methods, with faults injected so the error paths log too.
 //! Afterwards no access key secret, Huawei password or IAM token, QingCloud secret or private
 //! key material may appear in the logs, `/metrics`, `certkeeper status` (table and JSON) or
-//! `certkeeper check` (including its error messages for broken configs).
+//! `certkeeper check` (including its error messages for broken configs). The daemon's store
+//! is sealed (`[store] key_file`): the store key never appears either, nor in the errors of
+//! a refused start, a wrong or malformed key, or `store backup`.
 
 #![cfg(feature = "sim")]
 
 mod support;
 
 use certkeeper::cloud::sim::FaultRule;
-use certkeeper::store::StateStore;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -28,6 +29,12 @@ const TOKEN_PREFIX: &str = "MIIsim";
 const PROJECT: &str = "619d3e78f61b4be68bc5aa0b59edcf7b";
 const GAUSSDB_TOKEN: &str = "7033e7c3cf93438797d44ad7ae0a7d95in07";
 const GAUSSDB_AKSK: &str = "8144f8d4d0a4549898e55be8bf1b8ea6in07";
+/// The store key (base64 of the 32 bytes below), in a 0600 file named by `[store] key_file`.
+const STORE_KEY: &str = "aHlnaWVuZS1zdG9yZS1rZXktMzItYnl0ZXMtbG9uZyE=";
+const STORE_KEY_BYTES: &str = "hygiene-store-key-32-bytes-long!";
+/// A store key that is not the store's, and text that is no key at all.
+const OTHER_STORE_KEY: &str = "b3RoZXItaHlnaWVuZS1zdG9yZS1rZXktMzItYnl0ZXM=";
+const NOT_A_STORE_KEY: &str = "hygiene-not-a-store-key-K5r";
 const KMS_KEY: &str = "b82fa43f-f6e8-4ec4-9c31-231bc547c526";
 const CLUSTER: &str = "cl-hygiene1";
 
@@ -341,6 +348,18 @@ fn no_secret_reaches_logs_metrics_status_or_check() {
         ),
     )
     .unwrap();
+    let store_key_file = directory.path().join("store.key");
+    std::fs::write(&store_key_file, format!("{STORE_KEY}\n")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&store_key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let mut sealed_config = std::fs::read_to_string(&config_path).unwrap();
+    sealed_config.push_str(&format!(
+        "\n[store]\nkey_file = \"{}\"\n",
+        store_key_file.display()
+    ));
+    std::fs::write(&config_path, sealed_config).unwrap();
     let log_path = directory.path().join("daemon.log");
     let log_file = std::fs::File::create(&log_path).unwrap();
     let mut daemon = ChildGuard(
@@ -422,6 +441,18 @@ fn no_secret_reaches_logs_metrics_status_or_check() {
     let status_json_text = cli(&["status", "--json"], &config_path);
     let check_text = cli(&["check", "--offline"], &config_path);
     assert!(check_text.contains(": ok ("), "{check_text}");
+    let backup_text = cli(
+        &[
+            "store",
+            "backup",
+            directory.path().join("backup.db").to_str().unwrap(),
+        ],
+        &config_path,
+    );
+    assert!(
+        backup_text.contains("keys sealed with store key"),
+        "{backup_text}"
+    );
 
     // A bad config on SIGHUP is refused and logged.
     let good = std::fs::read_to_string(&config_path).unwrap();
@@ -523,18 +554,47 @@ fn no_secret_reaches_logs_metrics_status_or_check() {
             literal.replacen("leaf_lifetime = \"30d\"", "leaf_lifetime = \"soon\"", 1),
         ),
     ];
+    let store_key_variants = [
+        (
+            "literal store key, not the store's",
+            format!("{literal}\n[store]\nkey = \"{OTHER_STORE_KEY}\"\n"),
+        ),
+        (
+            "literal text that is no store key",
+            format!("{literal}\n[store]\nkey = \"{NOT_A_STORE_KEY}\"\n"),
+        ),
+        ("no store key for a sealed store", literal.clone()),
+    ];
     let mut check_outputs = Vec::new();
-    for (name, text) in variants {
+    for (name, text) in variants.into_iter().chain(store_key_variants) {
         let path = directory
             .path()
             .join(format!("{}.toml", name.replace(' ', "-")));
         std::fs::write(&path, text).unwrap();
         check_outputs.push((name, cli(&["check"], &path)));
     }
+    // A refused start with each store key variant.
+    let mut refused_starts = Vec::new();
+    for name in [
+        "literal store key, not the store's",
+        "literal text that is no store key",
+        "no store key for a sealed store",
+    ] {
+        let path = directory
+            .path()
+            .join(format!("{}.toml", name.replace(' ', "-")));
+        let output = cli(&["run"], &path);
+        assert!(output.contains("store"), "{name}: {output}");
+        refused_starts.push((name, output));
+    }
 
     // What must never appear: every secret, the key material of the issued certificate and
     // of the local CA, and any IAM token.
     let mut forbidden: Vec<String> = [
+        STORE_KEY,
+        STORE_KEY_BYTES,
+        OTHER_STORE_KEY,
+        NOT_A_STORE_KEY,
         ALIBABA_SECRET,
         HUAWEI_SK,
         HUAWEI_PASSWORD,
@@ -546,8 +606,10 @@ fn no_secret_reaches_logs_metrics_status_or_check() {
     .to_vec();
     let key_pem = std::fs::read_to_string(directory.path().join("tls/key.pem")).unwrap();
     forbidden.extend(key_body_lines(&key_pem));
-    let store =
+    let raw_store =
         certkeeper::store::sqlite::SqliteStore::open(&directory.path().join("state")).unwrap();
+    let store_key = certkeeper::store::seal::StoreKey::from_text(&STORE_KEY.into(), "k").unwrap();
+    let (store, _) = certkeeper::store::seal::prepare(raw_store, Some(store_key)).unwrap();
     let root = store.local_ca("internal").unwrap().unwrap();
     forbidden.extend(key_body_lines(root.key_pem.expose()));
     let versions = store.latest_certificate_versions().unwrap();
@@ -586,6 +648,10 @@ fn no_secret_reaches_logs_metrics_status_or_check() {
     assert_clean("certkeeper check", &check_text, &forbidden);
     for (name, output) in &check_outputs {
         assert_clean(&format!("certkeeper check ({name})"), output, &forbidden);
+    }
+    assert_clean("certkeeper store backup", &backup_text, &forbidden);
+    for (name, output) in &refused_starts {
+        assert_clean(&format!("certkeeper run ({name})"), output, &forbidden);
     }
     // The broken variants were refused, each with a message.
     for (name, output) in &check_outputs[1..] {
