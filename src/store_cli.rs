@@ -38,6 +38,10 @@ pub enum StoreAction {
         /// The new key: 32 random bytes as base64 (`openssl rand -base64 32`), mode 0600.
         #[arg(long)]
         new_key_file: PathBuf,
+        /// The current key, instead of the one `[store]` names (e.g. decrypted from a
+        /// systemd credential outside the service).
+        #[arg(long)]
+        old_key_file: Option<PathBuf>,
     },
 }
 
@@ -47,7 +51,10 @@ pub fn run(config: &config::Config, action: StoreAction) -> ExitCode {
     let result = match action {
         StoreAction::Backup { file } => backup(state_dir, &file),
         StoreAction::Restore { file } => restore(config, &file),
-        StoreAction::Rekey { new_key_file } => rekey(config, &new_key_file),
+        StoreAction::Rekey {
+            new_key_file,
+            old_key_file,
+        } => rekey(config, &new_key_file, old_key_file.as_deref()),
     };
     match result {
         Ok(message) => {
@@ -169,14 +176,25 @@ fn restore(config: &config::Config, file: &Path) -> Result<String, Failure> {
     Ok(message)
 }
 
-fn rekey(config: &config::Config, new_key_file: &Path) -> Result<String, Failure> {
-    let new_key = config::store::read_key_file(new_key_file)
-        .map_err(|reason| Failure {
-            message: format!("--new-key-file {}: {reason}", new_key_file.display()),
-            code: EX_CONFIG,
-        })
-        .and_then(|text| Ok(StoreKey::from_text(&text, "--new-key-file")?))?;
-    let old_key = seal::configured_key(&config.store, &ProcessEnvironment)?;
+/// A key given on the command line as `FLAG PATH`.
+fn key_from_file(flag: &str, path: &Path) -> Result<StoreKey, Failure> {
+    let text = config::store::read_key_file(path).map_err(|reason| Failure {
+        message: format!("{flag} {}: {reason}", path.display()),
+        code: EX_CONFIG,
+    })?;
+    Ok(StoreKey::from_text(&text, flag)?)
+}
+
+fn rekey(
+    config: &config::Config,
+    new_key_file: &Path,
+    old_key_file: Option<&Path>,
+) -> Result<String, Failure> {
+    let new_key = key_from_file("--new-key-file", new_key_file)?;
+    let old_key = match old_key_file {
+        Some(path) => Some(key_from_file("--old-key-file", path)?),
+        None => seal::configured_key(&config.store, &ProcessEnvironment)?,
+    };
     let state_dir = &config.daemon.state_dir;
     let store = existing_store(state_dir)?;
     let _lock = lock(state_dir)?;

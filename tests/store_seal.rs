@@ -166,6 +166,24 @@ fn rekey_moves_the_store_to_a_new_key_and_the_daemon_restarts_with_it() {
     set_key(&config, Some(&new_file));
     let logs = converge(&config);
     assert!(!logs.contains(new.trim()));
+
+    // Again, the current key given on the command line (the config still names the old).
+    set_key(&config, Some(&old_file));
+    let third_file = directory.path().join("third.key");
+    write_key(&third_file);
+    let rekeyed = certkeeper(
+        &config,
+        &[
+            "store",
+            "rekey",
+            &format!("--old-key-file={}", new_file.display()),
+            &format!("--new-key-file={}", third_file.display()),
+        ],
+        &[],
+    );
+    assert_eq!(rekeyed.status.code(), Some(0), "{}", text(&rekeyed.stderr));
+    set_key(&config, Some(&third_file));
+    converge(&config);
     assert!(!holds(&raw_store(directory.path()), "PRIVATE KEY"));
     assert_eq!(status_json(&config)["certificates"], before["certificates"]);
 }

@@ -15,7 +15,7 @@ use crate::error::ErrorClass;
 use crate::secret::Secret;
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -1311,6 +1311,14 @@ impl SqliteStore {
                     }
                     _ => {}
                 }
+            }
+            // Run as root for a service user's directory (DynamicUser=): the restored file
+            // must belong to whoever owns the directory, as the replaced one did.
+            let owner = std::fs::metadata(state_dir).map_err(io_at(state_dir))?;
+            let staged_owner = std::fs::metadata(&staged).map_err(io_at(&staged))?;
+            if (owner.uid(), owner.gid()) != (staged_owner.uid(), staged_owner.gid()) {
+                std::os::unix::fs::chown(&staged, Some(owner.uid()), Some(owner.gid()))
+                    .map_err(io_at(&staged))?;
             }
             std::fs::rename(&staged, &target).map_err(io_at(&target))?;
             std::fs::File::open(state_dir)
