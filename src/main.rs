@@ -438,7 +438,8 @@ fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
         }
         Err(error) => {
             eprintln!("certkeeper: {}", describe(&error));
-            ExitCode::from(EX_SOFTWARE)
+            // 78/74 when the in-process start was refused like `run` (a store key), else 70.
+            ExitCode::from(run_exit_code(&error))
         }
     }
 }

@@ -187,3 +187,29 @@ fn rekey_moves_the_store_to_a_new_key_and_the_daemon_restarts_with_it() {
     assert!(!holds(&raw_store(directory.path()), "PRIVATE KEY"));
     assert_eq!(status_json(&config)["certificates"], before["certificates"]);
 }
+
+#[test]
+fn renew_in_process_uses_the_store_key_like_the_daemon() {
+    let directory = tempfile::tempdir().unwrap();
+    let key_file = directory.path().join("store.key");
+    write_key(&key_file);
+    let config = config_with_key(directory.path(), Some(&key_file));
+    converge(&config);
+    let before = status_json(&config)["certificates"][0]["fingerprint"].clone();
+
+    let renewed = certkeeper(&config, &["renew", "internal"], &[]);
+    assert_eq!(renewed.status.code(), Some(0), "{}", text(&renewed.stderr));
+    let after = status_json(&config)["certificates"][0]["fingerprint"].clone();
+    assert_ne!(after, before);
+    assert!(!holds(&raw_store(directory.path()), "PRIVATE KEY"));
+
+    set_key(&config, None);
+    let refused = certkeeper(&config, &["renew", "internal"], &[]);
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("no store key is configured"), "{stderr}");
+    assert_eq!(
+        status_json(&config)["certificates"][0]["fingerprint"],
+        after
+    );
+}
