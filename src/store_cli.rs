@@ -111,7 +111,7 @@ fn io_failure(message: String) -> Failure {
 fn existing_store(state_dir: &Path) -> Result<SqliteStore, Failure> {
     SqliteStore::open_existing(state_dir)?.ok_or_else(|| {
         io_failure(format!(
-            "{}: no state store here (nothing to back up or rekey)",
+            "{}: no state store here (nothing to rekey)",
             state_dir.display()
         ))
     })
@@ -128,12 +128,17 @@ fn lock(state_dir: &Path) -> Result<std::fs::File, Failure> {
 }
 
 fn backup(state_dir: &Path, file: &Path) -> Result<String, Failure> {
-    let store = existing_store(state_dir)?;
-    store.backup_to(file)?;
-    let survey = seal::inspect_plain(&store)?;
+    let database = state_dir.join(certkeeper::store::sqlite::FILE_NAME);
+    if !database.exists() {
+        return Err(io_failure(format!(
+            "{}: no state store here (nothing to back up)",
+            state_dir.display()
+        )));
+    }
+    let survey = SqliteStore::backup(state_dir, file)?;
     Ok(format!(
         "backed up {} to {} ({survey})",
-        store.path().display(),
+        database.display(),
         file.display()
     ))
 }

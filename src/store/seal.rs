@@ -335,6 +335,16 @@ pub struct Survey {
     pub sealed_now: usize,
 }
 
+impl Survey {
+    /// Counts one stored value as plain or sealed (under its key id).
+    pub fn count(&mut self, stored: &str) {
+        match sealed_key_id(stored) {
+            Some(id) => *self.sealed.entry(id.to_owned()).or_default() += 1,
+            None => self.plain += 1,
+        }
+    }
+}
+
 impl std::fmt::Display for Survey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let sealed: usize = self.sealed.values().sum();
@@ -395,10 +405,7 @@ pub fn inspect(store: &dyn SecretRecords, key: Option<&StoreKey>) -> Result<Surv
 pub fn inspect_plain(store: &dyn SecretRecords) -> Result<Survey, StoreError> {
     let mut survey = Survey::default();
     store.rewrite_secrets(&mut |field| {
-        match sealed_key_id(field.stored.expose()) {
-            Some(id) => *survey.sealed.entry(id.to_owned()).or_default() += 1,
-            None => survey.plain += 1,
-        }
+        survey.count(field.stored.expose());
         Ok(None)
     })?;
     Ok(survey)

@@ -5,7 +5,7 @@
 //! transaction each. Every write runs in one `BEGIN IMMEDIATE` transaction, so a crash leaves
 //! either the old or the new state, never half a certificate.
 
-use super::seal::{SealError, SecretField, SecretKind, SecretRecords};
+use super::seal::{SealError, SecretField, SecretKind, SecretRecords, Survey};
 use super::{
     AcmeAccount, AriPoint, AriWindow, Attempt, CertificateVersion, DeployStatus, DeploymentRecord,
     Event, EventQuery, LastError, LocalCaRoot, PolicyStatus, RenewalPlan, StateStore, StoreError,
@@ -1171,14 +1171,32 @@ impl SecretRecords for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Writes a consistent copy of the store to `destination` while others may keep
-    /// writing (`VACUUM INTO` reads one snapshot): created 0600 next to it, fsynced, renamed
-    /// over it, the directory fsynced. Sealed keys stay sealed; free pages are not copied.
-    pub fn backup_to(&self, destination: &Path) -> Result<(), StoreError> {
+    /// Writes a consistent copy of `state_dir/state.db` to `destination` while others may
+    /// keep writing (`VACUUM INTO` reads one snapshot): created 0600 next to it, fsynced,
+    /// renamed over it, the directory fsynced. The store is opened as it is, never created or
+    /// migrated (a backup before an upgrade is of the old schema). Sealed keys stay sealed;
+    /// free pages are not copied. Returns how the copied keys are kept.
+    pub fn backup(state_dir: &Path, destination: &Path) -> Result<Survey, StoreError> {
+        let path = state_dir.join(FILE_NAME);
+        let sql = |operation: &'static str| {
+            let path = path.clone();
+            move |source| StoreError::Sqlite {
+                path,
+                operation,
+                source,
+            }
+        };
         let io = |source| StoreError::Io {
             path: destination.to_path_buf(),
             source,
         };
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql("opening"))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(sql("setting the busy timeout"))?;
         let directory = destination
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
@@ -1209,9 +1227,8 @@ impl SqliteStore {
                     "the backup path is not UTF-8",
                 ))
             })?;
-            self.lock()
-                .execute("VACUUM INTO ?1", [target])
-                .map_err(self.error("writing the backup"))?;
+            conn.execute("VACUUM INTO ?1", [target])
+                .map_err(sql("writing the backup"))?;
             std::fs::File::open(&temporary)
                 .and_then(|file| file.sync_all())
                 .map_err(io)?;
@@ -1223,7 +1240,31 @@ impl SqliteStore {
         if result.is_err() {
             let _ = std::fs::remove_file(&temporary);
         }
-        result
+        result?;
+        let mut survey = Survey::default();
+        for (table, _, column, _) in SECRET_COLUMNS {
+            let exists: bool = conn
+                .query_row(
+                    "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                    [table],
+                    |row| row.get(0),
+                )
+                .map_err(sql("reading the schema"))?;
+            if !exists {
+                continue;
+            }
+            let mut select = conn
+                .prepare(&format!("SELECT {column} FROM {table}"))
+                .map_err(sql("counting keys"))?;
+            let values = select
+                .query_map([], |row| row.get::<_, String>(0).map(Secret::new))
+                .and_then(collect)
+                .map_err(sql("counting keys"))?;
+            for value in values {
+                survey.count(value.expose());
+            }
+        }
+        Ok(survey)
     }
 
     /// Replaces `state_dir/state.db` with the backup `source`, which the caller has made
