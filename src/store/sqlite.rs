@@ -249,13 +249,7 @@ impl SqliteStore {
                 source,
             }
         };
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sql("opening"))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(sql("setting the busy timeout"))?;
+        let conn = connect(&path)?;
 
         // Refuse a newer schema before changing anything in the file (even the journal mode).
         let found: u32 = conn
@@ -352,6 +346,25 @@ impl SqliteStore {
         tx.commit().map_err(self.error(operation))?;
         Ok(value)
     }
+}
+
+/// A connection to the existing file at `path` (never created), waiting out other writers.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let sql = |operation: &'static str| {
+        move |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            operation,
+            source,
+        }
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql("opening"))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(sql("setting the busy timeout"))?;
+    Ok(conn)
 }
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -1190,13 +1203,7 @@ impl SqliteStore {
             path: destination.to_path_buf(),
             source,
         };
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sql("opening"))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(sql("setting the busy timeout"))?;
+        let conn = connect(&path)?;
         let directory = destination
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
