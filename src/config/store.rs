@@ -67,6 +67,8 @@ const MAX_KEY_FILE_BYTES: u64 = 4096;
 /// Reads a store key file: a regular file, at most [`MAX_KEY_FILE_BYTES`], mode 0600 or
 /// stricter (like every key file certkeeper writes), trailing whitespace dropped.
 pub fn read_key_file(path: &Path) -> Result<Secret, String> {
+    use std::io::Read;
+    // One descriptor for the mode check and the read: the file checked is the file read.
     let file = crate::fsutil::open_regular(path).map_err(|error| error.to_string())?;
     let mode = file.metadata().map_err(|error| error.to_string())?.mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -74,9 +76,16 @@ pub fn read_key_file(path: &Path) -> Result<Secret, String> {
             "mode {mode:04o} lets group or others read the store key; chmod 600 it"
         ));
     }
-    let bytes =
-        crate::fsutil::read_regular(path, MAX_KEY_FILE_BYTES).map_err(|error| error.to_string())?;
-    let text = String::from_utf8(bytes)
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    file.take(MAX_KEY_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| error.to_string())?;
+    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+        return Err(format!(
+            "larger than {MAX_KEY_FILE_BYTES} bytes: not a store key"
+        ));
+    }
+    let text = std::str::from_utf8(&bytes)
         .map_err(|_| "not text: write the key as base64 (`openssl rand -base64 32`)".to_owned())?;
     Ok(Secret::new(text.trim_end()))
 }
@@ -99,5 +108,97 @@ impl StoreConfig {
                 "secret written in the config file; prefer `key_file`",
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    struct Credentials(Option<PathBuf>);
+
+    impl SecretEnvironment for Credentials {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn credentials_directory(&self) -> Option<PathBuf> {
+            self.0.clone()
+        }
+    }
+
+    fn write(path: &Path, contents: &[u8], mode: u32) {
+        std::fs::write(path, contents).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn key_files_resolve_in_the_credentials_directory_and_must_be_private() {
+        let directory = tempfile::tempdir().unwrap();
+        let key = directory.path().join("certkeeper-store-key");
+        write(&key, b"c2VjcmV0\n", 0o400);
+        let config = StoreConfig {
+            key: None,
+            key_file: Some("certkeeper-store-key".into()),
+        };
+        let found = config
+            .resolve_key(&Credentials(Some(directory.path().into())))
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.expose(), "c2VjcmV0");
+
+        let error = config.resolve_key(&Credentials(None)).unwrap_err();
+        assert_eq!(error.issue().path, "store.key_file");
+        assert!(error
+            .to_string()
+            .contains("$CREDENTIALS_DIRECTORY is not set"));
+
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let error = config
+            .resolve_key(&Credentials(Some(directory.path().into())))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("mode 0640 lets group or others read"),
+            "{error}"
+        );
+        assert!(error.contains("\"certkeeper-store-key\" in $CREDENTIALS_DIRECTORY"));
+        assert!(!error.contains("c2VjcmV0"));
+    }
+
+    #[test]
+    fn key_files_are_small_text_files() {
+        let directory = tempfile::tempdir().unwrap();
+        let big = directory.path().join("big");
+        write(&big, &vec![b'A'; MAX_KEY_FILE_BYTES as usize + 1], 0o600);
+        assert!(read_key_file(&big).unwrap_err().contains("larger than"));
+        let binary = directory.path().join("binary");
+        write(&binary, &[0xff; 32], 0o600);
+        assert!(read_key_file(&binary).unwrap_err().contains("not text"));
+        assert!(read_key_file(directory.path())
+            .unwrap_err()
+            .contains("not a regular file"));
+    }
+
+    #[test]
+    fn one_way_to_give_the_key_and_a_literal_one_warns() {
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        let both = StoreConfig {
+            key: Some(Secret::new("x")),
+            key_file: Some("k".into()),
+        };
+        both.validate(&mut errors, &mut warnings);
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].message.contains("only one of"));
+        errors.clear();
+        let literal = StoreConfig {
+            key: Some(Secret::new("x")),
+            key_file: None,
+        };
+        literal.validate(&mut errors, &mut warnings);
+        assert!(errors.is_empty());
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].path, "store.key");
     }
 }
