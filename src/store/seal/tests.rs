@@ -143,6 +143,16 @@ fn keys_are_read_as_base64_or_hex_and_never_shown() {
     let debug = format!("{from_base64:?}");
     assert_eq!(debug, format!("StoreKey({})", from_base64.id()));
     assert!(!debug.contains(&base64[..8]));
+    let dir = tempfile::tempdir().unwrap();
+    let store = SealedStore::new(
+        Arc::new(SqliteStore::open(dir.path()).unwrap()),
+        from_base64,
+        dir.path().into(),
+    );
+    let debug = format!("{store:?}");
+    assert!(debug.contains("StoreKey("), "{debug}");
+    assert!(!debug.contains(&base64[..8]), "{debug}");
+    assert!(!debug.contains("90, 90"), "{debug}");
 
     for bad in ["", "c2hvcnQ=", "not base64 at all!", &"zz".repeat(32)] {
         let error = StoreKey::from_text(&Secret::new(bad), "store.key_file").unwrap_err();
