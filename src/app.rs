@@ -108,16 +108,17 @@ fn seal_store(
     key: Option<crate::store::seal::StoreKey>,
     state_dir: &std::path::Path,
 ) -> Result<Arc<dyn StateStore>, StartError> {
-    let (store, survey) = crate::store::seal::prepare(store, key).map_err(|error| match error {
-        StoreError::Sealing { ref source, .. } if source.is_config() => {
-            StartError::Config(BuildError::Store(error))
-        }
-        error => StartError::StateDirectory {
-            what: "opening the state store in",
-            path: state_dir.to_owned(),
-            source: Box::new(error),
-        },
-    })?;
+    let (store, survey) =
+        crate::store::seal::prepare(Arc::new(store), key).map_err(|error| match error {
+            StoreError::Sealing { ref source, .. } if source.is_config() => {
+                StartError::Config(BuildError::Store(error))
+            }
+            error => StartError::StateDirectory {
+                what: "opening the state store in",
+                path: state_dir.to_owned(),
+                source: Box::new(error),
+            },
+        })?;
     if survey.sealed_now > 0 {
         tracing::info!(
             sealed = survey.sealed_now,

@@ -609,7 +609,8 @@ fn no_secret_reaches_logs_metrics_status_or_check() {
     let raw_store =
         certkeeper::store::sqlite::SqliteStore::open(&directory.path().join("state")).unwrap();
     let store_key = certkeeper::store::seal::StoreKey::from_text(&STORE_KEY.into(), "k").unwrap();
-    let (store, _) = certkeeper::store::seal::prepare(raw_store, Some(store_key)).unwrap();
+    let (store, _) =
+        certkeeper::store::seal::prepare(std::sync::Arc::new(raw_store), Some(store_key)).unwrap();
     let root = store.local_ca("internal").unwrap().unwrap();
     forbidden.extend(key_body_lines(root.key_pem.expose()));
     let versions = store.latest_certificate_versions().unwrap();

@@ -12,6 +12,7 @@ pub mod duration;
 mod locate;
 pub mod preflight;
 pub mod store;
+pub mod store_key;
 
 use crate::cloud::alibaba::{cdn::CdnSettings, rds::RdsSettings, vod::VodSettings};
 use crate::cloud::file::FileSettings;
@@ -404,13 +405,13 @@ pub struct PolicyConfig {
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     pub daemon: DaemonConfig,
+    pub store: store::StoreConfig,
     pub credentials: BTreeMap<String, CredentialsConfig>,
     pub acme: BTreeMap<String, AcmeConfig>,
     pub local_ca: BTreeMap<String, LocalCaConfig>,
     pub certificates: Vec<CertificateConfig>,
     pub targets: Vec<TargetConfig>,
     pub policies: Vec<PolicyConfig>,
-    pub store: store::StoreConfig,
 }
 
 /// The document as serde sees it before the kind-specific parts are split out.
@@ -419,6 +420,8 @@ pub struct Config {
 struct RawConfig {
     #[serde(default)]
     daemon: DaemonConfig,
+    #[serde(default)]
+    store: store::StoreConfig,
     #[serde(default)]
     credentials: BTreeMap<String, CredentialsConfig>,
     #[serde(default)]
@@ -431,8 +434,6 @@ struct RawConfig {
     target: Vec<toml::Table>,
     #[serde(default)]
     policy: Vec<toml::Table>,
-    #[serde(default)]
-    store: store::StoreConfig,
 }
 
 /// A loaded config with the warnings validation raised (literal secrets, ...).
@@ -578,13 +579,13 @@ fn parse(text: &str) -> Result<Config, ParseIssue> {
     }
     Ok(Config {
         daemon: raw.daemon,
+        store: raw.store,
         credentials: raw.credentials,
         acme: raw.acme,
         local_ca: raw.local_ca,
         certificates: raw.certificate,
         targets,
         policies,
-        store: raw.store,
     })
 }
 
@@ -778,7 +779,6 @@ pub fn validate(config: &Config) -> (Vec<ConfigIssue>, Vec<ConfigIssue>) {
     let mut warnings = Vec::new();
     validate_daemon(&config.daemon, &mut errors);
     validate_stall_budget(config, &mut errors);
-    config.store.validate(&mut errors, &mut warnings);
     if config.certificates.is_empty() && config.policies.is_empty() && !config.daemon.allow_empty {
         errors.push(ConfigIssue::new(
             "",
@@ -829,6 +829,7 @@ pub fn validate(config: &Config) -> (Vec<ConfigIssue>, Vec<ConfigIssue>) {
     for (index, policy) in config.policies.iter().enumerate() {
         validate_policy(index, policy, config, &mut errors);
     }
+    store_key::validate(&config.store, &mut errors, &mut warnings);
     (errors, warnings)
 }
 

@@ -416,16 +416,16 @@ pub fn inspect_plain(store: &dyn SecretRecords) -> Result<Survey, StoreError> {
 /// and returns the store behind [`SealedStore`]; without, refuses a sealed store and
 /// returns it as it is.
 pub fn prepare<S: StateStore + SecretRecords + 'static>(
-    store: S,
+    store: Arc<S>,
     key: Option<StoreKey>,
 ) -> Result<(Arc<dyn StateStore>, Survey), StoreError> {
-    let survey = walk(&store, key.as_ref(), true)?;
+    let survey = walk(store.as_ref(), key.as_ref(), true)?;
     let store: Arc<dyn StateStore> = match key {
         Some(key) => {
             let location = store.location();
-            Arc::new(SealedStore::new(Arc::new(store), key, location))
+            Arc::new(SealedStore::new(store, key, location))
         }
-        None => Arc::new(store),
+        None => store,
     };
     Ok((store, survey))
 }

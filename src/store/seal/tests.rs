@@ -173,7 +173,7 @@ fn first_start_with_a_key_seals_a_plain_store_and_leaves_no_plain_text() {
     let dir = tempfile::tempdir().unwrap();
     let store = populated(dir.path());
     assert!(contains(&raw_bytes(dir.path()), "PRIVATE KEY"));
-    let (sealed, survey) = prepare(store, Some(key(1))).unwrap();
+    let (sealed, survey) = prepare(Arc::new(store), Some(key(1))).unwrap();
     assert_eq!(survey.sealed_now, 3);
     assert_eq!(survey.plain, 0);
     assert_eq!(survey.sealed.get(key(1).id()), Some(&3));
@@ -197,7 +197,7 @@ fn first_start_with_a_key_seals_a_plain_store_and_leaves_no_plain_text() {
         .iter()
         .all(|value| value.starts_with(SEALED_PREFIX)));
     // A second start finds nothing to seal and everything opening.
-    let (_, again) = prepare(reopened, Some(key(1))).unwrap();
+    let (_, again) = prepare(Arc::new(reopened), Some(key(1))).unwrap();
     assert_eq!(again.sealed_now, 0);
     assert_eq!(again.sealed.get(key(1).id()), Some(&3));
 }
@@ -205,10 +205,10 @@ fn first_start_with_a_key_seals_a_plain_store_and_leaves_no_plain_text() {
 #[test]
 fn a_sealed_store_without_its_key_or_with_another_is_refused_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    prepare(populated(dir.path()), Some(key(1))).unwrap();
+    prepare(Arc::new(populated(dir.path())), Some(key(1))).unwrap();
     let before = stored(&SqliteStore::open(dir.path()).unwrap());
 
-    let missing = prepare(SqliteStore::open(dir.path()).unwrap(), None)
+    let missing = prepare(Arc::new(SqliteStore::open(dir.path()).unwrap()), None)
         .map(|_| ())
         .unwrap_err();
     let StoreError::Sealing { source, .. } = &missing else {
@@ -222,9 +222,12 @@ fn a_sealed_store_without_its_key_or_with_another_is_refused_unchanged() {
     );
     assert!(missing.to_string().contains(key(1).id()), "{missing}");
 
-    let wrong = prepare(SqliteStore::open(dir.path()).unwrap(), Some(key(2)))
-        .map(|_| ())
-        .unwrap_err();
+    let wrong = prepare(
+        Arc::new(SqliteStore::open(dir.path()).unwrap()),
+        Some(key(2)),
+    )
+    .map(|_| ())
+    .unwrap_err();
     let StoreError::Sealing { source, .. } = &wrong else {
         panic!("{wrong}")
     };
@@ -240,7 +243,7 @@ fn a_sealed_value_moved_to_another_row_is_refused_at_start() {
     store
         .insert_certificate_version(&version("api", "bb"), &[])
         .unwrap();
-    prepare(store, Some(key(1))).unwrap();
+    prepare(Arc::new(store), Some(key(1))).unwrap();
     let conn = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
     conn.execute(
         "UPDATE certificate_versions SET key_pem = \
@@ -250,9 +253,12 @@ fn a_sealed_value_moved_to_another_row_is_refused_at_start() {
     )
     .unwrap();
     drop(conn);
-    let error = prepare(SqliteStore::open(dir.path()).unwrap(), Some(key(1)))
-        .map(|_| ())
-        .unwrap_err();
+    let error = prepare(
+        Arc::new(SqliteStore::open(dir.path()).unwrap()),
+        Some(key(1)),
+    )
+    .map(|_| ())
+    .unwrap_err();
     let StoreError::Sealing { source, .. } = &error else {
         panic!("{error}")
     };
@@ -264,7 +270,7 @@ fn a_sealed_value_moved_to_another_row_is_refused_at_start() {
 #[test]
 fn rekey_moves_every_value_to_the_new_key_in_one_go() {
     let dir = tempfile::tempdir().unwrap();
-    prepare(populated(dir.path()), Some(key(1))).unwrap();
+    prepare(Arc::new(populated(dir.path())), Some(key(1))).unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
 
     // Without the old key, or with a wrong one: refused, nothing changed.
@@ -279,8 +285,12 @@ fn rekey_moves_every_value_to_the_new_key_in_one_go() {
         .all(|value| sealed_key_id(value) == Some(key(3).id())));
     // Running it again (the new key already in place) rewrites nothing.
     assert_eq!(rekey(&store, Some(&key(1)), &key(3)).unwrap(), 0);
-    assert!(prepare(SqliteStore::open(dir.path()).unwrap(), Some(key(1))).is_err());
-    let (sealed, _) = prepare(store, Some(key(3))).unwrap();
+    assert!(prepare(
+        Arc::new(SqliteStore::open(dir.path()).unwrap()),
+        Some(key(1))
+    )
+    .is_err());
+    let (sealed, _) = prepare(Arc::new(store), Some(key(3))).unwrap();
     assert_eq!(
         sealed
             .local_ca("internal")
