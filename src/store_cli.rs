@@ -183,7 +183,7 @@ fn restore(config: &config::Config, file: &Path) -> Result<String, Failure> {
 
 /// A key given on the command line as `FLAG PATH`.
 fn key_from_file(flag: &str, path: &Path) -> Result<StoreKey, Failure> {
-    let text = config::store_key::read_key_file(path).map_err(|reason| Failure {
+    let text = config::store::key::read_key_file(path).map_err(|reason| Failure {
         // The reason names the file already when the file system refused it.
         message: if reason.contains(&path.display().to_string()) {
             format!("{flag}: {reason}")

@@ -12,7 +12,6 @@ pub mod duration;
 mod locate;
 pub mod preflight;
 pub mod store;
-pub mod store_key;
 
 use crate::cloud::alibaba::{cdn::CdnSettings, rds::RdsSettings, vod::VodSettings};
 use crate::cloud::file::FileSettings;
@@ -829,7 +828,7 @@ pub fn validate(config: &Config) -> (Vec<ConfigIssue>, Vec<ConfigIssue>) {
     for (index, policy) in config.policies.iter().enumerate() {
         validate_policy(index, policy, config, &mut errors);
     }
-    store_key::validate(&config.store, &mut errors, &mut warnings);
+    store::key::validate(&config.store, &mut errors, &mut warnings);
     (errors, warnings)
 }
 

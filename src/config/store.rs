@@ -1,6 +1,7 @@
 //! `[store]`: how the state store is kept. The store key that seals private keys, ACME
-//! account keys and local CA keys at rest (`store::seal`) is read and checked in
-//! `store_key`.
+//! account keys and local CA keys at rest (`store::seal`) is read and checked in [`key`].
+
+pub mod key;
 
 use crate::secret::Secret;
 use serde::Deserialize;

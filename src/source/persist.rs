@@ -49,10 +49,10 @@ impl StateSourceStore {
 /// data itself is wrong, which no retry fixes. The store's message names the file, never a key.
 fn store_error(operation: &str, error: StoreError) -> SourceError {
     let class = match error {
-        StoreError::BadValue { .. }
-        | StoreError::Corrupt { .. }
-        | StoreError::TooNew { .. }
-        | StoreError::Sealing { .. } => ErrorClass::Invalid,
+        StoreError::Sealing { .. } => ErrorClass::Invalid,
+        StoreError::BadValue { .. } | StoreError::Corrupt { .. } | StoreError::TooNew { .. } => {
+            ErrorClass::Invalid
+        }
         StoreError::Io { .. } | StoreError::Sqlite { .. } => ErrorClass::Transient,
     };
     SourceError::new("store", operation, class, "StateStore", error.to_string())

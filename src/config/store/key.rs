@@ -3,8 +3,8 @@
 //! `LoadCredentialEncrypted=` hand it over unchanged) or, with a warning, a literal. The file
 //! must not be readable by group or others.
 
-use super::credentials::{CredentialError, SecretEnvironment};
-use super::store::StoreConfig;
+use super::StoreConfig;
+use crate::config::credentials::{CredentialError, SecretEnvironment};
 use crate::secret::Secret;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -80,18 +80,18 @@ pub fn read_key_file(path: &Path) -> Result<Secret, String> {
 }
 
 /// One way to give the key; a literal one is accepted with a warning.
-pub(super) fn validate(
+pub(in crate::config) fn validate(
     store: &StoreConfig,
-    errors: &mut Vec<super::ConfigIssue>,
-    warnings: &mut Vec<super::ConfigIssue>,
+    errors: &mut Vec<crate::config::ConfigIssue>,
+    warnings: &mut Vec<crate::config::ConfigIssue>,
 ) {
     if store.key.is_some() && store.key_file.is_some() {
-        errors.push(super::ConfigIssue::new(
+        errors.push(crate::config::ConfigIssue::new(
             "store.key",
             "give only one of `key`, `key_file`",
         ));
     } else if store.key.is_some() {
-        warnings.push(super::ConfigIssue::new(
+        warnings.push(crate::config::ConfigIssue::new(
             "store.key",
             "secret written in the config file; prefer `key_file`",
         ));
