@@ -221,14 +221,17 @@ fn rekey(
 /// The state store line of `certkeeper check`: how its keys are kept and whether the
 /// configured store key fits. `Ok(None)` when there is no store yet.
 pub fn check(config: &config::Config) -> Result<Option<String>, String> {
-    let fail = |failure: Failure| failure.message;
     let key = seal::configured_key(&config.store, &ProcessEnvironment)
-        .map_err(Failure::from)
-        .map_err(fail)?;
+        .map_err(|error| error.to_string())?;
     let Some(store) =
         SqliteStore::open_existing(&config.daemon.state_dir).map_err(|error| error.to_string())?
     else {
-        return Ok(None);
+        return Ok(key.map(|key| {
+            format!(
+                "state store: none yet; keys will be sealed with store key {}",
+                key.id()
+            )
+        }));
     };
     let survey = seal::inspect(&store, key.as_ref()).map_err(|error| error.to_string())?;
     let mut line = format!("state store: {survey}");

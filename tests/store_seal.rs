@@ -20,6 +20,12 @@ fn a_sealed_daemon_leaves_no_pem_private_key_in_the_database_or_its_wal() {
     let key = write_key(&key_file);
     let config = config_with_key(directory.path(), Some(&key_file));
 
+    let checked = certkeeper(&config, &["check"], &[]);
+    let stdout = text(&checked.stdout);
+    assert!(
+        stdout.contains("state store: none yet; keys will be sealed with store key "),
+        "{stdout}"
+    );
     let mut daemon = spawn_daemon(&config, &[]);
     wait_for("the daemon to deploy", Duration::from_secs(120), || {
         in_sync(&config)

@@ -311,3 +311,25 @@ fn rekey_seals_a_plain_store() {
     assert_eq!(survey.sealed.get(key(4).id()), Some(&3));
     assert_eq!(inspect_plain(&store).unwrap().plain, 0);
 }
+
+#[test]
+fn a_rekey_that_fails_on_a_late_record_changes_none_of_the_earlier_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(Arc::new(populated(dir.path())), Some(key(1))).unwrap();
+    // The local CA's key (the last record walked) no longer opens.
+    let conn = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+    conn.execute(
+        "UPDATE local_cas SET key_pem = (SELECT key_pem FROM certificate_versions LIMIT 1)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let before = stored(&store);
+    let error = rekey(&store, Some(&key(1)), &key(2)).unwrap_err();
+    assert!(error.to_string().contains("local CA `internal`"), "{error}");
+    assert_eq!(stored(&store), before);
+    assert!(before
+        .iter()
+        .all(|value| sealed_key_id(value) == Some(key(1).id())));
+}
