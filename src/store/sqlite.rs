@@ -1180,11 +1180,12 @@ impl SecretRecords for SqliteStore {
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
                 .map_err(self.error("truncating the WAL after sealing"))?;
             if busy != 0 {
-                // A reader (a `status` next to us) kept the WAL: the next checkpoint
-                // overwrites it, but until then old values may remain in it.
+                // A reader (a `status` next to us) kept the WAL: old values may stay in
+                // it until the last connection closes, which checkpoints and removes it.
                 tracing::warn!(
                     path = %self.path.display(),
-                    "could not truncate the WAL after sealing (a reader holds it); run                      `certkeeper check` again once readers are gone"
+                    "could not truncate the WAL after sealing (a reader holds it): plain-text \
+                     keys may stay in state.db-wal until the daemon stops"
                 );
             }
         }
