@@ -764,3 +764,100 @@ fn plan_names_the_setting_the_rds_engine_cannot_take() {
     let stats = sim.simulator.stats_json();
     assert!(stats["alibaba"]["ModifyDBInstanceSSL"].is_null(), "{stats}");
 }
+
+/// VOD keeps uploaded certificates by name and has no ForceSet (seed 001). A duplicate
+/// refusal never parks the target: a replay whose domain already serves the certificate is
+/// done with no further write; a certificate VOD already holds under another name
+/// (`CertificateContent.Duplicated`) or a name holding another certificate
+/// (`CertNameAlreadyExists`) is set through cas instead, and the domain serves it.
+#[test]
+fn vod_duplicates_converge_instead_of_parking() {
+    use certkeeper::cert::bundle::testing;
+    use certkeeper::cloud::alibaba::cdn::cert_name;
+    use certkeeper::cloud::alibaba::vod::VodTarget;
+    use certkeeper::cloud::sim::FaultRule;
+    use certkeeper::cloud::{converge, Convergence, Target};
+    let sim = RegionalSim::start("vod_domains = [\"a.example.com\", \"b.example.com\"]");
+    let client = Arc::new(sim.client(&[]));
+    let upload = |domain: &str, name: String, bundle: &certkeeper::cert::CertificateBundle| {
+        block_on(client.call(
+            Product::Vod,
+            "SetVodDomainSSLCertificate",
+            &[
+                ("DomainName", domain.to_owned()),
+                ("SSLProtocol", "on".to_owned()),
+                ("CertType", "upload".to_owned()),
+                ("CertName", name),
+                ("SSLPub", bundle.fullchain_pem()),
+                ("SSLPri", bundle.key_pem.expose().to_owned()),
+            ],
+        ))
+    };
+    let target = |domain: &str| {
+        VodTarget::new(
+            domain,
+            toml::from_str(&format!("domain = \"{domain}\"")).unwrap(),
+            client.clone(),
+        )
+    };
+    let a = target("a.example.com");
+    let b = target("b.example.com");
+
+    // The operator uploaded the same certificate by hand under a name of their own.
+    let shared = testing::fresh(&["a.example.com", "b.example.com"]);
+    upload("b.example.com", "manual".to_owned(), &shared).unwrap();
+    let refused = upload("a.example.com", cert_name(&shared), &shared).unwrap_err();
+    assert_eq!(refused.code, "CertificateContent.Duplicated", "{refused}");
+    assert_eq!(
+        block_on(converge(&a, &shared)).unwrap(),
+        Convergence::Deployed
+    );
+    let state = sim.state();
+    assert_eq!(state["vod_domains"]["a.example.com"]["cert_type"], "cas");
+    assert_eq!(
+        state["vod_domains"]["a.example.com"]["fingerprint"],
+        shared.fingerprint()
+    );
+    assert_eq!(state["cas_certificates"].as_array().unwrap().len(), 1);
+
+    // A name VOD holds for another certificate: refused by name, set through cas.
+    let next = testing::fresh(&["a.example.com", "b.example.com"]);
+    let other = testing::fresh(&["a.example.com", "b.example.com"]);
+    upload("b.example.com", cert_name(&next), &other).unwrap();
+    let refused = upload("a.example.com", cert_name(&next), &next).unwrap_err();
+    assert_eq!(refused.code, "CertNameAlreadyExists", "{refused}");
+    assert_eq!(refused.class, ErrorClass::Invalid);
+    block_on(a.deploy(&next)).unwrap();
+    assert!(block_on(a.observe()).unwrap().serves(&next));
+
+    // A replay: the first call took effect, its reply was lost, the second is refused as a
+    // duplicate. The domain serves the certificate: done, nothing else written.
+    let own = testing::fresh(&["b.example.com"]);
+    block_on(converge(&b, &own)).unwrap();
+    let writes = sim.state()["vod_domains"]["b.example.com"]["writes"].clone();
+    let uploads = sim.state()["cas_certificates"].as_array().unwrap().len();
+    for code in [
+        "CertNameAlreadyExists",
+        "Certificate.Duplicated",
+        "CertificateContent.Duplicated",
+    ] {
+        sim.sim.simulator.add_faults(vec![FaultRule {
+            vendor: "alibaba".into(),
+            action: Some("SetVodDomainSSLCertificate".into()),
+            status: 400,
+            code: Some(code.into()),
+            message: Some("injected duplicate".into()),
+            count: Some(1),
+            probability: None,
+            delay_ms: None,
+        }]);
+        block_on(b.deploy(&own)).unwrap_or_else(|e| panic!("{code}: {e}"));
+    }
+    let state = sim.state();
+    assert_eq!(state["vod_domains"]["b.example.com"]["writes"], writes);
+    assert_eq!(state["cas_certificates"].as_array().unwrap().len(), uploads);
+    assert_eq!(
+        state["vod_domains"]["b.example.com"]["fingerprint"],
+        own.fingerprint()
+    );
+}

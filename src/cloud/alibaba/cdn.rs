@@ -220,7 +220,7 @@ impl CdnTarget {
             )
             .await;
         match sent {
-            Err(error) if LEGACY_DUPLICATE_CODES.contains(&error.code.as_str()) => {
+            Err(error) if DUPLICATE_CODES.contains(&error.code.as_str()) => {
                 self.converge_after_duplicate(bundle, &name, error).await
             }
             other => other.map(|_| ()),
@@ -262,9 +262,9 @@ impl CdnTarget {
     }
 }
 
-/// The duplicate refusals of SetDomainServerCertificate (seed 002; `CertNameAlreadyExists`
-/// from its VOD sibling, seed 001).
-pub const LEGACY_DUPLICATE_CODES: &[&str] = &[
+/// The duplicate refusals of an uploaded certificate: SetDomainServerCertificate's (seed
+/// 002) and SetVodDomainSSLCertificate's (seed 001, which adds `CertNameAlreadyExists`).
+pub const DUPLICATE_CODES: &[&str] = &[
     "Certificate.Duplicated",
     "CertNameAlreadyExists",
     "CertificateContent.Duplicated",

@@ -196,6 +196,8 @@ struct State {
     cas: BTreeMap<u64, CasCert>,
     /// CDN's own store of uploaded certificates, by name.
     cdn_certs: BTreeMap<String, Installed>,
+    /// VOD's store of uploaded certificates, by name.
+    vod_certs: BTreeMap<String, Installed>,
     next_id: u64,
     nonces: HashMap<String, OffsetDateTime>,
     buckets: HashMap<(String, String), BucketState>,
@@ -714,6 +716,28 @@ impl AlibabaSim {
                 state.cdn_certs.insert(name.clone(), cert.clone());
             }
         }
+        if product == "vod" && cert_type == "upload" {
+            if let (Some(name), Some(cert)) = (&cert_name, &installed) {
+                // VOD keeps uploaded certificates by name too, and has no ForceSet (seed
+                // 001): a known name holding another certificate is `CertNameAlreadyExists`,
+                // the same certificate under another name `CertificateContent.Duplicated`.
+                // The seed does not say more; the same certificate again under its own name
+                // (a second domain) reuses the stored copy, as the console does.
+                if let Some(stored) = state.vod_certs.get(name) {
+                    if stored.fingerprint != cert.fingerprint {
+                        return Err(doc("CertNameAlreadyExists"));
+                    }
+                }
+                let elsewhere = state
+                    .vod_certs
+                    .iter()
+                    .any(|(other, c)| other != name && c.fingerprint == cert.fingerprint);
+                if elsewhere {
+                    return Err(doc("CertificateContent.Duplicated"));
+                }
+                state.vod_certs.insert(name.clone(), cert.clone());
+            }
+        }
         let domains = if product == "vod" {
             &mut state.vod
         } else {
@@ -1200,12 +1224,13 @@ impl VendorSim for AlibabaSim {
             .values()
             .map(|c| json!({"id": c.id, "region": c.region, "name": c.name, "fingerprint": c.cert.fingerprint}))
             .collect();
-        let cdn_certs: serde_json::Map<String, Value> = state
-            .cdn_certs
-            .iter()
-            .map(|(name, c)| (name.clone(), json!({"fingerprint": c.fingerprint})))
-            .collect();
-        json!({"cdn_certificates": cdn_certs, "cdn_domains": domains(&state.cdn), "vod_domains": domains(&state.vod), "rds_instances": rds, "dns_zones": zones, "cas_certificates": cas})
+        let stored = |map: &BTreeMap<String, Installed>| -> Value {
+            map.iter()
+                .map(|(name, c)| (name.clone(), json!({"fingerprint": c.fingerprint})))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        json!({"cdn_certificates": stored(&state.cdn_certs), "vod_certificates": stored(&state.vod_certs), "cdn_domains": domains(&state.cdn), "vod_domains": domains(&state.vod), "rds_instances": rds, "dns_zones": zones, "cas_certificates": cas})
     }
 }
 
