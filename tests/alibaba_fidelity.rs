@@ -326,25 +326,13 @@ fn legacy_cdn_forces_its_own_name_on_a_second_domain_and_a_replay() {
 fn legacy_cdn_duplicates_converge_instead_of_parking() {
     use certkeeper::cert::bundle::testing;
     use certkeeper::cloud::alibaba::cdn::CdnTarget;
-    use certkeeper::cloud::sim::FaultRule;
     use certkeeper::cloud::{converge, Target};
     let sim = RegionalSim::start("cdn_domains = [\"a.example.com\"]");
     let client = Arc::new(sim.client(&[]));
     let target = CdnTarget::new("a", legacy_cdn("a.example.com"), client);
     let served = testing::fresh(&["a.example.com"]);
     block_on(converge(&target, &served)).unwrap();
-    let refuse_once = |code: &str| {
-        sim.sim.simulator.add_faults(vec![FaultRule {
-            vendor: "alibaba".into(),
-            action: Some("SetDomainServerCertificate".into()),
-            status: 400,
-            code: Some(code.into()),
-            message: Some("injected duplicate".into()),
-            count: Some(1),
-            probability: None,
-            delay_ms: None,
-        }]);
-    };
+    let refuse_once = |code: &str| refuse_once(&sim, "SetDomainServerCertificate", code);
     for code in [
         "Certificate.Duplicated",
         "CertNameAlreadyExists",
@@ -775,7 +763,6 @@ fn vod_duplicates_converge_instead_of_parking() {
     use certkeeper::cert::bundle::testing;
     use certkeeper::cloud::alibaba::cdn::cert_name;
     use certkeeper::cloud::alibaba::vod::VodTarget;
-    use certkeeper::cloud::sim::FaultRule;
     use certkeeper::cloud::{converge, Convergence, Target};
     let sim = RegionalSim::start("vod_domains = [\"a.example.com\", \"b.example.com\"]");
     let client = Arc::new(sim.client(&[]));
@@ -841,16 +828,7 @@ fn vod_duplicates_converge_instead_of_parking() {
         "Certificate.Duplicated",
         "CertificateContent.Duplicated",
     ] {
-        sim.sim.simulator.add_faults(vec![FaultRule {
-            vendor: "alibaba".into(),
-            action: Some("SetVodDomainSSLCertificate".into()),
-            status: 400,
-            code: Some(code.into()),
-            message: Some("injected duplicate".into()),
-            count: Some(1),
-            probability: None,
-            delay_ms: None,
-        }]);
+        refuse_once(&sim, "SetVodDomainSSLCertificate", code);
         block_on(b.deploy(&own)).unwrap_or_else(|e| panic!("{code}: {e}"));
     }
     let state = sim.state();
@@ -860,4 +838,189 @@ fn vod_duplicates_converge_instead_of_parking() {
         state["vod_domains"]["b.example.com"]["fingerprint"],
         own.fingerprint()
     );
+}
+
+/// Makes the simulator refuse the next `action` with the duplicate `code` (status 400).
+fn refuse_once(sim: &RegionalSim, action: &str, code: &str) {
+    sim.sim
+        .simulator
+        .add_faults(vec![certkeeper::cloud::sim::FaultRule {
+            vendor: "alibaba".into(),
+            action: Some(action.into()),
+            status: 400,
+            code: Some(code.into()),
+            message: Some("injected duplicate".into()),
+            count: Some(1),
+            probability: None,
+            delay_ms: None,
+        }]);
+}
+
+/// A client whose OSS requests for `bucket` (in cn-beijing) reach the simulator, signed
+/// with `secret`.
+fn oss_client(sim: &RegionalSim, bucket: &str, secret: &str) -> AlibabaClient {
+    let creds = ResolvedCredentials::new("ali", Provider::Alibaba, ID, secret)
+        .with_endpoint(&sim.sim.url)
+        .with_product_endpoint("oss", &sim.url("oss-cn-beijing.aliyuncs.com"));
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .resolve(&format!("{bucket}.oss-cn-beijing.aliyuncs.com"), sim.addr)
+        .build()
+        .unwrap();
+    AlibabaClient::new(creds, http, default_rate_limits())
+}
+
+/// SQL Server takes its custom certificate as a PFX in OSS (seed 000 `Certificate`,
+/// `PassWord`): the target uploads a PFX of the chain and key under a fresh password to the
+/// configured bucket and names it as the seed shows; the simulator opens it with the
+/// password and installs the leaf. A wrong password, a file that is no PFX, an object in
+/// another region or a missing one are refused as `InvalidServerCertOrPrivateKey`; a
+/// bucket on a MySQL instance is refused before any write, naming `oss_bucket`.
+#[test]
+fn rds_sqlserver_takes_its_certificate_as_a_pfx_in_oss() {
+    use certkeeper::cert::bundle::testing;
+    use certkeeper::cloud::alibaba::oss::{self, OssLocation};
+    use certkeeper::cloud::{converge, Convergence, Target};
+    let sim = RegionalSim::start(RDS_SEED);
+    let client = Arc::new(oss_client(&sim, "certs-bucket", SECRET));
+    let connection = "rm-mssql.sqlserver.rds.aliyuncs.com";
+    let bundle = testing::fresh(&[connection]);
+    let oss_keys =
+        "oss_bucket = \"certs-bucket\"\noss_region = \"cn-beijing\"\noss_internal = true";
+    let target = rds_target(
+        &client,
+        "rm-mssql",
+        connection,
+        &format!("{oss_keys}\ntls_version = \"1.2\"\nforce_encryption = true"),
+    );
+    assert_eq!(
+        block_on(converge(&target, &bundle)).unwrap(),
+        Convergence::Deployed
+    );
+    let state = sim.state();
+    let instance = &state["rds_instances"]["rm-mssql"];
+    assert_eq!(instance["fingerprint"], bundle.fingerprint(), "{state}");
+    assert_eq!(instance["ca_type"], "custom");
+    assert_eq!(instance["ssl"], true);
+    let object = oss::object_name("rm-mssql", &bundle);
+    assert_eq!(
+        state["oss_objects"],
+        serde_json::json!([format!("certs-bucket/{object}")])
+    );
+    assert!(block_on(target.observe()).unwrap().serves(&bundle));
+
+    // What the simulator refuses, as seed 000 documents.
+    let location = OssLocation {
+        region: "cn-beijing".into(),
+        bucket: "certs-bucket".into(),
+        internal: true,
+    };
+    let modify = |certificate: String, password: &str| {
+        block_on(client.call(
+            Product::Rds,
+            "ModifyDBInstanceSSL",
+            &[
+                ("DBInstanceId", "rm-mssql".to_owned()),
+                ("ConnectionString", connection.to_owned()),
+                ("SSLEnabled", "1".to_owned()),
+                ("Certificate", certificate),
+                ("PassWord", password.to_owned()),
+            ],
+        ))
+    };
+    // Let the instance finish applying the deploy above before each refused call.
+    let running = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while block_on(target.status()).unwrap() != "Running" {
+            assert!(std::time::Instant::now() < deadline, "instance stays busy");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    let pfx = oss::build_pfx(&bundle).unwrap();
+    block_on(oss::put_object(
+        &client,
+        &location,
+        "mine.pfx",
+        pfx.der.clone(),
+    ))
+    .unwrap();
+    block_on(oss::put_object(
+        &client,
+        &location,
+        "junk.pfx",
+        b"not a pfx".to_vec(),
+    ))
+    .unwrap();
+    let beijing = location.certificate_parameter("mine.pfx");
+    let shanghai = "oss-cn-shanghai.aliyuncs.com:certs-bucket:mine.pfx".to_owned();
+    for (certificate, password) in [
+        (beijing.clone(), "wrong-password"),
+        (
+            location.certificate_parameter("junk.pfx"),
+            pfx.password.expose(),
+        ),
+        (
+            location.certificate_parameter("absent.pfx"),
+            pfx.password.expose(),
+        ),
+        (shanghai, pfx.password.expose()),
+    ] {
+        running();
+        let refused = modify(certificate.clone(), password).unwrap_err();
+        assert_eq!(
+            refused.code, "InvalidServerCertOrPrivateKey",
+            "{certificate}: {refused}"
+        );
+        assert_eq!(refused.class, ErrorClass::Invalid);
+    }
+    running();
+    modify(beijing, pfx.password.expose()).unwrap();
+
+    // An upload signed with another secret is refused by OSS, as an auth failure.
+    let forged = oss_client(&sim, "certs-bucket", "not-the-secret");
+    let error = block_on(oss::put_object(&forged, &location, "x.pfx", pfx.der)).unwrap_err();
+    assert_eq!(error.code, "SignatureDoesNotMatch", "{error}");
+    assert_eq!(error.class, ErrorClass::Auth);
+
+    // A bucket on a MySQL instance: refused before any write, naming the key.
+    let mysql = rds_target(&client, "rm-my", "rm-my.mysql.rds.aliyuncs.com", oss_keys);
+    let error = block_on(mysql.observe()).unwrap_err();
+    assert_eq!(error.class, ErrorClass::Unsupported, "{error}");
+    assert!(error.message.contains("oss_bucket"), "{error}");
+}
+
+/// The PFX certkeeper uploads is one OpenSSL reads with its password (an implementation
+/// other than the simulator's), holding the leaf first and the key, and refuses to open
+/// with another password.
+#[test]
+fn openssl_reads_the_sql_server_pfx() {
+    use certkeeper::cert::bundle::testing;
+    let bundle = testing::fresh(&["db.example.com"]);
+    let pfx = certkeeper::cloud::alibaba::oss::build_pfx(&bundle).unwrap();
+    let directory = tempfile::tempdir().unwrap();
+    let file = directory.path().join("cert.pfx");
+    std::fs::write(&file, &pfx.der).unwrap();
+    let openssl = |password: &str, extra: &[&str]| {
+        std::process::Command::new("openssl")
+            .args(["pkcs12", "-in"])
+            .arg(&file)
+            .args(["-passin", &format!("pass:{password}")])
+            .args(extra)
+            .output()
+            .expect("openssl is installed (Dockerfile, CI machine)")
+    };
+    let certs = openssl(pfx.password.expose(), &["-nokeys", "-clcerts"]);
+    assert!(
+        certs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&certs.stderr)
+    );
+    let leaf = String::from_utf8_lossy(&certs.stdout);
+    let leaf = certkeeper::cert::bundle::LeafInfo::from_pem("openssl output", &leaf).unwrap();
+    assert_eq!(leaf.fingerprint, bundle.fingerprint());
+    let key = openssl(pfx.password.expose(), &["-nocerts", "-nodes"]);
+    assert!(key.status.success());
+    assert!(String::from_utf8_lossy(&key.stdout).contains("BEGIN PRIVATE KEY"));
+    let wrong = openssl("wrong", &["-nokeys"]);
+    assert!(!wrong.status.success());
 }

@@ -237,12 +237,7 @@ impl CdnTarget {
         name: &str,
         mut error: CloudError,
     ) -> Result<(), CloudError> {
-        if self.observe().await?.serves(bundle) {
-            tracing::info!(
-                target = %self.name,
-                code = %error.code,
-                "the domain already serves the certificate: duplicate refusal ignored"
-            );
+        if already_served(self, bundle, &error).await? {
             return Ok(());
         }
         if error.code == "CertificateContent.Duplicated" {
@@ -260,6 +255,24 @@ impl CdnTarget {
         }
         Err(error)
     }
+}
+
+/// Whether `target` already serves `bundle` after the duplicate refusal `error` (the
+/// earlier call of a replay took effect), logged as the reason to ignore the refusal.
+pub(crate) async fn already_served(
+    target: &dyn Target,
+    bundle: &CertificateBundle,
+    error: &CloudError,
+) -> Result<bool, CloudError> {
+    let served = target.observe().await?.serves(bundle);
+    if served {
+        tracing::info!(
+            target = %target.name(),
+            code = %error.code,
+            "the domain already serves the certificate: duplicate refusal ignored"
+        );
+    }
+    Ok(served)
 }
 
 /// The duplicate refusals of an uploaded certificate: SetDomainServerCertificate's (seed

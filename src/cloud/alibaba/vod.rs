@@ -11,8 +11,8 @@
 
 use super::cas;
 use super::cdn::{
-    cert_name, cert_region, live_from_cert_infos, validate_cert_region, validate_domain, CertType,
-    DUPLICATE_CODES,
+    already_served, cert_name, cert_region, live_from_cert_infos, validate_cert_region,
+    validate_domain, CertType, DUPLICATE_CODES,
 };
 use super::client::{AlibabaClient, Product};
 use crate::cert::CertificateBundle;
@@ -141,12 +141,7 @@ impl VodTarget {
         bundle: &CertificateBundle,
         error: CloudError,
     ) -> Result<(), CloudError> {
-        if self.observe().await?.serves(bundle) {
-            tracing::info!(
-                target = %self.name,
-                code = %error.code,
-                "the domain already serves the certificate: duplicate refusal ignored"
-            );
+        if already_served(self, bundle, &error).await? {
             return Ok(());
         }
         tracing::info!(
