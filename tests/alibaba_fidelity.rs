@@ -710,9 +710,10 @@ fn rds_postgres_client_ca_and_crl_are_turned_off_when_the_config_drops_them() {
     }
 }
 
-/// What the operator sees: `plan` on a config asking a MySQL instance for a PostgreSQL-only
-/// client CA (no `engine` stated, so `check` cannot know) reads the target as an error that
-/// names the key and the engine, exit 1, and nothing is written to the instance.
+/// What the operator sees on a config asking a MySQL instance for a PostgreSQL-only client
+/// CA, no `engine` stated: `check` asks the instance its engine and refuses the key (exit
+/// 78, the key's file line, the engine named); `check --offline` cannot know; `plan` reads
+/// the target as an error naming the key and the engine, exit 1. Nothing is written.
 #[test]
 fn plan_names_the_setting_the_rds_engine_cannot_take() {
     let sim = support::start_sim(&format!(
@@ -740,7 +741,16 @@ fn plan_names_the_setting_the_rds_engine_cannot_take() {
     .unwrap();
     let env = [("FIDELITY_SECRET", SECRET)];
     let checked = support::certkeeper(&config, &["check"], &env);
-    assert_eq!(checked.status.code(), Some(0), "{checked:?}");
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert_eq!(checked.status.code(), Some(78), "{checked:?}");
+    assert!(
+        stderr.contains("target[0].client_ca_cert: MySQL does not take client_ca_cert"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("certkeeper.toml:26:"), "{stderr}");
+    assert!(stderr.contains("instance rm-my runs MySQL"), "{stderr}");
+    let offline = support::certkeeper(&config, &["check", "--offline"], &env);
+    assert_eq!(offline.status.code(), Some(0), "{offline:?}");
     let planned = support::certkeeper(&config, &["plan"], &env);
     let stdout = String::from_utf8_lossy(&planned.stdout);
     assert_eq!(planned.status.code(), Some(1), "{planned:?}");

@@ -410,34 +410,39 @@ impl RdsTarget {
         self.attribute("DBInstanceStatus").await
     }
 
-    /// The instance's engine (learnt once), after checking the config asks nothing of it
-    /// that it cannot do: `unsupported` naming the key otherwise, before any write.
-    pub async fn engine(&self) -> Result<&'static str, CloudError> {
+    /// The instance's engine as DescribeDBInstanceAttribute reports it (asked once per
+    /// target), `unsupported` when ModifyDBInstanceSSL does not serve it. `check` asks it
+    /// too, to refuse what the engine cannot take before `run` does.
+    pub async fn reported_engine(&self) -> Result<&'static str, CloudError> {
         let known = *self
             .engine
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let engine = match known {
-            Some(engine) => engine,
-            None => {
-                let reported = self.attribute("Engine").await?;
-                let engine = known_engine(&reported).ok_or_else(|| {
-                    self.engine_error(
-                        ErrorClass::Unsupported,
-                        format!(
-                            "instance {} runs {reported}; ModifyDBInstanceSSL serves {}",
-                            self.settings.instance_id,
-                            ENGINES.join(", ")
-                        ),
-                    )
-                })?;
-                *self
-                    .engine
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(engine);
-                engine
-            }
-        };
+        if let Some(engine) = known {
+            return Ok(engine);
+        }
+        let reported = self.attribute("Engine").await?;
+        let engine = known_engine(&reported).ok_or_else(|| {
+            self.engine_error(
+                ErrorClass::Unsupported,
+                format!(
+                    "instance {} runs {reported}; ModifyDBInstanceSSL serves {}",
+                    self.settings.instance_id,
+                    ENGINES.join(", ")
+                ),
+            )
+        })?;
+        *self
+            .engine
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(engine);
+        Ok(engine)
+    }
+
+    /// The instance's engine (learnt once), after checking the config asks nothing of it
+    /// that it cannot do: `unsupported` naming the key otherwise, before any write.
+    pub async fn engine(&self) -> Result<&'static str, CloudError> {
+        let engine = self.reported_engine().await?;
         if let Some(configured) = &self.settings.engine {
             if !configured.eq_ignore_ascii_case(engine) {
                 return Err(self.engine_error(
