@@ -1034,3 +1034,45 @@ fn openssl_reads_the_sql_server_pfx() {
     let wrong = openssl("wrong", &["-nokeys"]);
     assert!(!wrong.status.success());
 }
+
+/// The current CDN API's upload refused as a duplicate (codes of seeds 001/002 for the upload
+/// APIs) converges as VOD's does: already served is done with no write; not served yet is
+/// set through cas, and the domain serves the certificate.
+#[test]
+fn current_cdn_upload_duplicates_converge_instead_of_parking() {
+    use certkeeper::cert::bundle::testing;
+    use certkeeper::cloud::alibaba::cdn::CdnTarget;
+    use certkeeper::cloud::{converge, Target};
+    let sim = RegionalSim::start("cdn_domains = [\"a.example.com\"]");
+    let client = Arc::new(sim.client(&[]));
+    let target = CdnTarget::new(
+        "a",
+        toml::from_str("domain = \"a.example.com\"").unwrap(),
+        client,
+    );
+    let served = testing::fresh(&["a.example.com"]);
+    block_on(converge(&target, &served)).unwrap();
+    for code in [
+        "Certificate.Duplicated",
+        "CertNameAlreadyExists",
+        "CertificateContent.Duplicated",
+    ] {
+        refuse_once(&sim, "SetCdnDomainSSLCertificate", code);
+        block_on(target.deploy(&served)).unwrap_or_else(|e| panic!("{code}: {e}"));
+    }
+    let state = sim.state();
+    assert_eq!(
+        state["cdn_domains"]["a.example.com"]["writes"], 1,
+        "{state}"
+    );
+    assert_eq!(state["cas_certificates"].as_array().unwrap().len(), 0);
+
+    let fresh = testing::fresh(&["a.example.com"]);
+    refuse_once(&sim, "SetCdnDomainSSLCertificate", "CertNameAlreadyExists");
+    block_on(target.deploy(&fresh)).unwrap();
+    let state = sim.state();
+    let domain = &state["cdn_domains"]["a.example.com"];
+    assert_eq!(domain["fingerprint"], fresh.fingerprint(), "{state}");
+    assert_eq!(domain["cert_type"], "cas");
+    assert_eq!(state["cas_certificates"].as_array().unwrap().len(), 1);
+}

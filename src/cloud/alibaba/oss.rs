@@ -4,7 +4,9 @@
 //! the leaf, its chain and the key, under a random password made for each upload) and puts
 //! it into the operator's bucket with OSS PutObject (virtual-hosted style, signed with the
 //! account's AccessKey: `Authorization: OSS <id>:<signature>`). The password is a
-//! [`Secret`]: it goes into the one ModifyDBInstanceSSL call and nowhere else.
+//! [`Secret`]: it goes into the one ModifyDBInstanceSSL call and nowhere else. The object is
+//! kept after the change: the seed does not say RDS has copied it once the call returns (a
+//! standby may read it again), and without the discarded password it is AES-256 ciphertext.
 
 use super::client::AlibabaClient;
 use crate::cert::key::PrivateKey;
