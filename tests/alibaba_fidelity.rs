@@ -1017,7 +1017,7 @@ fn openssl_reads_the_sql_server_pfx() {
             .args(["-passin", &format!("pass:{password}")])
             .args(extra)
             .output()
-            .expect("openssl is installed (Dockerfile, CI machine)")
+            .expect("the openssl command (scripts/test installs it)")
     };
     let certs = openssl(pfx.password.expose(), &["-nokeys", "-clcerts"]);
     assert!(
