@@ -982,6 +982,7 @@ fn rds_sqlserver_takes_its_certificate_as_a_pfx_in_oss() {
             "{certificate}: {refused}"
         );
         assert_eq!(refused.class, ErrorClass::Invalid);
+        assert!(!format!("{refused} {refused:?}").contains(pfx.password.expose()));
     }
     running();
     modify(beijing, pfx.password.expose()).unwrap();
