@@ -720,25 +720,7 @@ fn plan_names_the_setting_the_rds_engine_cannot_take() {
         "[[alibaba.accounts]]\naccess_key_id = \"{ID}\"\naccess_key_secret = \"{SECRET}\"\n\n[alibaba]\n{RDS_SEED}"
     ));
     let directory = tempfile::tempdir().unwrap();
-    let config = directory.path().join("certkeeper.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[daemon]\nstate_dir = \"{state}\"\nmetrics_listen = \"127.0.0.1:{port}\"\n\n\
-             [credentials.ali]\nprovider = \"alibaba\"\naccess_key_id = \"{ID}\"\n\
-             access_key_secret_env = \"FIDELITY_SECRET\"\nendpoint = \"{url}\"\n\n\
-             [local_ca.internal]\nleaf_lifetime = \"30d\"\n\n\
-             [[certificate]]\nname = \"db\"\ndomains = [\"rm-my.mysql.rds.aliyuncs.com\"]\n\
-             source = {{ local_ca = \"internal\" }}\ndeploy_to = [\"rds-my\"]\n\n\
-             [[target]]\nname = \"rds-my\"\nkind = \"alibaba-rds\"\ncredentials = \"ali\"\n\
-             instance_id = \"rm-my\"\nconnection_string = \"rm-my.mysql.rds.aliyuncs.com\"\n\
-             client_ca_cert = \"pem\"\n",
-            state = directory.path().join("state").display(),
-            port = support::free_port(),
-            url = sim.url,
-        ),
-    )
-    .unwrap();
+    let config = rds_mysql_config(directory.path(), &sim.url);
     let env = [("FIDELITY_SECRET", SECRET)];
     let checked = support::certkeeper(&config, &["check"], &env);
     let stderr = String::from_utf8_lossy(&checked.stderr);
@@ -1076,4 +1058,40 @@ fn current_cdn_upload_duplicates_converge_instead_of_parking() {
     assert_eq!(domain["fingerprint"], fresh.fingerprint(), "{state}");
     assert_eq!(domain["cert_type"], "cas");
     assert_eq!(state["cas_certificates"].as_array().unwrap().len(), 1);
+}
+
+/// A config deploying a local-CA certificate to MySQL instance `rm-my` through `endpoint`,
+/// asking it for a PostgreSQL-only client CA and stating no `engine`; its secret is read
+/// from `FIDELITY_SECRET`.
+fn rds_mysql_config(directory: &std::path::Path, endpoint: &str) -> std::path::PathBuf {
+    let config = directory.join("certkeeper.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nstate_dir = \"{state}\"\nmetrics_listen = \"127.0.0.1:{port}\"\n\n\
+             [credentials.ali]\nprovider = \"alibaba\"\naccess_key_id = \"{ID}\"\n\
+             access_key_secret_env = \"FIDELITY_SECRET\"\nendpoint = \"{endpoint}\"\n\n\
+             [local_ca.internal]\nleaf_lifetime = \"30d\"\n\n\
+             [[certificate]]\nname = \"db\"\ndomains = [\"rm-my.mysql.rds.aliyuncs.com\"]\n\
+             source = {{ local_ca = \"internal\" }}\ndeploy_to = [\"rds-my\"]\n\n\
+             [[target]]\nname = \"rds-my\"\nkind = \"alibaba-rds\"\ncredentials = \"ali\"\n\
+             instance_id = \"rm-my\"\nconnection_string = \"rm-my.mysql.rds.aliyuncs.com\"\n\
+             client_ca_cert = \"pem\"\n",
+            state = directory.join("state").display(),
+            port = support::free_port(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// `check` cannot ask an instance behind an endpoint nothing listens on: it says nothing
+/// about the engine (exit 0) and leaves the refusal to `run` and `plan`.
+#[test]
+fn check_leaves_an_instance_it_cannot_ask_to_run() {
+    let directory = tempfile::tempdir().unwrap();
+    let closed = format!("http://127.0.0.1:{}", support::free_port());
+    let config = rds_mysql_config(directory.path(), &closed);
+    let checked = support::certkeeper(&config, &["check"], &[("FIDELITY_SECRET", SECRET)]);
+    assert_eq!(checked.status.code(), Some(0), "{checked:?}");
 }
