@@ -1095,3 +1095,62 @@ fn check_leaves_an_instance_it_cannot_ask_to_run() {
     let checked = support::certkeeper(&config, &["check"], &[("FIDELITY_SECRET", SECRET)]);
     assert_eq!(checked.status.code(), Some(0), "{checked:?}");
 }
+
+/// The simulator reads a PFX OpenSSL made (`openssl pkcs12 -export`, its default profile), not
+/// only certkeeper's own: it installs that certificate on the SQL Server instance.
+#[test]
+fn the_simulator_installs_a_pfx_made_by_openssl() {
+    use certkeeper::cert::bundle::testing;
+    use certkeeper::cloud::alibaba::oss::{self, OssLocation};
+    let sim = RegionalSim::start(RDS_SEED);
+    let client = oss_client(&sim, "certs-bucket", SECRET);
+    let connection = "rm-mssql.sqlserver.rds.aliyuncs.com";
+    let bundle = testing::fresh(&[connection]);
+    let directory = tempfile::tempdir().unwrap();
+    let (cert, key, pfx) = (
+        directory.path().join("cert.pem"),
+        directory.path().join("key.pem"),
+        directory.path().join("made.pfx"),
+    );
+    std::fs::write(&cert, bundle.fullchain_pem()).unwrap();
+    std::fs::write(&key, bundle.key_pem.expose()).unwrap();
+    let made = std::process::Command::new("openssl")
+        .args([
+            "pkcs12",
+            "-export",
+            "-passout",
+            "pass:made-by-openssl",
+            "-in",
+        ])
+        .arg(&cert)
+        .arg("-inkey")
+        .arg(&key)
+        .arg("-out")
+        .arg(&pfx)
+        .output()
+        .expect("the openssl command (scripts/test installs it)");
+    assert!(made.status.success(), "{made:?}");
+    let location = OssLocation {
+        region: "cn-beijing".into(),
+        bucket: "certs-bucket".into(),
+        internal: false,
+    };
+    let der = std::fs::read(&pfx).unwrap();
+    block_on(oss::put_object(&client, &location, "made.pfx", der)).unwrap();
+    block_on(client.call(
+        Product::Rds,
+        "ModifyDBInstanceSSL",
+        &[
+            ("DBInstanceId", "rm-mssql".to_owned()),
+            ("ConnectionString", connection.to_owned()),
+            ("SSLEnabled", "1".to_owned()),
+            ("Certificate", location.certificate_parameter("made.pfx")),
+            ("PassWord", "made-by-openssl".to_owned()),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(
+        sim.state()["rds_instances"]["rm-mssql"]["fingerprint"],
+        bundle.fingerprint()
+    );
+}
