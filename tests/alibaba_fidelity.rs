@@ -907,19 +907,8 @@ fn rds_sqlserver_takes_its_certificate_as_a_pfx_in_oss() {
         bucket: "certs-bucket".into(),
         internal: true,
     };
-    let modify = |certificate: String, password: &str| {
-        block_on(client.call(
-            Product::Rds,
-            "ModifyDBInstanceSSL",
-            &[
-                ("DBInstanceId", "rm-mssql".to_owned()),
-                ("ConnectionString", connection.to_owned()),
-                ("SSLEnabled", "1".to_owned()),
-                ("Certificate", certificate),
-                ("PassWord", password.to_owned()),
-            ],
-        ))
-    };
+    let modify =
+        |certificate: String, password: &str| modify_sqlserver(&client, certificate, password);
     // Let the instance finish applying the deploy above before each refused call.
     let running = || {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -1137,20 +1126,36 @@ fn the_simulator_installs_a_pfx_made_by_openssl() {
     };
     let der = std::fs::read(&pfx).unwrap();
     block_on(oss::put_object(&client, &location, "made.pfx", der)).unwrap();
-    block_on(client.call(
-        Product::Rds,
-        "ModifyDBInstanceSSL",
-        &[
-            ("DBInstanceId", "rm-mssql".to_owned()),
-            ("ConnectionString", connection.to_owned()),
-            ("SSLEnabled", "1".to_owned()),
-            ("Certificate", location.certificate_parameter("made.pfx")),
-            ("PassWord", "made-by-openssl".to_owned()),
-        ],
-    ))
+    modify_sqlserver(
+        &client,
+        location.certificate_parameter("made.pfx"),
+        "made-by-openssl",
+    )
     .unwrap();
     assert_eq!(
         sim.state()["rds_instances"]["rm-mssql"]["fingerprint"],
         bundle.fingerprint()
     );
+}
+
+/// ModifyDBInstanceSSL on `rm-mssql` (RDS_SEED) with a PFX `certificate` and its password.
+fn modify_sqlserver(
+    client: &AlibabaClient,
+    certificate: String,
+    password: &str,
+) -> Result<serde_json::Value, certkeeper::error::CloudError> {
+    block_on(client.call(
+        Product::Rds,
+        "ModifyDBInstanceSSL",
+        &[
+            ("DBInstanceId", "rm-mssql".to_owned()),
+            (
+                "ConnectionString",
+                "rm-mssql.sqlserver.rds.aliyuncs.com".to_owned(),
+            ),
+            ("SSLEnabled", "1".to_owned()),
+            ("Certificate", certificate),
+            ("PassWord", password.to_owned()),
+        ],
+    ))
 }
