@@ -649,4 +649,64 @@ mod tests {
             .iter()
             .any(|(name, _)| name.starts_with("Client")));
     }
+
+    #[test]
+    fn oss_keys_are_checked_and_choose_the_certificate_form() {
+        let parse = |extra: &str| -> RdsSettings {
+            toml::from_str(&format!(
+                "instance_id = \"rm-1\"\nconnection_string = \"rm-1.sqlserver.rds.aliyuncs.com\"\n{extra}"
+            ))
+            .unwrap()
+        };
+        let paths = |settings: RdsSettings| {
+            let mut issues = Vec::new();
+            settings.validate("t", &mut issues);
+            issues.into_iter().map(|i| i.path).collect::<Vec<_>>()
+        };
+        assert_eq!(paths(parse("oss_bucket = \"certs\"")), ["t.oss_region"]);
+        assert_eq!(
+            paths(parse("oss_region = \"cn-beijing\"")),
+            ["t.oss_region"]
+        );
+        assert_eq!(
+            paths(parse(
+                "oss_bucket = \"Bad_Bucket\"\noss_region = \"cn beijing\""
+            )),
+            ["t.oss_bucket", "t.oss_region"]
+        );
+        assert_eq!(paths(parse("oss_internal = true")), ["t.oss_internal"]);
+        let sqlserver = parse("oss_bucket = \"certs\"\noss_region = \"cn-beijing\"");
+        assert!(paths(sqlserver.clone()).is_empty());
+        assert!(sqlserver.refusals_for("SQLServer").is_empty());
+        let refused: Vec<_> = sqlserver
+            .refusals_for("MySQL")
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        assert_eq!(refused, ["oss_bucket"]);
+        let pem = parse("");
+        assert_eq!(pem.refusals_for("SQLServer")[0].key, "engine");
+        assert!(pem.refusals_for("SQLServer")[0]
+            .message
+            .contains("oss_bucket"));
+        let password = crate::secret::Secret::new("pw");
+        let params = sqlserver.params(
+            &Custom::Pfx {
+                certificate: "oss-cn-beijing.aliyuncs.com:certs:x.pfx".into(),
+                password: &password,
+            },
+            "SQLServer",
+        );
+        let names: Vec<_> = params.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            names,
+            [
+                "DBInstanceId",
+                "ConnectionString",
+                "SSLEnabled",
+                "Certificate",
+                "PassWord"
+            ]
+        );
+    }
 }
