@@ -194,6 +194,9 @@ pub trait Policy: Send + Sync {
     fn account_note(&self) -> Option<String> {
         None
     }
+    /// Takes back a note [`account_note`](Self::account_note) gave before a restart (read
+    /// from the store), so what was learned is not paid for again.
+    fn restore_account_note(&self, _note: &str) {}
     /// Changes the resource to the desired state and waits until the change has finished
     /// (job polled to its end), but does not verify: [`apply_policy`] reads back.
     async fn remediate(&self, resource: &str) -> Result<Remediation, CloudError>;

@@ -396,6 +396,16 @@ impl AlibabaClient {
         self
     }
 
+    /// The account's credentials, for OSS (its own signature, [`super::oss`]).
+    pub(crate) fn credentials(&self) -> &ResolvedCredentials {
+        &self.creds
+    }
+
+    /// The HTTP client of this account's calls, for OSS.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The account name the buckets are keyed by (`account`, else the access key id).
     pub fn account(&self) -> &str {
         self.creds.rate_limit_account()

@@ -5,10 +5,13 @@ pub mod cas;
 pub mod cdn;
 pub mod client;
 pub mod dns;
+pub mod oss;
 pub mod rds;
 pub mod signer;
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "sim")]
+pub mod sim_oss;
 pub mod sim_tables;
 pub mod vod;
 

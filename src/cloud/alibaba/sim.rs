@@ -13,6 +13,7 @@ use crate::cloud::alibaba::client::{format_acs_date, parse_acs_date};
 use crate::cloud::alibaba::signer::{
     form_decode, signatures_equal, Authorization, CanonicalRequest, RpcCanonical,
 };
+use crate::cloud::alibaba::sim_oss::{self, OssSim};
 use crate::cloud::alibaba::sim_tables;
 use crate::cloud::sim::{SimRequest, SimResponse, VendorSim};
 use crate::ratelimit::BucketState;
@@ -196,6 +197,8 @@ struct State {
     cas: BTreeMap<u64, CasCert>,
     /// CDN's own store of uploaded certificates, by name.
     cdn_certs: BTreeMap<String, Installed>,
+    /// VOD's store of uploaded certificates, by name.
+    vod_certs: BTreeMap<String, Installed>,
     next_id: u64,
     nonces: HashMap<String, OffsetDateTime>,
     buckets: HashMap<(String, String), BucketState>,
@@ -204,6 +207,8 @@ struct State {
 pub struct AlibabaSim {
     seed: Seed,
     state: Mutex<State>,
+    /// OSS buckets, where SQL Server's PFX files are put.
+    oss: OssSim,
 }
 
 /// A refusal: HTTP status, code, message.
@@ -261,6 +266,23 @@ fn check_pair(cert_pem: &str, key_pem: &str) -> Result<Installed, PairError> {
         fingerprint: leaf.fingerprint,
         not_after: Some(leaf.not_after),
     })
+}
+
+/// Opens a PFX with `password` and checks its leaf against its key: a wrong password, a
+/// file that is no PFX, or a PFX without a key are all `InvalidServerCertOrPrivateKey`.
+fn open_pfx(der: &[u8], password: &str) -> Result<Installed, Refusal> {
+    let store = p12_keystore::KeyStore::from_pkcs12(der, password)
+        .map_err(|_| doc("InvalidServerCertOrPrivateKey"))?;
+    let (_, chain) = store
+        .private_key_chain()
+        .ok_or_else(|| doc("InvalidServerCertOrPrivateKey"))?;
+    let cert_pem: String = chain
+        .chain()
+        .iter()
+        .map(|cert| pem::encode(&pem::Pem::new("CERTIFICATE", cert.as_der().to_vec())))
+        .collect();
+    let key_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", chain.key().to_vec()));
+    check_pair(&cert_pem, &key_pem).map_err(|_| doc("InvalidServerCertOrPrivateKey"))
 }
 
 fn parse_leaf(cert_pem: &str) -> Option<Installed> {
@@ -378,6 +400,7 @@ impl AlibabaSim {
         Self {
             seed,
             state: Mutex::new(state),
+            oss: OssSim::default(),
         }
     }
 
@@ -714,6 +737,28 @@ impl AlibabaSim {
                 state.cdn_certs.insert(name.clone(), cert.clone());
             }
         }
+        if product == "vod" && cert_type == "upload" {
+            if let (Some(name), Some(cert)) = (&cert_name, &installed) {
+                // VOD keeps uploaded certificates by name too, and has no ForceSet (seed
+                // 001): a known name holding another certificate is `CertNameAlreadyExists`,
+                // the same certificate under another name `CertificateContent.Duplicated`.
+                // The seed does not say more; the same certificate again under its own name
+                // (a second domain) reuses the stored copy, as the console does.
+                if let Some(stored) = state.vod_certs.get(name) {
+                    if stored.fingerprint != cert.fingerprint {
+                        return Err(doc("CertNameAlreadyExists"));
+                    }
+                }
+                let elsewhere = state
+                    .vod_certs
+                    .iter()
+                    .any(|(other, c)| other != name && c.fingerprint == cert.fingerprint);
+                if elsewhere {
+                    return Err(doc("CertificateContent.Duplicated"));
+                }
+                state.vod_certs.insert(name.clone(), cert.clone());
+            }
+        }
         let domains = if product == "vod" {
             &mut state.vod
         } else {
@@ -832,9 +877,24 @@ impl AlibabaSim {
                 }
             }
         }
-        let ca_type = params.get("CAType").unwrap_or("aliyun");
+        // SQL Server's custom certificate: a PFX in OSS and its password (seed 000).
+        let pfx = params.get("Certificate").filter(|v| !v.is_empty());
+        let ca_type = match (params.get("CAType"), pfx) {
+            (Some(ca_type), _) => ca_type,
+            (None, Some(_)) => "custom",
+            (None, None) => "aliyun",
+        };
         let mut installed = None;
-        if enabled {
+        if let (true, Some(location)) = (enabled, pfx) {
+            let password = params
+                .get("PassWord")
+                .ok_or_else(|| doc("RequiredParam.NotFound"))?;
+            let der = self
+                .oss
+                .read(location)
+                .map_err(|why| doc_with("InvalidServerCertOrPrivateKey", why))?;
+            installed = Some(open_pfx(&der, password)?);
+        } else if enabled {
             match ca_type {
                 "custom" => {
                     let cert = params.get("ServerCert").filter(|v| !v.is_empty());
@@ -1097,10 +1157,13 @@ impl VendorSim for AlibabaSim {
     }
 
     fn claims(&self, path: &str) -> bool {
-        path == "/"
+        path == "/" || OssSim::claims(path)
     }
 
     fn action(&self, request: &SimRequest) -> String {
+        if OssSim::claims(&request.path) {
+            return "PutObject".into();
+        }
         request
             .header("x-acs-action")
             .map(str::to_owned)
@@ -1109,6 +1172,9 @@ impl VendorSim for AlibabaSim {
     }
 
     fn error(&self, request: &SimRequest, status: u16, code: &str, message: &str) -> SimResponse {
+        if OssSim::claims(&request.path) {
+            return sim_oss::error_document(status, code, message);
+        }
         let response = self.envelope(request, status, code, message);
         if code.starts_with("Throttling") {
             response.with_header(
@@ -1121,6 +1187,13 @@ impl VendorSim for AlibabaSim {
     }
 
     fn handle(&self, request: &SimRequest) -> SimResponse {
+        if OssSim::claims(&request.path) {
+            return self.oss.put_object(
+                request,
+                |id| self.secret_of(id).map(str::to_owned),
+                self.seed.check_timestamp,
+            );
+        }
         let params = params_of(request);
         let account = match self.authenticate(request, &params) {
             Ok(account) => account,
@@ -1200,12 +1273,13 @@ impl VendorSim for AlibabaSim {
             .values()
             .map(|c| json!({"id": c.id, "region": c.region, "name": c.name, "fingerprint": c.cert.fingerprint}))
             .collect();
-        let cdn_certs: serde_json::Map<String, Value> = state
-            .cdn_certs
-            .iter()
-            .map(|(name, c)| (name.clone(), json!({"fingerprint": c.fingerprint})))
-            .collect();
-        json!({"cdn_certificates": cdn_certs, "cdn_domains": domains(&state.cdn), "vod_domains": domains(&state.vod), "rds_instances": rds, "dns_zones": zones, "cas_certificates": cas})
+        let stored = |map: &BTreeMap<String, Installed>| -> Value {
+            map.iter()
+                .map(|(name, c)| (name.clone(), json!({"fingerprint": c.fingerprint})))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        json!({"cdn_certificates": stored(&state.cdn_certs), "vod_certificates": stored(&state.vod_certs), "cdn_domains": domains(&state.cdn), "vod_domains": domains(&state.vod), "rds_instances": rds, "dns_zones": zones, "cas_certificates": cas, "oss_objects": self.oss.names()})
     }
 }
 
