@@ -172,11 +172,36 @@ fn restore(config: &config::Config, file: &Path) -> Result<String, Failure> {
         restored.path().display(),
         file.display()
     );
-    if !survey.sealed.is_empty() && !config.store.has_key() {
+    // What the daemon will meet at its next start, said now (a key that cannot be read here,
+    // e.g. a credential only the service sees, is left to that start).
+    let configured = seal::configured_key(&config.store, &ProcessEnvironment)
+        .ok()
+        .flatten();
+    let foreign: Vec<&String> = survey
+        .sealed
+        .keys()
+        .filter(|id| {
+            configured
+                .as_ref()
+                .is_none_or(|key| key.id() != id.as_str())
+        })
+        .collect();
+    if !config.store.has_key() && !foreign.is_empty() {
         message.push_str(
             "\nnote: the restored keys are sealed; configure `[store] key_file` with their key \
              before starting the daemon",
         );
+    } else if let (Some(key), false) = (&configured, foreign.is_empty()) {
+        message.push_str(&format!(
+            "\nnote: the restored keys are sealed with store key {}, not with the configured \
+             key {}: configure that key before starting the daemon",
+            foreign
+                .iter()
+                .map(|id| id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            key.id()
+        ));
     }
     Ok(message)
 }

@@ -76,7 +76,12 @@ fn a_backup_taken_while_the_daemon_runs_restores_into_an_empty_state_dir() {
         "{}",
         text(&restored.stderr)
     );
-    assert!(text(&restored.stdout).contains("restored"));
+    let stdout = text(&restored.stdout);
+    assert!(stdout.contains("restored"), "{stdout}");
+    assert!(
+        !stdout.contains("note:"),
+        "the configured key fits: {stdout}"
+    );
     assert_eq!(status_json(&config), before);
     let state = directory.path().join("state");
     assert_eq!(
@@ -157,6 +162,25 @@ fn a_damaged_foreign_or_newer_backup_is_refused_and_nothing_replaced() {
         .unwrap()
         .pragma_update(None, "user_version", 999)
         .unwrap();
+
+    // A backup sealed with another key than the configured one: restored, and said so.
+    let other_key = directory.path().join("other.key");
+    write_key(&other_key);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other_config = config_with_key(elsewhere.path(), Some(&other_key));
+    let restored = certkeeper(
+        &other_config,
+        &["store", "restore", backup.to_str().unwrap()],
+        &[],
+    );
+    let stdout = text(&restored.stdout);
+    assert_eq!(
+        restored.status.code(),
+        Some(0),
+        "{}",
+        text(&restored.stderr)
+    );
+    assert!(stdout.contains("not with the configured key"), "{stdout}");
 
     for (file, expected) in [
         (&foreign, "not a database"),
