@@ -65,8 +65,8 @@ pub enum SealError {
     BadKey { field: String, reason: &'static str },
     #[error(transparent)]
     KeyUnreadable(#[from] crate::config::credentials::CredentialError),
-    #[error("the system's random number generator failed")]
-    Random,
+    #[error("sealing failed: no random nonce from the system, or a value too large")]
+    Cipher,
 }
 
 impl SealError {
@@ -262,7 +262,7 @@ pub fn seal(
     let mut nonce = [0u8; NONCE_LEN];
     SystemRandom::new()
         .fill(&mut nonce)
-        .map_err(|_| SealError::Random)?;
+        .map_err(|_| SealError::Cipher)?;
     let mut buffer = Zeroizing::new(plaintext.as_bytes().to_vec());
     key.cipher()
         .seal_in_place_append_tag(
@@ -270,7 +270,7 @@ pub fn seal(
             Aad::from(associated_data(kind, identity)),
             &mut *buffer,
         )
-        .map_err(|_| SealError::Random)?;
+        .map_err(|_| SealError::Cipher)?;
     let mut blob = nonce.to_vec();
     blob.extend_from_slice(&buffer);
     Ok(format!(
