@@ -1,7 +1,8 @@
 //! Keys sealed at rest: the private key of every certificate version, every ACME account's
 //! credentials and every local CA's key are encrypted before they reach a [`StateStore`]
-//! backend and decrypted after, by [`SealedStore`], a layer over any backend (SQLite,
-//! PostgreSQL). The cipher is AES-256-GCM (`ring::aead`) with a random 96-bit nonce per
+//! backend and decrypted after, by [`SealedStore`], a layer over any backend (a backend
+//! joins by implementing [`SecretRecords`], the walk used to migrate, check and rekey; the
+//! SQLite one does). The cipher is AES-256-GCM (`ring::aead`) with a random 96-bit nonce per
 //! value; the record's identity (kind, certificate name and fingerprint, ACME directory and
 //! account, CA name) is the associated data, so a sealed value copied onto another row does
 //! not open. A stored value reads `certkeeper-sealed:v1:KEYID:BASE64(nonce | ciphertext |
@@ -16,10 +17,9 @@
 //! store's migration), all in one transaction; without a key it refuses a sealed store. A
 //! refusal changes nothing.
 
-use super::AriPoint;
 use super::{
-    AcmeAccount, Attempt, CertificateVersion, DeploymentRecord, Event, EventQuery, LocalCaRoot,
-    PolicyStatus, RenewalPlan, StateStore, StoreError, SubjectKind,
+    AcmeAccount, AriPoint, Attempt, CertificateVersion, DeploymentRecord, Event, EventQuery,
+    LocalCaRoot, PolicyStatus, RenewalPlan, StateStore, StoreError, SubjectKind,
 };
 use crate::secret::Secret;
 use base64::Engine;
