@@ -537,7 +537,8 @@ pub async fn run_manual(
     // A daemon whose socket we could not reach still owns the directory: do not race it.
     let _state_lock = crate::fsutil::lock_state_dir(&config.daemon.state_dir)
         .context("locking the state directory")?;
-    let store_key = crate::store::seal::configured_key(&config.store, &ProcessEnvironment)?;
+    let store_key = crate::store::seal::configured_key(&config.store, &ProcessEnvironment)
+        .map_err(|error| StartError::Config(BuildError::Component(error.to_string())))?;
     let store = seal_store(store, store_key, &config.daemon.state_dir)?;
     let source_store = source_store_for(&store, &config);
     let components = build(

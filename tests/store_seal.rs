@@ -218,4 +218,11 @@ fn renew_in_process_uses_the_store_key_like_the_daemon() {
         status_json(&config)["certificates"][0]["fingerprint"],
         after
     );
+
+    // A key file that cannot be used: refused like `run` (78), naming the key.
+    set_key(&config, Some(&directory.path().join("missing.key")));
+    let refused = certkeeper(&config, &["renew", "internal"], &[]);
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("store.key_file"), "{stderr}");
 }
