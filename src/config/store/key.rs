@@ -166,6 +166,14 @@ mod tests {
         assert!(read_key_file(directory.path())
             .unwrap_err()
             .contains("not a regular file"));
+        // A FIFO is refused at once instead of waiting for a writer.
+        let fifo = directory.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert!(read_key_file(&fifo).unwrap_err().contains("FIFO"));
     }
 
     #[test]
