@@ -4,13 +4,12 @@
 //! refused while a daemon runs, and a damaged, foreign or newer backup is refused before
 //! anything is replaced.
 
-mod store_common;
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
-use store_common::*;
+use support::store::*;
 use support::{certkeeper, spawn_daemon, status_json, wait_for};
 
 /// A sealed daemon run until it deployed, stopped; returns its config.

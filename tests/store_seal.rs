@@ -5,12 +5,11 @@
 //! was; `store rekey` moves the keys to a new key, refused while the daemon runs, and the
 //! daemon starts with the new key; `check` reports all of it.
 
-mod store_common;
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
-use store_common::*;
+use support::store::*;
 use support::{certkeeper, spawn_daemon, status_json, wait_for};
 
 #[test]

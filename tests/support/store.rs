@@ -1,6 +1,5 @@
-//! Helpers of the `store_*` tests: a local CA daemon with or without a store key, run until
-//! it has deployed, and the raw bytes of its store.
-#![allow(dead_code)]
+//! Helpers of the `store_*` tests (`support::store`): a local CA daemon with or without a
+//! store key, run until it has deployed, and the raw bytes of its store.
 
 use crate::support::{http_get, spawn_daemon, status_json, wait_for, write_local_ca_config};
 use base64::Engine;
