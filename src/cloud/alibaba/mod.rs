@@ -9,7 +9,10 @@ pub mod rds;
 pub mod signer;
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "sim")]
+pub mod sim_sts;
 pub mod sim_tables;
+pub mod sts;
 pub mod vod;
 
 pub use client::{AlibabaClient, Product};
