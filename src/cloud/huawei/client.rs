@@ -405,25 +405,35 @@ impl HuaweiClient {
     /// temporary AK/SK, whose security token may have ended early.
     pub async fn send(&self, request: &ApiRequest) -> Result<ApiResponse, CloudError> {
         if let Auth::Aksk(provider) = &self.auth {
-            let credentials = provider.current().await?;
-            let first = self.send_signed(request, Some(&credentials)).await;
-            return match first {
-                Err(error)
-                    if error.http_status == Some(401)
-                        && credentials.security_token.is_some()
-                        && provider.is_refreshed() =>
-                {
-                    tracing::info!(
-                        account = provider.name(),
-                        operation = request.operation,
-                        "temporary keys refused; refreshing them and sending the call once more"
-                    );
-                    provider.expired(&credentials).await;
-                    let fresh = provider.current().await?;
-                    self.send_signed(request, Some(&fresh)).await
+            // The retry sits inside the observed call: the request metrics see one call and
+            // its final outcome, never an `auth` that was only a token's end of life.
+            let attempt = async {
+                let credentials = provider.current().await?;
+                match self.attempt(request, Some(&credentials)).await {
+                    Err(error)
+                        if error.http_status == Some(401)
+                            && credentials.security_token.is_some()
+                            && provider.is_refreshed() =>
+                    {
+                        tracing::info!(
+                            account = provider.name(),
+                            operation = request.operation,
+                            "temporary keys refused; refreshing them and sending the call once more"
+                        );
+                        provider.expired(&credentials).await;
+                        let fresh = provider.current().await?;
+                        self.attempt(request, Some(&fresh)).await
+                    }
+                    other => other,
                 }
-                other => other,
             };
+            return crate::cloud::http::observed(
+                self.observer.as_ref(),
+                VENDOR,
+                request.operation,
+                attempt,
+            )
+            .await;
         }
         match self.send_once(request).await {
             // A 401 from IAM itself (wrong password) is final: asking again would only count
@@ -444,15 +454,7 @@ impl HuaweiClient {
     }
 
     async fn send_once(&self, request: &ApiRequest) -> Result<ApiResponse, CloudError> {
-        self.send_signed(request, None).await
-    }
-
-    async fn send_signed(
-        &self,
-        request: &ApiRequest,
-        credentials: Option<&Credentials>,
-    ) -> Result<ApiResponse, CloudError> {
-        let attempt = self.attempt(request, credentials);
+        let attempt = self.attempt(request, None);
         crate::cloud::http::observed(self.observer.as_ref(), VENDOR, request.operation, attempt)
             .await
     }
