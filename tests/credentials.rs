@@ -510,3 +510,136 @@ async fn qingcloud_keys_are_re_read_when_their_file_changes() {
     std::fs::write(&secret_path, QINGCLOUD_SECRET).unwrap();
     client.call("DescribeClusters", &[]).await.unwrap();
 }
+
+/// The simulator's STS side, as a client meets it: keys from the instance metadata service
+/// (IMDSv2 only), then calls with a forged token, without a token, and after expiry, each
+/// refused with the vendor's code and classified as an auth failure.
+#[tokio::test]
+async fn forged_missing_and_expired_tokens_are_refused_with_the_vendor_codes() {
+    use certkeeper::cloud::alibaba::client::{AlibabaClient, Product};
+    use certkeeper::cloud::credentials::{CredentialProvider, CredentialSource, Credentials};
+    use certkeeper::config::credentials::{
+        CredentialKind, Provider, ResolvedCredentials, TemporarySettings,
+    };
+    use certkeeper::secret::Secret;
+    let simulator = std::sync::Arc::new(certkeeper::cloud::sim::Simulator::new(
+        certkeeper::cloud::sim::SimSeed::from_toml(
+            "[alibaba]\ncdn_domains = [\"www.example.com\"]\n\
+             [alibaba.sts]\ntoken_lifetime_secs = 2\necs_role_name = \"role\"\n\
+             [huawei.temporary]\nlifetime_seconds = 60\n",
+        )
+        .unwrap(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(certkeeper::cloud::sim::serve(
+        listener,
+        simulator,
+        std::future::pending(),
+    ));
+    let http = reqwest::Client::new();
+    // IMDSv2 is enforced: a read without a session token is refused.
+    let bare = http
+        .get(format!("{url}/latest/meta-data/ram/security-credentials/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), 401);
+
+    let account = ResolvedCredentials::new("ecs", Provider::Alibaba, "", "")
+        .with_endpoint(&url)
+        .with_kind(
+            CredentialKind::EcsRamRole,
+            TemporarySettings {
+                metadata_endpoint: Some(url.clone()),
+                ..TemporarySettings::default()
+            },
+        );
+    let source = certkeeper::cloud::alibaba::sts::EcsRamRole::new(&account);
+    let keys = source
+        .fetch(&http, time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let call = |credentials: Credentials| {
+        let client = AlibabaClient::new(
+            account.clone(),
+            http.clone(),
+            certkeeper::ratelimit::RateLimits::default(),
+        )
+        .with_provider(std::sync::Arc::new(CredentialProvider::fixed(
+            "ecs",
+            credentials,
+        )));
+        async move {
+            client
+                .call(
+                    Product::Cdn,
+                    "DescribeDomainCertificateInfo",
+                    &[("DomainName", "www.example.com".to_owned())],
+                )
+                .await
+        }
+    };
+    call(keys.clone()).await.unwrap();
+    let with_token = |token: Option<&str>| Credentials {
+        security_token: token.map(Secret::new),
+        ..keys.clone()
+    };
+    let forged = call(with_token(Some("CAISforgedtoken"))).await.unwrap_err();
+    assert_eq!(forged.code, "InvalidSecurityToken.Malformed", "{forged}");
+    assert_eq!(forged.class, certkeeper::error::ErrorClass::Auth);
+    assert!(!forged.to_string().contains("CAISforgedtoken"), "{forged}");
+    let missing = call(with_token(None)).await.unwrap_err();
+    assert_eq!(missing.code, "MissingSecurityToken", "{missing}");
+    let expires_at = keys.expires_at.unwrap();
+    support::wait_for("the keys' expiry", Duration::from_secs(30), || {
+        time::OffsetDateTime::now_utc() > expires_at
+    });
+    let expired = call(keys.clone()).await.unwrap_err();
+    assert_eq!(expired.code, "InvalidSecurityToken.Expired", "{expired}");
+    assert_eq!(expired.class, certkeeper::error::ErrorClass::Auth);
+
+    // Huawei: a forged X-Security-Token on metadata keys is an APIGW.0301.
+    let huawei = ResolvedCredentials::new("hw", Provider::Huawei, "", "")
+        .with_endpoint(&url)
+        .with_kind(
+            CredentialKind::EcsMetadata,
+            TemporarySettings {
+                metadata_endpoint: Some(url.clone()),
+                ..TemporarySettings::default()
+            },
+        );
+    let metadata = certkeeper::cloud::huawei::securitykey::Metadata::new(&huawei);
+    let hw_keys = metadata
+        .fetch(&http, time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert!(hw_keys.access_key_id.starts_with("TMP"));
+    let mut project = huawei.clone();
+    project.project_id = Some(PROJECT.into());
+    project.region = Some("cn-north-4".into());
+    let client = certkeeper::cloud::huawei::client::HuaweiClient::new(
+        &project,
+        http.clone(),
+        certkeeper::cloud::huawei::client::system_clock(),
+    )
+    .unwrap()
+    .with_provider(std::sync::Arc::new(CredentialProvider::fixed(
+        "hw",
+        Credentials {
+            security_token: Some(Secret::new("forged")),
+            ..hw_keys
+        },
+    )));
+    let request = certkeeper::cloud::huawei::client::ApiRequest {
+        operation: "ListGaussMySqlInstances",
+        method: reqwest::Method::GET,
+        base: url.clone(),
+        path: format!("/v3/{PROJECT}/instances"),
+        query: Vec::new(),
+        body: None,
+    };
+    let refused = client.send(&request).await.unwrap_err();
+    assert_eq!(refused.code, "APIGW.0301", "{refused}");
+    assert_eq!(refused.http_status, Some(401));
+}

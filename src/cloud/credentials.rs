@@ -189,15 +189,15 @@ impl WatchedFile {
 }
 
 impl CredentialProvider {
-    /// Long-lived keys that never change (tests, benchmarks).
-    pub fn fixed(name: &str, access_key_id: &str, secret: Secret) -> Self {
+    /// Keys that never change, a token included if given (tests, benchmarks).
+    pub fn fixed(name: &str, credentials: Credentials) -> Self {
         Self::from_files(
             name,
             FileCredentials {
                 vendor: "static",
-                access_key_id: Value::Fixed(Secret::new(access_key_id)),
-                secret: Value::Fixed(secret),
-                security_token: None,
+                access_key_id: Value::Fixed(Secret::new(credentials.access_key_id)),
+                secret: Value::Fixed(credentials.secret),
+                security_token: credentials.security_token.map(Value::Fixed),
             },
         )
     }
