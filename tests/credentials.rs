@@ -470,19 +470,10 @@ async fn qingcloud_keys_are_re_read_when_their_file_changes() {
     use certkeeper::config::credentials::{
         CredentialKind, Provider, ResolvedCredentials, TemporarySettings,
     };
-    let simulator = std::sync::Arc::new(certkeeper::cloud::sim::Simulator::new(
-        certkeeper::cloud::sim::SimSeed::from_toml(&format!(
-            "[[qingcloud.accounts]]\naccess_key_id = \"QYFILE\"\nsecret_access_key = \"{QINGCLOUD_SECRET}\"\n"
-        ))
-        .unwrap(),
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(certkeeper::cloud::sim::serve(
-        listener,
-        simulator,
-        std::future::pending(),
-    ));
+    let url = serve_sim(&format!(
+        "[[qingcloud.accounts]]\naccess_key_id = \"QYFILE\"\nsecret_access_key = \"{QINGCLOUD_SECRET}\"\n"
+    ))
+    .await;
     let directory = tempfile::tempdir().unwrap();
     let secret_path = directory.path().join("qc-secret");
     std::fs::write(&secret_path, QINGCLOUD_SECRET).unwrap();
@@ -522,21 +513,12 @@ async fn forged_missing_and_expired_tokens_are_refused_with_the_vendor_codes() {
         CredentialKind, Provider, ResolvedCredentials, TemporarySettings,
     };
     use certkeeper::secret::Secret;
-    let simulator = std::sync::Arc::new(certkeeper::cloud::sim::Simulator::new(
-        certkeeper::cloud::sim::SimSeed::from_toml(
-            "[alibaba]\ncdn_domains = [\"www.example.com\"]\n\
-             [alibaba.sts]\ntoken_lifetime_secs = 2\necs_role_name = \"role\"\n\
-             [huawei.temporary]\nlifetime_seconds = 60\n",
-        )
-        .unwrap(),
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(certkeeper::cloud::sim::serve(
-        listener,
-        simulator,
-        std::future::pending(),
-    ));
+    let url = serve_sim(
+        "[alibaba]\ncdn_domains = [\"www.example.com\"]\n\
+         [alibaba.sts]\ntoken_lifetime_secs = 2\necs_role_name = \"role\"\n\
+         [huawei.temporary]\nlifetime_seconds = 60\n",
+    )
+    .await;
     let http = reqwest::Client::new();
     // IMDSv2 is enforced: a read without a session token is refused.
     let bare = http
@@ -546,15 +528,18 @@ async fn forged_missing_and_expired_tokens_are_refused_with_the_vendor_codes() {
         .unwrap();
     assert_eq!(bare.status(), 401);
 
-    let account = ResolvedCredentials::new("ecs", Provider::Alibaba, "", "")
-        .with_endpoint(&url)
-        .with_kind(
-            CredentialKind::EcsRamRole,
-            TemporarySettings {
-                metadata_endpoint: Some(url.clone()),
-                ..TemporarySettings::default()
-            },
-        );
+    let from_metadata = |provider, kind| {
+        ResolvedCredentials::new("metadata", provider, "", "")
+            .with_endpoint(&url)
+            .with_kind(
+                kind,
+                TemporarySettings {
+                    metadata_endpoint: Some(url.clone()),
+                    ..TemporarySettings::default()
+                },
+            )
+    };
+    let account = from_metadata(Provider::Alibaba, CredentialKind::EcsRamRole);
     let source = certkeeper::cloud::alibaba::sts::EcsRamRole::new(&account);
     let keys = source
         .fetch(&http, time::OffsetDateTime::now_utc())
@@ -600,15 +585,7 @@ async fn forged_missing_and_expired_tokens_are_refused_with_the_vendor_codes() {
     assert_eq!(expired.class, certkeeper::error::ErrorClass::Auth);
 
     // Huawei: a forged X-Security-Token on metadata keys is an APIGW.0301.
-    let huawei = ResolvedCredentials::new("hw", Provider::Huawei, "", "")
-        .with_endpoint(&url)
-        .with_kind(
-            CredentialKind::EcsMetadata,
-            TemporarySettings {
-                metadata_endpoint: Some(url.clone()),
-                ..TemporarySettings::default()
-            },
-        );
+    let huawei = from_metadata(Provider::Huawei, CredentialKind::EcsMetadata);
     let metadata = certkeeper::cloud::huawei::securitykey::Metadata::new(&huawei);
     let hw_keys = metadata
         .fetch(&http, time::OffsetDateTime::now_utc())
@@ -642,4 +619,19 @@ async fn forged_missing_and_expired_tokens_are_refused_with_the_vendor_codes() {
     let refused = client.send(&request).await.unwrap_err();
     assert_eq!(refused.code, "APIGW.0301", "{refused}");
     assert_eq!(refused.http_status, Some(401));
+}
+
+/// Serves a simulator seeded with `seed` on this test's runtime; returns its URL.
+async fn serve_sim(seed: &str) -> String {
+    let simulator = std::sync::Arc::new(certkeeper::cloud::sim::Simulator::new(
+        certkeeper::cloud::sim::SimSeed::from_toml(seed).unwrap(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(certkeeper::cloud::sim::serve(
+        listener,
+        simulator,
+        std::future::pending(),
+    ));
+    url
 }
