@@ -851,6 +851,117 @@ mod tests {
         );
     }
 
+    fn issues_of(credentials: &str) -> String {
+        let text = format!(
+            "[daemon]\nstate_dir = \"/tmp/x\"\nallow_empty = true\n\n[credentials.c]\n{credentials}\n"
+        );
+        match crate::config::load_str("certkeeper.toml", &text) {
+            Ok(_) => String::new(),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn kinds_are_checked_against_their_vendor_and_fields() {
+        // Instance roles need no key; each vendor has its own kinds.
+        assert_eq!(
+            issues_of("provider = \"alibaba\"\ntype = \"ecs_ram_role\""),
+            ""
+        );
+        assert_eq!(
+            issues_of(
+                "provider = \"huawei\"\ntype = \"ecs_metadata\"\nregion = \"cn-north-4\"\nproject_id = \"p\""
+            ),
+            ""
+        );
+        let wrong_vendor =
+            issues_of("provider = \"qingcloud\"\ntype = \"ecs_ram_role\"\nzone = \"pek3\"");
+        assert!(
+            wrong_vendor.contains("certkeeper.toml:7:")
+                && wrong_vendor.contains("credentials.c.type")
+                && wrong_vendor.contains("does not exist for provider = \"qingcloud\""),
+            "{wrong_vendor}"
+        );
+        let no_role = issues_of(
+            "provider = \"alibaba\"\ntype = \"ram_role_arn\"\naccess_key_id = \"AK\"\naccess_key_secret_env = \"S\"",
+        );
+        assert!(
+            no_role.contains("credentials.c.role_arn: required"),
+            "{no_role}"
+        );
+        let short =
+            issues_of("provider = \"alibaba\"\ntype = \"oidc_role_arn\"\nduration_seconds = 60");
+        assert!(
+            short.contains("duration_seconds: must be between 900"),
+            "{short}"
+        );
+        let stray = issues_of(
+            "provider = \"alibaba\"\naccess_key_id = \"AK\"\naccess_key_secret_env = \"S\"\nrole_name = \"r\"",
+        );
+        assert!(stray.contains("role_name: does not apply"), "{stray}");
+        let unknown = issues_of("provider = \"alibaba\"\ntype = \"magic\"");
+        assert!(!unknown.is_empty(), "an unknown type is refused");
+    }
+
+    struct FakeEnvironment(BTreeMap<String, String>);
+
+    impl SecretEnvironment for FakeEnvironment {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).cloned()
+        }
+        fn credentials_directory(&self) -> Option<PathBuf> {
+            None
+        }
+    }
+
+    #[test]
+    fn rrsa_settings_come_from_the_documented_environment_variables() {
+        let config: CredentialsConfig =
+            toml::from_str("provider = \"alibaba\"\ntype = \"oidc_role_arn\"").unwrap();
+        let error = config
+            .resolve("pod", &FakeEnvironment(BTreeMap::new()))
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("role_arn is required"),
+            "{error}"
+        );
+        let environment = FakeEnvironment(BTreeMap::from([
+            (ROLE_ARN_ENV.to_owned(), "acs:ram::1:role/r".to_owned()),
+            (
+                OIDC_PROVIDER_ARN_ENV.to_owned(),
+                "acs:ram::1:oidc-provider/p".to_owned(),
+            ),
+            (OIDC_TOKEN_FILE_ENV.to_owned(), "/var/run/token".to_owned()),
+        ]));
+        let resolved = config.resolve("pod", &environment).unwrap();
+        assert_eq!(resolved.kind, CredentialKind::OidcRoleArn);
+        assert_eq!(
+            resolved.temporary.role_arn.as_deref(),
+            Some("acs:ram::1:role/r")
+        );
+        assert_eq!(
+            resolved.temporary.oidc_token_file.as_deref(),
+            Some(Path::new("/var/run/token"))
+        );
+        // Keys that change with every refresh: rate limits are kept per section.
+        assert_eq!(resolved.rate_limit_account(), "pod");
+        // An `sts` token is resolved like any secret and never printed.
+        let sts: CredentialsConfig = toml::from_str(
+            "provider = \"alibaba\"\ntype = \"sts\"\naccess_key_id = \"STS.x\"\naccess_key_secret = \"s\"\nsecurity_token = \"CAIStoken\"",
+        )
+        .unwrap();
+        let resolved = sts.resolve("sts", &environment).unwrap();
+        assert_eq!(
+            resolved
+                .temporary
+                .security_token
+                .as_ref()
+                .map(Secret::expose),
+            Some("CAIStoken")
+        );
+        assert!(!format!("{resolved:?}").contains("CAIStoken"));
+    }
+
     #[test]
     fn secret_files_are_bounded_regular_files() {
         let directory = tempfile::tempdir().unwrap();

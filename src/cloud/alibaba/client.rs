@@ -123,6 +123,18 @@ pub const ERROR_TABLE: &[(&str, ErrorClass)] = {
         ("InvalidSecurityToken.Expired", Auth),
         ("InvalidSecurityToken.Malformed", Auth),
         ("InvalidSecurityToken.MismatchWithAccessKey", Auth),
+        ("MissingSecurityToken", Auth),
+        // STS AssumeRole / AssumeRoleWithOIDC: the role, the provider or the trust policy
+        // is the operator's to fix.
+        ("EntityNotExist.Role", Auth),
+        ("EntityNotExist.OIDCProvider", Auth),
+        ("AuthenticationFail.OIDCToken.Invalid", Auth),
+        ("NoPermission", Auth),
+        ("InvalidParameter.RoleArn", Invalid),
+        ("InvalidParameter.DurationSeconds", Invalid),
+        // The projected token file is rotated by the kubelet: the next refresh reads the
+        // new one.
+        ("AuthenticationFail.OIDCToken.Expired", Transient),
         ("Forbidden", Auth),
         ("Forbidden.RAM", Auth),
         ("Forbidden.RiskControl", Auth),

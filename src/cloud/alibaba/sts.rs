@@ -283,11 +283,17 @@ impl EcsRamRole {
             .await
             .map_err(|error| error.into_cloud(VENDOR, operation))?;
         if !(200..300).contains(&reply.status) {
-            // The metadata service answers plain text, no vendor envelope: the status says it.
+            // The metadata service answers plain text, no vendor envelope: the status says
+            // it. A missing role (404) or a refused session (401/403) is the operator's to
+            // fix, like any credential.
+            let class = match reply.status {
+                401 | 403 | 404 => ErrorClass::Auth,
+                status => ErrorClass::from_http_status(status),
+            };
             return Err(CloudError::new(
                 VENDOR,
                 operation,
-                ErrorClass::from_http_status(reply.status),
+                class,
                 format!("HTTP{}", reply.status),
                 "the instance metadata service refused the request",
             )
