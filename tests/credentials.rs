@@ -635,3 +635,86 @@ async fn serve_sim(seed: &str) -> String {
     ));
     url
 }
+
+/// What the operator sees when STS refuses the configured role: the target's error is an
+/// `auth` one naming STS's code (`EntityNotExist.Role`) in `status` and `/metrics`, the
+/// daemon keeps running, and the source key's secret appears nowhere.
+#[test]
+fn a_refused_role_is_an_auth_error_naming_the_sts_code() {
+    let sim = start_sim(&format!(
+        r#"
+[alibaba]
+cdn_domains = ["www.example.com"]
+
+[[alibaba.accounts]]
+access_key_id = "LTAIsource"
+access_key_secret = "{SOURCE_SECRET}"
+
+[alibaba.sts]
+roles = ["{ROLE}"]
+"#
+    ));
+    let directory = tempfile::tempdir().unwrap();
+    let config_path = directory.path().join("certkeeper.toml");
+    let metrics_port = free_port();
+    std::fs::write(
+        &config_path,
+        format!(
+            r#"
+[daemon]
+state_dir = "{state}"
+metrics_listen = "127.0.0.1:{metrics_port}"
+
+[credentials.ali]
+provider = "alibaba"
+type = "ram_role_arn"
+access_key_id = "LTAIsource"
+access_key_secret_env = "CREDS_SOURCE_SECRET"
+role_arn = "acs:ram::1234567890123456:role/not-this-one"
+endpoint = "{sim}"
+
+[local_ca.internal]
+leaf_lifetime = "30d"
+
+[[certificate]]
+name = "www"
+domains = ["www.example.com"]
+source = {{ local_ca = "internal" }}
+deploy_to = ["cdn"]
+
+[[target]]
+name = "cdn"
+kind = "alibaba-cdn"
+credentials = "ali"
+domain = "www.example.com"
+"#,
+            state = directory.path().join("state").display(),
+            sim = sim.url,
+        ),
+    )
+    .unwrap();
+    let mut daemon = spawn_daemon(&config_path, &[("CREDS_SOURCE_SECRET", SOURCE_SECRET)]);
+    let mut view = serde_json::Value::Null;
+    support::wait_for("the refused target", Duration::from_secs(60), || {
+        view = status_json(&config_path);
+        view["targets"][0]["last_error_code"] == "EntityNotExist.Role"
+    });
+    assert_eq!(view["targets"][0]["last_error_class"], "auth", "{view:#}");
+    assert_eq!(view["targets"][0]["in_sync"], false);
+    let (_, metrics) = http_get(metrics_port, "/metrics").unwrap();
+    assert!(
+        metrics.contains(
+            r#"certkeeper_target_last_error_info{class="auth",kind="alibaba-cdn",target="cdn"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon runs on");
+    let text = serde_json::to_string(&view).unwrap();
+    assert!(!text.contains(SOURCE_SECRET) && !metrics.contains(SOURCE_SECRET));
+    assert_eq!(
+        sim.simulator.stats_json()["alibaba"]["AssumeRole"]["EntityNotExist.Role"]
+            .as_u64()
+            .map(|count| count >= 1),
+        Some(true)
+    );
+}
