@@ -52,7 +52,9 @@ impl IssuedKeys {
             access_key_id: format!("{prefix}{}", &random()[..20]),
             secret: random(),
             security_token: format!("CAIS{}{}", random(), random()),
-            expires_at: now + lifetime,
+            // Whole seconds: the expiry is written to the second, and a key must stop
+            // working when its written expiry says so, not a fraction of a second later.
+            expires_at: truncate_to_second(now + lifetime),
         };
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         keys.retain(|_, key| key.expires_at + REMEMBER_EXPIRED > now);
@@ -137,6 +139,10 @@ pub fn plain(status: u16, body: &str) -> SimResponse {
             format!("HTTP{status}")
         },
     }
+}
+
+fn truncate_to_second(at: OffsetDateTime) -> OffsetDateTime {
+    at.replace_nanosecond(0).unwrap_or(at)
 }
 
 /// RFC 3339 UTC to the second, as STS and the metadata services write `Expiration`.
