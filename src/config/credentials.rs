@@ -579,11 +579,16 @@ impl SecretFingerprint {
 }
 
 impl ResolvedCredentials {
-    /// The fingerprint of this account's secrets (access key secret and password).
+    /// The fingerprint of this account's secrets (access key secret, password, security
+    /// token).
     pub fn secret_fingerprint(&self) -> SecretFingerprint {
         SecretFingerprint::of(&[
             self.access_key_secret.expose(),
             self.password.as_ref().map_or("", Secret::expose),
+            self.temporary
+                .security_token
+                .as_ref()
+                .map_or("", Secret::expose),
         ])
     }
 }
@@ -843,6 +848,12 @@ mod tests {
         with_password.password = Some(Secret::new("pw"));
         assert_ne!(
             with_password.secret_fingerprint(),
+            account("hunter2").secret_fingerprint()
+        );
+        let mut with_token = account("hunter2");
+        with_token.temporary.security_token = Some(Secret::new("CAIS1"));
+        assert_ne!(
+            with_token.secret_fingerprint(),
             account("hunter2").secret_fingerprint()
         );
         assert_eq!(
