@@ -513,7 +513,7 @@ async fn forged_missing_and_expired_tokens_are_refused_with_the_vendor_codes() {
         CredentialKind, Provider, ResolvedCredentials, TemporarySettings,
     };
     use certkeeper::secret::Secret;
-    let url = serve_sim(
+    let (url, simulator) = serve_sim_with(
         "[alibaba]\ncdn_domains = [\"www.example.com\"]\n\
          [alibaba.sts]\ntoken_lifetime_secs = 2\necs_role_name = \"role\"\n\
          [huawei.temporary]\nlifetime_seconds = 60\n",
@@ -565,7 +565,22 @@ async fn forged_missing_and_expired_tokens_are_refused_with_the_vendor_codes() {
                 .await
         }
     };
+    // A token refused as another key's (files caught mid-replacement) is worth one more
+    // attempt with what the provider hands out next.
+    simulator.add_faults(vec![expired_token(
+        "alibaba",
+        "DescribeDomainCertificateInfo",
+        400,
+        "InvalidSecurityToken.MismatchWithAccessKey",
+    )]);
     call(keys.clone()).await.unwrap();
+    let stats = simulator.stats_json();
+    assert_eq!(
+        stats["alibaba"]["DescribeDomainCertificateInfo"]
+            ["InvalidSecurityToken.MismatchWithAccessKey"],
+        1,
+        "{stats}"
+    );
     let with_token = |token: Option<&str>| Credentials {
         security_token: token.map(Secret::new),
         ..keys.clone()
@@ -623,6 +638,11 @@ async fn forged_missing_and_expired_tokens_are_refused_with_the_vendor_codes() {
 
 /// Serves a simulator seeded with `seed` on this test's runtime; returns its URL.
 async fn serve_sim(seed: &str) -> String {
+    serve_sim_with(seed).await.0
+}
+
+/// [`serve_sim`], also returning the simulator (for fault rules).
+async fn serve_sim_with(seed: &str) -> (String, std::sync::Arc<certkeeper::cloud::sim::Simulator>) {
     let simulator = std::sync::Arc::new(certkeeper::cloud::sim::Simulator::new(
         certkeeper::cloud::sim::SimSeed::from_toml(seed).unwrap(),
     ));
@@ -630,10 +650,10 @@ async fn serve_sim(seed: &str) -> String {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(certkeeper::cloud::sim::serve(
         listener,
-        simulator,
+        simulator.clone(),
         std::future::pending(),
     ));
-    url
+    (url, simulator)
 }
 
 /// What the operator sees when STS refuses the configured role: the target's error is an

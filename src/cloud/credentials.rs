@@ -384,9 +384,14 @@ pub fn refresh_time(now: OffsetDateTime, expires_at: Option<OffsetDateTime>) -> 
     }
 }
 
-/// Whether a vendor code says the security token expired (retry once with new keys).
-pub fn is_expired_token_code(code: &str) -> bool {
-    code == "InvalidSecurityToken.Expired"
+/// Whether a vendor code says the keys a call carried are stale (retry once with the keys
+/// the provider hands out next): the token expired, or (an `sts` set of files caught
+/// mid-replacement) the token belongs to another key id.
+pub fn is_stale_token_code(code: &str) -> bool {
+    matches!(
+        code,
+        "InvalidSecurityToken.Expired" | "InvalidSecurityToken.MismatchWithAccessKey"
+    )
 }
 
 #[cfg(test)]

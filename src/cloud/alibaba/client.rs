@@ -7,7 +7,7 @@
 //! `retry::with_retries`, never a loop of our own.
 
 use super::signer::{Acs3Call, SignedRequest};
-use crate::cloud::credentials::{is_expired_token_code, CredentialProvider, Credentials};
+use crate::cloud::credentials::{is_stale_token_code, CredentialProvider, Credentials};
 use crate::config::credentials::ResolvedCredentials;
 use crate::error::{CloudError, ErrorClass};
 use crate::ratelimit::{RateLimiter, RateLimits};
@@ -502,8 +502,7 @@ impl AlibabaClient {
                 .await
             {
                 Err(error)
-                    if is_expired_token_code(&error.code)
-                        && credentials.security_token.is_some() =>
+                    if is_stale_token_code(&error.code) && credentials.security_token.is_some() =>
                 {
                     tracing::info!(
                         account = self.provider.name(),
