@@ -396,6 +396,7 @@ access_key_secret = "right-secret-R1"
             r#"
 [daemon]
 state_dir = "{state}"
+metrics_listen = "127.0.0.1:{metrics_port}"
 scan_schedule = "* * * * * *"
 
 [credentials.ali]
@@ -422,6 +423,7 @@ domain = "www.example.com"
             state = directory.path().join("state").display(),
             secret = secret_path.display(),
             sim = sim.url,
+            metrics_port = free_port(),
         ),
     )
     .unwrap();
