@@ -4,12 +4,15 @@
 //! signer, client (the only code that classifies vendor errors), products and simulator.
 
 pub mod alibaba;
+pub mod credentials;
 pub mod file;
 pub mod http;
 pub mod huawei;
 pub mod qingcloud;
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "sim")]
+pub mod sim_keys;
 
 use crate::cert::CertificateBundle;
 use crate::error::{CloudError, ErrorClass};

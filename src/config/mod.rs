@@ -988,7 +988,12 @@ fn validate_credentials(
             "token auth exists only for provider = \"huawei\"",
         ));
     }
+    // Kinds that fetch their keys (instance roles, RRSA, IAM temporary keys) need none here.
+    let keyless = !credentials.kind.needs_access_key();
+    credentials.validate_kind(&path, errors);
     if !token_auth
+        && !keyless
+        && credentials.access_key_id_file.is_none()
         && credentials
             .access_key_id
             .as_deref()
@@ -1004,7 +1009,7 @@ fn validate_credentials(
             credentials.access_key_secret_env.is_some(),
             credentials.access_key_secret_file.is_some(),
         ],
-        !token_auth,
+        !token_auth && !keyless,
         errors,
         warnings,
     );
@@ -1022,7 +1027,7 @@ fn validate_credentials(
                     "missing `region` (or an `endpoint`)",
                 ));
             }
-            if token_auth {
+            if token_auth || credentials.kind == credentials::CredentialKind::IamTemporary {
                 for (field, value) in [
                     ("domain_name", &credentials.domain_name),
                     ("user_name", &credentials.user_name),

@@ -12,7 +12,10 @@ pub mod signer;
 pub mod sim;
 #[cfg(feature = "sim")]
 pub mod sim_oss;
+#[cfg(feature = "sim")]
+pub mod sim_sts;
 pub mod sim_tables;
+pub mod sts;
 pub mod vod;
 
 pub use client::{AlibabaClient, Product};

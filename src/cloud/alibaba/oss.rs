@@ -110,16 +110,21 @@ fn http_date(at: time::OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-/// OSS signature V1 of a PutObject without Content-MD5 and without `x-oss-` headers:
-/// `base64(HMAC-SHA1(secret, "PUT\n\n<type>\n<date>\n/<bucket>/<object>"))`.
+/// OSS signature V1 of a PutObject without Content-MD5, whose only `x-oss-` header is the
+/// security token of temporary keys: `base64(HMAC-SHA1(secret,
+/// "PUT\n\n<type>\n<date>\n[x-oss-security-token:<token>\n]/<bucket>/<object>"))`.
 pub fn put_signature(
     secret: &str,
     content_type: &str,
     date: &str,
+    security_token: Option<&str>,
     bucket: &str,
     object: &str,
 ) -> String {
-    let string_to_sign = format!("PUT\n\n{content_type}\n{date}\n/{bucket}/{object}");
+    let oss_headers = security_token
+        .map(|token| format!("x-oss-security-token:{token}\n"))
+        .unwrap_or_default();
+    let string_to_sign = format!("PUT\n\n{content_type}\n{date}\n{oss_headers}/{bucket}/{object}");
     // HMAC accepts keys of any length, so construction cannot fail.
     let digest = match Hmac::<Sha1>::new_from_slice(secret.as_bytes()) {
         Ok(mut mac) => {
@@ -173,23 +178,30 @@ pub async fn put_object(
     url.set_query(None);
     let content_type = "application/x-pkcs12";
     let date = http_date(time::OffsetDateTime::now_utc());
+    // Temporary keys (STS, roles) come from the account's provider, like every other call.
+    let keys = client.signing_keys().await?;
+    let token = keys.security_token.as_ref().map(|token| token.expose());
     let signature = put_signature(
-        creds.access_key_secret.expose(),
+        keys.secret.expose(),
         content_type,
         &date,
+        token,
         &location.bucket,
         object,
     );
-    let request = client
+    let mut request = client
         .http()
         .put(url)
         .header("Content-Type", content_type)
         .header("Date", &date)
         .header(
             "Authorization",
-            format!("OSS {}:{signature}", creds.access_key_id),
-        )
-        .body(body);
+            format!("OSS {}:{signature}", keys.access_key_id),
+        );
+    if let Some(token) = token {
+        request = request.header("x-oss-security-token", token);
+    }
+    let request = request.body(body);
     let reply = crate::cloud::http::send(request, crate::cloud::http::VENDOR_REPLY_CAP)
         .await
         .map_err(|error| error.into_cloud(VENDOR, OPERATION))?;

@@ -14,6 +14,7 @@ use crate::cloud::alibaba::signer::{
     form_decode, signatures_equal, Authorization, CanonicalRequest, RpcCanonical,
 };
 use crate::cloud::alibaba::sim_oss::{self, OssSim};
+use crate::cloud::alibaba::sim_sts::{StsRefusal, StsSeed, StsSim};
 use crate::cloud::alibaba::sim_tables;
 use crate::cloud::sim::{SimRequest, SimResponse, VendorSim};
 use crate::ratelimit::BucketState;
@@ -92,6 +93,9 @@ pub struct Seed {
     /// How long an RDS instance stays SSL-modifying after ModifyDBInstanceSSL.
     #[serde(default = "default_rds_delay")]
     pub rds_ssl_delay_ms: u64,
+    /// STS and the instance metadata service (`sim_sts`).
+    #[serde(default)]
+    pub sts: StsSeed,
 }
 
 fn default_skew() -> u64 {
@@ -121,6 +125,7 @@ impl Default for Seed {
             check_timestamp: true,
             throttle_retry_after_ms: default_retry_after(),
             rds_ssl_delay_ms: default_rds_delay(),
+            sts: StsSeed::default(),
         }
     }
 }
@@ -206,6 +211,7 @@ struct State {
 
 pub struct AlibabaSim {
     seed: Seed,
+    sts: StsSim,
     state: Mutex<State>,
     /// OSS buckets, where SQL Server's PFX files are put.
     oss: OssSim,
@@ -398,6 +404,7 @@ impl AlibabaSim {
             );
         }
         Self {
+            sts: StsSim::new(seed.sts.clone()),
             seed,
             state: Mutex::new(state),
             oss: OssSim::default(),
@@ -417,6 +424,24 @@ impl AlibabaSim {
             .iter()
             .find(|a| a.access_key_id == access_key_id)
             .map(|a| a.access_key_secret.as_str())
+    }
+
+    /// The secret of a request's key: an STS key with its live token, else a seeded key
+    /// (which may carry no token).
+    fn key_secret(
+        &self,
+        access_key_id: &str,
+        token: Option<&str>,
+        at: OffsetDateTime,
+    ) -> Result<String, Refusal> {
+        match self.sts.key_secret(access_key_id, token, at) {
+            Err(StsRefusal(status, code, message)) => Err(refuse(status, code, message)),
+            Ok(Some(secret)) => Ok(secret),
+            Ok(None) => self
+                .secret_of(access_key_id)
+                .map(str::to_owned)
+                .ok_or_else(|| doc("InvalidAccessKeyId.NotFound")),
+        }
     }
 
     fn rate_for(&self, action: &str) -> Option<f64> {
@@ -475,13 +500,16 @@ impl AlibabaSim {
                     "The Authorization header is malformed.",
                 )
             })?;
-            let secret = self
-                .secret_of(&auth.access_key_id)
-                .ok_or_else(|| doc("InvalidAccessKeyId.NotFound"))?;
+            let token = request.header("x-acs-security-token");
+            let secret = self.key_secret(&auth.access_key_id, token, request.received_at)?;
             // The SDKs sign the host and every x-acs-* header they send; a request that
             // leaves one out could be replayed with it changed.
             let signed: Vec<&str> = auth.signed_headers.split(';').collect();
-            for required in REQUIRED_SIGNED_HEADERS {
+            let token_signed = token.is_none() || signed.contains(&"x-acs-security-token");
+            for required in REQUIRED_SIGNED_HEADERS
+                .into_iter()
+                .chain((!token_signed).then_some("x-acs-security-token"))
+            {
                 if !signed.contains(&required) {
                     return Err(refuse(
                         400,
@@ -525,7 +553,7 @@ impl AlibabaSim {
                 &headers,
                 &payload_hash,
             );
-            let expected = canonical.string_to_sign().sign(secret);
+            let expected = canonical.string_to_sign().sign(&secret);
             if !signatures_equal(&expected, &auth.signature) {
                 return Err(refuse(
                     403,
@@ -550,9 +578,7 @@ impl AlibabaSim {
             })?
             .to_owned();
         let id = params.required("AccessKeyId")?.to_owned();
-        let secret = self
-            .secret_of(&id)
-            .ok_or_else(|| doc("InvalidAccessKeyId.NotFound"))?;
+        let secret = self.key_secret(&id, params.get("SecurityToken"), request.received_at)?;
         let canonical = RpcCanonical {
             params: params
                 .0
@@ -563,7 +589,7 @@ impl AlibabaSim {
         };
         let expected = canonical
             .string_to_sign(request.method.as_str())
-            .sign(secret);
+            .sign(&secret);
         if !signatures_equal(&expected, &signature) {
             return Err(doc("SignatureDoesNotMatch"));
         }
@@ -1157,12 +1183,15 @@ impl VendorSim for AlibabaSim {
     }
 
     fn claims(&self, path: &str) -> bool {
-        path == "/" || OssSim::claims(path)
+        path == "/" || OssSim::claims(path) || path.starts_with("/latest/")
     }
 
     fn action(&self, request: &SimRequest) -> String {
         if OssSim::claims(&request.path) {
             return "PutObject".into();
+        }
+        if request.path.starts_with("/latest/") {
+            return "InstanceMetadata".into();
         }
         request
             .header("x-acs-action")
@@ -1190,18 +1219,51 @@ impl VendorSim for AlibabaSim {
         if OssSim::claims(&request.path) {
             return self.oss.put_object(
                 request,
-                |id| self.secret_of(id).map(str::to_owned),
+                |id, token| {
+                    // OSS names its own codes: an unknown key, or a token STS would refuse.
+                    let at = OffsetDateTime::now_utc();
+                    match self.key_secret(id, token, at) {
+                        Ok(secret) => Ok(secret),
+                        Err(Refusal(_, "InvalidAccessKeyId.NotFound", _)) => Err((
+                            "InvalidAccessKeyId",
+                            "The OSS Access Key Id you provided does not exist in our records."
+                                .to_owned(),
+                        )),
+                        Err(Refusal(_, _, message)) => Err(("InvalidSecurityToken", message)),
+                    }
+                },
                 self.seed.check_timestamp,
             );
         }
+        if request.path.starts_with("/latest/") {
+            return self.sts.metadata(request);
+        }
         let params = params_of(request);
+        let get = |name: &str| params.get(name).map(str::to_owned);
+        // STS: AssumeRoleWithOIDC is anonymous (the OIDC token is the proof); AssumeRole is
+        // signed like any call.
+        let sts_answer = |answer: Result<Value, StsRefusal>| match answer {
+            Ok(mut body) => {
+                body["RequestId"] = json!(uuid::Uuid::new_v4().to_string().to_uppercase());
+                SimResponse::json(200, &body)
+            }
+            Err(StsRefusal(status, code, message)) => {
+                self.envelope(request, status, code, &message)
+            }
+        };
+        let action = self.action(request);
+        if action == "AssumeRoleWithOIDC" {
+            return sts_answer(self.sts.assume_role_with_oidc(get, request.received_at));
+        }
         let account = match self.authenticate(request, &params) {
             Ok(account) => account,
             Err(Refusal(status, code, message)) => {
                 return self.envelope(request, status, code, &message)
             }
         };
-        let action = self.action(request);
+        if action == "AssumeRole" {
+            return sts_answer(self.sts.assume_role(get, request.received_at));
+        }
         let version = request
             .header("x-acs-version")
             .or_else(|| params.get("Version"))
@@ -1279,7 +1341,7 @@ impl VendorSim for AlibabaSim {
                 .collect::<serde_json::Map<_, _>>()
                 .into()
         };
-        json!({"cdn_certificates": stored(&state.cdn_certs), "vod_certificates": stored(&state.vod_certs), "cdn_domains": domains(&state.cdn), "vod_domains": domains(&state.vod), "rds_instances": rds, "dns_zones": zones, "cas_certificates": cas, "oss_objects": self.oss.names()})
+        json!({"cdn_certificates": stored(&state.cdn_certs), "vod_certificates": stored(&state.vod_certs), "cdn_domains": domains(&state.cdn), "vod_domains": domains(&state.vod), "rds_instances": rds, "dns_zones": zones, "cas_certificates": cas, "oss_objects": self.oss.names(), "sts_keys_issued": self.sts.issued()})
     }
 }
 

@@ -57,11 +57,12 @@ impl OssSim {
         path.len() > 1 && path.ends_with(".pfx")
     }
 
-    /// Handles a PutObject; `secret_of` finds an access key's secret.
+    /// Handles a PutObject; `secret_of` finds an access key's secret from its id and the
+    /// `x-oss-security-token` sent with it (temporary keys), or says why it cannot.
     pub fn put_object(
         &self,
         request: &SimRequest,
-        secret_of: impl Fn(&str) -> Option<String>,
+        secret_of: impl Fn(&str, Option<&str>) -> Result<String, (&'static str, String)>,
         check_time: bool,
     ) -> SimResponse {
         match self.try_put(request, secret_of, check_time) {
@@ -81,7 +82,7 @@ impl OssSim {
     fn try_put(
         &self,
         request: &SimRequest,
-        secret_of: impl Fn(&str) -> Option<String>,
+        secret_of: impl Fn(&str, Option<&str>) -> Result<String, (&'static str, String)>,
         check_time: bool,
     ) -> Result<(), OssError> {
         if request.method != http::Method::PUT {
@@ -113,13 +114,9 @@ impl OssSim {
                     "The OSS Access Key Id you provided does not exist in our records.".into(),
                 )
             })?;
-        let secret = secret_of(id).ok_or_else(|| {
-            OssError(
-                403,
-                "InvalidAccessKeyId",
-                "The OSS Access Key Id you provided does not exist in our records.".into(),
-            )
-        })?;
+        let token = request.header("x-oss-security-token");
+        let secret =
+            secret_of(id, token).map_err(|(code, message)| OssError(403, code, message))?;
         let date = request.header("date").unwrap_or_default();
         if check_time {
             let format = time::macros::format_description!(
