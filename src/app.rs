@@ -101,6 +101,33 @@ fn watch_files(
     }
 }
 
+/// The store behind its sealing layer (`store::seal::prepare`): a missing or wrong store
+/// key is the configuration's fault (78), a sealed value that does not open the state's (74).
+fn seal_store(
+    store: crate::store::sqlite::SqliteStore,
+    key: Option<crate::store::seal::StoreKey>,
+    state_dir: &std::path::Path,
+) -> Result<Arc<dyn StateStore>, StartError> {
+    let (store, survey) =
+        crate::store::seal::prepare(Arc::new(store), key).map_err(|error| match error {
+            StoreError::Sealing { ref source, .. } if source.is_config() => {
+                StartError::Config(BuildError::Store(error))
+            }
+            error => StartError::StateDirectory {
+                what: "opening the state store in",
+                path: state_dir.to_owned(),
+                source: Box::new(error),
+            },
+        })?;
+    if survey.sealed_now > 0 {
+        tracing::info!(
+            sealed = survey.sealed_now,
+            "sealed the plain-text keys of the state store"
+        );
+    }
+    Ok(store)
+}
+
 /// Config issues a refused reload logs; the rest are counted (`check` lists them all).
 const MAX_LOGGED_ISSUES: usize = 20;
 
@@ -137,6 +164,8 @@ pub async fn run_with(
         });
     // On the blocking pool: the state directory's checks, SQLite's open and the lock block.
     let state_dir = config.daemon.state_dir.clone();
+    let store_key = crate::store::seal::configured_key(&config.store, environment.as_ref())
+        .map_err(|error| StartError::Config(BuildError::Component(error.to_string())))?;
     let opening = {
         let state_dir = state_dir.clone();
         tokio::task::spawn_blocking(move || -> Result<_, StartError> {
@@ -154,11 +183,10 @@ pub async fn run_with(
                     source: Box::new(source),
                 }
             })?;
-            Ok((store, lock))
+            Ok((seal_store(store, store_key, &state_dir)?, lock))
         })
     };
     let (store, _state_lock) = opening.await.context("opening the state store")??;
-    let store: Arc<dyn StateStore> = Arc::new(store);
     health.set_store_open();
     let source_store = source_store_for(&store, &config);
     let start_error = |error| StartError::from_build(error, &state_dir);
@@ -509,7 +537,9 @@ pub async fn run_manual(
     // A daemon whose socket we could not reach still owns the directory: do not race it.
     let _state_lock = crate::fsutil::lock_state_dir(&config.daemon.state_dir)
         .context("locking the state directory")?;
-    let store: Arc<dyn StateStore> = Arc::new(store);
+    let store_key = crate::store::seal::configured_key(&config.store, &ProcessEnvironment)
+        .map_err(|error| StartError::Config(BuildError::Component(error.to_string())))?;
+    let store = seal_store(store, store_key, &config.daemon.state_dir)?;
     let source_store = source_store_for(&store, &config);
     let components = build(
         &config,

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod cli_docs;
+mod store_cli;
 mod wait;
 
 const EX_USAGE: u8 = 64;
@@ -151,6 +152,11 @@ enum Command {
         #[arg(long, default_value = "5m", value_parser = config::duration::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Back up, restore or rekey the state store (README, "Backup and restore").
+    Store {
+        #[command(subcommand)]
+        action: store_cli::StoreAction,
+    },
     /// Write man pages or shell completions (for packaging).
     #[command(hide = true)]
     Generate {
@@ -287,6 +293,10 @@ fn main() -> ExitCode {
             timeout,
         } => match load_config(&cli.config) {
             Ok(loaded) => wait_for_certificate(&loaded.config, &certificate, deployed, timeout),
+            Err(code) => code,
+        },
+        Command::Store { action } => match load_config(&cli.config) {
+            Ok(loaded) => store_cli::run(&loaded.config, action),
             Err(code) => code,
         },
         Command::Generate { what } => generate(what),
@@ -428,7 +438,8 @@ fn manual(path: &std::path::Path, request: ControlRequest) -> ExitCode {
         }
         Err(error) => {
             eprintln!("certkeeper: {}", describe(&error));
-            ExitCode::from(EX_SOFTWARE)
+            // 78/74 when the in-process start was refused like `run` (a store key), else 70.
+            ExitCode::from(run_exit_code(&error))
         }
     }
 }
@@ -538,6 +549,19 @@ fn check(path: &std::path::Path, offline: bool) -> ExitCode {
                 eprintln!("warning: {warning}");
             }
             let config = &loaded.config;
+            // The state store against the configured store key (sealed, plain, wrong key).
+            let store_line = if offline {
+                Ok(None)
+            } else {
+                store_cli::check(config)
+            };
+            let store_line = match store_line {
+                Ok(line) => line,
+                Err(message) => {
+                    eprintln!("{}: {message}", path.display());
+                    return ExitCode::from(EX_CONFIG);
+                }
+            };
             println!(
                 "{}: ok ({} certificates, {} targets, {} policies, {} credentials){}",
                 path.display(),
@@ -551,6 +575,9 @@ fn check(path: &std::path::Path, offline: bool) -> ExitCode {
                     ""
                 }
             );
+            if let Some(line) = store_line {
+                println!("{line}");
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {

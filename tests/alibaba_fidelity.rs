@@ -327,7 +327,6 @@ fn legacy_cdn_forces_its_own_name_on_a_second_domain_and_a_replay() {
 fn legacy_cdn_duplicates_converge_instead_of_parking() {
     use certkeeper::cert::bundle::testing;
     use certkeeper::cloud::alibaba::cdn::CdnTarget;
-    use certkeeper::cloud::sim::FaultRule;
     use certkeeper::cloud::Target;
     use certkeeper::engine::converge::converge;
     let sim = RegionalSim::start("cdn_domains = [\"a.example.com\"]");
@@ -335,18 +334,7 @@ fn legacy_cdn_duplicates_converge_instead_of_parking() {
     let target = CdnTarget::new("a", legacy_cdn("a.example.com"), client);
     let served = testing::fresh(&["a.example.com"]);
     block_on(converge(&target, &served)).unwrap();
-    let refuse_once = |code: &str| {
-        sim.sim.simulator.add_faults(vec![FaultRule {
-            vendor: "alibaba".into(),
-            action: Some("SetDomainServerCertificate".into()),
-            status: 400,
-            code: Some(code.into()),
-            message: Some("injected duplicate".into()),
-            count: Some(1),
-            probability: None,
-            delay_ms: None,
-        }]);
-    };
+    let refuse_once = |code: &str| refuse_once(&sim, "SetDomainServerCertificate", code);
     for code in [
         "Certificate.Duplicated",
         "CertNameAlreadyExists",
@@ -726,37 +714,29 @@ fn rds_postgres_client_ca_and_crl_are_turned_off_when_the_config_drops_them() {
     }
 }
 
-/// What the operator sees: `plan` on a config asking a MySQL instance for a PostgreSQL-only
-/// client CA (no `engine` stated, so `check` cannot know) reads the target as an error that
-/// names the key and the engine, exit 1, and nothing is written to the instance.
+/// What the operator sees on a config asking a MySQL instance for a PostgreSQL-only client
+/// CA, no `engine` stated: `check` asks the instance its engine and refuses the key (exit
+/// 78, the key's file line, the engine named); `check --offline` cannot know; `plan` reads
+/// the target as an error naming the key and the engine, exit 1. Nothing is written.
 #[test]
 fn plan_names_the_setting_the_rds_engine_cannot_take() {
     let sim = support::start_sim(&format!(
         "[[alibaba.accounts]]\naccess_key_id = \"{ID}\"\naccess_key_secret = \"{SECRET}\"\n\n[alibaba]\n{RDS_SEED}"
     ));
     let directory = tempfile::tempdir().unwrap();
-    let config = directory.path().join("certkeeper.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[daemon]\nstate_dir = \"{state}\"\nmetrics_listen = \"127.0.0.1:{port}\"\n\n\
-             [credentials.ali]\nprovider = \"alibaba\"\naccess_key_id = \"{ID}\"\n\
-             access_key_secret_env = \"FIDELITY_SECRET\"\nendpoint = \"{url}\"\n\n\
-             [local_ca.internal]\nleaf_lifetime = \"30d\"\n\n\
-             [[certificate]]\nname = \"db\"\ndomains = [\"rm-my.mysql.rds.aliyuncs.com\"]\n\
-             source = {{ local_ca = \"internal\" }}\ndeploy_to = [\"rds-my\"]\n\n\
-             [[target]]\nname = \"rds-my\"\nkind = \"alibaba-rds\"\ncredentials = \"ali\"\n\
-             instance_id = \"rm-my\"\nconnection_string = \"rm-my.mysql.rds.aliyuncs.com\"\n\
-             client_ca_cert = \"pem\"\n",
-            state = directory.path().join("state").display(),
-            port = support::free_port(),
-            url = sim.url,
-        ),
-    )
-    .unwrap();
+    let config = rds_mysql_config(directory.path(), &sim.url);
     let env = [("FIDELITY_SECRET", SECRET)];
     let checked = support::certkeeper(&config, &["check"], &env);
-    assert_eq!(checked.status.code(), Some(0), "{checked:?}");
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert_eq!(checked.status.code(), Some(78), "{checked:?}");
+    assert!(
+        stderr.contains("target[0].client_ca_cert: MySQL does not take client_ca_cert"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("certkeeper.toml:26:"), "{stderr}");
+    assert!(stderr.contains("instance rm-my runs MySQL"), "{stderr}");
+    let offline = support::certkeeper(&config, &["check", "--offline"], &env);
+    assert_eq!(offline.status.code(), Some(0), "{offline:?}");
     let planned = support::certkeeper(&config, &["plan"], &env);
     let stdout = String::from_utf8_lossy(&planned.stdout);
     assert_eq!(planned.status.code(), Some(1), "{planned:?}");
@@ -767,4 +747,422 @@ fn plan_names_the_setting_the_rds_engine_cannot_take() {
     );
     let stats = sim.simulator.stats_json();
     assert!(stats["alibaba"]["ModifyDBInstanceSSL"].is_null(), "{stats}");
+}
+
+/// VOD keeps uploaded certificates by name and has no ForceSet (seed 001). A duplicate
+/// refusal never parks the target: a replay whose domain already serves the certificate is
+/// done with no further write; a certificate VOD already holds under another name
+/// (`CertificateContent.Duplicated`) or a name holding another certificate
+/// (`CertNameAlreadyExists`) is set through cas instead, and the domain serves it.
+#[test]
+fn vod_duplicates_converge_instead_of_parking() {
+    use certkeeper::cert::bundle::testing;
+    use certkeeper::cloud::alibaba::cdn::cert_name;
+    use certkeeper::cloud::alibaba::vod::VodTarget;
+    use certkeeper::cloud::Target;
+    use certkeeper::engine::converge::{converge, Convergence};
+    let sim = RegionalSim::start("vod_domains = [\"a.example.com\", \"b.example.com\"]");
+    let client = Arc::new(sim.client(&[]));
+    let upload = |domain: &str, name: String, bundle: &certkeeper::cert::CertificateBundle| {
+        block_on(client.call(
+            Product::Vod,
+            "SetVodDomainSSLCertificate",
+            &[
+                ("DomainName", domain.to_owned()),
+                ("SSLProtocol", "on".to_owned()),
+                ("CertType", "upload".to_owned()),
+                ("CertName", name),
+                ("SSLPub", bundle.fullchain_pem()),
+                ("SSLPri", bundle.key_pem.expose().to_owned()),
+            ],
+        ))
+    };
+    let target = |domain: &str| {
+        VodTarget::new(
+            domain,
+            toml::from_str(&format!("domain = \"{domain}\"")).unwrap(),
+            client.clone(),
+        )
+    };
+    let a = target("a.example.com");
+    let b = target("b.example.com");
+
+    // The operator uploaded the same certificate by hand under a name of their own.
+    let shared = testing::fresh(&["a.example.com", "b.example.com"]);
+    upload("b.example.com", "manual".to_owned(), &shared).unwrap();
+    let refused = upload("a.example.com", cert_name(&shared), &shared).unwrap_err();
+    assert_eq!(refused.code, "CertificateContent.Duplicated", "{refused}");
+    assert_eq!(
+        block_on(converge(&a, &shared)).unwrap(),
+        Convergence::Deployed
+    );
+    let state = sim.state();
+    assert_eq!(state["vod_domains"]["a.example.com"]["cert_type"], "cas");
+    assert_eq!(
+        state["vod_domains"]["a.example.com"]["fingerprint"],
+        shared.fingerprint()
+    );
+    assert_eq!(state["cas_certificates"].as_array().unwrap().len(), 1);
+
+    // A name VOD holds for another certificate: refused by name, set through cas.
+    let next = testing::fresh(&["a.example.com", "b.example.com"]);
+    let other = testing::fresh(&["a.example.com", "b.example.com"]);
+    upload("b.example.com", cert_name(&next), &other).unwrap();
+    let refused = upload("a.example.com", cert_name(&next), &next).unwrap_err();
+    assert_eq!(refused.code, "CertNameAlreadyExists", "{refused}");
+    assert_eq!(refused.class, ErrorClass::Invalid);
+    block_on(a.deploy(&next)).unwrap();
+    assert!(block_on(a.observe()).unwrap().serves(&next));
+
+    // A replay: the first call took effect, its reply was lost, the second is refused as a
+    // duplicate. The domain serves the certificate: done, nothing else written.
+    let own = testing::fresh(&["b.example.com"]);
+    block_on(converge(&b, &own)).unwrap();
+    let writes = sim.state()["vod_domains"]["b.example.com"]["writes"].clone();
+    let uploads = sim.state()["cas_certificates"].as_array().unwrap().len();
+    for code in [
+        "CertNameAlreadyExists",
+        "Certificate.Duplicated",
+        "CertificateContent.Duplicated",
+    ] {
+        refuse_once(&sim, "SetVodDomainSSLCertificate", code);
+        block_on(b.deploy(&own)).unwrap_or_else(|e| panic!("{code}: {e}"));
+    }
+    let state = sim.state();
+    assert_eq!(state["vod_domains"]["b.example.com"]["writes"], writes);
+    assert_eq!(state["cas_certificates"].as_array().unwrap().len(), uploads);
+    assert_eq!(
+        state["vod_domains"]["b.example.com"]["fingerprint"],
+        own.fingerprint()
+    );
+}
+
+/// Makes the simulator refuse the next `action` with the duplicate `code` (status 400).
+fn refuse_once(sim: &RegionalSim, action: &str, code: &str) {
+    sim.sim
+        .simulator
+        .add_faults(vec![certkeeper::cloud::sim::FaultRule {
+            vendor: "alibaba".into(),
+            action: Some(action.into()),
+            status: 400,
+            code: Some(code.into()),
+            message: Some("injected duplicate".into()),
+            count: Some(1),
+            probability: None,
+            delay_ms: None,
+        }]);
+}
+
+/// A client whose OSS requests for `bucket` (in cn-beijing) reach the simulator, signed
+/// with `secret`.
+fn oss_client(sim: &RegionalSim, bucket: &str, secret: &str) -> AlibabaClient {
+    let creds = ResolvedCredentials::new("ali", Provider::Alibaba, ID, secret)
+        .with_endpoint(&sim.sim.url)
+        .with_product_endpoint("oss", &sim.url("oss-cn-beijing.aliyuncs.com"));
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .resolve(&format!("{bucket}.oss-cn-beijing.aliyuncs.com"), sim.addr)
+        .build()
+        .unwrap();
+    AlibabaClient::new(creds, http, default_rate_limits())
+}
+
+/// SQL Server takes its custom certificate as a PFX in OSS (seed 000 `Certificate`,
+/// `PassWord`): the target uploads a PFX of the chain and key under a fresh password to the
+/// configured bucket and names it as the seed shows; the simulator opens it with the
+/// password and installs the leaf. A wrong password, a file that is no PFX, an object in
+/// another region or a missing one are refused as `InvalidServerCertOrPrivateKey`; a
+/// bucket on a MySQL instance is refused before any write, naming `oss_bucket`.
+#[test]
+fn rds_sqlserver_takes_its_certificate_as_a_pfx_in_oss() {
+    use certkeeper::cert::bundle::testing;
+    use certkeeper::cloud::alibaba::oss::{self, OssLocation};
+    use certkeeper::cloud::Target;
+    use certkeeper::engine::converge::{converge, Convergence};
+    let sim = RegionalSim::start(RDS_SEED);
+    let client = Arc::new(oss_client(&sim, "certs-bucket", SECRET));
+    let connection = "rm-mssql.sqlserver.rds.aliyuncs.com";
+    let bundle = testing::fresh(&[connection]);
+    let oss_keys =
+        "oss_bucket = \"certs-bucket\"\noss_region = \"cn-beijing\"\noss_internal = true";
+    let target = rds_target(
+        &client,
+        "rm-mssql",
+        connection,
+        &format!("{oss_keys}\ntls_version = \"1.2\"\nforce_encryption = true"),
+    );
+    assert_eq!(
+        block_on(converge(&target, &bundle)).unwrap(),
+        Convergence::Deployed
+    );
+    let state = sim.state();
+    let instance = &state["rds_instances"]["rm-mssql"];
+    assert_eq!(instance["fingerprint"], bundle.fingerprint(), "{state}");
+    assert_eq!(instance["ca_type"], "custom");
+    assert_eq!(instance["ssl"], true);
+    let object = oss::object_name("rm-mssql", &bundle);
+    assert_eq!(
+        state["oss_objects"],
+        serde_json::json!([format!("certs-bucket/{object}")])
+    );
+    assert!(block_on(target.observe()).unwrap().serves(&bundle));
+
+    // What the simulator refuses, as seed 000 documents.
+    let location = OssLocation {
+        region: "cn-beijing".into(),
+        bucket: "certs-bucket".into(),
+        internal: true,
+    };
+    let modify =
+        |certificate: String, password: &str| modify_sqlserver(&client, certificate, password);
+    // Let the instance finish applying the deploy above before each refused call.
+    let running = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while block_on(target.status()).unwrap() != "Running" {
+            assert!(std::time::Instant::now() < deadline, "instance stays busy");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    let pfx = oss::build_pfx(&bundle).unwrap();
+    block_on(oss::put_object(
+        &client,
+        &location,
+        "mine.pfx",
+        pfx.der.clone(),
+    ))
+    .unwrap();
+    block_on(oss::put_object(
+        &client,
+        &location,
+        "junk.pfx",
+        b"not a pfx".to_vec(),
+    ))
+    .unwrap();
+    let beijing = location.certificate_parameter("mine.pfx");
+    let shanghai = "oss-cn-shanghai.aliyuncs.com:certs-bucket:mine.pfx".to_owned();
+    for (certificate, password) in [
+        (beijing.clone(), "wrong-password"),
+        (
+            location.certificate_parameter("junk.pfx"),
+            pfx.password.expose(),
+        ),
+        (
+            location.certificate_parameter("absent.pfx"),
+            pfx.password.expose(),
+        ),
+        (shanghai, pfx.password.expose()),
+    ] {
+        running();
+        let refused = modify(certificate.clone(), password).unwrap_err();
+        assert_eq!(
+            refused.code, "InvalidServerCertOrPrivateKey",
+            "{certificate}: {refused}"
+        );
+        assert_eq!(refused.class, ErrorClass::Invalid);
+        assert!(!format!("{refused} {refused:?}").contains(pfx.password.expose()));
+    }
+    running();
+    modify(beijing, pfx.password.expose()).unwrap();
+
+    // An upload signed with another secret is refused by OSS, as an auth failure.
+    let forged = oss_client(&sim, "certs-bucket", "not-the-secret");
+    let error = block_on(oss::put_object(&forged, &location, "x.pfx", pfx.der)).unwrap_err();
+    assert_eq!(error.code, "SignatureDoesNotMatch", "{error}");
+    assert_eq!(error.class, ErrorClass::Auth);
+
+    // A bucket on a MySQL instance: refused before any write, naming the key.
+    let mysql = rds_target(&client, "rm-my", "rm-my.mysql.rds.aliyuncs.com", oss_keys);
+    let error = block_on(mysql.observe()).unwrap_err();
+    assert_eq!(error.class, ErrorClass::Unsupported, "{error}");
+    assert!(error.message.contains("oss_bucket"), "{error}");
+}
+
+/// The PFX certkeeper uploads is one OpenSSL reads with its password (an implementation
+/// other than the simulator's), holding the leaf first and the key, and refuses to open
+/// with another password.
+#[test]
+fn openssl_reads_the_sql_server_pfx() {
+    use certkeeper::cert::bundle::testing;
+    let bundle = testing::fresh(&["db.example.com"]);
+    let pfx = certkeeper::cloud::alibaba::oss::build_pfx(&bundle).unwrap();
+    let directory = tempfile::tempdir().unwrap();
+    let file = directory.path().join("cert.pfx");
+    std::fs::write(&file, &pfx.der).unwrap();
+    let openssl = |password: &str, extra: &[&str]| {
+        std::process::Command::new("openssl")
+            .args(["pkcs12", "-in"])
+            .arg(&file)
+            .args(["-passin", &format!("pass:{password}")])
+            .args(extra)
+            .output()
+            .expect("the openssl command (scripts/test installs it)")
+    };
+    let certs = openssl(pfx.password.expose(), &["-nokeys", "-clcerts"]);
+    assert!(
+        certs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&certs.stderr)
+    );
+    let leaf = String::from_utf8_lossy(&certs.stdout);
+    let leaf = certkeeper::cert::bundle::LeafInfo::from_pem("openssl output", &leaf).unwrap();
+    assert_eq!(leaf.fingerprint, bundle.fingerprint());
+    let key = openssl(pfx.password.expose(), &["-nocerts", "-nodes"]);
+    assert!(key.status.success());
+    assert!(String::from_utf8_lossy(&key.stdout).contains("BEGIN PRIVATE KEY"));
+    let wrong = openssl("wrong", &["-nokeys"]);
+    assert!(!wrong.status.success());
+}
+
+/// The current CDN API's upload refused as a duplicate (codes of seeds 001/002 for the upload
+/// APIs) converges as VOD's does: already served is done with no write; not served yet is
+/// set through cas, and the domain serves the certificate.
+#[test]
+fn current_cdn_upload_duplicates_converge_instead_of_parking() {
+    use certkeeper::cert::bundle::testing;
+    use certkeeper::cloud::alibaba::cdn::CdnTarget;
+    use certkeeper::cloud::Target;
+    use certkeeper::engine::converge::converge;
+    let sim = RegionalSim::start("cdn_domains = [\"a.example.com\"]");
+    let client = Arc::new(sim.client(&[]));
+    let target = CdnTarget::new(
+        "a",
+        toml::from_str("domain = \"a.example.com\"").unwrap(),
+        client,
+    );
+    let served = testing::fresh(&["a.example.com"]);
+    block_on(converge(&target, &served)).unwrap();
+    for code in [
+        "Certificate.Duplicated",
+        "CertNameAlreadyExists",
+        "CertificateContent.Duplicated",
+    ] {
+        refuse_once(&sim, "SetCdnDomainSSLCertificate", code);
+        block_on(target.deploy(&served)).unwrap_or_else(|e| panic!("{code}: {e}"));
+    }
+    let state = sim.state();
+    assert_eq!(
+        state["cdn_domains"]["a.example.com"]["writes"], 1,
+        "{state}"
+    );
+    assert_eq!(state["cas_certificates"].as_array().unwrap().len(), 0);
+
+    let fresh = testing::fresh(&["a.example.com"]);
+    refuse_once(&sim, "SetCdnDomainSSLCertificate", "CertNameAlreadyExists");
+    block_on(target.deploy(&fresh)).unwrap();
+    let state = sim.state();
+    let domain = &state["cdn_domains"]["a.example.com"];
+    assert_eq!(domain["fingerprint"], fresh.fingerprint(), "{state}");
+    assert_eq!(domain["cert_type"], "cas");
+    assert_eq!(state["cas_certificates"].as_array().unwrap().len(), 1);
+}
+
+/// A config deploying a local-CA certificate to MySQL instance `rm-my` through `endpoint`,
+/// asking it for a PostgreSQL-only client CA and stating no `engine`; its secret is read
+/// from `FIDELITY_SECRET`.
+fn rds_mysql_config(directory: &std::path::Path, endpoint: &str) -> std::path::PathBuf {
+    let config = directory.join("certkeeper.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nstate_dir = \"{state}\"\nmetrics_listen = \"127.0.0.1:{port}\"\n\n\
+             [credentials.ali]\nprovider = \"alibaba\"\naccess_key_id = \"{ID}\"\n\
+             access_key_secret_env = \"FIDELITY_SECRET\"\nendpoint = \"{endpoint}\"\n\n\
+             [local_ca.internal]\nleaf_lifetime = \"30d\"\n\n\
+             [[certificate]]\nname = \"db\"\ndomains = [\"rm-my.mysql.rds.aliyuncs.com\"]\n\
+             source = {{ local_ca = \"internal\" }}\ndeploy_to = [\"rds-my\"]\n\n\
+             [[target]]\nname = \"rds-my\"\nkind = \"alibaba-rds\"\ncredentials = \"ali\"\n\
+             instance_id = \"rm-my\"\nconnection_string = \"rm-my.mysql.rds.aliyuncs.com\"\n\
+             client_ca_cert = \"pem\"\n",
+            state = directory.join("state").display(),
+            port = support::free_port(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// `check` cannot ask an instance behind an endpoint nothing listens on: it says nothing
+/// about the engine (exit 0) and leaves the refusal to `run` and `plan`.
+#[test]
+fn check_leaves_an_instance_it_cannot_ask_to_run() {
+    let directory = tempfile::tempdir().unwrap();
+    let closed = format!("http://127.0.0.1:{}", support::free_port());
+    let config = rds_mysql_config(directory.path(), &closed);
+    let checked = support::certkeeper(&config, &["check"], &[("FIDELITY_SECRET", SECRET)]);
+    assert_eq!(checked.status.code(), Some(0), "{checked:?}");
+}
+
+/// The simulator reads a PFX OpenSSL made (`openssl pkcs12 -export`, its default profile), not
+/// only certkeeper's own: it installs that certificate on the SQL Server instance.
+#[test]
+fn the_simulator_installs_a_pfx_made_by_openssl() {
+    use certkeeper::cert::bundle::testing;
+    use certkeeper::cloud::alibaba::oss::{self, OssLocation};
+    let sim = RegionalSim::start(RDS_SEED);
+    let client = oss_client(&sim, "certs-bucket", SECRET);
+    let connection = "rm-mssql.sqlserver.rds.aliyuncs.com";
+    let bundle = testing::fresh(&[connection]);
+    let directory = tempfile::tempdir().unwrap();
+    let (cert, key, pfx) = (
+        directory.path().join("cert.pem"),
+        directory.path().join("key.pem"),
+        directory.path().join("made.pfx"),
+    );
+    std::fs::write(&cert, bundle.fullchain_pem()).unwrap();
+    std::fs::write(&key, bundle.key_pem.expose()).unwrap();
+    let made = std::process::Command::new("openssl")
+        .args([
+            "pkcs12",
+            "-export",
+            "-passout",
+            "pass:made-by-openssl",
+            "-in",
+        ])
+        .arg(&cert)
+        .arg("-inkey")
+        .arg(&key)
+        .arg("-out")
+        .arg(&pfx)
+        .output()
+        .expect("the openssl command (scripts/test installs it)");
+    assert!(made.status.success(), "{made:?}");
+    let location = OssLocation {
+        region: "cn-beijing".into(),
+        bucket: "certs-bucket".into(),
+        internal: false,
+    };
+    let der = std::fs::read(&pfx).unwrap();
+    block_on(oss::put_object(&client, &location, "made.pfx", der)).unwrap();
+    modify_sqlserver(
+        &client,
+        location.certificate_parameter("made.pfx"),
+        "made-by-openssl",
+    )
+    .unwrap();
+    assert_eq!(
+        sim.state()["rds_instances"]["rm-mssql"]["fingerprint"],
+        bundle.fingerprint()
+    );
+}
+
+/// ModifyDBInstanceSSL on `rm-mssql` (RDS_SEED) with a PFX `certificate` and its password.
+fn modify_sqlserver(
+    client: &AlibabaClient,
+    certificate: String,
+    password: &str,
+) -> Result<serde_json::Value, certkeeper::error::CloudError> {
+    block_on(client.call(
+        Product::Rds,
+        "ModifyDBInstanceSSL",
+        &[
+            ("DBInstanceId", "rm-mssql".to_owned()),
+            (
+                "ConnectionString",
+                "rm-mssql.sqlserver.rds.aliyuncs.com".to_owned(),
+            ),
+            ("SSLEnabled", "1".to_owned()),
+            ("Certificate", certificate),
+            ("PassWord", password.to_owned()),
+        ],
+    ))
 }

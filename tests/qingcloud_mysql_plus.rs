@@ -643,16 +643,7 @@ async fn the_learned_configssl_form_is_visible_in_status() {
     use certkeeper::store::sqlite::SqliteStore;
     use certkeeper::store::StateStore;
 
-    let harness = start_seeded(Seed {
-        accounts: account(),
-        mysql_plus_clusters: vec![ClusterSeed {
-            configssl_values: Some(vec!["ON".into(), "OFF".into()]),
-            ..cluster(CLUSTER, "")
-        }],
-        job_phase_ms: 40,
-        ..Seed::default()
-    })
-    .await;
+    let harness = start_on_off_cluster().await;
     let directory = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(directory.path()).unwrap());
     let context = PolicyContext {
@@ -715,4 +706,64 @@ ssl = true
     certkeeper::status::print(&config, true, &mut json).unwrap();
     let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
     assert_eq!(json["policies"][0]["account_note"], note.as_str());
+}
+
+/// The learned form survives a restart: the state gauges' restore reads the account note the
+/// store kept and hands it back to the policy, so the first remediation of the new process
+/// sends ON/OFF at once (one call, no refused YES/NO) and the note stays visible.
+#[tokio::test]
+async fn the_learned_configssl_form_survives_a_restart() {
+    use certkeeper::engine::state::{restore, Inventory, PolicyItem};
+    use certkeeper::store::sqlite::SqliteStore;
+    use certkeeper::store::{PolicyStatus, StateStore};
+
+    let harness = start_on_off_cluster().await;
+    // What the previous process stored with the policy status.
+    let note = "clusters of this account refused configssl YES/NO; certkeeper sends ON/OFF";
+    let directory = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(directory.path()).unwrap();
+    store
+        .put_policy_status(&PolicyStatus {
+            policy: "mysql-ssl".into(),
+            resource: CLUSTER.into(),
+            compliant: false,
+            observed: serde_json::json!({ "account_note": note }),
+            last_checked: INSIDE,
+            last_job_id: None,
+            last_error: None,
+        })
+        .unwrap();
+    let policy = harness.policy(PolicyMode::Enforce);
+    assert_eq!(policy.configssl_form(), ConfigsslForm::YesNo);
+    let inventory = Inventory {
+        policies: vec![PolicyItem {
+            name: "mysql-ssl",
+            policy: &policy,
+        }],
+        ..Inventory::default()
+    };
+    let metrics = certkeeper::telemetry::metrics::Metrics::new().unwrap();
+    restore(&store, &metrics, &inventory, INSIDE).unwrap();
+    assert_eq!(policy.configssl_form(), ConfigsslForm::OnOff);
+    assert_eq!(policy.account_note().as_deref(), Some(note));
+    let outcome = apply_policy(&policy, CLUSTER, INSIDE).await.unwrap();
+    assert!(
+        matches!(outcome, PolicyOutcome::Remediated(_)),
+        "{outcome:?}"
+    );
+    assert_eq!(harness.calls("RunClusterCustomService"), 1);
+}
+
+/// A simulator whose cluster takes `configssl` only as ON/OFF.
+async fn start_on_off_cluster() -> Harness {
+    start_seeded(Seed {
+        accounts: account(),
+        mysql_plus_clusters: vec![ClusterSeed {
+            configssl_values: Some(vec!["ON".into(), "OFF".into()]),
+            ..cluster(CLUSTER, "")
+        }],
+        job_phase_ms: 40,
+        ..Seed::default()
+    })
+    .await
 }

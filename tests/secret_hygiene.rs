@@ -1,16 +1,20 @@
 //! Secret hygiene: a full rollout through the `certkeeper` binary at trace log level (every
 //! crate, the HTTP stack included), against the in-process simulator with every vendor and
 //! both Huawei authentication methods, with faults injected so the error paths log too.
-//! Afterwards no access key secret, Huawei password or IAM token, QingCloud secret or private
-//! key material may appear in the logs, `/metrics`, `certkeeper status` (table and JSON) or
-//! `certkeeper check` (including its error messages for broken configs).
+//! Every credential kind takes part: Alibaba `sts` (keys and token from files),
+//! `ram_role_arn`, `ecs_ram_role`, `oidc_role_arn`; Huawei `ecs_metadata`, `iam_temporary`.
+//! Afterwards no access key secret, Huawei password or IAM token, security token (the
+//! simulator's all start with `CAIS`), OIDC token, QingCloud secret or private key material
+//! may appear in the logs, `/metrics`, `certkeeper status` (table and JSON) or
+//! `certkeeper check` (including its error messages for broken configs). The daemon's store
+//! is sealed (`[store] key_file`): the store key never appears either, nor in the errors of
+//! a refused start, a wrong or malformed key, or `store backup`.
 
 #![cfg(feature = "sim")]
 
 mod support;
 
 use certkeeper::cloud::sim::FaultRule;
-use certkeeper::store::StateStore;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -25,9 +29,22 @@ const LITERAL_SECRET: &str = "hygiene-literal-secret-J2v";
 const NUMERIC_PASSWORD: &str = "8675309123";
 /// Every IAM token the simulator issues starts with this (`MIIsim` + a UUID).
 const TOKEN_PREFIX: &str = "MIIsim";
+/// Every security token the simulator issues (STS, instance roles, Huawei temporary AK/SK).
+const SECURITY_TOKEN_PREFIX: &str = "CAIS";
+const OIDC_TOKEN: &str = "hygiene-oidc-token-V6s";
+const ROLE: &str = "acs:ram::1234567890123456:role/hygiene";
+const OIDC_PROVIDER: &str = "acs:ram::1234567890123456:oidc-provider/hygiene";
+const GAUSSDB_META: &str = "9255f8d4d0a4549898e55be8bf1b8ea6in07";
+const GAUSSDB_IAM: &str = "a366f8d4d0a4549898e55be8bf1b8ea6in07";
 const PROJECT: &str = "619d3e78f61b4be68bc5aa0b59edcf7b";
 const GAUSSDB_TOKEN: &str = "7033e7c3cf93438797d44ad7ae0a7d95in07";
 const GAUSSDB_AKSK: &str = "8144f8d4d0a4549898e55be8bf1b8ea6in07";
+/// The store key (base64 of the 32 bytes below), in a 0600 file named by `[store] key_file`.
+const STORE_KEY: &str = "aHlnaWVuZS1zdG9yZS1rZXktMzItYnl0ZXMtbG9uZyE=";
+const STORE_KEY_BYTES: &str = "hygiene-store-key-32-bytes-long!";
+/// A store key that is not the store's, and text that is no key at all.
+const OTHER_STORE_KEY: &str = "b3RoZXItaHlnaWVuZS1zdG9yZS1rZXktMzItYnl0ZXM=";
+const NOT_A_STORE_KEY: &str = "hygiene-not-a-store-key-K5r";
 const KMS_KEY: &str = "b82fa43f-f6e8-4ec4-9c31-231bc547c526";
 const CLUSTER: &str = "cl-hygiene1";
 
@@ -39,9 +56,17 @@ access_key_id = "LTAIhygiene"
 access_key_secret = "{ALIBABA_SECRET}"
 
 [alibaba]
-cdn_domains = ["www.example.com"]
+cdn_domains = ["www.example.com", "sts.example.com", "ram.example.com", "ecs.example.com", "oidc.example.com"]
 vod_domains = ["v.example.com"]
 throttle_retry_after_ms = 50
+
+[alibaba.sts]
+roles = ["{ROLE}"]
+ecs_role_name = "hygiene-role"
+
+[[alibaba.sts.oidc_providers]]
+arn = "{OIDC_PROVIDER}"
+tokens = ["{OIDC_TOKEN}"]
 
 [huawei]
 kms_keys = ["{KMS_KEY}"]
@@ -64,6 +89,16 @@ project_id = "{PROJECT}"
 
 [[huawei.gaussdb_instances]]
 id = "{GAUSSDB_AKSK}"
+backup_encryption = "off"
+project_id = "{PROJECT}"
+
+[[huawei.gaussdb_instances]]
+id = "{GAUSSDB_META}"
+backup_encryption = "off"
+project_id = "{PROJECT}"
+
+[[huawei.gaussdb_instances]]
+id = "{GAUSSDB_IAM}"
 backup_encryption = "off"
 project_id = "{PROJECT}"
 
@@ -123,6 +158,54 @@ access_key_id = "QYHYGIENE"
 zone = "pek3"
 endpoint = "{sim}"
 
+[credentials.ali-sts]
+provider = "alibaba"
+type = "sts"
+access_key_id_file = "{sts_dir}/id"
+access_key_secret_file = "{sts_dir}/secret"
+security_token_file = "{sts_dir}/token"
+endpoint = "{sim}"
+
+[credentials.ali-ram]
+provider = "alibaba"
+type = "ram_role_arn"
+access_key_id = "LTAIhygiene"
+{ali}
+role_arn = "{ROLE}"
+endpoint = "{sim}"
+
+[credentials.ali-ecs]
+provider = "alibaba"
+type = "ecs_ram_role"
+metadata_endpoint = "{sim}"
+endpoint = "{sim}"
+
+[credentials.ali-oidc]
+provider = "alibaba"
+type = "oidc_role_arn"
+role_arn = "{ROLE}"
+oidc_provider_arn = "{OIDC_PROVIDER}"
+oidc_token_file = "{sts_dir}/oidc-token"
+endpoint = "{sim}"
+
+[credentials.hw-meta]
+provider = "huawei"
+type = "ecs_metadata"
+metadata_endpoint = "{sim}"
+region = "cn-north-4"
+project_id = "{PROJECT}"
+endpoint = "{sim}"
+
+[credentials.hw-iam]
+provider = "huawei"
+type = "iam_temporary"
+domain_name = "hygiene-domain"
+user_name = "deployer"
+{hw_password}
+region = "cn-north-4"
+project_id = "{PROJECT}"
+endpoint = "{sim}"
+
 [local_ca.internal]
 leaf_lifetime = "30d"
 
@@ -131,6 +214,54 @@ name = "www"
 domains = ["www.example.com", "v.example.com"]
 source = {{ local_ca = "internal" }}
 deploy_to = ["cdn-www", "vod-v", "files"]
+
+[[certificate]]
+name = "roles"
+domains = ["sts.example.com", "ram.example.com", "ecs.example.com", "oidc.example.com"]
+source = {{ local_ca = "internal" }}
+deploy_to = ["cdn-sts", "cdn-ram", "cdn-ecs", "cdn-oidc"]
+
+[[target]]
+name = "cdn-sts"
+kind = "alibaba-cdn"
+credentials = "ali-sts"
+domain = "sts.example.com"
+
+[[target]]
+name = "cdn-ram"
+kind = "alibaba-cdn"
+credentials = "ali-ram"
+domain = "ram.example.com"
+
+[[target]]
+name = "cdn-ecs"
+kind = "alibaba-cdn"
+credentials = "ali-ecs"
+domain = "ecs.example.com"
+
+[[target]]
+name = "cdn-oidc"
+kind = "alibaba-cdn"
+credentials = "ali-oidc"
+domain = "oidc.example.com"
+
+[[policy]]
+name = "gaussdb-meta"
+kind = "huawei-gaussdb-backup-encryption"
+credentials = "hw-meta"
+resources = ["{GAUSSDB_META}"]
+mode = "enforce"
+desired = "on"
+kms_key_id = "{KMS_KEY}"
+
+[[policy]]
+name = "gaussdb-iam"
+kind = "huawei-gaussdb-backup-encryption"
+credentials = "hw-iam"
+resources = ["{GAUSSDB_IAM}"]
+mode = "enforce"
+desired = "on"
+kms_key_id = "{KMS_KEY}"
 
 [[target]]
 name = "cdn-www"
@@ -178,6 +309,7 @@ job_poll = {{ interval = "1s", max_interval = "1s", deadline = "1m" }}
 "#,
         state = directory.join("state").display(),
         files = directory.join("tls").display(),
+        sts_dir = directory.join("sts").display(),
         ali = secrets.ali,
         hw_password = secrets.hw_password,
         hw_sk = secrets.hw_sk,
@@ -226,10 +358,10 @@ fn cli(args: &[&str], config_path: &Path) -> String {
 
 fn converged(view: &serde_json::Value) -> bool {
     let targets = view["targets"].as_array().is_some_and(|targets| {
-        targets.len() == 3 && targets.iter().all(|target| target["in_sync"] == true)
+        targets.len() == 7 && targets.iter().all(|target| target["in_sync"] == true)
     });
     let policies = view["policies"].as_array().is_some_and(|policies| {
-        policies.len() == 3 && policies.iter().all(|policy| policy["compliant"] == true)
+        policies.len() == 5 && policies.iter().all(|policy| policy["compliant"] == true)
     });
     targets && policies
 }
@@ -272,7 +404,7 @@ fn assert_clean(what: &str, output: &str, forbidden: &[String]) {
             excerpt(output, needle)
         );
     }
-    for marker in ["PRIVATE KEY", TOKEN_PREFIX] {
+    for marker in ["PRIVATE KEY", TOKEN_PREFIX, SECURITY_TOKEN_PREFIX] {
         assert!(
             !output.contains(marker),
             "{what} contains `{marker}`:\n{}",
@@ -329,6 +461,7 @@ fn no_secret_reaches_logs_metrics_status_or_check() {
     ]);
 
     let directory = tempfile::tempdir().unwrap();
+    let sts_keys = write_sts_files(&sim_url, &directory.path().join("sts"));
     let config_path = directory.path().join("certkeeper.toml");
     let metrics_port = free_port();
     std::fs::write(
@@ -341,6 +474,18 @@ fn no_secret_reaches_logs_metrics_status_or_check() {
         ),
     )
     .unwrap();
+    let store_key_file = directory.path().join("store.key");
+    std::fs::write(&store_key_file, format!("{STORE_KEY}\n")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&store_key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let mut sealed_config = std::fs::read_to_string(&config_path).unwrap();
+    sealed_config.push_str(&format!(
+        "\n[store]\nkey_file = \"{}\"\n",
+        store_key_file.display()
+    ));
+    std::fs::write(&config_path, sealed_config).unwrap();
     let log_path = directory.path().join("daemon.log");
     let log_file = std::fs::File::create(&log_path).unwrap();
     let mut daemon = ChildGuard(
@@ -422,6 +567,18 @@ fn no_secret_reaches_logs_metrics_status_or_check() {
     let status_json_text = cli(&["status", "--json"], &config_path);
     let check_text = cli(&["check", "--offline"], &config_path);
     assert!(check_text.contains(": ok ("), "{check_text}");
+    let backup_text = cli(
+        &[
+            "store",
+            "backup",
+            directory.path().join("backup.db").to_str().unwrap(),
+        ],
+        &config_path,
+    );
+    assert!(
+        backup_text.contains("keys sealed with store key"),
+        "{backup_text}"
+    );
 
     // A bad config on SIGHUP is refused and logged.
     let good = std::fs::read_to_string(&config_path).unwrap();
@@ -523,31 +680,78 @@ fn no_secret_reaches_logs_metrics_status_or_check() {
             literal.replacen("leaf_lifetime = \"30d\"", "leaf_lifetime = \"soon\"", 1),
         ),
     ];
+    let store_key_variants = [
+        (
+            "literal store key, not the store's",
+            format!("{literal}\n[store]\nkey = \"{OTHER_STORE_KEY}\"\n"),
+        ),
+        (
+            "literal text that is no store key",
+            format!("{literal}\n[store]\nkey = \"{NOT_A_STORE_KEY}\"\n"),
+        ),
+        ("no store key for a sealed store", literal.clone()),
+    ];
     let mut check_outputs = Vec::new();
-    for (name, text) in variants {
+    for (name, text) in variants.into_iter().chain(store_key_variants) {
         let path = directory
             .path()
             .join(format!("{}.toml", name.replace(' ', "-")));
         std::fs::write(&path, text).unwrap();
         check_outputs.push((name, cli(&["check"], &path)));
     }
+    // A refused start with each store key variant.
+    let mut refused_starts = Vec::new();
+    for name in [
+        "literal store key, not the store's",
+        "literal text that is no store key",
+        "no store key for a sealed store",
+    ] {
+        let path = directory
+            .path()
+            .join(format!("{}.toml", name.replace(' ', "-")));
+        let output = cli(&["run"], &path);
+        assert!(output.contains("store"), "{name}: {output}");
+        refused_starts.push((name, output));
+    }
 
     // What must never appear: every secret, the key material of the issued certificate and
     // of the local CA, and any IAM token.
     let mut forbidden: Vec<String> = [
+        STORE_KEY,
+        STORE_KEY_BYTES,
+        OTHER_STORE_KEY,
+        NOT_A_STORE_KEY,
         ALIBABA_SECRET,
         HUAWEI_SK,
         HUAWEI_PASSWORD,
         QINGCLOUD_SECRET,
         LITERAL_SECRET,
         NUMERIC_PASSWORD,
+        OIDC_TOKEN,
     ]
     .map(str::to_owned)
     .to_vec();
+    forbidden.extend(sts_keys);
+    // Every temporary kind fetched its keys (so its paths ran), several times.
+    let state = simulator.state_json();
+    assert!(
+        state["alibaba"]["sts_keys_issued"].as_u64().unwrap_or(0) >= 4,
+        "{state}"
+    );
+    assert!(
+        state["huawei"]["temporary_keys_issued"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2,
+        "{state}"
+    );
     let key_pem = std::fs::read_to_string(directory.path().join("tls/key.pem")).unwrap();
     forbidden.extend(key_body_lines(&key_pem));
-    let store =
+    let raw_store =
         certkeeper::store::sqlite::SqliteStore::open(&directory.path().join("state")).unwrap();
+    let store_key = certkeeper::store::seal::StoreKey::from_text(&STORE_KEY.into(), "k").unwrap();
+    let (store, _) =
+        certkeeper::store::seal::prepare(std::sync::Arc::new(raw_store), Some(store_key)).unwrap();
     let root = store.local_ca("internal").unwrap().unwrap();
     forbidden.extend(key_body_lines(root.key_pem.expose()));
     let versions = store.latest_certificate_versions().unwrap();
@@ -567,7 +771,9 @@ fn no_secret_reaches_logs_metrics_status_or_check() {
     let mut records = serde_json::to_string(&events).unwrap();
     records.push_str(&serde_json::to_string(&store.deployments().unwrap()).unwrap());
     records.push_str(&serde_json::to_string(&store.policy_statuses().unwrap()).unwrap());
-    for subject in ["cdn-www", "vod-v", "files"] {
+    for subject in [
+        "cdn-www", "vod-v", "files", "cdn-sts", "cdn-ram", "cdn-ecs", "cdn-oidc",
+    ] {
         let attempts = store
             .attempts(certkeeper::store::SubjectKind::Target, subject)
             .unwrap();
@@ -587,8 +793,54 @@ fn no_secret_reaches_logs_metrics_status_or_check() {
     for (name, output) in &check_outputs {
         assert_clean(&format!("certkeeper check ({name})"), output, &forbidden);
     }
+    assert_clean("certkeeper store backup", &backup_text, &forbidden);
+    for (name, output) in &refused_starts {
+        assert_clean(&format!("certkeeper run ({name})"), output, &forbidden);
+    }
     // The broken variants were refused, each with a message.
     for (name, output) in &check_outputs[1..] {
         assert!(!output.contains(": ok ("), "{name}: {output}");
     }
+}
+
+/// Keys for the `sts` section: fetched from the simulator's instance metadata service, as a
+/// sidecar would, and written to `directory` (with the OIDC token file); returns the secret
+/// and the token, which must never show.
+fn write_sts_files(sim_url: &str, directory: &Path) -> Vec<String> {
+    use certkeeper::cloud::credentials::CredentialSource;
+    use certkeeper::config::credentials::{
+        CredentialKind, Provider, ResolvedCredentials, TemporarySettings,
+    };
+    std::fs::create_dir_all(directory).unwrap();
+    let account = ResolvedCredentials::new("sidecar", Provider::Alibaba, "", "").with_kind(
+        CredentialKind::EcsRamRole,
+        TemporarySettings {
+            metadata_endpoint: Some(sim_url.to_owned()),
+            ..TemporarySettings::default()
+        },
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let keys = runtime
+        .block_on(
+            certkeeper::cloud::alibaba::sts::EcsRamRole::new(&account)
+                .fetch(&reqwest::Client::new(), time::OffsetDateTime::now_utc()),
+        )
+        .unwrap();
+    let token = keys.security_token.clone().unwrap();
+    // Debug of everything that holds them redacts.
+    let settings = TemporarySettings {
+        security_token: Some(token.clone()),
+        ..TemporarySettings::default()
+    };
+    for debug in [format!("{keys:?}"), format!("{settings:?}")] {
+        assert!(
+            !debug.contains(keys.secret.expose()) && !debug.contains(token.expose()),
+            "{debug}"
+        );
+    }
+    std::fs::write(directory.join("id"), &keys.access_key_id).unwrap();
+    std::fs::write(directory.join("secret"), keys.secret.expose()).unwrap();
+    std::fs::write(directory.join("token"), token.expose()).unwrap();
+    std::fs::write(directory.join("oidc-token"), OIDC_TOKEN).unwrap();
+    vec![keys.secret.expose().to_owned(), token.expose().to_owned()]
 }

@@ -5,6 +5,7 @@
 //! signer, client (the only code that classifies vendor errors), products and simulator.
 
 pub mod alibaba;
+pub mod credentials;
 pub mod file;
 pub mod http;
 pub mod huawei;
@@ -12,6 +13,8 @@ pub mod qingcloud;
 pub mod registry;
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "sim")]
+pub mod sim_keys;
 
 use crate::cert::CertificateBundle;
 use crate::error::CloudError;
@@ -107,6 +110,9 @@ pub trait Policy: Send + Sync {
     fn account_note(&self) -> Option<String> {
         None
     }
+    /// Takes back a note [`account_note`](Self::account_note) gave before a restart (read
+    /// from the store), so what was learned is not paid for again.
+    fn restore_account_note(&self, _note: &str) {}
     /// Changes the resource to the desired state and waits until the change has finished
     /// (job polled to its end), but does not verify: `engine::converge::apply_policy` reads back.
     async fn remediate(&self, resource: &str) -> Result<Remediation, CloudError>;

@@ -35,12 +35,79 @@ pub enum AuthMethod {
     Token,
 }
 
+/// Where an account's keys come from (`type = ...`), named after the official credential
+/// chains (Alibaba `credentials-go`/`credentials-python` types; Huawei `huaweicloudsdkcore`
+/// metadata credentials). Every kind but `access_key` yields temporary keys with a security
+/// token, refreshed before they expire; `access_key` and `sts` re-read their files when
+/// they change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// A long-lived AccessKey pair (every vendor).
+    #[default]
+    AccessKey,
+    /// AccessKeyId, secret and security token handed out by someone else (Alibaba, Huawei).
+    Sts,
+    /// Alibaba: STS `AssumeRole` with this section's AccessKey as the source credential.
+    RamRoleArn,
+    /// Alibaba: the ECS instance RAM role, from the instance metadata service (IMDSv2).
+    EcsRamRole,
+    /// Alibaba: RRSA, STS `AssumeRoleWithOIDC` with a service-account token file.
+    OidcRoleArn,
+    /// Huawei: temporary AK/SK of the ECS agency, from `/openstack/latest/securitykey`.
+    EcsMetadata,
+    /// Huawei: temporary AK/SK from IAM (`/v3.0/OS-CREDENTIAL/securitytokens`) for the IAM
+    /// user's token (domain, user, password).
+    IamTemporary,
+}
+
+impl CredentialKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::AccessKey => "access_key",
+            CredentialKind::Sts => "sts",
+            CredentialKind::RamRoleArn => "ram_role_arn",
+            CredentialKind::EcsRamRole => "ecs_ram_role",
+            CredentialKind::OidcRoleArn => "oidc_role_arn",
+            CredentialKind::EcsMetadata => "ecs_metadata",
+            CredentialKind::IamTemporary => "iam_temporary",
+        }
+    }
+
+    /// The providers this kind exists for.
+    pub fn providers(self) -> &'static [Provider] {
+        match self {
+            CredentialKind::AccessKey => {
+                &[Provider::Alibaba, Provider::Huawei, Provider::Qingcloud]
+            }
+            CredentialKind::Sts => &[Provider::Alibaba, Provider::Huawei],
+            CredentialKind::RamRoleArn
+            | CredentialKind::EcsRamRole
+            | CredentialKind::OidcRoleArn => &[Provider::Alibaba],
+            CredentialKind::EcsMetadata | CredentialKind::IamTemporary => &[Provider::Huawei],
+        }
+    }
+
+    /// Whether this section's own `access_key_id` and secret are required.
+    pub fn needs_access_key(self) -> bool {
+        matches!(
+            self,
+            CredentialKind::AccessKey | CredentialKind::Sts | CredentialKind::RamRoleArn
+        )
+    }
+}
+
 /// `[credentials.NAME]` as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialsConfig {
     pub provider: Provider,
+    /// Where the keys come from (default `access_key`).
+    #[serde(default, rename = "type")]
+    pub kind: CredentialKind,
     pub access_key_id: Option<String>,
+    /// `sts`: the AccessKeyId in a file, re-read with the secret and token when it changes.
+    pub access_key_id_file: Option<PathBuf>,
     /// Literal secret: accepted with a warning; prefer `_env` or `_file`.
     pub access_key_secret: Option<Secret>,
     pub access_key_secret_env: Option<String>,
@@ -74,7 +141,58 @@ pub struct CredentialsConfig {
     pub password: Option<Secret>,
     pub password_env: Option<String>,
     pub password_file: Option<PathBuf>,
+    /// `sts`: the security token (literal, `_env` or `_file`, re-read when it changes).
+    pub security_token: Option<Secret>,
+    pub security_token_env: Option<String>,
+    pub security_token_file: Option<PathBuf>,
+    /// `ram_role_arn`, `oidc_role_arn`: the role to assume (`oidc_role_arn` falls back on
+    /// `$ALIBABA_CLOUD_ROLE_ARN`).
+    pub role_arn: Option<String>,
+    /// `ram_role_arn`, `oidc_role_arn`: the session name (default `certkeeper`).
+    pub role_session_name: Option<String>,
+    /// `ram_role_arn`, `oidc_role_arn`: requested lifetime in seconds (default 3600, at
+    /// least 900 as STS requires).
+    pub duration_seconds: Option<u64>,
+    /// `ram_role_arn`: an inline policy narrowing the role, and the role's external id.
+    pub policy: Option<String>,
+    pub external_id: Option<String>,
+    /// `ram_role_arn`, `oidc_role_arn`: the STS base URL (default `https://sts.aliyuncs.com`).
+    pub sts_endpoint: Option<String>,
+    /// `ecs_ram_role`: the role name (default: the one the metadata service lists).
+    pub role_name: Option<String>,
+    /// `ecs_ram_role`, `ecs_metadata`: the metadata service's base URL (default the
+    /// vendor's link-local address).
+    pub metadata_endpoint: Option<String>,
+    /// `oidc_role_arn`: the OIDC provider ARN and the token file (default
+    /// `$ALIBABA_CLOUD_OIDC_PROVIDER_ARN` and `$ALIBABA_CLOUD_OIDC_TOKEN_FILE`).
+    pub oidc_provider_arn: Option<String>,
+    pub oidc_token_file: Option<PathBuf>,
 }
+
+/// Temporary-credential settings of a resolved account (only those of its kind are set).
+#[derive(Debug, Clone, Default)]
+pub struct TemporarySettings {
+    /// `sts`: files re-read when they change (resolved paths).
+    pub access_key_id_file: Option<PathBuf>,
+    pub access_key_secret_file: Option<PathBuf>,
+    pub security_token: Option<Secret>,
+    pub security_token_file: Option<PathBuf>,
+    pub role_arn: Option<String>,
+    pub role_session_name: Option<String>,
+    pub duration_seconds: Option<u64>,
+    pub policy: Option<String>,
+    pub external_id: Option<String>,
+    pub sts_endpoint: Option<String>,
+    pub role_name: Option<String>,
+    pub metadata_endpoint: Option<String>,
+    pub oidc_provider_arn: Option<String>,
+    pub oidc_token_file: Option<PathBuf>,
+}
+
+/// The environment variables of the official RRSA chain (ACK pods with RRSA enabled).
+pub const ROLE_ARN_ENV: &str = "ALIBABA_CLOUD_ROLE_ARN";
+pub const OIDC_PROVIDER_ARN_ENV: &str = "ALIBABA_CLOUD_OIDC_PROVIDER_ARN";
+pub const OIDC_TOKEN_FILE_ENV: &str = "ALIBABA_CLOUD_OIDC_TOKEN_FILE";
 
 /// Why a secret could not be read. Each names the key to fix and how the secret was looked
 /// up; `owner` is the section (`credentials.ali`, `acme.le`).
@@ -179,6 +297,9 @@ pub struct ResolvedCredentials {
     pub user_name: Option<String>,
     pub project_name: Option<String>,
     pub password: Option<Secret>,
+    /// Where the keys come from; `temporary` holds that kind's settings.
+    pub kind: CredentialKind,
+    pub temporary: TemporarySettings,
 }
 
 impl ResolvedCredentials {
@@ -207,7 +328,16 @@ impl ResolvedCredentials {
             user_name: None,
             project_name: None,
             password: None,
+            kind: CredentialKind::AccessKey,
+            temporary: TemporarySettings::default(),
         }
+    }
+
+    /// Makes this account of `kind` with `settings` (tests, the demo).
+    pub fn with_kind(mut self, kind: CredentialKind, settings: TemporarySettings) -> Self {
+        self.kind = kind;
+        self.temporary = settings;
+        self
     }
 
     /// Sends every product to `endpoint` (e.g. the simulator's `http://127.0.0.1:8700`).
@@ -222,9 +352,14 @@ impl ResolvedCredentials {
         self
     }
 
-    /// The key rate-limit buckets are shared by: the account, else the access key id.
+    /// The key rate-limit buckets are shared by: the account, else the access key id, else
+    /// (keys that change with every refresh) the section name.
     pub fn rate_limit_account(&self) -> &str {
-        self.account.as_deref().unwrap_or(&self.access_key_id)
+        match (&self.account, self.kind) {
+            (Some(account), _) => account,
+            (None, CredentialKind::AccessKey) => &self.access_key_id,
+            (None, _) => &self.name,
+        }
     }
 
     /// Sends `product` (`cdn`, `cas.ap-southeast-1`...) to `endpoint`, over the vendor-wide one.
@@ -295,6 +430,7 @@ pub fn secret_variables(config: &super::Config) -> BTreeSet<String> {
         [
             credentials.access_key_secret_env.clone(),
             credentials.password_env.clone(),
+            credentials.security_token_env.clone(),
         ]
     });
     let acme = config
@@ -352,6 +488,31 @@ fn read_secret_file(path: &Path) -> std::io::Result<String> {
     Ok(text)
 }
 
+/// The path of a `*_file` setting: absolute as written, relative ones in
+/// `$CREDENTIALS_DIRECTORY`.
+pub fn resolve_file(
+    owner: &str,
+    field: &'static str,
+    file: &Path,
+    environment: &dyn SecretEnvironment,
+) -> Result<PathBuf, CredentialError> {
+    match (file.is_relative(), environment.credentials_directory()) {
+        (false, _) => Ok(file.to_owned()),
+        (true, Some(directory)) => Ok(directory.join(file)),
+        (true, None) => Err(CredentialError::RelativeFile {
+            owner: owner.to_owned(),
+            field,
+            path: file.to_owned(),
+        }),
+    }
+}
+
+/// Reads a secret file as [`resolve_secret`] does (bounded, a regular file, trailing
+/// whitespace trimmed): the credential provider re-reads changed files through it.
+pub fn read_secret_text(path: &Path) -> std::io::Result<Secret> {
+    read_secret_file(path).map(|text| Secret::new(text.trim_end()))
+}
+
 /// Reads a secret given as a literal, `NAME_env` or `NAME_file`; `owner` is the section
 /// that names it (`credentials.ali`), for messages.
 pub fn resolve_secret(
@@ -373,17 +534,7 @@ pub fn resolve_secret(
             });
     }
     if let Some(file) = file {
-        let path = match (file.is_relative(), environment.credentials_directory()) {
-            (false, _) => file.to_owned(),
-            (true, Some(directory)) => directory.join(file),
-            (true, None) => {
-                return Err(CredentialError::RelativeFile {
-                    owner: owner.to_owned(),
-                    field,
-                    path: file.to_owned(),
-                })
-            }
-        };
+        let path = resolve_file(owner, field, file, environment)?;
         return read_secret_file(&path)
             .map(|text| Some(Secret::new(text.trim_end())))
             .map_err(|error| CredentialError::File {
@@ -428,11 +579,16 @@ impl SecretFingerprint {
 }
 
 impl ResolvedCredentials {
-    /// The fingerprint of this account's secrets (access key secret and password).
+    /// The fingerprint of this account's secrets (access key secret, password, security
+    /// token).
     pub fn secret_fingerprint(&self) -> SecretFingerprint {
         SecretFingerprint::of(&[
             self.access_key_secret.expose(),
             self.password.as_ref().map_or("", Secret::expose),
+            self.temporary
+                .security_token
+                .as_ref()
+                .map_or("", Secret::expose),
         ])
     }
 }
@@ -461,8 +617,17 @@ impl CredentialsConfig {
             self.password_file.as_deref(),
             environment,
         )?;
-        let token_auth = self.auth == AuthMethod::Token;
-        let access_key_id = match (&self.access_key_id, token_auth) {
+        let token_auth = self.auth == AuthMethod::Token || !self.kind.needs_access_key();
+        let file_id = match &self.access_key_id_file {
+            Some(file) => Some(
+                resolve_secret(&owner, "access_key_id", None, None, Some(file), environment)?
+                    .map(|id| id.expose().to_owned())
+                    .unwrap_or_default(),
+            ),
+            None => None,
+        };
+        let temporary = self.resolve_temporary(&owner, environment)?;
+        let access_key_id = match (self.access_key_id.as_ref().or(file_id.as_ref()), token_auth) {
             (Some(id), _) => id.clone(),
             (None, true) => String::new(),
             (None, false) => {
@@ -503,7 +668,163 @@ impl CredentialsConfig {
             user_name: self.user_name.clone(),
             project_name: self.project_name.clone(),
             password,
+            kind: self.kind,
+            temporary,
         })
+    }
+
+    /// The settings of a temporary kind: files resolved, the security token read, the RRSA
+    /// environment variables consulted where the config leaves a field out.
+    fn resolve_temporary(
+        &self,
+        owner: &str,
+        environment: &dyn SecretEnvironment,
+    ) -> Result<TemporarySettings, CredentialError> {
+        let file = |field, path: &Option<PathBuf>| {
+            path.as_deref()
+                .map(|path| resolve_file(owner, field, path, environment))
+                .transpose()
+        };
+        let security_token = resolve_secret(
+            owner,
+            "security_token",
+            self.security_token.as_ref(),
+            self.security_token_env.as_deref(),
+            self.security_token_file.as_deref(),
+            environment,
+        )?;
+        let oidc = self.kind == CredentialKind::OidcRoleArn;
+        let from_env = |value: &Option<String>, variable: &str| {
+            value
+                .clone()
+                .or_else(|| oidc.then(|| environment.var(variable)).flatten())
+        };
+        let oidc_token_file = match (&self.oidc_token_file, oidc) {
+            (Some(path), _) => Some(path.clone()),
+            (None, true) => environment.var(OIDC_TOKEN_FILE_ENV).map(PathBuf::from),
+            (None, false) => None,
+        };
+        let temporary = TemporarySettings {
+            access_key_id_file: file("access_key_id", &self.access_key_id_file)?,
+            access_key_secret_file: file("access_key_secret", &self.access_key_secret_file)?,
+            security_token,
+            security_token_file: file("security_token", &self.security_token_file)?,
+            role_arn: from_env(&self.role_arn, ROLE_ARN_ENV),
+            role_session_name: self.role_session_name.clone(),
+            duration_seconds: self.duration_seconds,
+            policy: self.policy.clone(),
+            external_id: self.external_id.clone(),
+            sts_endpoint: self.sts_endpoint.clone(),
+            role_name: self.role_name.clone(),
+            metadata_endpoint: self.metadata_endpoint.clone(),
+            oidc_provider_arn: from_env(&self.oidc_provider_arn, OIDC_PROVIDER_ARN_ENV),
+            oidc_token_file: file("oidc_token", &oidc_token_file)?,
+        };
+        let missing = |field| CredentialError::Missing {
+            owner: owner.to_owned(),
+            field,
+        };
+        match self.kind {
+            CredentialKind::Sts if temporary.security_token.is_none() => {
+                Err(missing("security_token"))
+            }
+            CredentialKind::RamRoleArn | CredentialKind::OidcRoleArn
+                if temporary.role_arn.is_none() =>
+            {
+                Err(missing("role_arn"))
+            }
+            CredentialKind::OidcRoleArn if temporary.oidc_provider_arn.is_none() => {
+                Err(missing("oidc_provider_arn"))
+            }
+            CredentialKind::OidcRoleArn if temporary.oidc_token_file.is_none() => {
+                Err(missing("oidc_token_file"))
+            }
+            _ => Ok(temporary),
+        }
+    }
+
+    /// Checks what `validate` can see of the kind (no fs, no env): the provider has it, and
+    /// the fields it needs are there; `path` is `credentials.NAME`.
+    pub fn validate_kind(&self, path: &str, errors: &mut Vec<super::ConfigIssue>) {
+        let issue = |field: &str, message: String| {
+            super::ConfigIssue::new(format!("{path}.{field}"), message)
+        };
+        if !self.kind.providers().contains(&self.provider) {
+            errors.push(issue(
+                "type",
+                format!(
+                    "type = \"{}\" does not exist for provider = \"{}\"",
+                    self.kind.as_str(),
+                    self.provider.as_str()
+                ),
+            ));
+        }
+        let required: &[(&str, bool)] = match self.kind {
+            CredentialKind::RamRoleArn => &[("role_arn", self.role_arn.is_some())],
+            CredentialKind::IamTemporary => &[
+                ("domain_name", self.domain_name.is_some()),
+                ("user_name", self.user_name.is_some()),
+            ],
+            _ => &[],
+        };
+        for (field, given) in required {
+            if !given {
+                errors.push(issue(
+                    field,
+                    format!("required for type = \"{}\"", self.kind.as_str()),
+                ));
+            }
+        }
+        if let Some(seconds) = self.duration_seconds {
+            if !(900..=43_200).contains(&seconds) {
+                errors.push(issue(
+                    "duration_seconds",
+                    "must be between 900 and 43200 (STS limits)".to_owned(),
+                ));
+            }
+        }
+        let kind_fields: [(&str, bool, &[CredentialKind]); 6] = [
+            (
+                "security_token",
+                self.security_token.is_some()
+                    || self.security_token_env.is_some()
+                    || self.security_token_file.is_some(),
+                &[CredentialKind::Sts],
+            ),
+            (
+                "access_key_id_file",
+                self.access_key_id_file.is_some(),
+                &[CredentialKind::Sts, CredentialKind::AccessKey],
+            ),
+            (
+                "role_arn",
+                self.role_arn.is_some(),
+                &[CredentialKind::RamRoleArn, CredentialKind::OidcRoleArn],
+            ),
+            (
+                "role_name",
+                self.role_name.is_some(),
+                &[CredentialKind::EcsRamRole],
+            ),
+            (
+                "metadata_endpoint",
+                self.metadata_endpoint.is_some(),
+                &[CredentialKind::EcsRamRole, CredentialKind::EcsMetadata],
+            ),
+            (
+                "oidc_provider_arn",
+                self.oidc_provider_arn.is_some() || self.oidc_token_file.is_some(),
+                &[CredentialKind::OidcRoleArn],
+            ),
+        ];
+        for (field, given, kinds) in kind_fields {
+            if given && !kinds.contains(&self.kind) {
+                errors.push(issue(
+                    field,
+                    format!("does not apply to type = \"{}\"", self.kind.as_str()),
+                ));
+            }
+        }
     }
 }
 
@@ -529,10 +850,127 @@ mod tests {
             with_password.secret_fingerprint(),
             account("hunter2").secret_fingerprint()
         );
+        let mut with_token = account("hunter2");
+        with_token.temporary.security_token = Some(Secret::new("CAIS1"));
+        assert_ne!(
+            with_token.secret_fingerprint(),
+            account("hunter2").secret_fingerprint()
+        );
         assert_eq!(
             format!("{:?}", account("hunter2").secret_fingerprint()),
             "SecretFingerprint(..)"
         );
+    }
+
+    fn issues_of(credentials: &str) -> String {
+        let text = format!(
+            "[daemon]\nstate_dir = \"/tmp/x\"\nallow_empty = true\n\n[credentials.c]\n{credentials}\n"
+        );
+        match crate::config::load_str("certkeeper.toml", &text) {
+            Ok(_) => String::new(),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn kinds_are_checked_against_their_vendor_and_fields() {
+        // Instance roles need no key; each vendor has its own kinds.
+        assert_eq!(
+            issues_of("provider = \"alibaba\"\ntype = \"ecs_ram_role\""),
+            ""
+        );
+        assert_eq!(
+            issues_of(
+                "provider = \"huawei\"\ntype = \"ecs_metadata\"\nregion = \"cn-north-4\"\nproject_id = \"p\""
+            ),
+            ""
+        );
+        let wrong_vendor =
+            issues_of("provider = \"qingcloud\"\ntype = \"ecs_ram_role\"\nzone = \"pek3\"");
+        assert!(
+            wrong_vendor.contains("certkeeper.toml:7:")
+                && wrong_vendor.contains("credentials.c.type")
+                && wrong_vendor.contains("does not exist for provider = \"qingcloud\""),
+            "{wrong_vendor}"
+        );
+        let no_role = issues_of(
+            "provider = \"alibaba\"\ntype = \"ram_role_arn\"\naccess_key_id = \"AK\"\naccess_key_secret_env = \"S\"",
+        );
+        assert!(
+            no_role.contains("credentials.c.role_arn: required"),
+            "{no_role}"
+        );
+        let short =
+            issues_of("provider = \"alibaba\"\ntype = \"oidc_role_arn\"\nduration_seconds = 60");
+        assert!(
+            short.contains("duration_seconds: must be between 900"),
+            "{short}"
+        );
+        let stray = issues_of(
+            "provider = \"alibaba\"\naccess_key_id = \"AK\"\naccess_key_secret_env = \"S\"\nrole_name = \"r\"",
+        );
+        assert!(stray.contains("role_name: does not apply"), "{stray}");
+        let unknown = issues_of("provider = \"alibaba\"\ntype = \"magic\"");
+        assert!(!unknown.is_empty(), "an unknown type is refused");
+    }
+
+    struct FakeEnvironment(BTreeMap<String, String>);
+
+    impl SecretEnvironment for FakeEnvironment {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).cloned()
+        }
+        fn credentials_directory(&self) -> Option<PathBuf> {
+            None
+        }
+    }
+
+    #[test]
+    fn rrsa_settings_come_from_the_documented_environment_variables() {
+        let config: CredentialsConfig =
+            toml::from_str("provider = \"alibaba\"\ntype = \"oidc_role_arn\"").unwrap();
+        let error = config
+            .resolve("pod", &FakeEnvironment(BTreeMap::new()))
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("role_arn is required"),
+            "{error}"
+        );
+        let environment = FakeEnvironment(BTreeMap::from([
+            (ROLE_ARN_ENV.to_owned(), "acs:ram::1:role/r".to_owned()),
+            (
+                OIDC_PROVIDER_ARN_ENV.to_owned(),
+                "acs:ram::1:oidc-provider/p".to_owned(),
+            ),
+            (OIDC_TOKEN_FILE_ENV.to_owned(), "/var/run/token".to_owned()),
+        ]));
+        let resolved = config.resolve("pod", &environment).unwrap();
+        assert_eq!(resolved.kind, CredentialKind::OidcRoleArn);
+        assert_eq!(
+            resolved.temporary.role_arn.as_deref(),
+            Some("acs:ram::1:role/r")
+        );
+        assert_eq!(
+            resolved.temporary.oidc_token_file.as_deref(),
+            Some(Path::new("/var/run/token"))
+        );
+        // Keys that change with every refresh: rate limits are kept per section.
+        assert_eq!(resolved.rate_limit_account(), "pod");
+        // An `sts` token is resolved like any secret and never printed.
+        let sts: CredentialsConfig = toml::from_str(
+            "provider = \"alibaba\"\ntype = \"sts\"\naccess_key_id = \"STS.x\"\naccess_key_secret = \"s\"\nsecurity_token = \"CAIStoken\"",
+        )
+        .unwrap();
+        let resolved = sts.resolve("sts", &environment).unwrap();
+        assert_eq!(
+            resolved
+                .temporary
+                .security_token
+                .as_ref()
+                .map(Secret::expose),
+            Some("CAIStoken")
+        );
+        assert!(!format!("{resolved:?}").contains("CAIStoken"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod duration;
 mod locate;
 pub mod preflight;
+pub mod store;
 
 use crate::cloud::registry::{self, PolicyProduct, TargetProduct};
 use crate::cloud::PolicyMode;
@@ -387,6 +388,7 @@ pub struct PolicyConfig {
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     pub daemon: DaemonConfig,
+    pub store: store::StoreConfig,
     pub credentials: BTreeMap<String, CredentialsConfig>,
     pub acme: BTreeMap<String, AcmeConfig>,
     pub local_ca: BTreeMap<String, LocalCaConfig>,
@@ -401,6 +403,8 @@ pub struct Config {
 struct RawConfig {
     #[serde(default)]
     daemon: DaemonConfig,
+    #[serde(default)]
+    store: store::StoreConfig,
     #[serde(default)]
     credentials: BTreeMap<String, CredentialsConfig>,
     #[serde(default)]
@@ -558,6 +562,7 @@ fn parse(text: &str) -> Result<Config, ParseIssue> {
     }
     Ok(Config {
         daemon: raw.daemon,
+        store: raw.store,
         credentials: raw.credentials,
         acme: raw.acme,
         local_ca: raw.local_ca,
@@ -804,6 +809,7 @@ pub fn validate(config: &Config) -> (Vec<ConfigIssue>, Vec<ConfigIssue>) {
     for (index, policy) in config.policies.iter().enumerate() {
         validate_policy(index, policy, config, &mut errors);
     }
+    store::key::validate(&config.store, &mut errors, &mut warnings);
     (errors, warnings)
 }
 
@@ -963,7 +969,12 @@ fn validate_credentials(
             "token auth exists only for provider = \"huawei\"",
         ));
     }
+    // Kinds that fetch their keys (instance roles, RRSA, IAM temporary keys) need none here.
+    let keyless = !credentials.kind.needs_access_key();
+    credentials.validate_kind(&path, errors);
     if !token_auth
+        && !keyless
+        && credentials.access_key_id_file.is_none()
         && credentials
             .access_key_id
             .as_deref()
@@ -979,7 +990,7 @@ fn validate_credentials(
             credentials.access_key_secret_env.is_some(),
             credentials.access_key_secret_file.is_some(),
         ],
-        !token_auth,
+        !token_auth && !keyless,
         errors,
         warnings,
     );
@@ -997,7 +1008,7 @@ fn validate_credentials(
                     "missing `region` (or an `endpoint`)",
                 ));
             }
-            if token_auth {
+            if token_auth || credentials.kind == credentials::CredentialKind::IamTemporary {
                 for (field, value) in [
                     ("domain_name", &credentials.domain_name),
                     ("user_name", &credentials.user_name),

@@ -4,10 +4,14 @@
 //! the state directory is writable or can be created. Unlike `validate`, this touches the
 //! environment and the file system (read-only, but for one probe file in the state
 //! directory); `check --offline` skips it. Each problem names the key and how the thing was
-//! looked up.
+//! looked up. It also asks each `alibaba-rds` instance whose config does not state `engine`
+//! for its engine (DescribeDBInstanceAttribute, one read) and refuses what that engine cannot
+//! take, as `run` would before any write; an instance that cannot be asked (network,
+//! credentials) is left to `run` and `plan`, which report it.
 
 use super::credentials::{resolve_secret, SecretEnvironment};
 use super::{Config, ConfigIssue, SourceConfig};
+use crate::cloud::alibaba::rds::RdsSettings;
 use std::path::{Path, PathBuf};
 
 /// Every problem `run` would meet reading what the config names.
@@ -50,9 +54,78 @@ pub fn preflight(config: &Config, environment: &dyn SecretEnvironment) -> Vec<Co
             }
         }
     }
+    if let Err(error) = config.store.resolve_key(environment) {
+        issues.push(error.issue());
+    }
     if let Err(message) = writable_state_dir(&config.daemon.state_dir) {
         issues.push(ConfigIssue::new("daemon.state_dir", message));
     }
+    issues.extend(rds_engine_issues(config, environment));
+    issues
+}
+
+/// How long `check` waits for one instance's engine.
+const ENGINE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What each `alibaba-rds` target without `engine` asks that its instance's engine cannot
+/// take, learnt from the instance. Only from a plain thread (`check` is one): inside an
+/// async runtime it asks nothing rather than block that runtime.
+fn rds_engine_issues(config: &Config, environment: &dyn SecretEnvironment) -> Vec<ConfigIssue> {
+    use crate::cloud::alibaba::client::{default_rate_limits, AlibabaClient};
+    use crate::cloud::alibaba::rds::RdsTarget;
+    let probes: Vec<(usize, &super::TargetConfig, &RdsSettings, String)> = config
+        .targets
+        .iter()
+        .enumerate()
+        .filter_map(|(index, target)| {
+            let settings = target.settings.downcast_ref::<RdsSettings>()?;
+            settings
+                .engine
+                .is_none()
+                .then(|| Some((index, target, settings, target.credentials.clone()?)))?
+        })
+        .collect();
+    if probes.is_empty() || tokio::runtime::Handle::try_current().is_ok() {
+        return Vec::new();
+    }
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Vec::new();
+    };
+    let Ok(http) = crate::cloud::http::client(crate::cloud::http::HttpSettings {
+        connect_timeout: ENGINE_PROBE_TIMEOUT,
+        request_timeout: ENGINE_PROBE_TIMEOUT,
+    }) else {
+        return Vec::new();
+    };
+    let mut issues = Vec::new();
+    runtime.block_on(async {
+        for (index, target, settings, credentials) in probes {
+            let Some(Ok(resolved)) = config
+                .credentials
+                .get(&credentials)
+                .map(|entry| entry.resolve(&credentials, environment))
+            else {
+                continue;
+            };
+            let client = AlibabaClient::new(resolved, http.clone(), default_rate_limits());
+            let probe = RdsTarget::new(&target.name, settings.clone(), client.into());
+            let Ok(engine) = probe.reported_engine().await else {
+                continue;
+            };
+            for refusal in settings.refusals_for(engine) {
+                issues.push(ConfigIssue::new(
+                    format!("target[{index}].{}", refusal.key),
+                    format!(
+                        "{} (instance {} runs {engine}, as DescribeDBInstanceAttribute reports)",
+                        refusal.message, settings.instance_id
+                    ),
+                ));
+            }
+        }
+    });
     issues
 }
 

@@ -196,6 +196,12 @@ pub fn restore(
             let subject = crate::engine::policy::subject(item.name, &resource);
             let history = store.attempts(SubjectKind::Policy, &subject)?;
             let key = (item.name.to_owned(), resource);
+            if let Some(note) = statuses
+                .get(&key)
+                .and_then(|status| status.observed["account_note"].as_str())
+            {
+                item.policy.restore_account_note(note);
+            }
             let state = policy_resource_state(statuses.get(&key), &history, item.policy, now);
             metrics.set_policy_resource_state(&key.0, &key.1, &state);
             configured.resources.insert(key);

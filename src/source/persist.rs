@@ -49,6 +49,7 @@ impl StateSourceStore {
 /// data itself is wrong, which no retry fixes. The store's message names the file, never a key.
 fn store_error(operation: &str, error: StoreError) -> SourceError {
     let class = match error {
+        StoreError::Sealing { .. } => ErrorClass::Invalid,
         StoreError::BadValue { .. } | StoreError::Corrupt { .. } | StoreError::TooNew { .. } => {
             ErrorClass::Invalid
         }

@@ -15,6 +15,7 @@
 //! (renewal points are truncated to seconds anyway, cert-manager style), which keeps the
 //! schema portable to PostgreSQL `BIGINT` columns and sortable.
 
+pub mod seal;
 pub mod sqlite;
 
 #[cfg(test)]
@@ -33,6 +34,14 @@ pub use sqlite::SqliteStore;
 /// Why the store could not be opened, read or written. Every variant names the store file.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A key could not be sealed or opened, or the store key does not fit the store
+    /// ([`seal`]).
+    #[error("{}: {source}", path.display())]
+    Sealing {
+        path: PathBuf,
+        #[source]
+        source: seal::SealError,
+    },
     #[error("{}: cannot prepare the state store: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -5,6 +5,7 @@
 //! transaction each. Every write runs in one `BEGIN IMMEDIATE` transaction, so a crash leaves
 //! either the old or the new state, never half a certificate.
 
+use super::seal::{SealError, SecretField, SecretKind, SecretRecords, Survey};
 use super::{
     AcmeAccount, AriPoint, AriWindow, Attempt, CertificateVersion, DeployStatus, DeploymentRecord,
     Event, EventQuery, LastError, LocalCaRoot, PolicyStatus, RenewalPlan, StateStore, StoreError,
@@ -14,7 +15,7 @@ use crate::error::ErrorClass;
 use crate::secret::Secret;
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -248,13 +249,7 @@ impl SqliteStore {
                 source,
             }
         };
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sql("opening"))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(sql("setting the busy timeout"))?;
+        let conn = connect(&path)?;
 
         // Refuse a newer schema before changing anything in the file (even the journal mode).
         let found: u32 = conn
@@ -292,6 +287,10 @@ impl SqliteStore {
             }
             conn.pragma_update(None, "synchronous", "FULL")
                 .map_err(sql("setting synchronous"))?;
+            // Deleted and replaced content (pruned versions, keys sealed in place) is
+            // overwritten with zeros instead of lingering in free pages.
+            conn.pragma_update(None, "secure_delete", "ON")
+                .map_err(sql("setting secure_delete"))?;
             migrate(&mut conn).map_err(sql("migrating the schema"))?;
         }
         Ok(store)
@@ -347,6 +346,25 @@ impl SqliteStore {
         tx.commit().map_err(self.error(operation))?;
         Ok(value)
     }
+}
+
+/// A connection to the existing file at `path` (never created), waiting out other writers.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let sql = |operation: &'static str| {
+        move |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            operation,
+            source,
+        }
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql("opening"))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(sql("setting the busy timeout"))?;
+    Ok(conn)
 }
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -1072,6 +1090,304 @@ impl StateStore for SqliteStore {
             let rows = statement.query_map([count(count_wanted)], event_from)?;
             collect(rows)
         })
+    }
+}
+
+// ---- sealing, backup and restore -------------------------------------------------------
+
+/// The key-bearing columns: table, identity columns, value column, and what they hold.
+const SECRET_COLUMNS: &[(&str, &[&str], &str, SecretKind)] = &[
+    (
+        "certificate_versions",
+        &["certificate", "fingerprint"],
+        "key_pem",
+        SecretKind::CertificateKey,
+    ),
+    (
+        "acme_accounts",
+        &["directory_url", "account_name"],
+        "credentials",
+        SecretKind::AcmeAccount,
+    ),
+    ("local_cas", &["name"], "key_pem", SecretKind::LocalCaKey),
+];
+
+impl SecretRecords for SqliteStore {
+    fn location(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    fn rewrite_secrets(
+        &self,
+        rewrite: &mut dyn FnMut(&SecretField) -> Result<Option<String>, SealError>,
+    ) -> Result<usize, StoreError> {
+        let mut refused = None;
+        let rewritten = self.write("sealing keys", |tx| {
+            let mut rewritten = 0;
+            for (table, identity, column, kind) in SECRET_COLUMNS {
+                let mut select = tx.prepare(&format!(
+                    "SELECT rowid, {}, {column} FROM {table} ORDER BY rowid",
+                    identity.join(", ")
+                ))?;
+                let rows = select.query_map([], |row| {
+                    let mut parts = Vec::with_capacity(identity.len());
+                    for index in 0..identity.len() {
+                        parts.push(row.get::<_, String>(index + 1)?);
+                    }
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        SecretField {
+                            kind: *kind,
+                            identity: parts,
+                            stored: Secret::new(row.get::<_, String>(identity.len() + 1)?),
+                        },
+                    ))
+                })?;
+                let fields = collect(rows)?;
+                for (rowid, field) in fields {
+                    match rewrite(&field) {
+                        Ok(None) => {}
+                        Ok(Some(value)) => {
+                            tx.execute(
+                                &format!("UPDATE {table} SET {column} = ?1 WHERE rowid = ?2"),
+                                params![value, rowid],
+                            )?;
+                            rewritten += 1;
+                        }
+                        Err(error) => {
+                            refused = Some(error);
+                            // Any error rolls the transaction back; this one is replaced
+                            // by the refusal below.
+                            return Err(rusqlite::Error::InvalidQuery);
+                        }
+                    }
+                }
+            }
+            Ok(rewritten)
+        });
+        if let Some(source) = refused {
+            return Err(StoreError::Sealing {
+                path: self.path.clone(),
+                source,
+            });
+        }
+        let rewritten = rewritten?;
+        if rewritten > 0 {
+            // The old values' pages are in the WAL: checkpoint them into the file (where
+            // secure_delete zeroed them) and truncate the WAL, so no plain text is left.
+            let busy: i64 = self
+                .lock()
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+                .map_err(self.error("truncating the WAL after sealing"))?;
+            if busy != 0 {
+                // A reader (a `status` next to us) kept the WAL: old values may stay in
+                // it until the last connection closes, which checkpoints and removes it.
+                tracing::warn!(
+                    path = %self.path.display(),
+                    "could not truncate the WAL after sealing (a reader holds it): plain-text \
+                     keys may stay in state.db-wal until the daemon stops"
+                );
+            }
+        }
+        Ok(rewritten)
+    }
+}
+
+impl SqliteStore {
+    /// Writes a consistent copy of `state_dir/state.db` to `destination` while others may
+    /// keep writing (`VACUUM INTO` reads one snapshot): created 0600 next to it, fsynced,
+    /// renamed over it, the directory fsynced. The store is opened as it is, never created or
+    /// migrated (a backup before an upgrade is of the old schema). Sealed keys stay sealed;
+    /// free pages are not copied. Returns how the copied keys are kept.
+    pub fn backup(state_dir: &Path, destination: &Path) -> Result<Survey, StoreError> {
+        let path = state_dir.join(FILE_NAME);
+        let sql = |operation: &'static str| {
+            let path = path.clone();
+            move |source| StoreError::Sqlite {
+                path,
+                operation,
+                source,
+            }
+        };
+        let io = |source| StoreError::Io {
+            path: destination.to_path_buf(),
+            source,
+        };
+        let conn = connect(&path)?;
+        let directory = destination
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = destination.file_name().ok_or_else(|| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a file name",
+            ))
+        })?;
+        let temporary = directory.join(format!(
+            ".{}.tmp-{}",
+            name.to_string_lossy(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let result = (|| {
+            // VACUUM INTO accepts an empty file: create it 0600 first, so the copy of the
+            // keys is never readable by others.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temporary)
+                .map_err(io)?;
+            let target = temporary.to_str().ok_or_else(|| {
+                io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the backup path is not UTF-8",
+                ))
+            })?;
+            conn.execute("VACUUM INTO ?1", [target])
+                .map_err(sql("writing the backup"))?;
+            std::fs::File::open(&temporary)
+                .and_then(|file| file.sync_all())
+                .map_err(io)?;
+            std::fs::rename(&temporary, destination).map_err(io)?;
+            std::fs::File::open(directory)
+                .and_then(|file| file.sync_all())
+                .map_err(io)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        result?;
+        let mut survey = Survey::default();
+        for (table, _, column, _) in SECRET_COLUMNS {
+            let exists: bool = conn
+                .query_row(
+                    "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                    [table],
+                    |row| row.get(0),
+                )
+                .map_err(sql("reading the schema"))?;
+            if !exists {
+                continue;
+            }
+            let mut select = conn
+                .prepare(&format!("SELECT {column} FROM {table}"))
+                .map_err(sql("counting keys"))?;
+            let values = select
+                .query_map([], |row| row.get::<_, String>(0).map(Secret::new))
+                .and_then(collect)
+                .map_err(sql("counting keys"))?;
+            for value in values {
+                survey.count(value.expose());
+            }
+        }
+        Ok(survey)
+    }
+
+    /// Replaces `state_dir/state.db` with the backup `source`, which the caller has made
+    /// sure no daemon uses (the state directory's lock). The backup is copied into the
+    /// directory first and opened there: its integrity is checked, a newer schema refused
+    /// and an older one migrated, before it replaces anything. The replaced store is kept
+    /// as `state.db.before-restore`. Returns the restored store's schema version.
+    pub fn restore(state_dir: &Path, source: &Path) -> Result<u32, StoreError> {
+        let target = state_dir.join(FILE_NAME);
+        let staged = state_dir.join(format!(
+            ".{FILE_NAME}.restore-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let staged_wal = |suffix: &str| {
+            let mut name = staged.clone().into_os_string();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        let result = (|| {
+            let io_at = |path: &Path| {
+                let path = path.to_path_buf();
+                move |source| StoreError::Io { path, source }
+            };
+            let mut input = crate::fsutil::open_regular(source).map_err(io_at(source))?;
+            let mut output = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&staged)
+                .map_err(io_at(&staged))?;
+            std::io::copy(&mut input, &mut output).map_err(io_at(source))?;
+            output.sync_all().map_err(io_at(&staged))?;
+            drop(output);
+            // Refuses a file that is no SQLite store, fails its integrity check or comes
+            // from a newer certkeeper; migrates an older one.
+            let version = {
+                // Errors name the backup, not its staged copy.
+                let backup = source.to_path_buf();
+                let restored = Self::open_file(&staged).map_err(|error| match error {
+                    StoreError::Sqlite { source, .. } => StoreError::Sqlite {
+                        path: backup,
+                        operation: "reading the backup",
+                        source,
+                    },
+                    StoreError::Corrupt { report, .. } => StoreError::Corrupt {
+                        path: backup,
+                        report,
+                    },
+                    StoreError::TooNew { found, known, .. } => StoreError::TooNew {
+                        path: backup,
+                        found,
+                        known,
+                    },
+                    other => other,
+                })?;
+                restored
+                    .lock()
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                    .map_err(restored.error("checkpointing the backup"))?;
+                restored.schema_version()?
+            };
+            // The replaced store's WAL must not be replayed into the restored file.
+            if target.exists() {
+                let current = Self::open_file(&target)?;
+                current
+                    .lock()
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                    .map_err(current.error("checkpointing the replaced store"))?;
+                drop(current);
+                std::fs::rename(
+                    &target,
+                    state_dir.join(format!("{FILE_NAME}.before-restore")),
+                )
+                .map_err(io_at(&target))?;
+            }
+            for suffix in ["-wal", "-shm"] {
+                let mut name = target.clone().into_os_string();
+                name.push(suffix);
+                match std::fs::remove_file(&name) {
+                    Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(StoreError::Io {
+                            path: PathBuf::from(name),
+                            source: error,
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            // Run as root for a service user's directory (DynamicUser=): the restored file
+            // must belong to whoever owns the directory, as the replaced one did.
+            let owner = std::fs::metadata(state_dir).map_err(io_at(state_dir))?;
+            let staged_owner = std::fs::metadata(&staged).map_err(io_at(&staged))?;
+            if (owner.uid(), owner.gid()) != (staged_owner.uid(), staged_owner.gid()) {
+                std::os::unix::fs::chown(&staged, Some(owner.uid()), Some(owner.gid()))
+                    .map_err(io_at(&staged))?;
+            }
+            std::fs::rename(&staged, &target).map_err(io_at(&target))?;
+            std::fs::File::open(state_dir)
+                .and_then(|directory| directory.sync_all())
+                .map_err(io_at(state_dir))?;
+            Ok(version)
+        })();
+        for leftover in [staged.clone(), staged_wal("-wal"), staged_wal("-shm")] {
+            let _ = std::fs::remove_file(leftover);
+        }
+        result
     }
 }
 

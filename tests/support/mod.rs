@@ -395,3 +395,5 @@ domain = "bad.example.com"
         )
     }
 }
+
+pub mod store;

@@ -171,14 +171,19 @@ impl CdnTarget {
         }
     }
 
-    async fn set_current(&self, bundle: &CertificateBundle) -> Result<Option<String>, CloudError> {
+    /// SetCdnDomainSSLCertificate with `bundle` as `cert_type` says; the cas id when cas.
+    async fn set_current(
+        &self,
+        bundle: &CertificateBundle,
+        cert_type: CertType,
+    ) -> Result<Option<String>, CloudError> {
         let mut params = vec![
             ("DomainName", self.settings.domain.clone()),
             ("SSLProtocol", "on".to_owned()),
-            ("CertType", self.settings.cert_type.as_str().to_owned()),
+            ("CertType", cert_type.as_str().to_owned()),
         ];
         let mut cas_id = None;
-        match self.settings.cert_type {
+        match cert_type {
             CertType::Upload => {
                 params.push(("CertName", cert_name(bundle)));
                 params.push(("SSLPub", bundle.fullchain_pem()));
@@ -220,7 +225,7 @@ impl CdnTarget {
             )
             .await;
         match sent {
-            Err(error) if LEGACY_DUPLICATE_CODES.contains(&error.code.as_str()) => {
+            Err(error) if DUPLICATE_CODES.contains(&error.code.as_str()) => {
                 self.converge_after_duplicate(bundle, &name, error).await
             }
             other => other.map(|_| ()),
@@ -237,12 +242,7 @@ impl CdnTarget {
         name: &str,
         mut error: CloudError,
     ) -> Result<(), CloudError> {
-        if self.observe().await?.serves(bundle) {
-            tracing::info!(
-                target = %self.name,
-                code = %error.code,
-                "the domain already serves the certificate: duplicate refusal ignored"
-            );
+        if already_served(self, bundle, &error).await? {
             return Ok(());
         }
         if error.code == "CertificateContent.Duplicated" {
@@ -262,9 +262,27 @@ impl CdnTarget {
     }
 }
 
-/// The duplicate refusals of SetDomainServerCertificate (seed 002; `CertNameAlreadyExists`
-/// from its VOD sibling, seed 001).
-pub const LEGACY_DUPLICATE_CODES: &[&str] = &[
+/// Whether `target` already serves `bundle` after the duplicate refusal `error` (the
+/// earlier call of a replay took effect), logged as the reason to ignore the refusal.
+pub(crate) async fn already_served(
+    target: &dyn Target,
+    bundle: &CertificateBundle,
+    error: &CloudError,
+) -> Result<bool, CloudError> {
+    let served = target.observe().await?.serves(bundle);
+    if served {
+        tracing::info!(
+            target = %target.name(),
+            code = %error.code,
+            "the domain already serves the certificate: duplicate refusal ignored"
+        );
+    }
+    Ok(served)
+}
+
+/// The duplicate refusals of an uploaded certificate: SetDomainServerCertificate's (seed
+/// 002) and SetVodDomainSSLCertificate's (seed 001, which adds `CertNameAlreadyExists`).
+pub const DUPLICATE_CODES: &[&str] = &[
     "Certificate.Duplicated",
     "CertNameAlreadyExists",
     "CertificateContent.Duplicated",
@@ -296,7 +314,25 @@ impl Target for CdnTarget {
         match self.settings.api {
             CdnApi::Legacy => self.set_legacy(bundle).await,
             CdnApi::Current => {
-                let cas_id = self.set_current(bundle).await?;
+                let cas_id = match self.set_current(bundle, self.settings.cert_type).await {
+                    // An upload refused as a duplicate (the seeds list these codes for the
+                    // upload APIs): done when already served, else set through cas, as VOD.
+                    Err(error)
+                        if self.settings.cert_type == CertType::Upload
+                            && DUPLICATE_CODES.contains(&error.code.as_str()) =>
+                    {
+                        if already_served(self, bundle, &error).await? {
+                            return Ok(());
+                        }
+                        tracing::info!(
+                            target = %self.name,
+                            code = %error.code,
+                            "CDN holds this certificate already: setting the domain through cas instead"
+                        );
+                        self.set_current(bundle, CertType::Cas).await?
+                    }
+                    other => other?,
+                };
                 // Cleanup only after the cut-over is verified, so a failed switch never
                 // leaves the domain pointing at a deleted certificate.
                 if let (true, Some(id)) = (self.settings.cleanup, cas_id) {

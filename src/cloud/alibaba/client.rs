@@ -7,6 +7,7 @@
 //! `retry::with_retries`, never a loop of our own.
 
 use super::signer::{Acs3Call, SignedRequest};
+use crate::cloud::credentials::{is_stale_token_code, CredentialProvider, Credentials};
 use crate::config::credentials::ResolvedCredentials;
 use crate::error::{CloudError, ErrorClass};
 use crate::ratelimit::{RateLimiter, RateLimits};
@@ -117,6 +118,23 @@ pub const ERROR_TABLE: &[(&str, ErrorClass)] = {
         ("InvalidAccessKeyId.NotFound", Auth),
         ("InvalidAccessKeyId", Auth),
         ("InvalidAccessKeyId.Inactive", Auth),
+        // STS tokens (POP gateway common codes). An expired one is refreshed and the call
+        // retried once by the client before this class is ever seen.
+        ("InvalidSecurityToken.Expired", Auth),
+        ("InvalidSecurityToken.Malformed", Auth),
+        ("InvalidSecurityToken.MismatchWithAccessKey", Auth),
+        ("MissingSecurityToken", Auth),
+        // STS AssumeRole / AssumeRoleWithOIDC: the role, the provider or the trust policy
+        // is the operator's to fix.
+        ("EntityNotExist.Role", Auth),
+        ("EntityNotExist.OIDCProvider", Auth),
+        ("AuthenticationFail.OIDCToken.Invalid", Auth),
+        ("NoPermission", Auth),
+        ("InvalidParameter.RoleArn", Invalid),
+        ("InvalidParameter.DurationSeconds", Invalid),
+        // The projected token file is rotated by the kubelet: the next refresh reads the
+        // new one.
+        ("AuthenticationFail.OIDCToken.Expired", Transient),
         ("Forbidden", Auth),
         ("Forbidden.RAM", Auth),
         ("Forbidden.RiskControl", Auth),
@@ -355,6 +373,8 @@ impl AccountLimiters {
 /// One Alibaba account's API client. Cheap to share behind an `Arc` between targets.
 pub struct AlibabaClient {
     creds: ResolvedCredentials,
+    /// Asked for the keys of every call (static, re-read from files, or temporary).
+    provider: Arc<CredentialProvider>,
     http: reqwest::Client,
     limiter: Arc<RateLimiter>,
     retry: Option<RetryPolicy>,
@@ -369,6 +389,7 @@ impl AlibabaClient {
     /// [`with_retry_policy`](Self::with_retry_policy).
     pub fn new(creds: ResolvedCredentials, http: reqwest::Client, limits: RateLimits) -> Self {
         Self {
+            provider: Arc::new(CredentialProvider::for_account(&creds, &http)),
             creds,
             http,
             limiter: Arc::new(RateLimiter::new(limits)),
@@ -390,6 +411,12 @@ impl AlibabaClient {
         self
     }
 
+    /// Signs with the keys `provider` hands out instead of those of the credentials.
+    pub fn with_provider(mut self, provider: Arc<CredentialProvider>) -> Self {
+        self.provider = provider;
+        self
+    }
+
     /// Shares `limiter` with other clients of the same account.
     pub fn with_limiter(mut self, limiter: Arc<RateLimiter>) -> Self {
         self.limiter = limiter;
@@ -402,6 +429,23 @@ impl AlibabaClient {
     pub fn with_retry_policy(mut self, retry: Option<RetryPolicy>) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// The account's credentials, for OSS (its own signature, [`super::oss`]).
+    pub(crate) fn credentials(&self) -> &ResolvedCredentials {
+        &self.creds
+    }
+
+    /// The keys a call signs with now (temporary ones refreshed by the provider), for OSS.
+    pub(crate) async fn signing_keys(
+        &self,
+    ) -> Result<Arc<crate::cloud::credentials::Credentials>, CloudError> {
+        self.provider.current().await
+    }
+
+    /// The HTTP client of this account's calls, for OSS.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// The account name the buckets are keyed by (`account`, else the access key id).
@@ -472,7 +516,32 @@ impl AlibabaClient {
         action: &str,
         params: &[(String, String)],
     ) -> Result<serde_json::Value, CloudError> {
-        let attempt = self.attempt(self.endpoint(product, region), product, action, params);
+        let endpoint = self.endpoint(product, region);
+        // The retry after an expired token sits inside the observed call: the observer (the
+        // request metrics) sees one call and its final outcome, never an `auth` that was
+        // only a token's end of life.
+        let attempt = async {
+            let credentials = self.provider.current().await?;
+            match self
+                .attempt(endpoint.clone(), product, action, params, &credentials)
+                .await
+            {
+                Err(error)
+                    if is_stale_token_code(&error.code) && credentials.security_token.is_some() =>
+                {
+                    tracing::info!(
+                        account = self.provider.name(),
+                        action,
+                        "security token expired; refreshing it and sending the call once more"
+                    );
+                    self.provider.expired(&credentials).await;
+                    let fresh = self.provider.current().await?;
+                    self.attempt(endpoint, product, action, params, &fresh)
+                        .await
+                }
+                other => other,
+            }
+        };
         crate::cloud::http::observed(self.observer.as_ref(), VENDOR, action, attempt).await
     }
 
@@ -499,6 +568,7 @@ impl AlibabaClient {
         product: Product,
         action: &str,
         params: &[(String, String)],
+        credentials: &Credentials,
     ) -> Result<serde_json::Value, CloudError> {
         let url = url::Url::parse(&endpoint).map_err(|error| {
             CloudError::new(
@@ -541,9 +611,13 @@ impl AlibabaClient {
             query: _,
             body,
             headers,
-        } = call.sign_form(
-            &self.creds.access_key_id,
-            self.creds.access_key_secret.expose(),
+        } = call.sign_form_with_token(
+            &credentials.access_key_id,
+            credentials.secret.expose(),
+            credentials
+                .security_token
+                .as_ref()
+                .map(crate::secret::Secret::expose),
         );
         let mut request_url = url.clone();
         request_url.set_path("/");

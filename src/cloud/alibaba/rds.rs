@@ -1,6 +1,8 @@
 //! `alibaba-rds`: a custom server certificate on an RDS instance via ModifyDBInstanceSSL
 //! (CAType custom, ServerCert, ServerKey, ConnectionString, SSLEnabled 1) plus the optional
-//! PostgreSQL client-CA options. The change can restart the instance, so deploy honours the
+//! PostgreSQL client-CA options. SQL Server takes its custom certificate only as a PFX file
+//! in OSS (`Certificate`, `PassWord`): the target builds the PFX under a fresh random
+//! password, uploads it to the configured bucket ([`super::oss`]) and names it. The change can restart the instance, so deploy honours the
 //! maintenance window and waits for `Running` before and after (DescribeDBInstanceAttribute).
 //! Live state comes from DescribeDBInstanceSSL: `SSLEnabled` (Yes/No or on/off) and
 //! `SSLExpireTime`, plus the PEM where PostgreSQL returns it.
@@ -35,6 +37,8 @@ pub const ENGINE_PARAMETERS: &[(&str, &str, &[&str])] = &[
     // Seed 000: CAType, ServerCert, ServerKey "支持 RDS MySQL 和 RDS PostgreSQL 云盘版";
     // SQL Server takes a custom certificate only as a PFX in OSS (`Certificate`, `PassWord`).
     ("ServerCert", "engine", &["MySQL", "PostgreSQL"]),
+    // Seed 000 `Certificate` "自定义证书为pfx格式" in OSS; reference §4.1: SQL Server.
+    ("Certificate", "oss_bucket", &["SQLServer"]),
     // Seed 000: the client CA, CRL and ACL parameters are "RDS PostgreSQL 云盘版" only.
     ("ClientCACert", "client_ca_cert", &["PostgreSQL"]),
     ("ClientCertRevocationList", "client_crl", &["PostgreSQL"]),
@@ -86,6 +90,15 @@ pub struct RdsSettings {
     /// take before the instance is asked; must match the instance's engine.
     #[serde(default)]
     pub engine: Option<String>,
+    /// SQL Server: the OSS bucket the certificate's PFX is uploaded to (with `oss_region`).
+    #[serde(default)]
+    pub oss_bucket: Option<String>,
+    /// SQL Server: the bucket's region, e.g. `cn-beijing`.
+    #[serde(default)]
+    pub oss_region: Option<String>,
+    /// SQL Server: RDS reads the PFX over the bucket's internal endpoint (same region).
+    #[serde(default)]
+    pub oss_internal: bool,
     /// How often to poll the instance status while it applies the change.
     #[serde(default = "default_poll_secs")]
     pub poll_interval_secs: f64,
@@ -169,6 +182,7 @@ impl RdsSettings {
                 )),
             }
         }
+        self.validate_oss(path, issues);
         if self.poll_interval_secs.is_nan() || self.poll_interval_secs <= 0.0 {
             issues.push(ConfigIssue::new(
                 format!("{path}.poll_interval_secs"),
@@ -177,10 +191,69 @@ impl RdsSettings {
         }
     }
 
-    /// Whether the config sets the key of `parameter` (the certificate is always set).
+    /// `oss_bucket` and `oss_region` come together and have OSS's shapes (bucket names: 3
+    /// to 63 lowercase letters, digits and hyphens, not starting or ending with a hyphen).
+    fn validate_oss(&self, path: &str, issues: &mut Vec<ConfigIssue>) {
+        match (&self.oss_bucket, &self.oss_region) {
+            (Some(_), None) => issues.push(ConfigIssue::new(
+                format!("{path}.oss_region"),
+                "oss_bucket needs oss_region (the bucket's region, e.g. \"cn-beijing\")",
+            )),
+            (None, Some(_)) => issues.push(ConfigIssue::new(
+                format!("{path}.oss_region"),
+                "oss_region applies only with oss_bucket",
+            )),
+            _ => {}
+        }
+        if let Some(bucket) = &self.oss_bucket {
+            let shaped = (3..=63).contains(&bucket.len())
+                && bucket
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !bucket.starts_with('-')
+                && !bucket.ends_with('-');
+            if !shaped {
+                issues.push(ConfigIssue::new(
+                    format!("{path}.oss_bucket"),
+                    "must be 3 to 63 lowercase letters, digits and hyphens (an OSS bucket name)",
+                ));
+            }
+        }
+        if let Some(region) = &self.oss_region {
+            let shaped = !region.is_empty()
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !shaped {
+                issues.push(ConfigIssue::new(
+                    format!("{path}.oss_region"),
+                    "must be a region id such as \"cn-beijing\"",
+                ));
+            }
+        }
+        if self.oss_internal && self.oss_bucket.is_none() {
+            issues.push(ConfigIssue::new(
+                format!("{path}.oss_internal"),
+                "oss_internal applies only with oss_bucket",
+            ));
+        }
+    }
+
+    /// Where the SQL Server PFX goes, when the config names a bucket.
+    fn oss_location(&self) -> Option<super::oss::OssLocation> {
+        Some(super::oss::OssLocation {
+            region: self.oss_region.clone()?,
+            bucket: self.oss_bucket.clone()?,
+            internal: self.oss_internal,
+        })
+    }
+
+    /// Whether the config sets the key of `parameter` (a certificate is always set: as a
+    /// PFX in OSS when a bucket is named, else as PEM).
     fn sets(&self, parameter: &str) -> bool {
         match parameter {
-            "ServerCert" => true,
+            "ServerCert" => self.oss_bucket.is_none(),
+            "Certificate" => self.oss_bucket.is_some(),
             "ClientCACert" => self.client_ca_cert.is_some(),
             "ClientCertRevocationList" => self.client_crl.is_some(),
             "ACL" => self.acl.is_some(),
@@ -201,8 +274,8 @@ impl RdsSettings {
                 message: if *parameter == "ServerCert" {
                     format!(
                         "{engine} does not take a custom certificate as PEM (ModifyDBInstanceSSL \
-                         ServerCert: {} only); SQL Server needs a PFX file in OSS, which \
-                         certkeeper does not upload",
+                         ServerCert: {} only); it takes a PFX file in OSS: set oss_bucket and \
+                         oss_region, and certkeeper uploads one there",
                         engines.join(", ")
                     )
                 } else {
@@ -216,15 +289,26 @@ impl RdsSettings {
     }
 
     /// The ModifyDBInstanceSSL parameters for `engine` (already checked to take them).
-    fn params(&self, bundle: &CertificateBundle, engine: &str) -> Vec<(&'static str, String)> {
+    fn params(&self, certificate: &Custom<'_>, engine: &str) -> Vec<(&'static str, String)> {
         let mut params = vec![
             ("DBInstanceId", self.instance_id.clone()),
             ("ConnectionString", self.connection_string.clone()),
             ("SSLEnabled", "1".to_owned()),
-            ("CAType", "custom".to_owned()),
-            ("ServerCert", bundle.fullchain_pem()),
-            ("ServerKey", bundle.key_pem.expose().to_owned()),
         ];
+        match certificate {
+            Custom::Pem(bundle) => {
+                params.push(("CAType", "custom".to_owned()));
+                params.push(("ServerCert", bundle.fullchain_pem()));
+                params.push(("ServerKey", bundle.key_pem.expose().to_owned()));
+            }
+            Custom::Pfx {
+                certificate,
+                password,
+            } => {
+                params.push(("Certificate", certificate.clone()));
+                params.push(("PassWord", password.expose().to_owned()));
+            }
+        }
         if let Some(ca) = &self.client_ca_cert {
             params.push(("ClientCAEnabled", "1".to_owned()));
             params.push(("ClientCACert", ca.clone()));
@@ -256,6 +340,16 @@ impl RdsSettings {
         }
         params
     }
+}
+
+/// The custom certificate of a ModifyDBInstanceSSL call: PEM text (MySQL, PostgreSQL) or
+/// the OSS location of an uploaded PFX and its password (SQL Server).
+enum Custom<'a> {
+    Pem(&'a CertificateBundle),
+    Pfx {
+        certificate: String,
+        password: &'a crate::secret::Secret,
+    },
 }
 
 /// A setting an engine cannot take: the config key and why.
@@ -316,34 +410,39 @@ impl RdsTarget {
         self.attribute("DBInstanceStatus").await
     }
 
-    /// The instance's engine (learnt once), after checking the config asks nothing of it
-    /// that it cannot do: `unsupported` naming the key otherwise, before any write.
-    pub async fn engine(&self) -> Result<&'static str, CloudError> {
+    /// The instance's engine as DescribeDBInstanceAttribute reports it (asked once per
+    /// target), `unsupported` when ModifyDBInstanceSSL does not serve it. `check` asks it
+    /// too, to refuse what the engine cannot take before `run` does.
+    pub async fn reported_engine(&self) -> Result<&'static str, CloudError> {
         let known = *self
             .engine
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let engine = match known {
-            Some(engine) => engine,
-            None => {
-                let reported = self.attribute("Engine").await?;
-                let engine = known_engine(&reported).ok_or_else(|| {
-                    self.engine_error(
-                        ErrorClass::Unsupported,
-                        format!(
-                            "instance {} runs {reported}; ModifyDBInstanceSSL serves {}",
-                            self.settings.instance_id,
-                            ENGINES.join(", ")
-                        ),
-                    )
-                })?;
-                *self
-                    .engine
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(engine);
-                engine
-            }
-        };
+        if let Some(engine) = known {
+            return Ok(engine);
+        }
+        let reported = self.attribute("Engine").await?;
+        let engine = known_engine(&reported).ok_or_else(|| {
+            self.engine_error(
+                ErrorClass::Unsupported,
+                format!(
+                    "instance {} runs {reported}; ModifyDBInstanceSSL serves {}",
+                    self.settings.instance_id,
+                    ENGINES.join(", ")
+                ),
+            )
+        })?;
+        *self
+            .engine
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(engine);
+        Ok(engine)
+    }
+
+    /// The instance's engine (learnt once), after checking the config asks nothing of it
+    /// that it cannot do: `unsupported` naming the key otherwise, before any write.
+    pub async fn engine(&self) -> Result<&'static str, CloudError> {
+        let engine = self.reported_engine().await?;
         if let Some(configured) = &self.settings.engine {
             if !configured.eq_ignore_ascii_case(engine) {
                 return Err(self.engine_error(
@@ -473,14 +572,33 @@ impl Target for RdsTarget {
         if status != "Running" {
             return Err(self.busy(&status));
         }
+        match self.settings.oss_location() {
+            Some(location) => {
+                let pfx = super::oss::build_pfx(bundle)?;
+                let object = super::oss::object_name(&self.settings.instance_id, bundle);
+                super::oss::put_object(&self.client, &location, &object, pfx.der).await?;
+                let certificate = Custom::Pfx {
+                    certificate: location.certificate_parameter(&object),
+                    password: &pfx.password,
+                };
+                self.modify(&certificate, engine).await?;
+            }
+            None => self.modify(&Custom::Pem(bundle), engine).await?,
+        }
+        self.wait_running().await
+    }
+}
+
+impl RdsTarget {
+    async fn modify(&self, certificate: &Custom<'_>, engine: &str) -> Result<(), CloudError> {
         self.client
             .call(
                 Product::Rds,
                 "ModifyDBInstanceSSL",
-                &self.settings.params(bundle, engine),
+                &self.settings.params(certificate, engine),
             )
             .await?;
-        self.wait_running().await
+        Ok(())
     }
 }
 
@@ -542,7 +660,7 @@ mod tests {
         good.validate("t", &mut issues);
         assert!(issues.is_empty(), "{issues:?}");
         let bundle = crate::cert::bundle::testing::fresh(&["rm-1.pg.rds.aliyuncs.com"]);
-        let params = good.params(&bundle, "PostgreSQL");
+        let params = good.params(&Custom::Pem(&bundle), "PostgreSQL");
         assert!(params.contains(&("ClientCAEnabled", "1".to_owned())));
         assert!(params.contains(&("ClientCrlEnabled", "1".to_owned())));
         // Dropped from the config: turned off on PostgreSQL, never sent to MySQL.
@@ -551,11 +669,71 @@ mod tests {
         )
         .unwrap();
         assert!(plain
-            .params(&bundle, "PostgreSQL")
+            .params(&Custom::Pem(&bundle), "PostgreSQL")
             .contains(&("ClientCAEnabled", "0".to_owned())));
         assert!(!plain
-            .params(&bundle, "MySQL")
+            .params(&Custom::Pem(&bundle), "MySQL")
             .iter()
             .any(|(name, _)| name.starts_with("Client")));
+    }
+
+    #[test]
+    fn oss_keys_are_checked_and_choose_the_certificate_form() {
+        let parse = |extra: &str| -> RdsSettings {
+            toml::from_str(&format!(
+                "instance_id = \"rm-1\"\nconnection_string = \"rm-1.sqlserver.rds.aliyuncs.com\"\n{extra}"
+            ))
+            .unwrap()
+        };
+        let paths = |settings: RdsSettings| {
+            let mut issues = Vec::new();
+            settings.validate("t", &mut issues);
+            issues.into_iter().map(|i| i.path).collect::<Vec<_>>()
+        };
+        assert_eq!(paths(parse("oss_bucket = \"certs\"")), ["t.oss_region"]);
+        assert_eq!(
+            paths(parse("oss_region = \"cn-beijing\"")),
+            ["t.oss_region"]
+        );
+        assert_eq!(
+            paths(parse(
+                "oss_bucket = \"Bad_Bucket\"\noss_region = \"cn beijing\""
+            )),
+            ["t.oss_bucket", "t.oss_region"]
+        );
+        assert_eq!(paths(parse("oss_internal = true")), ["t.oss_internal"]);
+        let sqlserver = parse("oss_bucket = \"certs\"\noss_region = \"cn-beijing\"");
+        assert!(paths(sqlserver.clone()).is_empty());
+        assert!(sqlserver.refusals_for("SQLServer").is_empty());
+        let refused: Vec<_> = sqlserver
+            .refusals_for("MySQL")
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        assert_eq!(refused, ["oss_bucket"]);
+        let pem = parse("");
+        assert_eq!(pem.refusals_for("SQLServer")[0].key, "engine");
+        assert!(pem.refusals_for("SQLServer")[0]
+            .message
+            .contains("oss_bucket"));
+        let password = crate::secret::Secret::new("pw");
+        let params = sqlserver.params(
+            &Custom::Pfx {
+                certificate: "oss-cn-beijing.aliyuncs.com:certs:x.pfx".into(),
+                password: &password,
+            },
+            "SQLServer",
+        );
+        let names: Vec<_> = params.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            names,
+            [
+                "DBInstanceId",
+                "ConnectionString",
+                "SSLEnabled",
+                "Certificate",
+                "PassWord"
+            ]
+        );
     }
 }

@@ -13,6 +13,8 @@ use crate::cloud::alibaba::client::{format_acs_date, parse_acs_date};
 use crate::cloud::alibaba::signer::{
     form_decode, signatures_equal, Authorization, CanonicalRequest, RpcCanonical,
 };
+use crate::cloud::alibaba::sim_oss::{self, OssSim};
+use crate::cloud::alibaba::sim_sts::{StsRefusal, StsSeed, StsSim};
 use crate::cloud::alibaba::sim_tables;
 use crate::cloud::sim::{SimRequest, SimResponse, VendorSim};
 use crate::ratelimit::BucketState;
@@ -91,6 +93,9 @@ pub struct Seed {
     /// How long an RDS instance stays SSL-modifying after ModifyDBInstanceSSL.
     #[serde(default = "default_rds_delay")]
     pub rds_ssl_delay_ms: u64,
+    /// STS and the instance metadata service (`sim_sts`).
+    #[serde(default)]
+    pub sts: StsSeed,
 }
 
 fn default_skew() -> u64 {
@@ -120,6 +125,7 @@ impl Default for Seed {
             check_timestamp: true,
             throttle_retry_after_ms: default_retry_after(),
             rds_ssl_delay_ms: default_rds_delay(),
+            sts: StsSeed::default(),
         }
     }
 }
@@ -196,6 +202,8 @@ struct State {
     cas: BTreeMap<u64, CasCert>,
     /// CDN's own store of uploaded certificates, by name.
     cdn_certs: BTreeMap<String, Installed>,
+    /// VOD's store of uploaded certificates, by name.
+    vod_certs: BTreeMap<String, Installed>,
     next_id: u64,
     nonces: HashMap<String, OffsetDateTime>,
     buckets: HashMap<(String, String), BucketState>,
@@ -203,7 +211,10 @@ struct State {
 
 pub struct AlibabaSim {
     seed: Seed,
+    sts: StsSim,
     state: Mutex<State>,
+    /// OSS buckets, where SQL Server's PFX files are put.
+    oss: OssSim,
 }
 
 /// A refusal: HTTP status, code, message.
@@ -261,6 +272,23 @@ fn check_pair(cert_pem: &str, key_pem: &str) -> Result<Installed, PairError> {
         fingerprint: leaf.fingerprint,
         not_after: Some(leaf.not_after),
     })
+}
+
+/// Opens a PFX with `password` and checks its leaf against its key: a wrong password, a
+/// file that is no PFX, or a PFX without a key are all `InvalidServerCertOrPrivateKey`.
+fn open_pfx(der: &[u8], password: &str) -> Result<Installed, Refusal> {
+    let store = p12_keystore::KeyStore::from_pkcs12(der, password)
+        .map_err(|_| doc("InvalidServerCertOrPrivateKey"))?;
+    let (_, chain) = store
+        .private_key_chain()
+        .ok_or_else(|| doc("InvalidServerCertOrPrivateKey"))?;
+    let cert_pem: String = chain
+        .chain()
+        .iter()
+        .map(|cert| pem::encode(&pem::Pem::new("CERTIFICATE", cert.as_der().to_vec())))
+        .collect();
+    let key_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", chain.key().to_vec()));
+    check_pair(&cert_pem, &key_pem).map_err(|_| doc("InvalidServerCertOrPrivateKey"))
 }
 
 fn parse_leaf(cert_pem: &str) -> Option<Installed> {
@@ -376,8 +404,10 @@ impl AlibabaSim {
             );
         }
         Self {
+            sts: StsSim::new(seed.sts.clone()),
             seed,
             state: Mutex::new(state),
+            oss: OssSim::default(),
         }
     }
 
@@ -394,6 +424,24 @@ impl AlibabaSim {
             .iter()
             .find(|a| a.access_key_id == access_key_id)
             .map(|a| a.access_key_secret.as_str())
+    }
+
+    /// The secret of a request's key: an STS key with its live token, else a seeded key
+    /// (which may carry no token).
+    fn key_secret(
+        &self,
+        access_key_id: &str,
+        token: Option<&str>,
+        at: OffsetDateTime,
+    ) -> Result<String, Refusal> {
+        match self.sts.key_secret(access_key_id, token, at) {
+            Err(StsRefusal(status, code, message)) => Err(refuse(status, code, message)),
+            Ok(Some(secret)) => Ok(secret),
+            Ok(None) => self
+                .secret_of(access_key_id)
+                .map(str::to_owned)
+                .ok_or_else(|| doc("InvalidAccessKeyId.NotFound")),
+        }
     }
 
     fn rate_for(&self, action: &str) -> Option<f64> {
@@ -452,13 +500,16 @@ impl AlibabaSim {
                     "The Authorization header is malformed.",
                 )
             })?;
-            let secret = self
-                .secret_of(&auth.access_key_id)
-                .ok_or_else(|| doc("InvalidAccessKeyId.NotFound"))?;
+            let token = request.header("x-acs-security-token");
+            let secret = self.key_secret(&auth.access_key_id, token, request.received_at)?;
             // The SDKs sign the host and every x-acs-* header they send; a request that
             // leaves one out could be replayed with it changed.
             let signed: Vec<&str> = auth.signed_headers.split(';').collect();
-            for required in REQUIRED_SIGNED_HEADERS {
+            let token_signed = token.is_none() || signed.contains(&"x-acs-security-token");
+            for required in REQUIRED_SIGNED_HEADERS
+                .into_iter()
+                .chain((!token_signed).then_some("x-acs-security-token"))
+            {
                 if !signed.contains(&required) {
                     return Err(refuse(
                         400,
@@ -502,7 +553,7 @@ impl AlibabaSim {
                 &headers,
                 &payload_hash,
             );
-            let expected = canonical.string_to_sign().sign(secret);
+            let expected = canonical.string_to_sign().sign(&secret);
             if !signatures_equal(&expected, &auth.signature) {
                 return Err(refuse(
                     403,
@@ -527,9 +578,7 @@ impl AlibabaSim {
             })?
             .to_owned();
         let id = params.required("AccessKeyId")?.to_owned();
-        let secret = self
-            .secret_of(&id)
-            .ok_or_else(|| doc("InvalidAccessKeyId.NotFound"))?;
+        let secret = self.key_secret(&id, params.get("SecurityToken"), request.received_at)?;
         let canonical = RpcCanonical {
             params: params
                 .0
@@ -540,7 +589,7 @@ impl AlibabaSim {
         };
         let expected = canonical
             .string_to_sign(request.method.as_str())
-            .sign(secret);
+            .sign(&secret);
         if !signatures_equal(&expected, &signature) {
             return Err(doc("SignatureDoesNotMatch"));
         }
@@ -714,6 +763,28 @@ impl AlibabaSim {
                 state.cdn_certs.insert(name.clone(), cert.clone());
             }
         }
+        if product == "vod" && cert_type == "upload" {
+            if let (Some(name), Some(cert)) = (&cert_name, &installed) {
+                // VOD keeps uploaded certificates by name too, and has no ForceSet (seed
+                // 001): a known name holding another certificate is `CertNameAlreadyExists`,
+                // the same certificate under another name `CertificateContent.Duplicated`.
+                // The seed does not say more; the same certificate again under its own name
+                // (a second domain) reuses the stored copy, as the console does.
+                if let Some(stored) = state.vod_certs.get(name) {
+                    if stored.fingerprint != cert.fingerprint {
+                        return Err(doc("CertNameAlreadyExists"));
+                    }
+                }
+                let elsewhere = state
+                    .vod_certs
+                    .iter()
+                    .any(|(other, c)| other != name && c.fingerprint == cert.fingerprint);
+                if elsewhere {
+                    return Err(doc("CertificateContent.Duplicated"));
+                }
+                state.vod_certs.insert(name.clone(), cert.clone());
+            }
+        }
         let domains = if product == "vod" {
             &mut state.vod
         } else {
@@ -832,9 +903,24 @@ impl AlibabaSim {
                 }
             }
         }
-        let ca_type = params.get("CAType").unwrap_or("aliyun");
+        // SQL Server's custom certificate: a PFX in OSS and its password (seed 000).
+        let pfx = params.get("Certificate").filter(|v| !v.is_empty());
+        let ca_type = match (params.get("CAType"), pfx) {
+            (Some(ca_type), _) => ca_type,
+            (None, Some(_)) => "custom",
+            (None, None) => "aliyun",
+        };
         let mut installed = None;
-        if enabled {
+        if let (true, Some(location)) = (enabled, pfx) {
+            let password = params
+                .get("PassWord")
+                .ok_or_else(|| doc("RequiredParam.NotFound"))?;
+            let der = self
+                .oss
+                .read(location)
+                .map_err(|why| doc_with("InvalidServerCertOrPrivateKey", why))?;
+            installed = Some(open_pfx(&der, password)?);
+        } else if enabled {
             match ca_type {
                 "custom" => {
                     let cert = params.get("ServerCert").filter(|v| !v.is_empty());
@@ -1097,10 +1183,16 @@ impl VendorSim for AlibabaSim {
     }
 
     fn claims(&self, path: &str) -> bool {
-        path == "/"
+        path == "/" || OssSim::claims(path) || path.starts_with("/latest/")
     }
 
     fn action(&self, request: &SimRequest) -> String {
+        if OssSim::claims(&request.path) {
+            return "PutObject".into();
+        }
+        if request.path.starts_with("/latest/") {
+            return "InstanceMetadata".into();
+        }
         request
             .header("x-acs-action")
             .map(str::to_owned)
@@ -1109,6 +1201,9 @@ impl VendorSim for AlibabaSim {
     }
 
     fn error(&self, request: &SimRequest, status: u16, code: &str, message: &str) -> SimResponse {
+        if OssSim::claims(&request.path) {
+            return sim_oss::error_document(status, code, message);
+        }
         let response = self.envelope(request, status, code, message);
         if code.starts_with("Throttling") {
             response.with_header(
@@ -1121,14 +1216,54 @@ impl VendorSim for AlibabaSim {
     }
 
     fn handle(&self, request: &SimRequest) -> SimResponse {
+        if OssSim::claims(&request.path) {
+            return self.oss.put_object(
+                request,
+                |id, token| {
+                    // OSS names its own codes: an unknown key, or a token STS would refuse.
+                    let at = OffsetDateTime::now_utc();
+                    match self.key_secret(id, token, at) {
+                        Ok(secret) => Ok(secret),
+                        Err(Refusal(_, "InvalidAccessKeyId.NotFound", _)) => Err((
+                            "InvalidAccessKeyId",
+                            "The OSS Access Key Id you provided does not exist in our records."
+                                .to_owned(),
+                        )),
+                        Err(Refusal(_, _, message)) => Err(("InvalidSecurityToken", message)),
+                    }
+                },
+                self.seed.check_timestamp,
+            );
+        }
+        if request.path.starts_with("/latest/") {
+            return self.sts.metadata(request);
+        }
         let params = params_of(request);
+        let get = |name: &str| params.get(name).map(str::to_owned);
+        // STS: AssumeRoleWithOIDC is anonymous (the OIDC token is the proof); AssumeRole is
+        // signed like any call.
+        let sts_answer = |answer: Result<Value, StsRefusal>| match answer {
+            Ok(mut body) => {
+                body["RequestId"] = json!(uuid::Uuid::new_v4().to_string().to_uppercase());
+                SimResponse::json(200, &body)
+            }
+            Err(StsRefusal(status, code, message)) => {
+                self.envelope(request, status, code, &message)
+            }
+        };
+        let action = self.action(request);
+        if action == "AssumeRoleWithOIDC" {
+            return sts_answer(self.sts.assume_role_with_oidc(get, request.received_at));
+        }
         let account = match self.authenticate(request, &params) {
             Ok(account) => account,
             Err(Refusal(status, code, message)) => {
                 return self.envelope(request, status, code, &message)
             }
         };
-        let action = self.action(request);
+        if action == "AssumeRole" {
+            return sts_answer(self.sts.assume_role(get, request.received_at));
+        }
         let version = request
             .header("x-acs-version")
             .or_else(|| params.get("Version"))
@@ -1200,12 +1335,13 @@ impl VendorSim for AlibabaSim {
             .values()
             .map(|c| json!({"id": c.id, "region": c.region, "name": c.name, "fingerprint": c.cert.fingerprint}))
             .collect();
-        let cdn_certs: serde_json::Map<String, Value> = state
-            .cdn_certs
-            .iter()
-            .map(|(name, c)| (name.clone(), json!({"fingerprint": c.fingerprint})))
-            .collect();
-        json!({"cdn_certificates": cdn_certs, "cdn_domains": domains(&state.cdn), "vod_domains": domains(&state.vod), "rds_instances": rds, "dns_zones": zones, "cas_certificates": cas})
+        let stored = |map: &BTreeMap<String, Installed>| -> Value {
+            map.iter()
+                .map(|(name, c)| (name.clone(), json!({"fingerprint": c.fingerprint})))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        json!({"cdn_certificates": stored(&state.cdn_certs), "vod_certificates": stored(&state.vod_certs), "cdn_domains": domains(&state.cdn), "vod_domains": domains(&state.vod), "rds_instances": rds, "dns_zones": zones, "cas_certificates": cas, "oss_objects": self.oss.names(), "sts_keys_issued": self.sts.issued()})
     }
 }
 

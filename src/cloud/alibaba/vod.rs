@@ -1,10 +1,18 @@
 //! `alibaba-vod`: one VOD domain's HTTPS certificate, set with SetVodDomainSSLCertificate
 //! (SSLProtocol on, `upload` or `cas`, optional `Env = staging`) and read back with
 //! DescribeVodDomainCertificateInfo. VOD domain APIs live only in cn-shanghai.
+//!
+//! An `upload` that VOD refuses as a duplicate (seed 001: `CertNameAlreadyExists`,
+//! `Certificate.Duplicated`, `CertificateContent.Duplicated`) never parks the target: the
+//! live state decides. A domain already serving the certificate (a replay whose first reply
+//! was lost) is done; otherwise the certificate VOD already holds is ours or an identical
+//! copy, and the same domain is set through the documented `cas` path instead (the bundle
+//! uploaded once to cas, referenced by `CertId`), which no name or content check refuses.
 
 use super::cas;
 use super::cdn::{
-    cert_name, cert_region, live_from_cert_infos, validate_cert_region, validate_domain, CertType,
+    already_served, cert_name, cert_region, live_from_cert_infos, validate_cert_region,
+    validate_domain, CertType, DUPLICATE_CODES,
 };
 use super::client::{AlibabaClient, Product};
 use crate::cert::CertificateBundle;
@@ -83,12 +91,28 @@ impl Target for VodTarget {
     }
 
     async fn deploy(&self, bundle: &CertificateBundle) -> Result<(), CloudError> {
+        let sent = self.set(bundle, self.settings.cert_type).await;
+        match sent {
+            Err(error)
+                if self.settings.cert_type == CertType::Upload
+                    && DUPLICATE_CODES.contains(&error.code.as_str()) =>
+            {
+                self.converge_after_duplicate(bundle, error).await
+            }
+            other => other,
+        }
+    }
+}
+
+impl VodTarget {
+    /// SetVodDomainSSLCertificate with `bundle` as `cert_type` says.
+    async fn set(&self, bundle: &CertificateBundle, cert_type: CertType) -> Result<(), CloudError> {
         let mut params = vec![
             ("DomainName", self.settings.domain.clone()),
             ("SSLProtocol", "on".to_owned()),
-            ("CertType", self.settings.cert_type.as_str().to_owned()),
+            ("CertType", cert_type.as_str().to_owned()),
         ];
-        match self.settings.cert_type {
+        match cert_type {
             CertType::Upload => {
                 params.push(("CertName", cert_name(bundle)));
                 params.push(("SSLPub", bundle.fullchain_pem()));
@@ -108,6 +132,24 @@ impl Target for VodTarget {
             .call(Product::Vod, "SetVodDomainSSLCertificate", &params)
             .await?;
         Ok(())
+    }
+
+    /// A duplicate refusal of an upload: done when the domain already serves `bundle`, else
+    /// the domain is set through cas (see the module doc). What cas refuses is returned.
+    async fn converge_after_duplicate(
+        &self,
+        bundle: &CertificateBundle,
+        error: CloudError,
+    ) -> Result<(), CloudError> {
+        if already_served(self, bundle, &error).await? {
+            return Ok(());
+        }
+        tracing::info!(
+            target = %self.name,
+            code = %error.code,
+            "VOD holds this certificate already: setting the domain through cas instead"
+        );
+        self.set(bundle, CertType::Cas).await
     }
 }
 

@@ -8,6 +8,7 @@
 
 use super::iam::{IamSettings, TokenSource};
 use super::signer::{self, CanonicalRequest};
+use crate::cloud::credentials::{CredentialProvider, Credentials};
 use crate::config::credentials::{AuthMethod, ResolvedCredentials};
 use crate::error::{CloudError, ErrorClass};
 use crate::secret::Secret;
@@ -216,12 +217,14 @@ pub struct ApiRequest {
 
 /// How calls authenticate.
 enum Auth {
-    Aksk {
-        access_key_id: String,
-        secret: Secret,
-    },
+    /// AK/SK signatures with the keys the provider hands out (long-lived, re-read from
+    /// files, or temporary with `X-Security-Token`).
+    Aksk(Arc<CredentialProvider>),
     Token(Box<TokenSource>),
 }
+
+/// The header that carries a temporary AK/SK's security token (signed, like the SDK).
+pub const SECURITY_TOKEN_HEADER: &str = "X-Security-Token";
 
 /// Why a client could not be built from the configured credentials.
 #[derive(Debug, thiserror::Error)]
@@ -274,10 +277,10 @@ impl HuaweiClient {
                 if credentials.project_id.is_none() {
                     return Err(missing("project_id", "AK/SK signing"));
                 }
-                Auth::Aksk {
-                    access_key_id: credentials.access_key_id.clone(),
-                    secret: credentials.access_key_secret.clone(),
-                }
+                Auth::Aksk(Arc::new(CredentialProvider::for_account(
+                    credentials,
+                    &http,
+                )))
             }
             AuthMethod::Token => {
                 let why = "token auth";
@@ -373,7 +376,7 @@ impl HuaweiClient {
                     )
                 })
             }
-            Auth::Aksk { .. } => Err(CloudError::new(
+            Auth::Aksk(_) => Err(CloudError::new(
                 VENDOR,
                 "project",
                 ErrorClass::Invalid,
@@ -383,10 +386,50 @@ impl HuaweiClient {
         }
     }
 
+    /// Signs with the keys `provider` hands out (AK/SK auth only).
+    pub fn with_provider(mut self, provider: Arc<CredentialProvider>) -> Self {
+        if let Auth::Aksk(current) = &mut self.auth {
+            *current = provider;
+        }
+        self
+    }
+
     /// Sends `request`, authenticated, and returns the parsed answer or the classified error.
     /// With token auth, a 401 drops the cached token and the call is sent once more with a
-    /// fresh one (the token may have been revoked or expired early).
+    /// fresh one (the token may have been revoked or expired early); so does a 401 to
+    /// temporary AK/SK, whose security token may have ended early.
     pub async fn send(&self, request: &ApiRequest) -> Result<ApiResponse, CloudError> {
+        if let Auth::Aksk(provider) = &self.auth {
+            // The retry sits inside the observed call: the request metrics see one call and
+            // its final outcome, never an `auth` that was only a token's end of life.
+            let attempt = async {
+                let credentials = provider.current().await?;
+                match self.attempt(request, Some(&credentials)).await {
+                    Err(error)
+                        if error.http_status == Some(401)
+                            && credentials.security_token.is_some()
+                            && provider.is_refreshed() =>
+                    {
+                        tracing::info!(
+                            account = provider.name(),
+                            operation = request.operation,
+                            "temporary keys refused; refreshing them and sending the call once more"
+                        );
+                        provider.expired(&credentials).await;
+                        let fresh = provider.current().await?;
+                        self.attempt(request, Some(&fresh)).await
+                    }
+                    other => other,
+                }
+            };
+            return crate::cloud::http::observed(
+                self.observer.as_ref(),
+                VENDOR,
+                request.operation,
+                attempt,
+            )
+            .await;
+        }
         match self.send_once(request).await {
             // A 401 from IAM itself (wrong password) is final: asking again would only count
             // towards IAM's lockout of the user.
@@ -398,7 +441,7 @@ impl HuaweiClient {
                         source.invalidate().await;
                         self.send_once(request).await
                     }
-                    Auth::Aksk { .. } => Err(error),
+                    Auth::Aksk(_) => Err(error),
                 }
             }
             other => other,
@@ -406,12 +449,16 @@ impl HuaweiClient {
     }
 
     async fn send_once(&self, request: &ApiRequest) -> Result<ApiResponse, CloudError> {
-        let attempt = self.attempt(request);
+        let attempt = self.attempt(request, None);
         crate::cloud::http::observed(self.observer.as_ref(), VENDOR, request.operation, attempt)
             .await
     }
 
-    async fn attempt(&self, request: &ApiRequest) -> Result<ApiResponse, CloudError> {
+    async fn attempt(
+        &self,
+        request: &ApiRequest,
+        credentials: Option<&Credentials>,
+    ) -> Result<ApiResponse, CloudError> {
         let operation = request.operation;
         let query_pairs: Vec<(&str, &str)> = request
             .query
@@ -457,13 +504,13 @@ impl HuaweiClient {
             ("Host".into(), host),
             ("X-Language".into(), self.language.clone()),
         ];
-        match &self.auth {
-            Auth::Aksk {
-                access_key_id,
-                secret,
-            } => {
+        match (&self.auth, credentials) {
+            (Auth::Aksk(_), Some(keys)) => {
                 if let Some(project_id) = &self.credentials.project_id {
                     headers.push(("X-Project-Id".into(), project_id.clone()));
+                }
+                if let Some(token) = &keys.security_token {
+                    headers.push((SECURITY_TOKEN_HEADER.into(), token.expose().to_owned()));
                 }
                 let sdk_date = signer::format_sdk_date((self.clock)());
                 sign_headers(
@@ -473,11 +520,16 @@ impl HuaweiClient {
                     &query,
                     &body,
                     &sdk_date,
-                    access_key_id,
-                    secret,
+                    &keys.access_key_id,
+                    &keys.secret,
                 );
             }
-            Auth::Token(source) => {
+            (Auth::Aksk(provider), None) => {
+                // `send` always passes the keys; this only keeps the match total.
+                let keys = provider.current().await?;
+                return Box::pin(self.attempt(request, Some(&keys))).await;
+            }
+            (Auth::Token(source), _) => {
                 let token = source.token(&self.http, (self.clock)()).await?;
                 headers.push(("X-Auth-Token".into(), token.value.expose().to_owned()));
             }

@@ -6,6 +6,9 @@ pub mod client;
 pub mod dns;
 pub mod gaussdb;
 pub mod iam;
+pub mod securitykey;
 pub mod signer;
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "sim")]
+pub mod sim_iam;

@@ -22,6 +22,7 @@
 //! public table was not available, and the client classifies them by HTTP status.
 
 use super::signer::{self, Authorization, CanonicalRequest};
+use super::sim_iam::{TemporaryKeysSim, TemporarySeed};
 use crate::cloud::sim::{SimRequest, SimResponse, VendorSim};
 use crate::secret::Secret;
 use axum::http::Method;
@@ -383,6 +384,9 @@ pub struct Seed {
     /// Token lifetime; 86400 (24 h) as IAM.
     #[serde(default)]
     pub token_ttl_seconds: Option<u64>,
+    /// Temporary AK/SK: the metadata service and IAM `securitytokens` (`sim_iam`).
+    #[serde(default)]
+    pub temporary: TemporarySeed,
 }
 
 #[derive(Debug, Clone)]
@@ -437,6 +441,7 @@ impl State {
 pub struct HuaweiSim {
     seed: Seed,
     state: Mutex<State>,
+    temporary: TemporaryKeysSim,
 }
 
 /// Who a request authenticated as.
@@ -532,9 +537,23 @@ impl HuaweiSim {
             });
         }
         Self {
+            temporary: TemporaryKeysSim::new(seed.temporary.clone()),
             seed,
             state: Mutex::new(state),
         }
+    }
+
+    /// The IAM token of `request` (`X-Auth-Token`), if it is live: its project.
+    fn token_caller(&self, request: &SimRequest) -> Option<Result<Caller, &'static str>> {
+        let token = request.header("x-auth-token")?;
+        let state = self.lock();
+        Some(match state.tokens.get(token) {
+            None => Err("decrypt token fail"),
+            Some(issued) if issued.expires_at <= request.received_at => Err("token expired"),
+            Some(issued) => Ok(Caller {
+                project_id: issued.project_id.clone(),
+            }),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -553,29 +572,40 @@ impl HuaweiSim {
                 &format!("Incorrect IAM authentication information: {message}"),
             )
         };
-        if let Some(token) = request.header("x-auth-token") {
-            let state = self.lock();
-            let issued = state
-                .tokens
-                .get(token)
-                .ok_or_else(|| refuse("decrypt token fail"))?;
-            if issued.expires_at <= request.received_at {
-                return Err(refuse("token expired"));
-            }
-            return Ok(Caller {
-                project_id: issued.project_id.clone(),
-            });
+        if let Some(caller) = self.token_caller(request) {
+            return caller.map_err(refuse);
         }
         let authorization = request
             .header("authorization")
             .and_then(Authorization::parse)
             .ok_or_else(|| refuse("no SDK-HMAC-SHA256 authorization or token"))?;
-        let account = self
-            .seed
-            .accounts
-            .iter()
-            .find(|account| account.access_key_id == authorization.access_key_id)
-            .ok_or_else(|| refuse("ak not found"))?;
+        // A temporary key (with its live X-Security-Token), else a seeded one.
+        let temporary = self
+            .temporary
+            .key_secret(
+                &authorization.access_key_id,
+                request.header("x-security-token"),
+                request.received_at,
+            )
+            .map_err(refuse)?;
+        let (secret, project_id) = match temporary {
+            Some(secret) => (
+                Secret::new(secret),
+                request.header("x-project-id").map(str::to_owned),
+            ),
+            None => {
+                let account = self
+                    .seed
+                    .accounts
+                    .iter()
+                    .find(|account| account.access_key_id == authorization.access_key_id)
+                    .ok_or_else(|| refuse("ak not found"))?;
+                (
+                    account.secret_access_key.clone(),
+                    Some(account.project_id.clone()),
+                )
+            }
+        };
         let signed: Vec<&str> = authorization.signed_header_names().collect();
         if !signed.contains(&"host") || !signed.contains(&"x-sdk-date") {
             return Err(refuse("host and x-sdk-date must be signed"));
@@ -618,18 +648,16 @@ impl HuaweiSim {
         );
         if !canonical
             .string_to_sign(sdk_date)
-            .verify(&account.secret_access_key, &authorization.signature)
+            .verify(&secret, &authorization.signature)
         {
             return Err(refuse("verify aksk signature fail"));
         }
-        if let Some(project) = request.header("x-project-id") {
-            if project != account.project_id {
+        if let (Some(project), Some(own)) = (request.header("x-project-id"), &project_id) {
+            if project != own {
                 return Err(refuse("X-Project-Id does not belong to this AK"));
             }
         }
-        Ok(Caller {
-            project_id: Some(account.project_id.clone()),
-        })
+        Ok(Caller { project_id })
     }
 
     fn count_write(&self, action: &str) {
@@ -1094,7 +1122,9 @@ impl VendorSim for HuaweiSim {
     }
 
     fn claims(&self, path: &str) -> bool {
-        path.starts_with("/v3/") || path.starts_with("/v2/")
+        ["/v3/", "/v2/", "/v3.0/", "/openstack/", "/meta-data/"]
+            .iter()
+            .any(|prefix| path.starts_with(prefix))
     }
 
     fn action(&self, request: &SimRequest) -> String {
@@ -1102,6 +1132,11 @@ impl VendorSim for HuaweiSim {
         let method = &request.method;
         let action = match (parts.as_slice(), method) {
             (["v3", "auth", "tokens"], &Method::POST) => "KeystoneCreateUserTokenByPassword",
+            (["v3.0", "OS-CREDENTIAL", "securitytokens"], &Method::POST) => {
+                "CreateTemporaryAccessKeyByToken"
+            }
+            (["openstack", ..], _) => "ShowMetadataSecurityKey",
+            (["meta-data", ..], _) => "CreateMetadataToken",
             (["v3", _, "instances"], &Method::GET) => "ListGaussMySqlInstances",
             (["v3", _, "instances", _, "backups", "encryption"], &Method::GET) => {
                 "DescribeBackupEncryptStatus"
@@ -1128,6 +1163,29 @@ impl VendorSim for HuaweiSim {
         let parts = segments(&request.path);
         if parts == ["v3", "auth", "tokens"] && request.method == Method::POST {
             return self.issue_token(request);
+        }
+        if matches!(parts.first(), Some(&"openstack") | Some(&"meta-data")) {
+            return self.temporary.metadata(request);
+        }
+        if parts == ["v3.0", "OS-CREDENTIAL", "securitytokens"] && request.method == Method::POST {
+            let refuse = |message: &str| {
+                fail_as(
+                    Envelope::Dbs,
+                    "APIGW.0301",
+                    &format!("Incorrect IAM authentication information: {message}"),
+                )
+            };
+            return match self.token_caller(request) {
+                None => refuse("X-Auth-Token is required"),
+                Some(Err(message)) => refuse(message),
+                Some(Ok(_)) => match self
+                    .temporary
+                    .issue_for_token(&request.body, request.received_at)
+                {
+                    Ok(body) => ok(201, body),
+                    Err(message) => fail_as(Envelope::Dbs, "IAM.0011", message),
+                },
+            };
         }
         let caller = match self.authenticate(request) {
             Ok(caller) => caller,
@@ -1188,6 +1246,7 @@ impl VendorSim for HuaweiSim {
             "gaussdb_instances": instances,
             "dns_zones": zones,
             "tokens_issued": state.tokens_issued,
+            "temporary_keys_issued": self.temporary.issued(),
             "write_calls": state.writes,
             "write_calls_total": state.writes.values().sum::<u64>(),
         })

@@ -5,9 +5,9 @@
 //! [`ErrorClass`]. It never retries: `retry` owns that.
 
 use super::signer::{self, SigningInput};
+use crate::cloud::credentials::CredentialProvider;
 use crate::config::credentials::ResolvedCredentials;
 use crate::error::{CloudError, ErrorClass};
-use crate::secret::Secret;
 use std::sync::Arc;
 
 /// The public API host (SDK default).
@@ -115,8 +115,10 @@ pub use crate::cloud::http::Clock;
 pub struct QingCloudClient {
     http: reqwest::Client,
     base_url: String,
+    /// The configured key id: names the account (its keys may be re-read from files).
     access_key_id: String,
-    secret: Secret,
+    /// Asked for the keys of every call; a replaced secret file is used by the next one.
+    provider: Arc<CredentialProvider>,
     zone: String,
     clock: Clock,
     observer: Option<Arc<dyn crate::cloud::http::RequestObserver>>,
@@ -127,7 +129,7 @@ impl std::fmt::Debug for QingCloudClient {
         f.debug_struct("QingCloudClient")
             .field("base_url", &self.base_url)
             .field("access_key_id", &self.access_key_id)
-            .field("secret", &self.secret)
+            .field("secret", &"** REDACTED **")
             .field("zone", &self.zone)
             .finish()
     }
@@ -158,7 +160,7 @@ impl QingCloudClient {
             http,
             base_url: credentials.endpoint_for("iaas", DEFAULT_ENDPOINT),
             access_key_id: credentials.access_key_id.clone(),
-            secret: credentials.access_key_secret.clone(),
+            provider: Arc::new(CredentialProvider::files_of(credentials)),
             // The API wants lower-case zone ids (`pek3a`, `sh1a`).
             zone: zone.trim().to_ascii_lowercase(),
             clock: crate::cloud::http::system_clock(),
@@ -208,9 +210,10 @@ impl QingCloudClient {
             .map(|(name, value)| ((*name).to_owned(), value.clone()))
             .collect();
         let req_id = uuid::Uuid::new_v4().simple().to_string();
+        let keys = self.provider.current().await?;
         let input = SigningInput {
-            access_key_id: &self.access_key_id,
-            secret: &self.secret,
+            access_key_id: &keys.access_key_id,
+            secret: &keys.secret,
             zone: &self.zone,
             time_stamp: (self.clock)(),
             req_id: &req_id,

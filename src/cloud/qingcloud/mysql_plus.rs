@@ -84,10 +84,14 @@ impl ConfigsslForm {
     }
 }
 
+/// What the account note says before the form it sends (read back after a restart).
+const NOTE_SENDS: &str = "certkeeper sends ";
+
 /// The `configssl` form each account (endpoint and access key id) was found to take, for
 /// this process: an account's clusters share one API, so a second policy of the account
 /// does not pay the refused call again. Only forms that differ from the documented one are
-/// kept; after a restart the first remediation learns it again (one refused call, no job).
+/// kept. The form is also in the account note the engine stores with each policy status,
+/// and a restart takes it back from there ([`Policy::restore_account_note`]).
 fn learned_forms(
 ) -> std::sync::MutexGuard<'static, std::collections::BTreeMap<String, ConfigsslForm>> {
     static LEARNED: Mutex<std::collections::BTreeMap<String, ConfigsslForm>> =
@@ -488,11 +492,25 @@ impl Policy for MysqlPlusSslPolicy {
         let form = self.configssl_form();
         (form != ConfigsslForm::DOCUMENTED).then(|| {
             format!(
-                "clusters of this account refused configssl {}; certkeeper sends {}",
+                "clusters of this account refused configssl {}; {NOTE_SENDS}{}",
                 ConfigsslForm::DOCUMENTED.describe(),
                 form.describe()
             )
         })
+    }
+
+    /// The form a note of this policy's account named before a restart, unless this process
+    /// learned one itself since.
+    fn restore_account_note(&self, note: &str) {
+        let Some((_, sent)) = note.rsplit_once(NOTE_SENDS) else {
+            return;
+        };
+        let form = [ConfigsslForm::YesNo, ConfigsslForm::OnOff]
+            .into_iter()
+            .find(|form| form.describe() == sent);
+        if let Some(form) = form {
+            learned_forms().entry(self.client.account()).or_insert(form);
+        }
     }
 
     async fn check(&self, cluster: &str) -> Result<PolicyFinding, CloudError> {

@@ -492,3 +492,51 @@ fn event(message: &str) -> Event {
         fields: serde_json::json!({}),
     }
 }
+
+#[test]
+fn backup_copies_the_store_as_it_is_without_migrating_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store
+        .insert_certificate_version(&version("aa", "plain key"), &[])
+        .unwrap();
+    drop(store);
+    // As an older certkeeper left it: one schema step behind.
+    raw(&dir.path().join(FILE_NAME))
+        .pragma_update(None, "user_version", SCHEMA_VERSION - 1)
+        .unwrap();
+    let backup = dir.path().join("copies/backup.db");
+    std::fs::create_dir(dir.path().join("copies")).unwrap();
+
+    let survey = SqliteStore::backup(dir.path(), &backup).unwrap();
+    assert_eq!(survey.plain, 1);
+    assert!(survey.sealed.is_empty());
+    assert_eq!(mode(&backup), 0o600);
+    let version_of = |path: &Path| -> u32 {
+        raw(path)
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap()
+    };
+    assert_eq!(version_of(&dir.path().join(FILE_NAME)), SCHEMA_VERSION - 1);
+    assert_eq!(version_of(&backup), SCHEMA_VERSION - 1);
+    // Only the backup in its directory: the temporary file was renamed, not left.
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("copies"))
+            .unwrap()
+            .count(),
+        1
+    );
+
+    // Undo the pretence (the tables are this schema's), then restore the copy.
+    raw(&backup)
+        .pragma_update(None, "user_version", SCHEMA_VERSION)
+        .unwrap();
+    let target = tempfile::tempdir().unwrap();
+    assert_eq!(
+        SqliteStore::restore(target.path(), &backup).unwrap(),
+        SCHEMA_VERSION
+    );
+    let restored = SqliteStore::open(target.path()).unwrap();
+    let back = restored.latest_certificate_version("web").unwrap().unwrap();
+    assert_eq!(back.key_pem.expose(), "plain key");
+}
