@@ -17,6 +17,8 @@
 //! - [`store`]: the state that must survive a crash (SQLite by default).
 //! - [`telemetry`]: logs, metrics and typed events.
 //! - [`error`]: the error classes every vendor maps into.
+//! - [`settings`]: what the config and the products share to read settings (the issue type,
+//!   typo suggestions, durations, domain syntax).
 //! - [`fsutil`]: crash-safe file writes, bounded reads of regular files, directory modes.
 //! - [`process`]: process hardening at start (not dumpable).
 //! - [`secret`]: values that never print.
@@ -39,6 +41,7 @@ pub mod process;
 pub mod ratelimit;
 pub mod retry;
 pub mod secret;
+pub mod settings;
 pub mod source;
 pub mod status;
 pub mod store;

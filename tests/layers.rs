@@ -1,8 +1,10 @@
 //! The imports point one way (ARCHITECTURE.md): the vendor layer (`src/cloud/`) and the
-//! config (`src/config/`) never import the engine, the leaves (`window`, `ratelimit`,
-//! `retry`, `error`, `secret`, `telemetry`) import neither the engine nor a vendor, and the
-//! orchestration (converge, apply a policy) lives in the engine, not beside the vendor
-//! traits. A line that breaks this fails here with its file and line.
+//! config (`src/config/`) never import the engine, the vendor layer never imports the
+//! config, the leaves (`window`, `ratelimit`, `retry`, `error`, `secret`, `settings`,
+//! `telemetry`) import neither the engine nor a vendor, no two folders import each other
+//! (directly or around a circle), and the orchestration (converge, apply a policy) lives in
+//! the engine, not beside the vendor traits. A line that breaks this fails here with its
+//! file and line.
 
 use std::path::{Path, PathBuf};
 
@@ -65,6 +67,7 @@ fn leaves_import_neither_the_engine_nor_a_vendor() {
             "src/retry.rs",
             "src/error.rs",
             "src/secret.rs",
+            "src/settings",
             "src/telemetry",
         ],
         &["crate::engine", "crate::cloud", "crate::app"],
@@ -189,4 +192,187 @@ fn the_config_and_the_build_name_no_product() {
             }
         }
     }
+}
+
+#[test]
+fn cloud_never_imports_the_config() {
+    // The config sits above the vendor layer: it reads the file and knows the products
+    // through `cloud::registry`; the products read their settings through `settings` and
+    // their accounts through `cloud::account`.
+    let found = offending(&["src/cloud"], &["crate::config"]);
+    assert!(
+        found.is_empty(),
+        "imports against the layers:\n{}",
+        found.join("\n")
+    );
+}
+
+/// The top-level modules of the crate: `src/X.rs` and `src/X/` (not `lib` or `main`).
+fn top_level_modules(source: &Path) -> std::collections::BTreeSet<String> {
+    let mut modules = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(source).unwrap() {
+        let path = entry.unwrap().path();
+        let name = if path.is_dir() {
+            path.file_name().unwrap().to_str().unwrap().to_owned()
+        } else if path.extension().is_some_and(|extension| extension == "rs") {
+            path.file_stem().unwrap().to_str().unwrap().to_owned()
+        } else {
+            continue;
+        };
+        if name != "lib" && name != "main" {
+            modules.insert(name);
+        }
+    }
+    modules
+}
+
+/// The top-level modules a code line names: `crate::X` and the `X` of `crate::{X, ...}`.
+fn modules_named(code: &str) -> Vec<String> {
+    let mut named = Vec::new();
+    for (start, _) in code.match_indices("crate::") {
+        let rest = &code[start + "crate::".len()..];
+        let mut heads = Vec::new();
+        if let Some(group) = rest.strip_prefix('{') {
+            // The heads of a grouped import, at depth one of the braces.
+            let mut depth = 1;
+            let mut head_next = true;
+            for (offset, character) in group.char_indices() {
+                match character {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    ',' if depth == 1 => head_next = true,
+                    _ if head_next && (character.is_alphanumeric() || character == '_') => {
+                        heads.push(&group[offset..]);
+                        head_next = false;
+                    }
+                    _ => {}
+                }
+                if depth == 0 {
+                    break;
+                }
+            }
+        } else {
+            heads.push(rest);
+        }
+        for head in heads {
+            let end = head
+                .find(|character: char| !(character.is_alphanumeric() || character == '_'))
+                .unwrap_or(head.len());
+            named.push(head[..end].to_owned());
+        }
+    }
+    named
+}
+
+/// Who imports whom among the top-level modules, from the code lines (comments left out)
+/// of every file under `src/`: module -> (imported module -> first `file:line` naming it).
+fn folder_imports(
+    source: &Path,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
+    let modules = top_level_modules(source);
+    let mut files = Vec::new();
+    rust_files(source, &mut files);
+    let mut graph = std::collections::BTreeMap::<_, std::collections::BTreeMap<_, _>>::new();
+    for file in files {
+        let relative = file.strip_prefix(source).unwrap();
+        let first = relative.components().next().unwrap();
+        let first = Path::new(first.as_os_str());
+        let module = first.file_stem().unwrap().to_str().unwrap().to_owned();
+        if !modules.contains(&module) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with("//") {
+                continue;
+            }
+            for named in modules_named(code) {
+                if named != module && modules.contains(&named) {
+                    graph
+                        .entry(module.clone())
+                        .or_default()
+                        .entry(named)
+                        .or_insert_with(|| format!("{}:{}", file.display(), number + 1));
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// One cycle of `graph` as `a -> b (file:line) -> ... -> a`, if there is one.
+fn a_cycle(
+    graph: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+) -> Option<String> {
+    // Depth-first search; a back edge to a module on the current path closes a cycle.
+    fn visit(
+        module: &str,
+        graph: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<String> {
+        if let Some(start) = path.iter().position(|on_path| on_path == module) {
+            let mut cycle: Vec<String> = path[start..].to_vec();
+            cycle.push(module.to_owned());
+            let steps: Vec<String> = cycle
+                .windows(2)
+                .map(|pair| format!("{} -> {} ({})", pair[0], pair[1], graph[&pair[0]][&pair[1]]))
+                .collect();
+            return Some(steps.join("\n"));
+        }
+        if done.contains(module) {
+            return None;
+        }
+        path.push(module.to_owned());
+        for imported in graph.get(module).into_iter().flat_map(|edges| edges.keys()) {
+            if let Some(cycle) = visit(imported, graph, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(module.to_owned());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|module| visit(module, graph, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_import_circle_between_folders() {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = folder_imports(&source);
+    // The check itself: the graph was read (the engine imports the vendor layer, the
+    // config the registry) and grouped imports are seen.
+    assert!(graph["engine"].contains_key("cloud"), "{graph:?}");
+    assert!(graph["config"].contains_key("cloud"), "{graph:?}");
+    assert_eq!(
+        modules_named("use crate::{cloud::registry, config::{self, Config}, window};"),
+        ["cloud", "config", "window"]
+    );
+    if let Some(cycle) = a_cycle(&graph) {
+        panic!("an import circle between folders:\n{cycle}");
+    }
+}
+
+#[test]
+fn the_cycle_check_finds_a_cycle() {
+    let mut graph = std::collections::BTreeMap::new();
+    for (from, to) in [
+        ("config", "cloud"),
+        ("cloud", "settings"),
+        ("cloud", "config"),
+    ] {
+        graph
+            .entry(from.to_owned())
+            .or_insert_with(std::collections::BTreeMap::new)
+            .insert(to.to_owned(), format!("{from}.rs:1"));
+    }
+    let cycle = a_cycle(&graph).unwrap();
+    assert!(cycle.contains("cloud -> config (cloud.rs:1)"), "{cycle}");
+    assert!(cycle.contains("config -> cloud (config.rs:1)"), "{cycle}");
+    graph.get_mut("cloud").unwrap().remove("config");
+    assert_eq!(a_cycle(&graph), None);
 }

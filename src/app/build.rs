@@ -152,7 +152,7 @@ pub fn build_cloud(
         let vendor = target.settings.product.vendor;
         let built = target
             .settings
-            .build(target, window.clone(), &accounts)
+            .build(target.spec(), window.clone(), &accounts)
             .map_err(component)?;
         let kind = built.kind();
         targets.insert(
@@ -177,7 +177,7 @@ pub fn build_cloud(
             .map_err(component)?;
         let built = policy
             .settings
-            .build(policy, window, &accounts)
+            .build(policy.spec(), window, &accounts)
             .map_err(component)?;
         policies.push((policy.clone(), built));
     }

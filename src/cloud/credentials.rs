@@ -15,7 +15,7 @@
 //!
 //! Nothing here logs, prints or returns a secret: `Debug` of [`Credentials`] redacts.
 
-use crate::config::credentials::{read_secret_text, CredentialKind, ResolvedCredentials};
+use crate::cloud::account::{read_secret_text, CredentialKind, ResolvedCredentials};
 use crate::error::{CloudError, ErrorClass};
 use crate::secret::Secret;
 use async_trait::async_trait;

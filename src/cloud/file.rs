@@ -11,8 +11,8 @@
 
 use crate::cert::{CertificateBundle, LeafInfo};
 use crate::cloud::{LiveCertificate, Target};
-use crate::config::ConfigIssue;
 use crate::error::{CloudError, ErrorClass};
+use crate::settings::ConfigIssue;
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::os::unix::fs::DirBuilderExt;
@@ -36,7 +36,7 @@ pub struct FileSettings {
     /// How long the reload command may run (default 30 s), parsed at config load.
     #[serde(
         default,
-        deserialize_with = "crate::config::duration::deserialize_option"
+        deserialize_with = "crate::settings::duration::deserialize_option"
     )]
     pub reload_timeout: Option<Duration>,
 }
@@ -312,11 +312,11 @@ impl crate::cloud::registry::TargetProduct for FileSettings {
 
     fn build(
         &self,
-        config: &crate::config::TargetConfig,
+        spec: crate::cloud::registry::TargetSpec<'_>,
         _window: Option<crate::window::MaintenanceWindow>,
         _accounts: &dyn crate::cloud::registry::Accounts,
     ) -> Result<std::sync::Arc<dyn Target>, String> {
-        let target = FileTarget::new(&config.name, self).map_err(|error| error.to_string())?;
+        let target = FileTarget::new(spec.name, self).map_err(|error| error.to_string())?;
         Ok(std::sync::Arc::new(target))
     }
 }

@@ -4,6 +4,7 @@
 //! `converge` and `apply_policy` do. Vendors live one per folder; each folder holds its
 //! signer, client (the only code that classifies vendor errors), products and simulator.
 
+pub mod account;
 pub mod alibaba;
 pub mod credentials;
 pub mod file;

@@ -10,13 +10,13 @@
 //! the engine asks here when it emits an error, and telemetry only reads the answer the
 //! error carries.
 
+use super::account::Provider;
 use super::alibaba::AlibabaClient;
 use super::huawei::client::HuaweiClient;
 use super::qingcloud::QingCloudClient;
-use super::{alibaba, file, huawei, qingcloud, Policy, Target};
+use super::{alibaba, file, huawei, qingcloud, Policy, PolicyMode, Target};
 use crate::cert::checks::ViolationReason;
-use crate::config::credentials::Provider;
-use crate::config::{ConfigIssue, PolicyConfig, TargetConfig};
+use crate::settings::ConfigIssue;
 use crate::window::MaintenanceWindow;
 use serde::de::DeserializeOwned;
 use std::any::Any;
@@ -60,14 +60,33 @@ pub type ParseSettings<P> = fn(toml::Table, &str, &[&str]) -> Result<Arc<P>, Con
 pub type TargetKind = Product<dyn TargetProduct>;
 pub type PolicyKind = Product<dyn PolicyProduct>;
 
+/// What a target's `build` reads besides its own settings: the common keys of its
+/// `[[target]]` (`config::TargetConfig::spec`).
+#[derive(Debug, Clone, Copy)]
+pub struct TargetSpec<'a> {
+    pub name: &'a str,
+    /// The `[credentials.NAME]` account; `None` is the vendor's default account.
+    pub credentials: Option<&'a str>,
+}
+
+/// What a policy's `build` reads besides its own settings: the common keys of its
+/// `[[policy]]` (`config::PolicyConfig::spec`).
+#[derive(Debug, Clone, Copy)]
+pub struct PolicySpec<'a> {
+    pub name: &'a str,
+    pub credentials: &'a str,
+    pub resources: &'a [String],
+    pub mode: PolicyMode,
+}
+
 /// The kind-specific settings of a `[[target]]`, parsed at load.
 pub trait TargetProduct: Any + fmt::Debug + Send + Sync {
     /// Checks the values beyond their types; `path` is the target's (`target[2]`).
     fn check(&self, path: &str, issues: &mut Vec<ConfigIssue>);
-    /// Builds the target `config` describes (these settings are `config.settings`).
+    /// Builds the target `spec` describes, with these settings.
     fn build(
         &self,
-        config: &TargetConfig,
+        spec: TargetSpec<'_>,
         window: Option<MaintenanceWindow>,
         accounts: &dyn Accounts,
     ) -> Result<Arc<dyn Target>, String>;
@@ -77,10 +96,10 @@ pub trait TargetProduct: Any + fmt::Debug + Send + Sync {
 pub trait PolicyProduct: Any + fmt::Debug + Send + Sync {
     /// Checks the values beyond their types, and the resources they apply to.
     fn check(&self, path: &str, resources: &[String], issues: &mut Vec<ConfigIssue>);
-    /// Builds the policy `config` describes (these settings are `config.settings`).
+    /// Builds the policy `spec` describes, with these settings.
     fn build(
         &self,
-        config: &PolicyConfig,
+        spec: PolicySpec<'_>,
         window: Option<MaintenanceWindow>,
         accounts: &dyn Accounts,
     ) -> Result<Arc<dyn Policy>, String>;
@@ -100,7 +119,7 @@ pub fn parse_settings<T: DeserializeOwned + TargetProduct>(
     path: &str,
     common_keys: &[&str],
 ) -> Result<Arc<dyn TargetProduct>, ConfigIssue> {
-    Ok(Arc::new(crate::config::settings_at::<T>(
+    Ok(Arc::new(crate::settings::settings_at::<T>(
         table,
         path,
         common_keys,
@@ -113,7 +132,7 @@ pub fn parse_policy_settings<T: DeserializeOwned + PolicyProduct>(
     path: &str,
     common_keys: &[&str],
 ) -> Result<Arc<dyn PolicyProduct>, ConfigIssue> {
-    Ok(Arc::new(crate::config::settings_at::<T>(
+    Ok(Arc::new(crate::settings::settings_at::<T>(
         table,
         path,
         common_keys,

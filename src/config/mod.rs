@@ -8,7 +8,6 @@
 //! what `run` will need ([`preflight`]).
 
 pub mod credentials;
-pub mod duration;
 mod locate;
 pub mod preflight;
 pub mod store;
@@ -25,7 +24,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use duration::{format_duration, parse_duration};
+pub use crate::settings::duration;
+pub use crate::settings::duration::{format_duration, parse_duration};
+pub use crate::settings::{check_domain, settings_at, ConfigIssue};
+use crate::settings::{deserialize_at, nearest};
 pub use locate::Position;
 
 /// Where the config lives when `--config` is not given.
@@ -34,23 +36,6 @@ pub const DEFAULT_PATH: &str = "/etc/certkeeper/certkeeper.toml";
 /// Config files larger than this are refused before parsing.
 const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 
-/// One problem found by validation, located by its key path (`target[2].domain`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigIssue {
-    /// Dotted key path, with `[i]` for array entries: `target[2].maintenance_window.schedule`.
-    pub path: String,
-    pub message: String,
-}
-
-impl ConfigIssue {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
-
 /// A problem with its place in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocatedIssue {
@@ -58,16 +43,6 @@ pub struct LocatedIssue {
     pub position: Option<Position>,
     pub path: String,
     pub message: String,
-}
-
-impl fmt::Display for ConfigIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
 }
 
 impl fmt::Display for LocatedIssue {
@@ -384,6 +359,28 @@ pub struct PolicyConfig {
     pub settings: PolicySettings,
 }
 
+impl TargetConfig {
+    /// The common keys a product's `build` reads.
+    pub fn spec(&self) -> registry::TargetSpec<'_> {
+        registry::TargetSpec {
+            name: &self.name,
+            credentials: self.credentials.as_deref(),
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// The common keys a product's `build` reads.
+    pub fn spec(&self) -> registry::PolicySpec<'_> {
+        registry::PolicySpec {
+            name: &self.name,
+            credentials: &self.credentials,
+            resources: &self.resources,
+            mode: self.mode,
+        }
+    }
+}
+
 /// The whole configuration, parsed and validated.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
@@ -551,7 +548,8 @@ fn parse(text: &str) -> Result<Config, ParseIssue> {
             message: format!("invalid TOML: {}", error.message()),
         });
     }
-    let raw: RawConfig = deserialize_at(toml::Deserializer::new(text), "", &[])?;
+    let raw: RawConfig =
+        deserialize_at(toml::Deserializer::new(text), "", &[]).map_err(ParseIssue::Key)?;
     let mut targets = Vec::with_capacity(raw.target.len());
     for (index, table) in raw.target.into_iter().enumerate() {
         targets.push(parse_target(table, &format!("target[{index}]"))?);
@@ -570,73 +568,6 @@ fn parse(text: &str) -> Result<Config, ParseIssue> {
         targets,
         policies,
     })
-}
-
-/// Deserializes with the failing key's path kept, turning serde's "unknown field" message
-/// into one that suggests the nearest valid key.
-fn deserialize_at<'de, T: DeserializeOwned, D>(
-    deserializer: D,
-    prefix: &str,
-    extra_keys: &[&str],
-) -> Result<T, ParseIssue>
-where
-    D: serde::Deserializer<'de, Error = toml::de::Error>,
-{
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
-        let inner_path = error.path().to_string();
-        let message = error.inner().message().to_owned();
-        let mut path = join_path(prefix, if inner_path == "." { "" } else { &inner_path });
-        let message = match unknown_field(&message) {
-            Some((field, mut expected)) => {
-                expected.extend(extra_keys.iter().map(|key| key.to_string()));
-                // serde_path_to_error already names the unknown key in some positions.
-                if !path.ends_with(field.as_str()) {
-                    path = join_path(&path, &field);
-                }
-                let mut text = format!("unknown key `{field}`");
-                if let Some(nearest) = nearest(&field, &expected) {
-                    text.push_str(&format!(" (did you mean `{nearest}`?)"));
-                }
-                text
-            }
-            None => message.trim().to_owned(),
-        };
-        ParseIssue::Key(ConfigIssue::new(path, message))
-    })
-}
-
-fn join_path(prefix: &str, rest: &str) -> String {
-    match (prefix.is_empty(), rest.is_empty()) {
-        (true, _) => rest.to_owned(),
-        (false, true) => prefix.to_owned(),
-        (false, false) if rest.starts_with('[') => format!("{prefix}{rest}"),
-        (false, false) => format!("{prefix}.{rest}"),
-    }
-}
-
-/// Reads serde's ``unknown field `x`, expected one of `a`, `b` `` (or ``expected `a` ``).
-fn unknown_field(message: &str) -> Option<(String, Vec<String>)> {
-    let rest = message.strip_prefix("unknown field `")?;
-    let end = rest.find('`')?;
-    let field = rest[..end].to_owned();
-    let expected = rest[end + 1..]
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_owned)
-        .collect();
-    Some((field, expected))
-}
-
-/// The candidate closest to `word` by edit distance, when it is close enough to be a typo.
-fn nearest(word: &str, candidates: &[String]) -> Option<String> {
-    let limit = (word.chars().count() / 3).clamp(1, 3);
-    candidates
-        .iter()
-        .map(|candidate| (strsim::damerau_levenshtein(word, candidate), candidate))
-        .filter(|(distance, _)| *distance <= limit)
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, candidate)| candidate.clone())
 }
 
 /// Splits the common keys off a `[[target]]` or `[[policy]]` table; the rest goes to the
@@ -667,23 +598,10 @@ fn take_value<T: DeserializeOwned>(
     path: &str,
 ) -> Result<Option<T>, ParseIssue> {
     match table.remove(key) {
-        Some(value) => deserialize_at(value, &format!("{path}.{key}"), &[]).map(Some),
+        Some(value) => deserialize_at(value, &format!("{path}.{key}"), &[])
+            .map(Some)
+            .map_err(ParseIssue::Key),
         None => Ok(None),
-    }
-}
-
-/// A product's own keys (`table` without the common ones) as its settings type `T`; an
-/// unknown key is named at `path` with the nearest of `T`'s and the `common` keys.
-pub fn settings_at<T: DeserializeOwned>(
-    table: toml::Table,
-    path: &str,
-    common: &[&str],
-) -> Result<T, ConfigIssue> {
-    match deserialize_at(toml::Value::Table(table), path, common) {
-        Ok(settings) => Ok(settings),
-        Err(ParseIssue::Key(issue)) => Err(issue),
-        // Only the parser of the whole file reports syntax; a value has none left.
-        Err(ParseIssue::Syntax { message, .. }) => Err(ConfigIssue::new(path, message)),
     }
 }
 
@@ -1249,53 +1167,6 @@ fn unknown_reference<'a>(
     message
 }
 
-/// Checks a DNS name (optionally a wildcard) and pushes an issue when it is not valid.
-pub fn check_domain(domain: &str, path: &str, allow_wildcard: bool, issues: &mut Vec<ConfigIssue>) {
-    if let Err(reason) = domain_syntax(domain, allow_wildcard) {
-        issues.push(ConfigIssue::new(
-            path,
-            format!("`{domain}` is not a valid domain name: {reason}"),
-        ));
-    }
-}
-
-fn domain_syntax(domain: &str, allow_wildcard: bool) -> Result<(), String> {
-    let name = domain.strip_suffix('.').unwrap_or(domain);
-    if name.is_empty() || name.len() > 253 {
-        return Err("must be 1 to 253 characters".into());
-    }
-    let labels: Vec<&str> = name.split('.').collect();
-    if labels.len() < 2 {
-        return Err("needs at least two labels".into());
-    }
-    for (index, label) in labels.iter().enumerate() {
-        if *label == "*" {
-            if index != 0 {
-                return Err("`*` may only be the first label".into());
-            }
-            if !allow_wildcard {
-                return Err("wildcards are not allowed here".into());
-            }
-            continue;
-        }
-        if label.is_empty() || label.len() > 63 {
-            return Err("each label must be 1 to 63 characters".into());
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!("label `{label}` starts or ends with `-`"));
-        }
-        if !label
-            .chars()
-            .all(|character| character.is_ascii_alphanumeric() || character == '-')
-        {
-            return Err(format!(
-                "label `{label}` has characters other than letters, digits and `-`"
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn validate_certificate(
     index: usize,
     certificate: &CertificateConfig,
@@ -1498,27 +1369,6 @@ mod tests {
             assert_eq!(source.kind(), kind);
             assert_eq!(source.label().split(':').next(), Some(kind));
         }
-    }
-
-    #[test]
-    fn unknown_field_messages_are_read() {
-        let (field, expected) =
-            unknown_field("unknown field `domian`, expected one of `domain`, `api`").unwrap();
-        assert_eq!(field, "domian");
-        assert_eq!(expected, vec!["domain", "api"]);
-        assert_eq!(nearest("domian", &expected), Some("domain".into()));
-        assert_eq!(nearest("zzzz", &expected), None);
-    }
-
-    #[test]
-    fn domains() {
-        assert!(domain_syntax("www.example.com", false).is_ok());
-        assert!(domain_syntax("*.example.com", true).is_ok());
-        assert!(domain_syntax("*.example.com", false).is_err());
-        assert!(domain_syntax("a.*.example.com", true).is_err());
-        assert!(domain_syntax("-a.example.com", true).is_err());
-        assert!(domain_syntax("localhost", true).is_err());
-        assert!(domain_syntax("exa_mple.com", true).is_err());
     }
 
     #[test]

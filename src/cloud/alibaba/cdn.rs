@@ -9,8 +9,8 @@ use super::client::{bad_reply, str_at, AlibabaClient, Product};
 use crate::cert::bundle::LeafInfo;
 use crate::cert::CertificateBundle;
 use crate::cloud::{LiveCertificate, Target};
-use crate::config::ConfigIssue;
 use crate::error::{CloudError, ErrorClass};
+use crate::settings::ConfigIssue;
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -113,7 +113,7 @@ pub(crate) fn validate_cert_region(
 
 /// Checks a domain name with the config's shared syntax rules (no wildcard).
 pub fn validate_domain(path: &str, domain: &str, issues: &mut Vec<ConfigIssue>) {
-    crate::config::check_domain(domain, path, false, issues);
+    crate::settings::check_domain(domain, path, false, issues);
 }
 
 /// The certificate name for the set call: unique per certificate, at most 128 characters.
@@ -353,7 +353,7 @@ pub const PRODUCT: crate::cloud::registry::TargetKind = crate::cloud::registry::
     kind: "alibaba-cdn",
     variant: "AlibabaCdn",
     vendor: "alibaba",
-    provider: Some(crate::config::credentials::Provider::Alibaba),
+    provider: Some(crate::cloud::account::Provider::Alibaba),
     parse: crate::cloud::registry::parse_settings::<CdnSettings>,
 };
 
@@ -364,12 +364,12 @@ impl crate::cloud::registry::TargetProduct for CdnSettings {
 
     fn build(
         &self,
-        config: &crate::config::TargetConfig,
+        spec: crate::cloud::registry::TargetSpec<'_>,
         _window: Option<crate::window::MaintenanceWindow>,
         accounts: &dyn crate::cloud::registry::Accounts,
     ) -> Result<Arc<dyn Target>, String> {
-        let client = accounts.alibaba(config.credentials.as_deref())?;
-        Ok(Arc::new(CdnTarget::new(&config.name, self.clone(), client)))
+        let client = accounts.alibaba(spec.credentials)?;
+        Ok(Arc::new(CdnTarget::new(spec.name, self.clone(), client)))
     }
 }
 

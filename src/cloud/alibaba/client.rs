@@ -7,8 +7,8 @@
 //! `retry::with_retries`, never a loop of our own.
 
 use super::signer::{Acs3Call, SignedRequest};
+use crate::cloud::account::ResolvedCredentials;
 use crate::cloud::credentials::{is_stale_token_code, CredentialProvider, Credentials};
-use crate::config::credentials::ResolvedCredentials;
 use crate::error::{CloudError, ErrorClass};
 use crate::ratelimit::{RateLimiter, RateLimits};
 use crate::retry::{with_retries, RetryPolicy};

@@ -17,8 +17,8 @@ use super::client::{bad_reply, parse_acs_date, str_at, AlibabaClient, Product};
 use crate::cert::bundle::LeafInfo;
 use crate::cert::CertificateBundle;
 use crate::cloud::{LiveCertificate, Target};
-use crate::config::ConfigIssue;
 use crate::error::{CloudError, ErrorClass};
+use crate::settings::ConfigIssue;
 use crate::window::MaintenanceWindow;
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -607,7 +607,7 @@ pub const PRODUCT: crate::cloud::registry::TargetKind = crate::cloud::registry::
     kind: "alibaba-rds",
     variant: "AlibabaRds",
     vendor: "alibaba",
-    provider: Some(crate::config::credentials::Provider::Alibaba),
+    provider: Some(crate::cloud::account::Provider::Alibaba),
     parse: crate::cloud::registry::parse_settings::<RdsSettings>,
 };
 
@@ -618,13 +618,13 @@ impl crate::cloud::registry::TargetProduct for RdsSettings {
 
     fn build(
         &self,
-        config: &crate::config::TargetConfig,
+        spec: crate::cloud::registry::TargetSpec<'_>,
         window: Option<crate::window::MaintenanceWindow>,
         accounts: &dyn crate::cloud::registry::Accounts,
     ) -> Result<Arc<dyn Target>, String> {
-        let client = accounts.alibaba(config.credentials.as_deref())?;
+        let client = accounts.alibaba(spec.credentials)?;
         Ok(Arc::new(
-            RdsTarget::new(&config.name, self.clone(), client).with_maintenance_window(window),
+            RdsTarget::new(spec.name, self.clone(), client).with_maintenance_window(window),
         ))
     }
 }

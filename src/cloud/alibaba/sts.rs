@@ -13,8 +13,8 @@
 
 use super::client::{decode_response, now_acs_date, parse_acs_date};
 use super::signer::{form_encode, Acs3Call, SignedRequest};
+use crate::cloud::account::{read_secret_text, ResolvedCredentials};
 use crate::cloud::credentials::{CredentialProvider, CredentialSource, Credentials};
-use crate::config::credentials::{read_secret_text, ResolvedCredentials};
 use crate::error::{CloudError, ErrorClass};
 use crate::secret::Secret;
 use async_trait::async_trait;

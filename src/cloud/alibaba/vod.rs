@@ -17,8 +17,8 @@ use super::cdn::{
 use super::client::{AlibabaClient, Product};
 use crate::cert::CertificateBundle;
 use crate::cloud::{LiveCertificate, Target};
-use crate::config::ConfigIssue;
 use crate::error::CloudError;
+use crate::settings::ConfigIssue;
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -158,7 +158,7 @@ pub const PRODUCT: crate::cloud::registry::TargetKind = crate::cloud::registry::
     kind: "alibaba-vod",
     variant: "AlibabaVod",
     vendor: "alibaba",
-    provider: Some(crate::config::credentials::Provider::Alibaba),
+    provider: Some(crate::cloud::account::Provider::Alibaba),
     parse: crate::cloud::registry::parse_settings::<VodSettings>,
 };
 
@@ -169,12 +169,12 @@ impl crate::cloud::registry::TargetProduct for VodSettings {
 
     fn build(
         &self,
-        config: &crate::config::TargetConfig,
+        spec: crate::cloud::registry::TargetSpec<'_>,
         _window: Option<crate::window::MaintenanceWindow>,
         accounts: &dyn crate::cloud::registry::Accounts,
     ) -> Result<Arc<dyn Target>, String> {
-        let client = accounts.alibaba(config.credentials.as_deref())?;
-        Ok(Arc::new(VodTarget::new(&config.name, self.clone(), client)))
+        let client = accounts.alibaba(spec.credentials)?;
+        Ok(Arc::new(VodTarget::new(spec.name, self.clone(), client)))
     }
 }
 

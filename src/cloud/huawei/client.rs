@@ -8,8 +8,8 @@
 
 use super::iam::{IamSettings, TokenSource};
 use super::signer::{self, CanonicalRequest};
+use crate::cloud::account::{AuthMethod, ResolvedCredentials};
 use crate::cloud::credentials::{CredentialProvider, Credentials};
-use crate::config::credentials::{AuthMethod, ResolvedCredentials};
 use crate::error::{CloudError, ErrorClass};
 use crate::secret::Secret;
 use reqwest::Method;
@@ -710,12 +710,8 @@ mod tests {
     #[test]
     fn aksk_needs_a_project_and_token_auth_needs_iam_fields() {
         let http = reqwest::Client::new();
-        let credentials = ResolvedCredentials::new(
-            "hw",
-            crate::config::credentials::Provider::Huawei,
-            "ak",
-            "sk",
-        );
+        let credentials =
+            ResolvedCredentials::new("hw", crate::cloud::account::Provider::Huawei, "ak", "sk");
         let error = HuaweiClient::new(&credentials, http.clone(), system_clock())
             .err()
             .unwrap();

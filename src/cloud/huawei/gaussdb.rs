@@ -16,8 +16,8 @@
 
 use super::client::{ApiRequest, HuaweiClient};
 use crate::cloud::{Policy, PolicyFinding, PolicyMode, Remediation};
-use crate::config::ConfigIssue;
 use crate::error::{CloudError, ErrorClass};
+use crate::settings::ConfigIssue;
 use crate::window::MaintenanceWindow;
 use async_trait::async_trait;
 use reqwest::Method;
@@ -303,7 +303,7 @@ pub const PRODUCT: crate::cloud::registry::PolicyKind = crate::cloud::registry::
     kind: "huawei-gaussdb-backup-encryption",
     variant: "HuaweiGaussdbBackupEncryption",
     vendor: "huawei",
-    provider: Some(crate::config::credentials::Provider::Huawei),
+    provider: Some(crate::cloud::account::Provider::Huawei),
     parse: crate::cloud::registry::parse_policy_settings::<GaussDbBackupEncryptionSettings>,
 };
 
@@ -315,15 +315,15 @@ impl crate::cloud::registry::PolicyProduct for GaussDbBackupEncryptionSettings {
 
     fn build(
         &self,
-        config: &crate::config::PolicyConfig,
+        spec: crate::cloud::registry::PolicySpec<'_>,
         window: Option<MaintenanceWindow>,
         accounts: &dyn crate::cloud::registry::Accounts,
     ) -> Result<Arc<dyn Policy>, String> {
-        let client = accounts.huawei(&config.credentials)?;
+        let client = accounts.huawei(spec.credentials)?;
         Ok(Arc::new(GaussDbBackupEncryptionPolicy::new(
-            &config.name,
-            config.mode,
-            config.resources.clone(),
+            spec.name,
+            spec.mode,
+            spec.resources.to_vec(),
             self.clone(),
             client,
             window,

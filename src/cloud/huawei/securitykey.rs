@@ -12,8 +12,8 @@
 
 use super::client::{send_request, VENDOR};
 use super::iam::{IamSettings, TokenSource};
+use crate::cloud::account::ResolvedCredentials;
 use crate::cloud::credentials::{CredentialSource, Credentials};
-use crate::config::credentials::ResolvedCredentials;
 use crate::error::{CloudError, ErrorClass};
 use crate::secret::Secret;
 use async_trait::async_trait;

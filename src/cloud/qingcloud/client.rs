@@ -5,8 +5,8 @@
 //! [`ErrorClass`]. It never retries: `retry` owns that.
 
 use super::signer::{self, SigningInput};
+use crate::cloud::account::ResolvedCredentials;
 use crate::cloud::credentials::CredentialProvider;
-use crate::config::credentials::ResolvedCredentials;
 use crate::error::{CloudError, ErrorClass};
 use std::sync::Arc;
 

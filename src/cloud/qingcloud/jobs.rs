@@ -5,8 +5,8 @@
 //! error carrying its job id, never started again here.
 
 use super::client::{field_str, QingCloudClient};
-use crate::config::ConfigIssue;
 use crate::error::{CloudError, ErrorClass};
+use crate::settings::ConfigIssue;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -93,7 +93,7 @@ impl JobPollConfig {
         let defaults = JobPollSettings::default();
         let read = |key: &str, value: &Option<String>, default: Duration| match value {
             None => Ok(default),
-            Some(text) => match crate::config::duration::parse_duration(text) {
+            Some(text) => match crate::settings::duration::parse_duration(text) {
                 Ok(duration) if !duration.is_zero() => Ok(duration),
                 Ok(_) => Err(ConfigIssue::new(
                     format!("{path}.{key}"),

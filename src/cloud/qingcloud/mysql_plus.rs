@@ -30,8 +30,8 @@
 use super::client::{field_str, QingCloudClient};
 use super::jobs::{self, JobPollConfig, JobPollSettings};
 use crate::cloud::{Policy, PolicyFinding, PolicyMode, Remediation};
-use crate::config::ConfigIssue;
 use crate::error::{CloudError, ErrorClass};
+use crate::settings::ConfigIssue;
 use crate::window::MaintenanceWindow;
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -536,7 +536,7 @@ pub const PRODUCT: crate::cloud::registry::PolicyKind = crate::cloud::registry::
     kind: "qingcloud-mysql-plus-ssl",
     variant: "QingcloudMysqlPlusSsl",
     vendor: "qingcloud",
-    provider: Some(crate::config::credentials::Provider::Qingcloud),
+    provider: Some(crate::cloud::account::Provider::Qingcloud),
     parse: crate::cloud::registry::parse_policy_settings::<MysqlPlusSslSettings>,
 };
 
@@ -547,16 +547,16 @@ impl crate::cloud::registry::PolicyProduct for MysqlPlusSslSettings {
 
     fn build(
         &self,
-        config: &crate::config::PolicyConfig,
+        spec: crate::cloud::registry::PolicySpec<'_>,
         window: Option<MaintenanceWindow>,
         accounts: &dyn crate::cloud::registry::Accounts,
     ) -> Result<std::sync::Arc<dyn Policy>, String> {
-        let client = accounts.qingcloud(&config.credentials)?;
+        let client = accounts.qingcloud(spec.credentials)?;
         let policy = MysqlPlusSslPolicy::new(
-            &config.name,
-            config.mode,
+            spec.name,
+            spec.mode,
             window,
-            config.resources.clone(),
+            spec.resources.to_vec(),
             client,
             self,
         )
