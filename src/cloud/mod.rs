@@ -7,6 +7,7 @@
 pub mod account;
 pub mod alibaba;
 pub mod credentials;
+pub mod error_table;
 pub mod file;
 pub mod http;
 pub mod huawei;

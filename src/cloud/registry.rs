@@ -12,6 +12,7 @@
 
 use super::account::Provider;
 use super::alibaba::AlibabaClient;
+use super::error_table::ErrorTable;
 use super::huawei::client::HuaweiClient;
 use super::qingcloud::QingCloudClient;
 use super::{alibaba, file, huawei, qingcloud, Policy, PolicyMode, Target};
@@ -211,12 +212,17 @@ pub fn is_known_code(vendor: &str, code: &str) -> bool {
         || ViolationReason::ALL
             .iter()
             .any(|reason| reason.as_str() == code)
-        || match vendor {
-            "alibaba" => alibaba::client::is_known_code(code),
-            "huawei" => huawei::client::class_of(code).is_some(),
-            "qingcloud" => qingcloud::client::is_known_code(code),
-            _ => false,
-        }
+        || error_table(vendor).is_some_and(|table| table.contains(code))
+}
+
+/// The documented error codes of `vendor`'s client, if it is a vendor with a client.
+pub fn error_table(vendor: &str) -> Option<&'static ErrorTable> {
+    match vendor {
+        "alibaba" => Some(&alibaba::client::ERROR_TABLE),
+        "huawei" => Some(&huawei::client::ERROR_TABLE),
+        "qingcloud" => Some(&qingcloud::client::ERROR_TABLE),
+        _ => None,
+    }
 }
 
 /// The `code` label for `certkeeper_errors_total`.
@@ -240,6 +246,24 @@ mod tests {
         assert_eq!(code_label("certkeeper", "key_mismatch"), "key_mismatch");
         assert_eq!(code_label("alibaba", "Made.Up.By.A.Server"), "other");
         assert_eq!(code_label("qingcloud", "not a number"), "other");
+    }
+
+    #[test]
+    fn every_vendor_client_has_one_table_each_code_listed_once() {
+        for vendor in ["alibaba", "huawei", "qingcloud"] {
+            let table = error_table(vendor).unwrap();
+            let mut codes = std::collections::BTreeSet::new();
+            for row in table.rows() {
+                assert!(
+                    codes.insert(row.code),
+                    "{vendor}: {} listed twice",
+                    row.code
+                );
+                assert!(is_known_code(vendor, row.code), "{vendor}: {}", row.code);
+            }
+            assert!(!codes.is_empty(), "{vendor}");
+        }
+        assert!(error_table("file").is_none());
     }
 
     #[test]

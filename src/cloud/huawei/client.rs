@@ -1,7 +1,7 @@
 //! The Huawei Cloud API client: picks the endpoint per product and region, authenticates
 //! each call (AK/SK `SDK-HMAC-SHA256` signature by default, or an IAM token as
 //! `X-Auth-Token`), sends `X-Language`, and turns error answers into [`CloudError`]s. This is
-//! the only code that reads Huawei error codes: [`ERROR_CODES`] is the one table that maps
+//! the only code that reads Huawei error codes: [`ERROR_TABLE`] is the one table that maps
 //! them to an [`ErrorClass`]; a code missing from it falls back on the HTTP status.
 //! Nothing here retries or sleeps, except the single re-send after a rejected IAM token,
 //! which is re-authentication rather than a retry.
@@ -10,6 +10,7 @@ use super::iam::{IamSettings, TokenSource};
 use super::signer::{self, CanonicalRequest};
 use crate::cloud::account::{AuthMethod, ResolvedCredentials};
 use crate::cloud::credentials::{CredentialProvider, Credentials};
+use crate::cloud::error_table::{ErrorCode, ErrorTable};
 use crate::error::{CloudError, ErrorClass};
 use crate::secret::Secret;
 use reqwest::Method;
@@ -25,51 +26,92 @@ pub use crate::cloud::http::{system_clock, Clock};
 /// Huawei codes and the class each belongs to. Sources: API Gateway error codes, the
 /// RDS/TaurusDB `DBS.` table, the DEW/KMS table (a KMS key problem surfaces with its KMS
 /// code), the DNS table; see `../shared/reference/cloud-apis.md` §6.4.
-pub const ERROR_CODES: &[(&str, ErrorClass)] = &[
+pub const ERROR_TABLE: ErrorTable = ErrorTable::new(&[
     // API Gateway; the prefix is spelled both `APIGW.` and `APIG.` in the docs.
-    ("APIGW.0101", ErrorClass::Unsupported), // API does not exist or is not published here
-    ("APIG.0101", ErrorClass::Unsupported),
-    ("APIGW.0301", ErrorClass::Auth), // bad signature, expired or undecryptable token, AK locked
-    ("APIG.0301", ErrorClass::Auth),
-    ("APIGW.0303", ErrorClass::Auth), // app auth failed / signature expired
-    ("APIG.0303", ErrorClass::Auth),
-    ("APIGW.0308", ErrorClass::Throttled), // throttling threshold reached
-    ("APIG.0308", ErrorClass::Throttled),
+    ErrorCode::new(
+        "APIGW.0101",
+        ErrorClass::Unsupported,
+        "API does not exist or is not published here",
+    ),
+    ErrorCode::new("APIG.0101", ErrorClass::Unsupported, ""),
+    ErrorCode::new(
+        "APIGW.0301",
+        ErrorClass::Auth,
+        "bad signature, expired or undecryptable token, AK locked",
+    ),
+    ErrorCode::new("APIG.0301", ErrorClass::Auth, ""),
+    ErrorCode::new(
+        "APIGW.0303",
+        ErrorClass::Auth,
+        "app auth failed / signature expired",
+    ),
+    ErrorCode::new("APIG.0303", ErrorClass::Auth, ""),
+    ErrorCode::new(
+        "APIGW.0308",
+        ErrorClass::Throttled,
+        "throttling threshold reached",
+    ),
+    ErrorCode::new("APIG.0308", ErrorClass::Throttled, ""),
     // TaurusDB / RDS family.
-    ("DBS.200001", ErrorClass::Invalid),  // parameter error
-    ("DBS.200002", ErrorClass::NotFound), // instance does not exist
+    ErrorCode::new("DBS.200001", ErrorClass::Invalid, "parameter error"),
+    ErrorCode::new(
+        "DBS.200002",
+        ErrorClass::NotFound,
+        "instance does not exist",
+    ),
     // Operation not allowed for this account: how the simulator models the seed's "open
     // beta, ask by service ticket" restriction (seed 003 接口约束); nothing in our config
     // can change it, only the vendor, so unsupported (hourly, growing), not parked.
-    ("DBS.200004", ErrorClass::Unsupported),
-    ("DBS.200010", ErrorClass::Auth), // tenant and instance do not match
-    ("DBS.200011", ErrorClass::Busy), // instance state forbids the operation now
-    ("DBS.200018", ErrorClass::Busy), // instance or node not available now
-    ("DBS.200019", ErrorClass::Busy), // another operation in progress / instance faulty
-    ("DBS.280234", ErrorClass::Invalid), // invalid DB instance name
-    ("DBS.108000", ErrorClass::Transient), // internal error
+    ErrorCode::new("DBS.200004", ErrorClass::Unsupported, ""),
+    ErrorCode::new(
+        "DBS.200010",
+        ErrorClass::Auth,
+        "tenant and instance do not match",
+    ),
+    ErrorCode::new(
+        "DBS.200011",
+        ErrorClass::Busy,
+        "instance state forbids the operation now",
+    ),
+    ErrorCode::new(
+        "DBS.200018",
+        ErrorClass::Busy,
+        "instance or node not available now",
+    ),
+    ErrorCode::new(
+        "DBS.200019",
+        ErrorClass::Busy,
+        "another operation in progress / instance faulty",
+    ),
+    ErrorCode::new(
+        "DBS.280234",
+        ErrorClass::Invalid,
+        "invalid DB instance name",
+    ),
+    ErrorCode::new("DBS.108000", ErrorClass::Transient, "internal error"),
     // DEW/KMS, as surfaced through the backup-encryption call.
-    ("KMS.0205", ErrorClass::Invalid),  // invalid key_id
-    ("KMS.0207", ErrorClass::NotFound), // the key does not exist
+    ErrorCode::new("KMS.0205", ErrorClass::Invalid, "invalid key_id"),
+    ErrorCode::new("KMS.0207", ErrorClass::NotFound, "the key does not exist"),
     // A disabled key, or one pending deletion, is fixed in DEW (enable it, cancel the
     // deletion), outside certkeeper's config: parking until the config changes would wait
     // for nothing. Busy retries on a timer across passes (30 s doubling to 30 min), so an
     // operator's fix is picked up within half an hour; transient would also repeat the
     // refusal inside the operation, which cannot help within seconds.
-    ("KMS.0209", ErrorClass::Busy),
-    ("KMS.0210", ErrorClass::Busy),
-    ("KMS.0306", ErrorClass::Auth), // no permission to use the key
+    ErrorCode::new("KMS.0209", ErrorClass::Busy, ""),
+    ErrorCode::new("KMS.0210", ErrorClass::Busy, ""),
+    ErrorCode::new("KMS.0306", ErrorClass::Auth, "no permission to use the key"),
     // DNS.
-    ("DNS.0001", ErrorClass::Transient), // internal error
-    ("DNS.0014", ErrorClass::Throttled), // request forbidden by flow control
-];
+    ErrorCode::new("DNS.0001", ErrorClass::Transient, "internal error"),
+    ErrorCode::new(
+        "DNS.0014",
+        ErrorClass::Throttled,
+        "request forbidden by flow control",
+    ),
+]);
 
-/// The class of `code` from [`ERROR_CODES`], if listed.
+/// The class of `code` from [`ERROR_TABLE`], if listed.
 pub fn class_of(code: &str) -> Option<ErrorClass> {
-    ERROR_CODES
-        .iter()
-        .find(|(known, _)| *known == code)
-        .map(|(_, class)| *class)
+    ERROR_TABLE.class_of(code)
 }
 
 /// Finds `(code, message)` in a Huawei error body. The SDK accepts `error_code`/`error_msg`,

@@ -7,6 +7,7 @@
 use super::signer::{self, SigningInput};
 use crate::cloud::account::ResolvedCredentials;
 use crate::cloud::credentials::CredentialProvider;
+use crate::cloud::error_table::{ErrorCode, ErrorTable};
 use crate::error::{CloudError, ErrorClass};
 use std::sync::Arc;
 
@@ -28,13 +29,13 @@ const VENDOR: &str = "qingcloud";
 
 /// Every documented `ret_code` (`qingcloud-docs` `api/error_code.md`) and its class.
 /// Codes not listed fall back on [`class_by_range`].
-pub const RET_CODES: &[(i64, ErrorClass, &str)] = &[
-    (1100, ErrorClass::Invalid, "message format error"),
-    (1101, ErrorClass::Invalid, "request method error"),
-    (1200, ErrorClass::Auth, "authentication failed"),
+pub const ERROR_TABLE: ErrorTable = ErrorTable::new(&[
+    ErrorCode::new("1100", ErrorClass::Invalid, "message format error"),
+    ErrorCode::new("1101", ErrorClass::Invalid, "request method error"),
+    ErrorCode::new("1200", ErrorClass::Auth, "authentication failed"),
     // An expired time stamp almost always means the host clock is off, which no quick
     // retry fixes; an operator must act, as for other signature failures.
-    (1300, ErrorClass::Auth, "message expired (time_stamp)"),
+    ErrorCode::new("1300", ErrorClass::Auth, "message expired (time_stamp)"),
     // 1400 means "access denied": no permission *or* a resource state that forbids the
     // change (error_code.md), and the answer has no field that says which: only prose,
     // whose wording and language the vendor may change. The safe class is a timed retry
@@ -42,49 +43,48 @@ pub const RET_CODES: &[(i64, ErrorClass, &str)] = &[
     // missing permission costs one refused call per backoff step and its message stays
     // visible in `status`, the event log and the error counter. Reading it as a permission
     // failure would instead hold a mere state conflict back for hours.
-    (
-        1400,
+    ErrorCode::new(
+        "1400",
         ErrorClass::Busy,
         "access denied (permission or resource state)",
     ),
-    (2000, ErrorClass::Auth, "login session expired"),
-    (2100, ErrorClass::NotFound, "resource not found"),
-    (2110, ErrorClass::Invalid, "resource already exists"),
+    ErrorCode::new("2000", ErrorClass::Auth, "login session expired"),
+    ErrorCode::new("2100", ErrorClass::NotFound, "resource not found"),
+    ErrorCode::new("2110", ErrorClass::Invalid, "resource already exists"),
     // 2400 is insufficient balance, not throttling.
-    (2400, ErrorClass::Billing, "insufficient balance"),
+    ErrorCode::new("2400", ErrorClass::Billing, "insufficient balance"),
     // 2500 includes the daily API request quota (resets at 00:00), so a quick retry never
     // helps: it is a quota, retried across operations.
-    (2500, ErrorClass::Billing, "quota exceeded"),
-    (3300, ErrorClass::Unsupported, "invalid API module"),
-    (4000, ErrorClass::Billing, "license error"),
-    (4001, ErrorClass::Billing, "license error"),
-    (4002, ErrorClass::Billing, "license error"),
-    (4003, ErrorClass::Billing, "license error"),
-    (4004, ErrorClass::Billing, "license error"),
-    (4005, ErrorClass::Billing, "license error"),
-    (5000, ErrorClass::Transient, "internal error"),
+    ErrorCode::new("2500", ErrorClass::Billing, "quota exceeded"),
+    ErrorCode::new("3300", ErrorClass::Unsupported, "invalid API module"),
+    ErrorCode::new("4000", ErrorClass::Billing, "license error"),
+    ErrorCode::new("4001", ErrorClass::Billing, "license error"),
+    ErrorCode::new("4002", ErrorClass::Billing, "license error"),
+    ErrorCode::new("4003", ErrorClass::Billing, "license error"),
+    ErrorCode::new("4004", ErrorClass::Billing, "license error"),
+    ErrorCode::new("4005", ErrorClass::Billing, "license error"),
+    ErrorCode::new("5000", ErrorClass::Transient, "internal error"),
     // "Server busy" is load, not resource state: the SDK retries 5000 and 5100 alike with
     // exponential backoff, and so do we (class transient, not busy).
-    (5100, ErrorClass::Transient, "server busy"),
-    (5200, ErrorClass::Busy, "resources insufficient"),
-    (5300, ErrorClass::Busy, "service updating"),
-    (5400, ErrorClass::Invalid, "dependency exists"),
-    (5500, ErrorClass::Transient, "internal error"),
-    (5600, ErrorClass::Transient, "internal error"),
-    (8000, ErrorClass::Invalid, "config file error"),
-    (8001, ErrorClass::Invalid, "config file error"),
-    (8002, ErrorClass::Invalid, "config file error"),
-    (8003, ErrorClass::Invalid, "config file error"),
-    (8004, ErrorClass::Invalid, "config file error"),
-];
+    ErrorCode::new("5100", ErrorClass::Transient, "server busy"),
+    ErrorCode::new("5200", ErrorClass::Busy, "resources insufficient"),
+    ErrorCode::new("5300", ErrorClass::Busy, "service updating"),
+    ErrorCode::new("5400", ErrorClass::Invalid, "dependency exists"),
+    ErrorCode::new("5500", ErrorClass::Transient, "internal error"),
+    ErrorCode::new("5600", ErrorClass::Transient, "internal error"),
+    ErrorCode::new("8000", ErrorClass::Invalid, "config file error"),
+    ErrorCode::new("8001", ErrorClass::Invalid, "config file error"),
+    ErrorCode::new("8002", ErrorClass::Invalid, "config file error"),
+    ErrorCode::new("8003", ErrorClass::Invalid, "config file error"),
+    ErrorCode::new("8004", ErrorClass::Invalid, "config file error"),
+]);
 
-/// Whether `code` (a `ret_code` as text) is in [`RET_CODES`]: metric labels keep only these.
+/// Whether `code` (a `ret_code` as text) is in [`ERROR_TABLE`]: metric labels keep only these.
 pub fn is_known_code(code: &str) -> bool {
-    code.parse::<i64>()
-        .is_ok_and(|number| RET_CODES.iter().any(|(known, _, _)| *known == number))
+    ERROR_TABLE.contains(code)
 }
 
-/// The class of a code missing from [`RET_CODES`], by its documented family.
+/// The class of a code missing from [`ERROR_TABLE`], by its documented family.
 fn class_by_range(ret_code: i64) -> ErrorClass {
     match ret_code {
         1200..=1499 | 2000..=2099 => ErrorClass::Auth,
@@ -100,10 +100,8 @@ fn class_by_range(ret_code: i64) -> ErrorClass {
 /// Classifies a `ret_code` by its documented table, then by its documented family. The
 /// message is prose for people and is never read.
 pub fn classify(ret_code: i64) -> ErrorClass {
-    RET_CODES
-        .iter()
-        .find(|(code, _, _)| *code == ret_code)
-        .map(|(_, class, _)| *class)
+    ERROR_TABLE
+        .class_of(&ret_code.to_string())
         .unwrap_or_else(|| class_by_range(ret_code))
 }
 
@@ -332,8 +330,8 @@ mod tests {
     #[test]
     fn every_documented_code_is_classified_once() {
         let mut seen = std::collections::BTreeSet::new();
-        for (code, _, _) in RET_CODES {
-            assert!(seen.insert(*code), "{code} listed twice");
+        for row in ERROR_TABLE.rows() {
+            assert!(seen.insert(row.code), "{} listed twice", row.code);
         }
         assert_eq!(classify(1100), ErrorClass::Invalid);
         assert_eq!(classify(1200), ErrorClass::Auth);
