@@ -28,7 +28,8 @@ pub struct TargetHandle {
     /// The vendor whose concurrency limit and rate limits apply.
     pub vendor: &'static str,
     pub target: Arc<dyn Target>,
-    pub window: Option<MaintenanceWindow>,
+    /// Boxed: a schedule is a few hundred bytes, and most of 10,000 targets have none.
+    pub window: Option<Box<MaintenanceWindow>>,
 }
 
 /// What the engine needs to deploy.
@@ -569,7 +570,7 @@ mod tests {
             kind: target.kind(),
             vendor: "test",
             target,
-            window,
+            window: window.map(Box::new),
         }
     }
 
