@@ -1115,6 +1115,69 @@ mod tests {
     }
 
     #[test]
+    fn target_rows_render_like_registered_series() {
+        let metrics = Metrics::new().unwrap();
+        let odd = "a\"b\\c\nd";
+        metrics
+            .deployments
+            .with_label_values(&[odd, "file", "success"])
+            .inc();
+        metrics
+            .deployments
+            .with_label_values(&[odd, "file", "success"])
+            .inc();
+        metrics
+            .deployments
+            .with_label_values(&["cdn", "alibaba-cdn", "failure"])
+            .inc();
+        metrics.set_target_served(
+            "cdn",
+            "alibaba-cdn",
+            Some(Validity {
+                not_before: 1_700_000_000,
+                not_after: 1_800_000_000,
+            }),
+        );
+        let text = metrics.encode().unwrap();
+        assert!(
+            text.contains(
+                "certkeeper_deployments_total{kind=\"file\",result=\"success\",target=\"a\\\"b\\\\c\\nd\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "certkeeper_deployments_total{kind=\"alibaba-cdn\",result=\"failure\",target=\"cdn\"} 1"
+        ));
+        assert!(text.contains("# TYPE certkeeper_deployments_total counter\n"));
+        assert!(text.contains(
+            "certkeeper_target_certificate_expiration_timestamp_seconds{kind=\"alibaba-cdn\",target=\"cdn\"} 1800000000\n"
+        ));
+        // A family with no series has no header either, as with registered families.
+        assert!(!text.contains("certkeeper_target_parked"), "{text}");
+        assert_eq!(
+            metrics
+                .deployments
+                .with_label_values(&[odd, "file", "success"])
+                .get(),
+            2
+        );
+        // Known neither by target nor by kind: read as absent (0), nothing created.
+        assert_eq!(
+            metrics
+                .target_in_sync
+                .with_label_values(&["nobody", "file"])
+                .get(),
+            0
+        );
+        metrics.set_target_served("cdn", "alibaba-cdn", None);
+        let text = metrics.encode().unwrap();
+        assert!(
+            !text.contains("certkeeper_target_certificate_expiration"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn pass_running_counts_only_while_a_pass_runs() {
         let metrics = Metrics::new().unwrap();
         let running = |metrics: &Metrics| {
