@@ -11,9 +11,8 @@
 mod support;
 
 use serde_json::Value;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::{certkeeper_command, free_port, start_sim, ChildGuard};
+use support::{free_port, spawn_daemon_logging_to, start_sim};
 
 const ACCOUNTS: usize = 4;
 /// Per account: 40 domains at 30 writes/s is over a second of rollout each.
@@ -199,18 +198,14 @@ fn four_accounts_roll_out_at_once_beside_policies_without_a_throttled_reply() {
         config(&sim.url, &directory.path().join("state"), free_port()),
     )
     .unwrap();
-    let log = std::fs::File::create(&log_path).unwrap();
-    let _daemon = ChildGuard(
-        certkeeper_command()
-            .args(["run", "--log-format", "json", "--config"])
-            .arg(&config_path)
-            .env("MULTI_ALIBABA_SECRET", SECRET)
-            .env("MULTI_HUAWEI_SECRET", HUAWEI_SECRET)
-            .env("MULTI_QINGCLOUD_SECRET", QINGCLOUD_SECRET)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap(),
+    let _daemon = spawn_daemon_logging_to(
+        &config_path,
+        &log_path,
+        &[
+            ("MULTI_ALIBABA_SECRET", SECRET),
+            ("MULTI_HUAWEI_SECRET", HUAWEI_SECRET),
+            ("MULTI_QINGCLOUD_SECRET", QINGCLOUD_SECRET),
+        ],
     );
 
     // Sampled as fast as the simulator answers (in-process, no HTTP): a serialised rollout

@@ -145,7 +145,7 @@ pub struct DaemonConfig {
         deserialize_with = "duration::deserialize"
     )]
     pub grace_period: Duration,
-    /// How many deploys may run at once per vendor.
+    /// How many deploys may run at once per vendor account.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// How long SIGTERM waits for in-flight deploys before exiting.
