@@ -332,11 +332,23 @@ fn plan(config: &config::Config, json: bool) -> anyhow::Result<u8> {
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     use std::io::IsTerminal;
-    let view = runtime.block_on(certkeeper::plan::plan(
-        config,
-        &config::credentials::ProcessEnvironment,
-        std::io::stderr().is_terminal(),
-    ))?;
+    // Built here (the wiring), not in `plan`: `plan` is a view below `app`, and the daemon
+    // plans with the clients it already has.
+    let view = runtime.block_on(async {
+        let cloud = certkeeper::app::build_cloud(
+            config,
+            &config::credentials::ProcessEnvironment,
+            std::sync::Arc::new(()),
+        )?;
+        let view = certkeeper::plan::plan_with(
+            config,
+            &cloud.targets,
+            &cloud.policies,
+            std::io::stderr().is_terminal(),
+        )
+        .await?;
+        anyhow::Ok(view)
+    })?;
     certkeeper::plan::print(&view, json, &mut std::io::stdout().lock())?;
     Ok(view.exit_code())
 }

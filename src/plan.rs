@@ -4,15 +4,14 @@
 //! line per certificate, target and resource with the action a pass would take. It writes
 //! nothing anywhere, so it is safe next to a running daemon and in a change review.
 
-use crate::app::{build_cloud, planned_renewal, BuildError};
 use crate::cert::CertificateBundle;
 use crate::cloud::Policy;
 use crate::cloud::PolicyMode;
-use crate::config::credentials::SecretEnvironment;
 use crate::config::{Config, PolicyConfig, SourceConfig};
 use crate::engine::decide::{decide, hold, superseded, Decision, Hold};
 use crate::engine::deploy::TargetHandle;
 use crate::engine::inputs;
+use crate::engine::obtain::planned_renewal;
 use crate::retry::RetryPolicy;
 use crate::source::file::{FileEvent, FileSource, WatchSpec};
 use crate::store::sqlite::SqliteStore;
@@ -27,8 +26,6 @@ use time::OffsetDateTime;
 /// Why a plan could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error(transparent)]
-    Build(#[from] BuildError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("writing output: {0}")]
@@ -198,19 +195,11 @@ const PLAN_RETRY: RetryPolicy = RetryPolicy {
     transient_cap: Duration::from_secs(10),
 };
 
-/// Builds the plan. Reads secrets (to sign read calls) but writes nothing. With `progress`,
-/// counts the live-state reads on stderr (for a terminal).
-pub async fn plan(
-    config: &Config,
-    environment: &dyn SecretEnvironment,
-    progress: bool,
-) -> Result<PlanView, PlanError> {
-    let cloud = build_cloud(config, environment, Arc::new(()))?;
-    plan_with(config, &cloud.targets, &cloud.policies, progress).await
-}
-
-/// [`plan`] with targets and policies already built: the daemon's own, so a plan asked of
-/// a running daemon spends its clients' token buckets instead of competing with them.
+/// Builds the plan with targets and policies already built: the daemon's own, so a plan
+/// asked of a running daemon spends its clients' token buckets instead of competing with
+/// them (`main` builds them for a plan without a daemon). Reads secrets (to sign read
+/// calls) but writes nothing. With `progress`, counts the live-state reads on stderr (for a
+/// terminal).
 pub async fn plan_with(
     config: &Config,
     handles: &HashMap<String, TargetHandle>,

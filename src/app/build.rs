@@ -88,8 +88,8 @@ impl StartError {
 pub struct Cloud {
     alibaba: HashMap<String, Arc<AlibabaClient>>,
     huawei: HashMap<String, Arc<HuaweiClient>>,
-    pub(crate) targets: HashMap<String, TargetHandle>,
-    pub(crate) policies: Vec<(config::PolicyConfig, Arc<dyn Policy>)>,
+    pub targets: HashMap<String, TargetHandle>,
+    pub policies: Vec<(config::PolicyConfig, Arc<dyn Policy>)>,
     secrets: BTreeMap<String, SecretFingerprint>,
 }
 
