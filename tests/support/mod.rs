@@ -395,3 +395,6 @@ domain = "bad.example.com"
         )
     }
 }
+
+/// A real PostgreSQL server per test (`support::postgres::PgServer`).
+pub mod postgres;
