@@ -52,7 +52,10 @@ fn store_error(operation: &str, error: StoreError) -> SourceError {
         StoreError::BadValue { .. } | StoreError::Corrupt { .. } | StoreError::TooNew { .. } => {
             ErrorClass::Invalid
         }
-        StoreError::Io { .. } | StoreError::Sqlite { .. } => ErrorClass::Transient,
+        StoreError::Io { .. }
+        | StoreError::Sqlite { .. }
+        | StoreError::Postgres { .. }
+        | StoreError::Fenced { .. } => ErrorClass::Transient,
     };
     SourceError::new("store", operation, class, "StateStore", error.to_string())
 }

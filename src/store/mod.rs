@@ -15,6 +15,8 @@
 //! (renewal points are truncated to seconds anyway, cert-manager style), which keeps the
 //! schema portable to PostgreSQL `BIGINT` columns and sortable.
 
+pub mod lease;
+pub mod postgres;
 pub mod sqlite;
 
 #[cfg(test)]
@@ -28,6 +30,7 @@ use std::fmt;
 use std::path::PathBuf;
 use time::OffsetDateTime;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Why the store could not be opened, read or written. Every variant names the store file.
@@ -66,6 +69,26 @@ pub enum StoreError {
         path: PathBuf,
         what: &'static str,
         reason: String,
+    },
+    /// The PostgreSQL store failed (`database` is `postgresql://host:port/name`, never the
+    /// password); a connection error means the database is unreachable for now.
+    #[error("{database}: state store error while {operation}: {source}")]
+    Postgres {
+        database: String,
+        operation: &'static str,
+        #[source]
+        source: ::postgres::Error,
+    },
+    /// A write by a leadership that another instance has since replaced (docs/ha.md).
+    #[error(
+        "{database}: refused {operation}: this instance's leadership (fencing token {token}) \
+         was taken over by another instance (token {current})"
+    )]
+    Fenced {
+        database: String,
+        operation: &'static str,
+        token: i64,
+        current: i64,
     },
 }
 
