@@ -7,12 +7,15 @@
 mod build;
 
 use crate::config::credentials::{ProcessEnvironment, SecretEnvironment};
+use crate::config::store::StoreBackend;
 use crate::config::{self, Config};
 use crate::control::{add_to, check_request, ControlRequest, ControlResponse, Incoming};
 pub use crate::engine::obtain::planned_renewal;
 use crate::engine::pass::{CertificateSource, Components, Daemon, Manual, Shutdown};
 use crate::engine::schedule::{cron_after, next_wake, MAX_SLEEP};
 use crate::source::file::FileEvent;
+use crate::store::lease::Leadership;
+use crate::store::postgres::{ConnectOptions, PostgresStore};
 use crate::store::{StateStore, StoreError};
 use crate::systemd::Notifier;
 use crate::telemetry::metrics::Metrics;
@@ -51,6 +54,61 @@ fn newest_event_id(store: &dyn StateStore) -> i64 {
         .ok()
         .and_then(|events| events.last().map(|event| event.id))
         .unwrap_or(0)
+}
+
+/// How often a follower reads the shared store into its gauges.
+const FOLLOWER_REFRESH: Duration = Duration::from_secs(5);
+
+/// The PostgreSQL store when `[store] backend = "postgres"` (connected and migrated), else
+/// `None` (the SQLite file in the state directory).
+async fn open_shared_store(
+    config: &Config,
+    environment: &(dyn SecretEnvironment + Send + Sync),
+) -> Result<Option<Arc<PostgresStore>>, StartError> {
+    if config.store.backend != StoreBackend::Postgres {
+        return Ok(None);
+    }
+    let options = ConnectOptions::from_config(&config.store, environment)
+        .map_err(|error| StartError::Config(error.into()))?;
+    let store = tokio::task::spawn_blocking(move || PostgresStore::open(&options))
+        .await
+        .map_err(|error| StartError::Internal(build::BuildError::Unavailable(error.to_string())))?
+        .map_err(|error| StartError::StateDirectory {
+            what: "opening the shared state store",
+            path: PathBuf::from("store"),
+            source: Box::new(error),
+        })?;
+    tracing::info!(database = %store.label(), "using the shared PostgreSQL state store");
+    Ok(Some(Arc::new(store)))
+}
+
+/// The store the daemon runs on: `shared` when there is one (the state directory then only
+/// holds the control socket), else the SQLite file in `state_dir`. Blocks.
+fn open_local_or(
+    shared: Option<Arc<PostgresStore>>,
+    state_dir: &std::path::Path,
+) -> Result<Arc<dyn StateStore>, StartError> {
+    let failed =
+        |what, source: Box<dyn std::error::Error + Send + Sync>| StartError::StateDirectory {
+            what,
+            path: state_dir.to_path_buf(),
+            source,
+        };
+    match shared {
+        Some(shared) => {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(state_dir)
+                .and_then(|()| crate::fsutil::secure_state_dir(state_dir))
+                .map_err(|error| failed("preparing the state directory", Box::new(error)))?;
+            Ok(shared)
+        }
+        None => crate::store::sqlite::SqliteStore::open(state_dir)
+            .map(|store| Arc::new(store) as Arc<dyn StateStore>)
+            .map_err(|error| failed("opening the state store in", Box::new(error))),
+    }
 }
 
 /// Prints a line per reconcile pass (the demo's rollout view).
@@ -137,16 +195,12 @@ pub async fn run_with(
         });
     // On the blocking pool: the state directory's checks, SQLite's open and the lock block.
     let state_dir = config.daemon.state_dir.clone();
+    let shared = open_shared_store(&config, environment.as_ref()).await?;
     let opening = {
         let state_dir = state_dir.clone();
+        let shared = shared.clone();
         tokio::task::spawn_blocking(move || -> Result<_, StartError> {
-            let store = crate::store::sqlite::SqliteStore::open(&state_dir).map_err(|source| {
-                StartError::StateDirectory {
-                    what: "opening the state store in",
-                    path: state_dir.clone(),
-                    source: Box::new(source),
-                }
-            })?;
+            let store = open_local_or(shared, &state_dir)?;
             let lock = crate::fsutil::lock_state_dir(&state_dir).map_err(|source| {
                 StartError::StateDirectory {
                     what: "locking the state directory",
@@ -158,8 +212,41 @@ pub async fn run_with(
         })
     };
     let (store, _state_lock) = opening.await.context("opening the state store")??;
-    let store: Arc<dyn StateStore> = Arc::new(store);
     health.set_store_open();
+    // One leader among the daemons sharing a PostgreSQL store; the SQLite one always leads.
+    let leadership = match &shared {
+        Some(shared) => {
+            let instance = config
+                .store
+                .instance
+                .clone()
+                .unwrap_or_else(Leadership::default_instance);
+            let leadership = Leadership::new(instance, config.store.lease_ttl);
+            shared.attach_leadership(leadership.clone());
+            leadership
+        }
+        None => Leadership::single(),
+    };
+    metrics.leader.set(i64::from(leadership.is_leader()));
+    let mut leader_changes = leadership.subscribe();
+    let (lease_stop_tx, lease_stop_rx) = tokio::sync::watch::channel(false);
+    let lease_task = shared.clone().map(|shared| {
+        let health = health.clone();
+        tokio::spawn(crate::store::lease::drive(
+            leadership.clone(),
+            shared,
+            lease_stop_rx,
+            move |round| {
+                health.set_store_reachable(!matches!(
+                    round,
+                    crate::store::lease::Round::Unreachable(_)
+                ))
+            },
+        ))
+    });
+    // A follower refreshes its gauges from the shared store (the leader's pass does it).
+    let mut follower_timer = tokio::time::interval(FOLLOWER_REFRESH);
+    follower_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let source_store = source_store_for(&store, &config);
     let start_error = |error| StartError::from_build(error, &state_dir);
     let cloud = build_cloud(&config, environment.as_ref(), progress_observer.clone())
@@ -258,7 +345,8 @@ pub async fn run_with(
     // next pass starts (not during one, whose failure would be written over the reset).
     let mut secrets_changed: BTreeSet<String> = BTreeSet::new();
     loop {
-        if running.is_none() && (pass_wanted || Instant::now() >= wake_at) {
+        if running.is_none() && leadership.is_leader() && (pass_wanted || Instant::now() >= wake_at)
+        {
             if !secrets_changed.is_empty() {
                 let changed = std::mem::take(&mut secrets_changed);
                 if let Err(error) = daemon.reset_auth_backoff(&components, &changed) {
@@ -376,6 +464,13 @@ pub async fn run_with(
                     continue;
                 }
                 match check_request(&config, &request) {
+                    Ok(()) if !leadership.is_leader() => {
+                        let leader = leadership.leader().unwrap_or_else(|| "none right now".into());
+                        let _ = reply.send(ControlResponse::failed(format!(
+                            "this instance ({}) does not lead; run it against the leader ({leader})",
+                            leadership.instance()
+                        )));
+                    }
                     Ok(()) => {
                         tracing::info!(request = ?request, "manual request");
                         queued.push((request, reply));
@@ -387,6 +482,10 @@ pub async fn run_with(
                 }
             }
             Some((name, event)) = files_rx.recv() => {
+                // The leader imports (its writes are fenced); a follower's copy would be refused.
+                if !leadership.is_leader() {
+                    continue;
+                }
                 if let Some(entry) = components.certificates.iter().find(|entry| entry.config.name == name) {
                     if let Err(error) = daemon.file_event(entry, event, OffsetDateTime::now_utc()) {
                         tracing::error!(error = %error, "storing an imported certificate failed");
@@ -407,6 +506,9 @@ pub async fn run_with(
                     Ok(Err(error)) => {
                         tracing::error!(error = %error, "reconcile failed");
                         pause = Duration::from_secs(30);
+                    }
+                    Err(error) if error.is_cancelled() => {
+                        tracing::warn!("the reconcile pass was stopped: this instance no longer leads");
                     }
                     Err(error) => {
                         tracing::error!(error = %error, "a reconcile pass panicked");
@@ -447,7 +549,25 @@ pub async fn run_with(
                 wake_at = Instant::now() + sleep;
                 tracing::debug!(seconds = sleep.as_secs(), "next pass");
             }
-            _ = tokio::time::sleep_until(wake_at), if running.is_none() => {}
+            _ = tokio::time::sleep_until(wake_at), if running.is_none() && leadership.is_leader() => {}
+            Ok(()) = leader_changes.changed() => {
+                let leading = *leader_changes.borrow_and_update();
+                metrics.leader.set(i64::from(leading));
+                if leading {
+                    pass_wanted = true;
+                    scan_wanted = true;
+                } else if let Some(task) = &running {
+                    // Its cloud writes must stop now; the new leader re-observes what it left.
+                    tracing::warn!("lost the leadership: stopping the running pass");
+                    task.abort();
+                }
+            }
+            _ = follower_timer.tick() => {
+                if !leadership.is_leader() {
+                    daemon.restore_metrics(&components);
+                    health.set_first_reconcile_done();
+                }
+            }
         }
     }
     notifier.stopping();
@@ -484,6 +604,11 @@ pub async fn run_with(
         let _ = caller.send(ControlResponse::failed(
             "the daemon stopped before the reload ended",
         ));
+    }
+    // Given up only now that no pass of ours runs: another instance takes over at once.
+    let _ = lease_stop_tx.send(true);
+    if let Some(task) = lease_task {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }
     let _ = std::fs::remove_file(crate::control::socket_path(&config.daemon.state_dir));
     let _ = stop_tx.send(true);

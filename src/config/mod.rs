@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod duration;
 mod locate;
 pub mod preflight;
+pub mod store;
 
 use crate::cloud::alibaba::{cdn::CdnSettings, rds::RdsSettings, vod::VodSettings};
 use crate::cloud::file::FileSettings;
@@ -403,6 +404,7 @@ pub struct PolicyConfig {
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     pub daemon: DaemonConfig,
+    pub store: store::StoreConfig,
     pub credentials: BTreeMap<String, CredentialsConfig>,
     pub acme: BTreeMap<String, AcmeConfig>,
     pub local_ca: BTreeMap<String, LocalCaConfig>,
@@ -417,6 +419,8 @@ pub struct Config {
 struct RawConfig {
     #[serde(default)]
     daemon: DaemonConfig,
+    #[serde(default)]
+    store: store::StoreConfig,
     #[serde(default)]
     credentials: BTreeMap<String, CredentialsConfig>,
     #[serde(default)]
@@ -574,6 +578,7 @@ fn parse(text: &str) -> Result<Config, ParseIssue> {
     }
     Ok(Config {
         daemon: raw.daemon,
+        store: raw.store,
         credentials: raw.credentials,
         acme: raw.acme,
         local_ca: raw.local_ca,
@@ -773,6 +778,7 @@ pub fn validate(config: &Config) -> (Vec<ConfigIssue>, Vec<ConfigIssue>) {
     let mut warnings = Vec::new();
     validate_daemon(&config.daemon, &mut errors);
     validate_stall_budget(config, &mut errors);
+    store::validate(&config.store, &mut errors);
     if config.certificates.is_empty() && config.policies.is_empty() && !config.daemon.allow_empty {
         errors.push(ConfigIssue::new(
             "",

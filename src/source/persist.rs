@@ -55,7 +55,8 @@ fn store_error(operation: &str, error: StoreError) -> SourceError {
         StoreError::Io { .. }
         | StoreError::Sqlite { .. }
         | StoreError::Postgres { .. }
-        | StoreError::Fenced { .. } => ErrorClass::Transient,
+        | StoreError::Fenced { .. }
+        | StoreError::NotLeader { .. } => ErrorClass::Transient,
     };
     SourceError::new("store", operation, class, "StateStore", error.to_string())
 }

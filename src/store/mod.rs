@@ -90,6 +90,15 @@ pub enum StoreError {
         token: i64,
         current: i64,
     },
+    /// A leader-only write from an instance whose lease is not current (docs/ha.md).
+    #[error(
+        "{database}: refused {operation}: this instance does not hold the leader lease (not \
+         renewed in time, or another instance leads)"
+    )]
+    NotLeader {
+        database: String,
+        operation: &'static str,
+    },
 }
 
 /// One certificate as obtained: leaf plus intermediates, its private key and the facts the

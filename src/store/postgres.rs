@@ -185,6 +185,32 @@ pub struct ConnectOptions {
     pub ca_file: Option<PathBuf>,
 }
 
+impl ConnectOptions {
+    /// The URL from `url_env` or `url_file` (relative: in `$CREDENTIALS_DIRECTORY`), like
+    /// every other secret.
+    pub fn from_config(
+        store: &crate::config::store::StoreConfig,
+        environment: &dyn crate::config::credentials::SecretEnvironment,
+    ) -> Result<Self, crate::config::credentials::CredentialError> {
+        let url = crate::config::credentials::resolve_secret(
+            "store",
+            "url",
+            None,
+            store.url_env.as_deref(),
+            store.url_file.as_deref(),
+            environment,
+        )?
+        .ok_or_else(|| crate::config::credentials::CredentialError::Missing {
+            owner: "store".into(),
+            field: "url",
+        })?;
+        Ok(Self {
+            url,
+            ca_file: store.ca_file.clone(),
+        })
+    }
+}
+
 /// What one job on the store thread can fail with, before it is named for the operator.
 enum Failure {
     Db(postgres::Error),
@@ -225,6 +251,9 @@ pub struct PostgresStore {
     label: String,
     jobs: Mutex<mpsc::Sender<Job>>,
     fencing_token: AtomicI64,
+    /// When set (a daemon), fenced writes are refused here, without asking the database,
+    /// once the local lease has run out.
+    leadership: std::sync::OnceLock<Arc<super::lease::Leadership>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -334,6 +363,7 @@ impl PostgresStore {
             label,
             jobs: Mutex::new(jobs),
             fencing_token: AtomicI64::new(0),
+            leadership: std::sync::OnceLock::new(),
         };
         store.call("migrating the schema", migrate)?;
         Ok(store)
@@ -352,6 +382,11 @@ impl PostgresStore {
     /// Sets the token of the leadership this process now holds (see `store::lease`).
     pub fn set_fencing_token(&self, token: i64) {
         self.fencing_token.store(token, Ordering::SeqCst);
+    }
+
+    /// Makes fenced writes depend on `leadership` being current (a daemon's store).
+    pub fn attach_leadership(&self, leadership: Arc<super::lease::Leadership>) {
+        let _ = self.leadership.set(leadership);
     }
 
     fn error(&self, operation: &'static str, failure: Failure) -> StoreError {
@@ -428,6 +463,16 @@ impl PostgresStore {
         operation: &'static str,
         work: impl FnOnce(&mut postgres::Transaction<'_>, i64) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, StoreError> {
+        if self
+            .leadership
+            .get()
+            .is_some_and(|leadership| !leadership.is_leader())
+        {
+            return Err(StoreError::NotLeader {
+                database: self.label.clone(),
+                operation,
+            });
+        }
         let token = self.fencing_token();
         self.write(operation, move |tx| {
             let current = tx

@@ -44,6 +44,8 @@ pub struct Metrics {
     pass_started: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     pub config_reloads: IntCounterVec,
     pub build_info: IntGaugeVec,
+    /// 1 while this instance leads (holds the shared store's lease; always with SQLite).
+    pub leader: IntGauge,
 }
 
 /// Why the metrics could not be set up or encoded (a programming error in names or labels).
@@ -105,6 +107,11 @@ impl Metrics {
             "How long the current reconcile pass has run (0 while idle).",
         )?;
         registry.register(Box::new(pass_running.clone()))?;
+        let leader = IntGauge::new(
+            "certkeeper_leader",
+            "1 while this instance leads (holds the shared store's leader lease), else 0.",
+        )?;
+        registry.register(Box::new(leader.clone()))?;
         let metrics = Self {
             certificate_expiration: gauge(
                 "certkeeper_certificate_expiration_timestamp_seconds",
@@ -220,6 +227,7 @@ impl Metrics {
             pass_started: Default::default(),
             config_reloads: counter("certkeeper_config_reloads_total", "Config reloads by result.", &["result"])?,
             build_info: int_gauge("certkeeper_build_info", "Always 1; the version is a label.", &["version"])?,
+            leader,
             registry,
         };
         metrics
@@ -252,7 +260,7 @@ impl Metrics {
     /// dashboard coverage test). Histograms also export `_bucket`, `_sum` and `_count`.
     pub fn family_names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 29] = [
+        let collectors: [&dyn Collector; 30] = [
             &self.certificate_expiration,
             &self.certificate_renewal,
             &self.certificate_not_before,
@@ -282,6 +290,7 @@ impl Metrics {
             &self.pass_running,
             &self.config_reloads,
             &self.build_info,
+            &self.leader,
         ];
         let mut names: Vec<String> = collectors
             .iter()

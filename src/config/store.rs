@@ -1,0 +1,105 @@
+//! `[store]`: where the state lives. The default is the embedded SQLite file in
+//! `daemon.state_dir`; `backend = "postgres"` shares one PostgreSQL database between several
+//! daemons, one of which leads at a time (docs/ha.md). The database URL may hold a password,
+//! so it is a secret read from the environment or a file (relative to
+//! `$CREDENTIALS_DIRECTORY`), never a literal in the config.
+
+use super::ConfigIssue;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which [`StateStore`](crate::store::StateStore) backend the daemon uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    #[default]
+    Sqlite,
+    Postgres,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default)]
+    pub backend: StoreBackend,
+    /// The environment variable holding the PostgreSQL URL (`postgres://user:pw@host/db`).
+    pub url_env: Option<String>,
+    /// The file holding the PostgreSQL URL; relative: to `$CREDENTIALS_DIRECTORY`.
+    pub url_file: Option<PathBuf>,
+    /// PEM file of the CA that signed the database server's certificate (TLS with
+    /// `sslmode=require` in the URL); the public web roots when absent.
+    pub ca_file: Option<PathBuf>,
+    /// How long a leader's lease lasts unrenewed; another instance takes over after it.
+    #[serde(
+        default = "default_lease_ttl",
+        deserialize_with = "super::duration::deserialize"
+    )]
+    pub lease_ttl: Duration,
+    /// This instance's name in the lease and in `status` (default: host name and pid).
+    pub instance: Option<String>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: StoreBackend::Sqlite,
+            url_env: None,
+            url_file: None,
+            ca_file: None,
+            lease_ttl: default_lease_ttl(),
+            instance: None,
+        }
+    }
+}
+
+/// The leader lease's default time to live.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
+
+fn default_lease_ttl() -> Duration {
+    DEFAULT_LEASE_TTL
+}
+
+/// The shortest lease accepted: it is renewed every third of it, over the network.
+const MIN_LEASE_TTL: Duration = Duration::from_secs(2);
+
+pub(super) fn validate(store: &StoreConfig, errors: &mut Vec<ConfigIssue>) {
+    match store.backend {
+        StoreBackend::Sqlite => {
+            for (set, key) in [
+                (store.url_env.is_some(), "store.url_env"),
+                (store.url_file.is_some(), "store.url_file"),
+                (store.ca_file.is_some(), "store.ca_file"),
+            ] {
+                if set {
+                    errors.push(ConfigIssue::new(
+                        key,
+                        "only used with backend = \"postgres\"; remove it or set the backend",
+                    ));
+                }
+            }
+        }
+        StoreBackend::Postgres => {
+            if store.url_env.is_some() == store.url_file.is_some() {
+                errors.push(ConfigIssue::new(
+                    "store",
+                    "backend = \"postgres\" needs the database URL from exactly one of \
+                     `url_env` (an environment variable) or `url_file` (a file)",
+                ));
+            }
+        }
+    }
+    if store.lease_ttl < MIN_LEASE_TTL {
+        errors.push(ConfigIssue::new(
+            "store.lease_ttl",
+            format!(
+                "must be at least {}s: the lease is renewed every third of it",
+                MIN_LEASE_TTL.as_secs()
+            ),
+        ));
+    }
+    if store.instance.as_deref().is_some_and(str::is_empty) {
+        errors.push(ConfigIssue::new("store.instance", "must not be empty"));
+    }
+}
