@@ -628,6 +628,13 @@ pub async fn run_manual(
     if let Err(refusal) = check_request(&config, &request) {
         return Ok(refusal);
     }
+    if config.store.backend == StoreBackend::Postgres {
+        // A pass here would race the cluster's leader; only a daemon that leads may deploy.
+        return Ok(ControlResponse::failed(
+            "no daemon is running here, and with the shared PostgreSQL store only the leading \
+             daemon renews or deploys: run this where a certkeeper daemon runs",
+        ));
+    }
     let metrics = Metrics::new().context("setting up metrics")?;
     let store = crate::store::sqlite::SqliteStore::open(&config.daemon.state_dir)
         .context("opening the state store")?;

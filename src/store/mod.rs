@@ -15,6 +15,7 @@
 //! (renewal points are truncated to seconds anyway, cert-manager style), which keeps the
 //! schema portable to PostgreSQL `BIGINT` columns and sortable.
 
+pub mod copy;
 pub mod lease;
 pub mod postgres;
 pub mod sqlite;

@@ -19,6 +19,7 @@
 //! Migrations are versioned (`certkeeper_schema.version`) and run in one transaction under a
 //! transaction-scoped advisory lock, so two daemons starting at once apply each step once.
 
+use super::copy;
 use super::sqlite::{count, json_text, opt_secs, secs};
 use super::{
     AcmeAccount, AriPoint, AriWindow, Attempt, CertificateVersion, DeployStatus, DeploymentRecord,
@@ -583,6 +584,150 @@ impl PostgresStore {
             .transpose()
         })
     }
+}
+
+impl PostgresStore {
+    /// Fills this (empty) store with `tables` read from SQLite in one transaction, which
+    /// commits only when every table read back matches `expected` (`store::copy`).
+    pub(super) fn import(
+        &self,
+        tables: Vec<copy::TableRows>,
+        expected: Vec<copy::TableSum>,
+    ) -> Result<(), copy::CopyError> {
+        self.call("copying a SQLite store in", move |client| {
+            let mut tx = client.transaction()?;
+            for ((table, rows), expected) in tables.iter().zip(&expected) {
+                let present: i64 = tx
+                    .query_one(&format!("SELECT count(*) FROM {}", table.name), &[])?
+                    .try_get(0)?;
+                if present > 0 {
+                    return Ok(Err(copy::CopyError::NotEmpty {
+                        table: table.name,
+                        rows: present,
+                    }));
+                }
+                let names: Vec<&str> = table.columns.iter().map(|(name, _)| *name).collect();
+                let placeholders: Vec<String> =
+                    (1..=names.len()).map(|index| format!("${index}")).collect();
+                let insert = tx.prepare(&format!(
+                    "INSERT INTO {} ({}) {} VALUES ({})",
+                    table.name,
+                    names.join(", "),
+                    if table.identity {
+                        "OVERRIDING SYSTEM VALUE"
+                    } else {
+                        ""
+                    },
+                    placeholders.join(", ")
+                ))?;
+                for row in rows {
+                    let values = row
+                        .iter()
+                        .zip(table.columns)
+                        .map(|(cell, (column, kind))| to_sql(cell, *kind, column))
+                        .collect::<Result<Vec<_>, Failure>>()?;
+                    let params: Vec<&(dyn postgres::types::ToSql + Sync)> = values
+                        .iter()
+                        .map(|value| value.as_ref() as &(dyn postgres::types::ToSql + Sync))
+                        .collect();
+                    tx.execute(&insert, &params)?;
+                }
+                if table.identity && !rows.is_empty() {
+                    tx.execute(
+                        &format!(
+                            "SELECT setval(pg_get_serial_sequence('{0}', 'id'), \
+                             (SELECT max(id) FROM {0}))",
+                            table.name
+                        ),
+                        &[],
+                    )?;
+                }
+                // Read back in the source's order (byte-wise on text keys) and compare.
+                let order: Vec<String> = table
+                    .order_by
+                    .split(", ")
+                    .map(|key| {
+                        let text = table
+                            .columns
+                            .iter()
+                            .any(|(name, kind)| *name == key && matches!(kind, copy::Kind::Text));
+                        if text {
+                            format!("{key} COLLATE \"C\"")
+                        } else {
+                            key.to_owned()
+                        }
+                    })
+                    .collect();
+                let back = tx
+                    .query(
+                        &format!(
+                            "SELECT {} FROM {} ORDER BY {}",
+                            names.join(", "),
+                            table.name,
+                            order.join(", ")
+                        ),
+                        &[],
+                    )?
+                    .iter()
+                    .map(|row| {
+                        table
+                            .columns
+                            .iter()
+                            .enumerate()
+                            .map(|(index, (_, kind))| from_sql(row, index, *kind))
+                            .collect::<Result<Vec<_>, Failure>>()
+                    })
+                    .collect::<Result<Vec<_>, Failure>>()?;
+                let got = copy::sum(table.name, &back);
+                if &got != expected {
+                    return Ok(Err(copy::CopyError::Mismatch {
+                        table: table.name,
+                        expected: format!("{} rows, sha256 {}", expected.rows, expected.sha256),
+                        got: format!("{} rows, sha256 {}", got.rows, got.sha256),
+                    }));
+                }
+            }
+            tx.commit()?;
+            Ok(Ok(()))
+        })?
+    }
+}
+
+type SqlValue = Box<dyn postgres::types::ToSql + Sync + Send>;
+
+fn to_sql(cell: &copy::Cell, kind: copy::Kind, column: &'static str) -> Result<SqlValue, Failure> {
+    use copy::{Cell, Kind};
+    let bad = |reason: String| Failure::Bad {
+        what: column,
+        reason,
+    };
+    Ok(match (cell, kind) {
+        (Cell::Null, Kind::Text) => Box::new(None::<String>),
+        (Cell::Null, Kind::Big) => Box::new(None::<i64>),
+        (Cell::Null, Kind::Int) => Box::new(None::<i32>),
+        (Cell::Null, Kind::Bool) => Box::new(None::<bool>),
+        (Cell::Integer(value), Kind::Big) => Box::new(*value),
+        (Cell::Integer(value), Kind::Int) => {
+            Box::new(i32::try_from(*value).map_err(|_| bad(format!("{value} out of range")))?)
+        }
+        (Cell::Integer(value), Kind::Bool) => Box::new(*value != 0),
+        (Cell::Integer(value), Kind::Text) => Box::new(value.to_string()),
+        (Cell::Text(text), Kind::Text) => Box::new(text.clone()),
+        (Cell::Text(_), _) => return Err(bad("text where a number belongs".into())),
+    })
+}
+
+fn from_sql(row: &Row, index: usize, kind: copy::Kind) -> Result<copy::Cell, Failure> {
+    use copy::{Cell, Kind};
+    let integer = |value: Option<i64>| value.map_or(Cell::Null, Cell::Integer);
+    Ok(match kind {
+        Kind::Text => row
+            .try_get::<_, Option<String>>(index)?
+            .map_or(Cell::Null, Cell::Text),
+        Kind::Big => integer(row.try_get(index)?),
+        Kind::Int => integer(row.try_get::<_, Option<i32>>(index)?.map(i64::from)),
+        Kind::Bool => integer(row.try_get::<_, Option<bool>>(index)?.map(i64::from)),
+    })
 }
 
 /// The instance holding the leader lease.
