@@ -5,6 +5,7 @@
 //! the old one keeps running) and drains on SIGTERM.
 
 mod build;
+mod ha;
 
 use crate::config::credentials::{ProcessEnvironment, SecretEnvironment};
 use crate::config::store::StoreBackend;
@@ -58,6 +59,9 @@ fn newest_event_id(store: &dyn StateStore) -> i64 {
 
 /// How often a follower reads the shared store into its gauges.
 const FOLLOWER_REFRESH: Duration = Duration::from_secs(5);
+
+/// How often the leader looks for requests followers queued.
+const FORWARDED_POLL: Duration = Duration::from_secs(1);
 
 /// The PostgreSQL store when `[store] backend = "postgres"` (connected and migrated), else
 /// `None` (the SQLite file in the state directory).
@@ -247,6 +251,11 @@ pub async fn run_with(
     // A follower refreshes its gauges from the shared store (the leader's pass does it).
     let mut follower_timer = tokio::time::interval(FOLLOWER_REFRESH);
     follower_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The leader picks up `renew` and `deploy` that followers queued in the store.
+    let mut forwarded_timer = tokio::time::interval(FORWARDED_POLL);
+    forwarded_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut taking: Option<tokio::task::JoinHandle<Vec<(i64, Result<ControlRequest, String>)>>> =
+        None;
     let source_store = source_store_for(&store, &config);
     let start_error = |error| StartError::from_build(error, &state_dir);
     let cloud = build_cloud(&config, environment.as_ref(), progress_observer.clone())
@@ -465,11 +474,13 @@ pub async fn run_with(
                 }
                 match check_request(&config, &request) {
                     Ok(()) if !leadership.is_leader() => {
-                        let leader = leadership.leader().unwrap_or_else(|| "none right now".into());
-                        let _ = reply.send(ControlResponse::failed(format!(
-                            "this instance ({}) does not lead; run it against the leader ({leader})",
-                            leadership.instance()
-                        )));
+                        // A follower passes it on; the SQLite store always leads.
+                        if let Some(shared) = &shared {
+                            let (shared, instance) = (shared.clone(), leadership.instance().to_owned());
+                            tokio::spawn(async move {
+                                let _ = reply.send(ha::forward(shared, instance, request).await);
+                            });
+                        }
                     }
                     Ok(()) => {
                         tracing::info!(request = ?request, "manual request");
@@ -560,6 +571,38 @@ pub async fn run_with(
                     // Its cloud writes must stop now; the new leader re-observes what it left.
                     tracing::warn!("lost the leadership: stopping the running pass");
                     task.abort();
+                }
+            }
+            _ = forwarded_timer.tick(), if shared.is_some() && taking.is_none() && leadership.is_leader() => {
+                if let Some(shared) = &shared {
+                    taking = Some(tokio::spawn(ha::take(shared.clone(), leadership.instance().to_owned())));
+                }
+            }
+            taken = async {
+                match taking.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                taking = None;
+                for (id, request) in taken.unwrap_or_default() {
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    if let Some(shared) = &shared {
+                        tokio::spawn(ha::answer(shared.clone(), id, answer));
+                    }
+                    match request.map(|request| (check_request(&config, &request).err(), request)) {
+                        Ok((None, request)) => {
+                            tracing::info!(request = ?request, id, "manual request from a follower");
+                            queued.push((request, reply));
+                            pass_wanted = true;
+                        }
+                        Ok((Some(refusal), _)) => {
+                            let _ = reply.send(refusal);
+                        }
+                        Err(error) => {
+                            let _ = reply.send(ControlResponse::failed(format!("unreadable request: {error}")));
+                        }
+                    }
                 }
             }
             _ = follower_timer.tick() => {

@@ -137,7 +137,19 @@ pub async fn plan(
 ) -> Result<PlanView, PlanError> {
     let now = OffsetDateTime::now_utc();
     let cloud = build_cloud(config, environment, Arc::new(()))?;
-    let store = SqliteStore::open_existing(&config.daemon.state_dir)?;
+    // The shared store when the cluster uses one (every instance plans from the same state).
+    let store: Option<Box<dyn StateStore>> = match config.store.backend {
+        crate::config::store::StoreBackend::Postgres => {
+            let options =
+                crate::store::postgres::ConnectOptions::from_config(&config.store, environment)
+                    .map_err(BuildError::from)?;
+            Some(Box::new(crate::store::PostgresStore::open(&options)?))
+        }
+        crate::config::store::StoreBackend::Sqlite => {
+            SqliteStore::open_existing(&config.daemon.state_dir)?
+                .map(|store| Box::new(store) as Box<dyn StateStore>)
+        }
+    };
     let grace =
         time::Duration::try_from(config.daemon.grace_period).unwrap_or(time::Duration::ZERO);
 
@@ -186,7 +198,7 @@ pub async fn plan(
                 }
                 Some(version) => {
                     let renewal_at = match &store {
-                        Some(store) => planned_renewal(store, certificate, version)?,
+                        Some(store) => planned_renewal(store.as_ref(), certificate, version)?,
                         None => now,
                     };
                     if renewal_at <= now {

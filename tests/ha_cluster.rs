@@ -271,6 +271,22 @@ fn split_brain_a_paused_leader_writes_nothing_after_another_took_over() {
         "a wrote nothing to the cloud"
     );
     eprintln!("b took over {took_over:?} after a was paused");
+    // `renew` asked of the follower reaches the leader through the store and answers.
+    let renewed = a.cli(&["renew", "c0"]);
+    assert!(
+        renewed.status.success(),
+        "{renewed:?}\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    let third = converged_fingerprints(&b.status()).unwrap();
+    assert_ne!(third, second, "the leader made a new version");
+    assert_eq!(cdn_writes(&sim.simulator), 3, "and deployed it once");
+    assert!(a.log().contains("passed a manual request to the leader"));
+    // `plan` on a follower reads the shared store: nothing to change.
+    let plan = a.cli(&["plan", "--json"]);
+    assert!(plan.status.success(), "{plan:?}");
+
     // No secret in any log (the URL carries none here; the simulator's key must not show).
     for node in [&a, &b] {
         assert!(

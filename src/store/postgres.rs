@@ -171,6 +171,18 @@ const MIGRATIONS: &[&str] = &[
         expires_at  TIMESTAMPTZ NOT NULL
     );
     "#,
+    // 2: `renew` and `deploy` asked of a follower wait here for the leader (docs/ha.md).
+    r#"
+    CREATE TABLE manual_requests (
+        id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        request      TEXT        NOT NULL,
+        requested_by TEXT        NOT NULL,
+        requested_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+        taken_by     TEXT,
+        answer       TEXT
+    );
+    CREATE INDEX manual_requests_open ON manual_requests (id) WHERE taken_by IS NULL;
+    "#,
 ];
 
 /// The schema version this binary writes.
@@ -728,6 +740,74 @@ fn from_sql(row: &Row, index: usize, kind: copy::Kind) -> Result<copy::Cell, Fai
         Kind::Int => integer(row.try_get::<_, Option<i32>>(index)?.map(i64::from)),
         Kind::Bool => integer(row.try_get::<_, Option<bool>>(index)?.map(i64::from)),
     })
+}
+
+impl PostgresStore {
+    // ---- manual requests forwarded from followers to the leader --------------------------
+
+    /// Queues a request (JSON) for the leader; returns its id.
+    pub fn enqueue_request(&self, request: &str, requested_by: &str) -> Result<i64, StoreError> {
+        let (request, by) = (request.to_owned(), requested_by.to_owned());
+        self.write("queueing a request for the leader", move |tx| {
+            Ok(tx
+                .query_one(
+                    "INSERT INTO manual_requests (request, requested_by) VALUES ($1, $2) \
+                     RETURNING id",
+                    &[&request, &by],
+                )?
+                .try_get(0)?)
+        })
+    }
+
+    /// Takes every queued request not yet taken, oldest first (the leader calls this).
+    pub fn take_requests(&self, taken_by: &str) -> Result<Vec<(i64, String)>, StoreError> {
+        let by = taken_by.to_owned();
+        self.write("taking queued requests", move |tx| {
+            many(
+                tx,
+                "UPDATE manual_requests SET taken_by = $1 WHERE id IN \
+                 (SELECT id FROM manual_requests WHERE taken_by IS NULL ORDER BY id \
+                  FOR UPDATE SKIP LOCKED) RETURNING id, request",
+                &[&by],
+                |row| Ok((row.try_get(0)?, row.try_get(1)?)),
+            )
+        })
+    }
+
+    /// Stores the leader's answer (JSON) to request `id`.
+    pub fn answer_request(&self, id: i64, answer: &str) -> Result<(), StoreError> {
+        let answer = answer.to_owned();
+        self.write("answering a queued request", move |tx| {
+            tx.execute(
+                "UPDATE manual_requests SET answer = $2 WHERE id = $1",
+                &[&id, &answer],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The answer to request `id` once there is one; the row goes with it.
+    pub fn request_answer(&self, id: i64) -> Result<Option<String>, StoreError> {
+        self.write("reading a queued request's answer", move |tx| {
+            one(
+                tx,
+                "DELETE FROM manual_requests WHERE id = $1 AND answer IS NOT NULL \
+                 RETURNING answer",
+                &[&id],
+                |row| Ok(row.try_get(0)?),
+            )
+        })
+    }
+
+    /// Withdraws request `id` if no leader took it yet; `false` when one did.
+    pub fn withdraw_request(&self, id: i64) -> Result<bool, StoreError> {
+        self.write("withdrawing a queued request", move |tx| {
+            Ok(tx.execute(
+                "DELETE FROM manual_requests WHERE id = $1 AND taken_by IS NULL",
+                &[&id],
+            )? == 1)
+        })
+    }
 }
 
 /// The instance holding the leader lease.
