@@ -254,8 +254,7 @@ pub async fn run_with(
     // The leader picks up `renew` and `deploy` that followers queued in the store.
     let mut forwarded_timer = tokio::time::interval(FORWARDED_POLL);
     forwarded_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut taking: Option<tokio::task::JoinHandle<Vec<(i64, Result<ControlRequest, String>)>>> =
-        None;
+    let mut taking: Option<tokio::task::JoinHandle<ha::Taken>> = None;
     let source_store = source_store_for(&store, &config);
     let start_error = |error| StartError::from_build(error, &state_dir);
     let cloud = build_cloud(&config, environment.as_ref(), progress_observer.clone())

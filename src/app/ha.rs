@@ -63,11 +63,11 @@ pub(super) async fn forward(
     })
 }
 
+/// Requests taken from the queue: each with its id, unreadable ones as their error.
+pub(super) type Taken = Vec<(i64, Result<ControlRequest, String>)>;
+
 /// The leader takes what followers queued; each comes back with its id.
-pub(super) async fn take(
-    store: Arc<PostgresStore>,
-    instance: String,
-) -> Vec<(i64, Result<ControlRequest, String>)> {
+pub(super) async fn take(store: Arc<PostgresStore>, instance: String) -> Taken {
     match blocking(&store, move |store| store.take_requests(&instance)).await {
         Ok(taken) => taken
             .into_iter()
