@@ -77,10 +77,15 @@ async fn open_shared_store(
     let store = tokio::task::spawn_blocking(move || PostgresStore::open(&options))
         .await
         .map_err(|error| StartError::Internal(build::BuildError::Unavailable(error.to_string())))?
-        .map_err(|error| StartError::StateDirectory {
-            what: "opening the shared state store",
-            path: PathBuf::from("store"),
-            source: Box::new(error),
+        .map_err(|error| match error {
+            // Unreachable for now (a database host still booting): exit 70, which systemd
+            // restarts; a store it cannot use (newer schema, bad URL) is 74, which it does not.
+            StoreError::Postgres { .. } => StartError::Internal(build::BuildError::Store(error)),
+            error => StartError::StateDirectory {
+                what: "opening the shared state store",
+                path: PathBuf::from("store"),
+                source: Box::new(error),
+            },
         })?;
     tracing::info!(database = %store.label(), "using the shared PostgreSQL state store");
     Ok(Some(Arc::new(store)))

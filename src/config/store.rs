@@ -103,3 +103,46 @@ pub(super) fn validate(store: &StoreConfig, errors: &mut Vec<ConfigIssue>) {
         errors.push(ConfigIssue::new("store.instance", "must not be empty"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::load_str;
+
+    fn load(store: &str) -> Result<super::StoreConfig, String> {
+        load_str(
+            "t.toml",
+            &format!("[daemon]\nstate_dir = \"/x\"\nallow_empty = true\n\n[store]\n{store}"),
+        )
+        .map(|loaded| loaded.config.store)
+        .map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn sqlite_is_the_default_and_postgres_reads_its_url_from_one_secret_source() {
+        let sqlite = load("").unwrap();
+        assert_eq!(sqlite.backend, super::StoreBackend::Sqlite);
+        assert_eq!(sqlite.lease_ttl, super::DEFAULT_LEASE_TTL);
+        let postgres =
+            load("backend = \"postgres\"\nurl_env = \"DB_URL\"\nlease_ttl = \"20s\"\n").unwrap();
+        assert_eq!(postgres.backend, super::StoreBackend::Postgres);
+        assert_eq!(postgres.lease_ttl, std::time::Duration::from_secs(20));
+
+        let neither = load("backend = \"postgres\"\n").unwrap_err();
+        assert!(neither.contains("exactly one of `url_env`"), "{neither}");
+        let both = load("backend = \"postgres\"\nurl_env = \"A\"\nurl_file = \"b\"\n").unwrap_err();
+        assert!(both.contains("exactly one"), "{both}");
+        let stray = load("url_env = \"A\"\n").unwrap_err();
+        assert!(
+            stray.contains("store.url_env") && stray.contains("postgres"),
+            "{stray}"
+        );
+        let short =
+            load("backend = \"postgres\"\nurl_env = \"A\"\nlease_ttl = \"1s\"\n").unwrap_err();
+        assert!(short.contains("store.lease_ttl"), "{short}");
+        let literal = load("backend = \"postgres\"\nurl = \"postgres://u:pw@h/db\"\n").unwrap_err();
+        assert!(
+            !literal.contains("pw@"),
+            "a literal URL is refused, not echoed: {literal}"
+        );
+    }
+}
