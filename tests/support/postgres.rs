@@ -223,6 +223,38 @@ impl PgServer {
         }
     }
 
+    /// Restarts the server with TLS on (`cert_pem`, `key_pem`) and refuses every TCP
+    /// connection without it (`hostssl` only), so a test sees TLS really used.
+    pub fn require_tls(&mut self, cert_pem: &str, key_pem: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        for (name, contents) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            let path = self.data.join(name);
+            std::fs::write(&path, contents).expect("writing the server's TLS files");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .expect("restricting the server's TLS files");
+            if let Some((uid, gid)) = self.run_as {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                    .expect("giving the TLS files to nobody");
+            }
+        }
+        let conf = self.data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("reading postgresql.conf");
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text).expect("writing postgresql.conf");
+        let hba = self.data.join("pg_hba.conf");
+        let rules: String = std::fs::read_to_string(&hba)
+            .expect("reading pg_hba.conf")
+            .lines()
+            .map(|line| match line.strip_prefix("host ") {
+                Some(rest) => format!("hostssl {rest}\n"),
+                None => format!("{line}\n"),
+            })
+            .collect();
+        std::fs::write(&hba, rules).expect("writing pg_hba.conf");
+        self.stop();
+        self.resume();
+    }
+
     /// Whether the postmaster is running.
     pub fn is_running(&self) -> bool {
         self.child.is_some()

@@ -215,3 +215,66 @@ fn debug_and_errors_never_show_the_url_password() {
     assert!(!text.contains("s3cret-pw"), "{text}");
     assert!(text.contains("postgresql://127.0.0.1:1/db"), "{text}");
 }
+
+/// A CA and a server certificate for 127.0.0.1 signed by it: `(ca_pem, cert_pem, key_pem)`.
+fn tls_material() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca_pem, leaf.pem(), key.serialize_pem())
+}
+
+#[test]
+fn tls_to_the_server_is_verified_against_the_configured_ca() {
+    let mut server = PgServer::start(port());
+    let url = server.create_database("tls");
+    let (ca, cert, key) = tls_material();
+    server.require_tls(&cert, &key);
+    let directory = tempfile::tempdir().unwrap();
+    let ca_file = directory.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let with_tls = |url: String, ca_file: Option<PathBuf>| {
+        PostgresStore::open(&ConnectOptions {
+            url: Secret::new(url),
+            ca_file,
+        })
+    };
+
+    let store = with_tls(format!("{url}?sslmode=require"), Some(ca_file.clone())).unwrap();
+    store
+        .insert_certificate_version(&version("aa"), &[])
+        .unwrap();
+    assert_eq!(
+        store
+            .latest_certificate_version("web")
+            .unwrap()
+            .unwrap()
+            .fingerprint,
+        "aa"
+    );
+
+    // The server allows no plain connection; another CA's certificate is not trusted.
+    let plain = with_tls(format!("{url}?sslmode=disable"), None).unwrap_err();
+    assert!(matches!(plain, StoreError::Postgres { .. }), "{plain}");
+    let (other_ca, _, _) = tls_material();
+    let other = directory.path().join("other.pem");
+    std::fs::write(&other, other_ca).unwrap();
+    let untrusted = with_tls(format!("{url}?sslmode=require"), Some(other)).unwrap_err();
+    assert!(
+        matches!(untrusted, StoreError::Postgres { .. }),
+        "{untrusted}"
+    );
+    // A CA file with no certificate is named as such.
+    let empty = directory.path().join("empty.pem");
+    std::fs::write(&empty, "nothing here").unwrap();
+    let refused = with_tls(format!("{url}?sslmode=require"), Some(empty)).unwrap_err();
+    assert!(refused.to_string().contains("no CERTIFICATE"), "{refused}");
+}
