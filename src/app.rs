@@ -269,6 +269,7 @@ pub async fn run_with(
             .await
             .map_err(start_error)?,
     );
+    ha::share_tokens(&components, &shared);
     health.set_config_loaded();
     let listener = tokio::net::TcpListener::bind(&config.daemon.metrics_listen)
         .await
@@ -428,6 +429,7 @@ pub async fn run_with(
                         secrets_changed.extend(changed_secrets(&components, &new_components));
                         config = new_config;
                         components = Arc::new(new_components);
+                        ha::share_tokens(&components, &shared);
                         daemon.restore_metrics(&components);
                         let _ = watch_stop_tx.send(true);
                         let (tx, rx) = tokio::sync::watch::channel(false);

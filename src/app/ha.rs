@@ -97,3 +97,43 @@ pub(super) async fn answer(
         tracing::warn!(error = %error, id, "cannot store the answer to a forwarded request");
     }
 }
+
+/// HTTP-01 answers kept in the shared store: published by the leader's order, served by
+/// whichever instance the CA's request reaches.
+pub(super) struct StoreTokens(pub Arc<PostgresStore>);
+
+impl crate::source::acme::SharedTokens for StoreTokens {
+    fn publish(&self, token: &str, key_authorization: &str) {
+        if let Err(error) = self.0.put_http01_token(token, key_authorization) {
+            tracing::warn!(error = %error, "cannot share an HTTP-01 token with the other instances");
+        }
+    }
+
+    fn lookup(&self, token: &str) -> Option<String> {
+        self.0.http01_token(token).unwrap_or_else(|error| {
+            tracing::warn!(error = %error, "cannot read HTTP-01 tokens from the store");
+            None
+        })
+    }
+
+    fn withdraw(&self, token: &str) {
+        if let Err(error) = self.0.delete_http01_token(token) {
+            tracing::warn!(error = %error, "cannot withdraw a shared HTTP-01 token");
+        }
+    }
+}
+
+/// Makes every HTTP-01 listener of `components` share its tokens through `shared`.
+pub(super) fn share_tokens(
+    components: &crate::engine::pass::Components,
+    shared: &Option<Arc<PostgresStore>>,
+) {
+    if let Some(shared) = shared {
+        for responder in &components._responders {
+            responder.share_with(Arc::new(StoreTokens(shared.clone())));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

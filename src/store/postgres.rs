@@ -183,6 +183,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX manual_requests_open ON manual_requests (id) WHERE taken_by IS NULL;
     "#,
+    // 3: HTTP-01 challenge answers, so every instance behind a load balancer answers the CA.
+    r#"
+    CREATE TABLE http01_tokens (
+        token             TEXT        PRIMARY KEY,
+        key_authorization TEXT        NOT NULL,
+        published_at      TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.
@@ -796,6 +804,41 @@ impl PostgresStore {
                 &[&id],
                 |row| Ok(row.try_get(0)?),
             )
+        })
+    }
+
+    /// Publishes an HTTP-01 answer for every instance (replacing an older one).
+    pub fn put_http01_token(&self, token: &str, key_authorization: &str) -> Result<(), StoreError> {
+        let (token, answer) = (token.to_owned(), key_authorization.to_owned());
+        self.write("publishing an HTTP-01 token", move |tx| {
+            tx.execute(
+                "INSERT INTO http01_tokens (token, key_authorization) VALUES ($1, $2) \
+                 ON CONFLICT (token) DO UPDATE SET key_authorization = EXCLUDED.key_authorization",
+                &[&token, &answer],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The published answer for `token`, if any.
+    pub fn http01_token(&self, token: &str) -> Result<Option<String>, StoreError> {
+        let token = token.to_owned();
+        self.read("reading an HTTP-01 token", move |tx| {
+            one(
+                tx,
+                "SELECT key_authorization FROM http01_tokens WHERE token = $1",
+                &[&token],
+                |row| Ok(row.try_get(0)?),
+            )
+        })
+    }
+
+    /// Withdraws the answer for `token` (its order ended).
+    pub fn delete_http01_token(&self, token: &str) -> Result<(), StoreError> {
+        let token = token.to_owned();
+        self.write("withdrawing an HTTP-01 token", move |tx| {
+            tx.execute("DELETE FROM http01_tokens WHERE token = $1", &[&token])?;
+            Ok(())
         })
     }
 
@@ -1680,4 +1723,4 @@ impl StateStore for PostgresStore {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -7,8 +7,9 @@ use crate::store::conformance::conformance;
 use std::cell::Cell;
 use time::macros::datetime;
 
+/// The one harness, shared with the other library tests that need a server.
 #[path = "../../../tests/support/postgres.rs"]
-mod server;
+pub(crate) mod server;
 
 use server::PgServer;
 
