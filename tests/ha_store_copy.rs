@@ -100,6 +100,17 @@ fn a_sqlite_state_moves_to_postgres_verified_and_only_once() {
         ),
     )
     .unwrap();
+    // `check` (the unit's ExecStartPre) reads the URL like every other secret.
+    let unset = support::certkeeper(&config, &["check"], &[]);
+    assert_eq!(unset.status.code(), Some(78), "{unset:?}");
+    let said = String::from_utf8_lossy(&unset.stderr);
+    assert!(
+        said.contains("store.url_env") && said.contains("STORE_URL"),
+        "{said}"
+    );
+    let set = support::certkeeper(&config, &["check"], &[("STORE_URL", url.as_str())]);
+    assert!(set.status.success(), "{set:?}");
+
     let from = format!("sqlite:{}", state.display());
     let copy = || {
         support::certkeeper(
