@@ -8,15 +8,12 @@ mod build;
 mod ha;
 
 use crate::config::credentials::{ProcessEnvironment, SecretEnvironment};
-use crate::config::store::StoreBackend;
 use crate::config::{self, Config};
 use crate::control::{add_to, check_request, ControlRequest, ControlResponse, Incoming};
 pub use crate::engine::obtain::planned_renewal;
 use crate::engine::pass::{CertificateSource, Components, Daemon, Manual, Shutdown};
 use crate::engine::schedule::{cron_after, next_wake, MAX_SLEEP};
 use crate::source::file::FileEvent;
-use crate::store::lease::Leadership;
-use crate::store::postgres::{ConnectOptions, PostgresStore};
 use crate::store::{StateStore, StoreError};
 use crate::systemd::Notifier;
 use crate::telemetry::metrics::Metrics;
@@ -62,63 +59,6 @@ const FOLLOWER_REFRESH: Duration = Duration::from_secs(5);
 
 /// How often the leader looks for requests followers queued.
 const FORWARDED_POLL: Duration = Duration::from_secs(1);
-
-/// The PostgreSQL store when `[store] backend = "postgres"` (connected and migrated), else
-/// `None` (the SQLite file in the state directory).
-async fn open_shared_store(
-    config: &Config,
-    environment: &(dyn SecretEnvironment + Send + Sync),
-) -> Result<Option<Arc<PostgresStore>>, StartError> {
-    if config.store.backend != StoreBackend::Postgres {
-        return Ok(None);
-    }
-    let options = ConnectOptions::from_config(&config.store, environment)
-        .map_err(|error| StartError::Config(error.into()))?;
-    let store = tokio::task::spawn_blocking(move || PostgresStore::open(&options))
-        .await
-        .map_err(|error| StartError::Internal(build::BuildError::Unavailable(error.to_string())))?
-        .map_err(|error| match error {
-            // Unreachable for now (a database host still booting): exit 70, which systemd
-            // restarts; a store it cannot use (newer schema, bad URL) is 74, which it does not.
-            StoreError::Postgres { .. } => StartError::Internal(build::BuildError::Store(error)),
-            error => StartError::StateDirectory {
-                what: "opening the shared state store",
-                path: PathBuf::from("store"),
-                source: Box::new(error),
-            },
-        })?;
-    tracing::info!(database = %store.label(), "using the shared PostgreSQL state store");
-    Ok(Some(Arc::new(store)))
-}
-
-/// The store the daemon runs on: `shared` when there is one (the state directory then only
-/// holds the control socket), else the SQLite file in `state_dir`. Blocks.
-fn open_local_or(
-    shared: Option<Arc<PostgresStore>>,
-    state_dir: &std::path::Path,
-) -> Result<Arc<dyn StateStore>, StartError> {
-    let failed =
-        |what, source: Box<dyn std::error::Error + Send + Sync>| StartError::StateDirectory {
-            what,
-            path: state_dir.to_path_buf(),
-            source,
-        };
-    match shared {
-        Some(shared) => {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(state_dir)
-                .and_then(|()| crate::fsutil::secure_state_dir(state_dir))
-                .map_err(|error| failed("preparing the state directory", Box::new(error)))?;
-            Ok(shared)
-        }
-        None => crate::store::sqlite::SqliteStore::open(state_dir)
-            .map(|store| Arc::new(store) as Arc<dyn StateStore>)
-            .map_err(|error| failed("opening the state store in", Box::new(error))),
-    }
-}
 
 /// Prints a line per reconcile pass (the demo's rollout view).
 pub type Reporter = Box<dyn Fn(&str) + Send + Sync>;
@@ -204,12 +144,12 @@ pub async fn run_with(
         });
     // On the blocking pool: the state directory's checks, SQLite's open and the lock block.
     let state_dir = config.daemon.state_dir.clone();
-    let shared = open_shared_store(&config, environment.as_ref()).await?;
+    let shared = ha::open_shared_store(&config, environment.as_ref()).await?;
     let opening = {
         let state_dir = state_dir.clone();
         let shared = shared.clone();
         tokio::task::spawn_blocking(move || -> Result<_, StartError> {
-            let store = open_local_or(shared, &state_dir)?;
+            let store = ha::open_local_or(shared, &state_dir)?;
             let lock = crate::fsutil::lock_state_dir(&state_dir).map_err(|source| {
                 StartError::StateDirectory {
                     what: "locking the state directory",
@@ -223,36 +163,8 @@ pub async fn run_with(
     let (store, _state_lock) = opening.await.context("opening the state store")??;
     health.set_store_open();
     // One leader among the daemons sharing a PostgreSQL store; the SQLite one always leads.
-    let leadership = match &shared {
-        Some(shared) => {
-            let instance = config
-                .store
-                .instance
-                .clone()
-                .unwrap_or_else(Leadership::default_instance);
-            let leadership = Leadership::new(instance, config.store.lease_ttl);
-            shared.attach_leadership(leadership.clone());
-            leadership
-        }
-        None => Leadership::single(),
-    };
-    metrics.leader.set(i64::from(leadership.is_leader()));
+    let (leadership, lease_task, lease_stop_tx) = ha::lead(&shared, &config, &metrics, &health);
     let mut leader_changes = leadership.subscribe();
-    let (lease_stop_tx, lease_stop_rx) = tokio::sync::watch::channel(false);
-    let lease_task = shared.clone().map(|shared| {
-        let health = health.clone();
-        tokio::spawn(crate::store::lease::drive(
-            leadership.clone(),
-            shared,
-            lease_stop_rx,
-            move |round| {
-                health.set_store_reachable(!matches!(
-                    round,
-                    crate::store::lease::Round::Unreachable(_)
-                ))
-            },
-        ))
-    });
     // A follower refreshes its gauges from the shared store (the leader's pass does it).
     let mut follower_timer = tokio::time::interval(FOLLOWER_REFRESH);
     follower_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -677,7 +589,7 @@ pub async fn run_manual(
     if let Err(refusal) = check_request(&config, &request) {
         return Ok(refusal);
     }
-    if config.store.backend == StoreBackend::Postgres {
+    if config.store.backend == crate::config::store::StoreBackend::Postgres {
         // A pass here would race the cluster's leader; only a daemon that leads may deploy.
         return Ok(ControlResponse::failed(
             "no daemon is running here, and with the shared PostgreSQL store only the leading \

@@ -1,11 +1,117 @@
-//! The daemon's side of a cluster on the shared PostgreSQL store (docs/ha.md): `renew` and
-//! `deploy` asked of a follower travel to the leader through the store's request queue,
-//! and the leader's answer travels back the same way, so they work on any instance.
+//! The daemon's side of a cluster on the shared PostgreSQL store (docs/ha.md): opening the
+//! store, the leadership, `renew` and `deploy` asked of a follower travelling to the leader
+//! through the store's request queue (and the answer back), HTTP-01 answers in the store.
 
+use super::StartError;
+use crate::config::credentials::SecretEnvironment;
+use crate::config::store::StoreBackend;
+use crate::config::Config;
 use crate::control::{ControlRequest, ControlResponse, REPLY_TIMEOUT};
-use crate::store::{PostgresStore, StoreError};
+use crate::store::lease::{Leadership, Round};
+use crate::store::postgres::ConnectOptions;
+use crate::store::{PostgresStore, StateStore, StoreError};
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::server::Health;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The PostgreSQL store when `[store] backend = "postgres"` (connected and migrated), else
+/// `None` (the SQLite file in the state directory).
+pub(super) async fn open_shared_store(
+    config: &Config,
+    environment: &(dyn SecretEnvironment + Send + Sync),
+) -> Result<Option<Arc<PostgresStore>>, StartError> {
+    if config.store.backend != StoreBackend::Postgres {
+        return Ok(None);
+    }
+    let options = ConnectOptions::from_config(&config.store, environment)
+        .map_err(|error| StartError::Config(error.into()))?;
+    let store = tokio::task::spawn_blocking(move || PostgresStore::open(&options))
+        .await
+        .map_err(|error| StartError::Internal(super::BuildError::Unavailable(error.to_string())))?
+        .map_err(|error| match error {
+            // Unreachable for now (a database host still booting): exit 70, which systemd
+            // restarts; a store it cannot use (newer schema, bad URL) is 74, which it does not.
+            StoreError::Postgres { .. } => StartError::Internal(super::BuildError::Store(error)),
+            error => StartError::StateDirectory {
+                what: "opening the shared state store",
+                path: PathBuf::from("store"),
+                source: Box::new(error),
+            },
+        })?;
+    tracing::info!(database = %store.label(), "using the shared PostgreSQL state store");
+    Ok(Some(Arc::new(store)))
+}
+
+/// The store the daemon runs on: `shared` when there is one (the state directory then only
+/// holds the control socket), else the SQLite file in `state_dir`. Blocks.
+pub(super) fn open_local_or(
+    shared: Option<Arc<PostgresStore>>,
+    state_dir: &std::path::Path,
+) -> Result<Arc<dyn StateStore>, StartError> {
+    let failed =
+        |what, source: Box<dyn std::error::Error + Send + Sync>| StartError::StateDirectory {
+            what,
+            path: state_dir.to_path_buf(),
+            source,
+        };
+    match shared {
+        Some(shared) => {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(state_dir)
+                .and_then(|()| crate::fsutil::secure_state_dir(state_dir))
+                .map_err(|error| failed("preparing the state directory", Box::new(error)))?;
+            Ok(shared)
+        }
+        None => crate::store::sqlite::SqliteStore::open(state_dir)
+            .map(|store| Arc::new(store) as Arc<dyn StateStore>)
+            .map_err(|error| failed("opening the state store in", Box::new(error))),
+    }
+}
+
+/// The leadership of this instance: lease-driven with the shared store (the driver runs
+/// until the returned sender is set), always leading with SQLite. Sets `certkeeper_leader`
+/// and makes the store refuse fenced writes once the local lease has run out.
+pub(super) fn lead(
+    shared: &Option<Arc<PostgresStore>>,
+    config: &Config,
+    metrics: &Metrics,
+    health: &Arc<Health>,
+) -> (
+    Arc<Leadership>,
+    Option<tokio::task::JoinHandle<()>>,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let leadership = match shared {
+        Some(shared) => {
+            let instance = config
+                .store
+                .instance
+                .clone()
+                .unwrap_or_else(Leadership::default_instance);
+            let leadership = Leadership::new(instance, config.store.lease_ttl);
+            shared.attach_leadership(leadership.clone());
+            leadership
+        }
+        None => Leadership::single(),
+    };
+    metrics.leader.set(i64::from(leadership.is_leader()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = shared.clone().map(|shared| {
+        let health = health.clone();
+        tokio::spawn(crate::store::lease::drive(
+            leadership.clone(),
+            shared,
+            stopped,
+            move |round| health.set_store_reachable(!matches!(round, Round::Unreachable(_))),
+        ))
+    });
+    (leadership, task, stop)
+}
 
 /// How often a follower looks for the leader's answer.
 const ANSWER_POLL: Duration = Duration::from_millis(500);

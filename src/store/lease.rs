@@ -93,6 +93,13 @@ impl Leadership {
         self.now_ms() < self.valid_until_ms.load(Ordering::SeqCst)
     }
 
+    /// How long this instance still leads unless it renews (`None`: it does not lead).
+    fn remaining(&self) -> Option<Duration> {
+        let until = self.valid_until_ms.load(Ordering::SeqCst);
+        let now = self.now_ms();
+        (now < until).then(|| Duration::from_millis(until - now))
+    }
+
     /// The fencing token of the current (or last) leadership, 0 before any.
     pub fn token(&self) -> i64 {
         self.token.load(Ordering::SeqCst)
@@ -232,9 +239,13 @@ pub async fn drive(
             }
             Err(error) => tracing::error!(error = %error, "the lease round failed"),
         }
-        // Wake at the period, or when the local lease runs out, whichever is first.
+        // Wake at the period, or when the local lease runs out, whichever is first: a
+        // leader that cannot renew says so (stops its pass, its gauge goes to 0) at once.
+        let wake = leadership
+            .remaining()
+            .map_or(period, |left| period.min(left + Duration::from_millis(1)));
         tokio::select! {
-            _ = tokio::time::sleep(period) => {}
+            _ = tokio::time::sleep(wake) => {}
             _ = stop.wait_for(|stopped| *stopped) => break,
         }
     }
