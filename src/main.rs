@@ -152,7 +152,8 @@ enum Command {
         #[arg(long, default_value = "5m", value_parser = config::duration::parse_duration)]
         timeout: std::time::Duration,
     },
-    /// Back up, restore or rekey the state store (README, "Backup and restore").
+    /// Back up, restore, rekey or copy the state store (README, "Backup and restore";
+    /// docs/ha.md for `copy`).
     Store {
         #[command(subcommand)]
         action: store_cli::StoreAction,

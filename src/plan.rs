@@ -206,19 +206,40 @@ pub async fn plan(
     progress: bool,
 ) -> Result<PlanView, PlanError> {
     let cloud = build_cloud(config, environment, Arc::new(()))?;
-    plan_with(config, &cloud.targets, &cloud.policies, progress).await
+    let store = open_store(config, environment)?;
+    plan_with(config, store, &cloud.targets, &cloud.policies, progress).await
+}
+
+/// The store a plan reads: the shared one when the cluster uses one (every instance plans
+/// from the same state), else the SQLite file if there is one yet. Reads the URL secret.
+pub fn open_store(
+    config: &Config,
+    environment: &dyn SecretEnvironment,
+) -> Result<Option<Box<dyn StateStore>>, PlanError> {
+    Ok(match config.store.backend {
+        crate::config::store::StoreBackend::Postgres => {
+            let options =
+                crate::store::postgres::ConnectOptions::from_config(&config.store, environment)
+                    .map_err(BuildError::from)?;
+            Some(Box::new(crate::store::PostgresStore::open(&options)?))
+        }
+        crate::config::store::StoreBackend::Sqlite => {
+            SqliteStore::open_existing(&config.daemon.state_dir)?
+                .map(|store| Box::new(store) as Box<dyn StateStore>)
+        }
+    })
 }
 
 /// [`plan`] with targets and policies already built: the daemon's own, so a plan asked of
 /// a running daemon spends its clients' token buckets instead of competing with them.
 pub async fn plan_with(
     config: &Config,
+    store: Option<Box<dyn StateStore>>,
     handles: &HashMap<String, TargetHandle>,
     policy_handles: &[(PolicyConfig, Arc<dyn Policy>)],
     progress: bool,
 ) -> Result<PlanView, PlanError> {
     let now = OffsetDateTime::now_utc();
-    let store = SqliteStore::open_existing(&config.daemon.state_dir)?;
     let grace =
         time::Duration::try_from(config.daemon.grace_period).unwrap_or(time::Duration::ZERO);
 
@@ -267,7 +288,7 @@ pub async fn plan_with(
                 }
                 Some(version) => {
                     let renewal_at = match &store {
-                        Some(store) => planned_renewal(store, certificate, version)?,
+                        Some(store) => planned_renewal(store.as_ref(), certificate, version)?,
                         None => now,
                     };
                     if renewal_at <= now {
@@ -295,7 +316,7 @@ pub async fn plan_with(
             // What the ledger holds the target back by, as a pass would read it.
             let held = match (&store, &bundle) {
                 (Some(store), Some(bundle)) => ledger_hold(
-                    store,
+                    store.as_ref(),
                     config,
                     target_name,
                     &certificate.name,
@@ -458,7 +479,7 @@ pub async fn plan_with(
 /// configuration changed while it failed. Read like a drift scan: a target the ledger
 /// thinks in sync is still read, so drift shows.
 fn ledger_hold(
-    store: &SqliteStore,
+    store: &dyn StateStore,
     config: &Config,
     target: &str,
     certificate: &str,
