@@ -5,6 +5,7 @@
 //! the old one keeps running) and drains on SIGTERM.
 
 mod build;
+mod ha;
 
 use crate::config::credentials::{ProcessEnvironment, SecretEnvironment};
 use crate::config::{self, Config};
@@ -52,6 +53,12 @@ fn newest_event_id(store: &dyn StateStore) -> i64 {
         .and_then(|events| events.last().map(|event| event.id))
         .unwrap_or(0)
 }
+
+/// How often a follower reads the shared store into its gauges.
+const FOLLOWER_REFRESH: Duration = Duration::from_secs(5);
+
+/// How often the leader looks for requests followers queued.
+const FORWARDED_POLL: Duration = Duration::from_secs(1);
 
 /// Prints a line per reconcile pass (the demo's rollout view).
 pub type Reporter = Box<dyn Fn(&str) + Send + Sync>;
@@ -166,16 +173,12 @@ pub async fn run_with(
     let state_dir = config.daemon.state_dir.clone();
     let store_key = crate::store::seal::configured_key(&config.store, environment.as_ref())
         .map_err(|error| StartError::Config(BuildError::Component(error.to_string())))?;
+    let shared = ha::open_shared_store(&config, environment.as_ref()).await?;
     let opening = {
         let state_dir = state_dir.clone();
+        let shared = shared.clone();
         tokio::task::spawn_blocking(move || -> Result<_, StartError> {
-            let store = crate::store::sqlite::SqliteStore::open(&state_dir).map_err(|source| {
-                StartError::StateDirectory {
-                    what: "opening the state store in",
-                    path: state_dir.clone(),
-                    source: Box::new(source),
-                }
-            })?;
+            let opened = ha::open_local_or(shared, &state_dir)?;
             let lock = crate::fsutil::lock_state_dir(&state_dir).map_err(|source| {
                 StartError::StateDirectory {
                     what: "locking the state directory",
@@ -183,11 +186,25 @@ pub async fn run_with(
                     source: Box::new(source),
                 }
             })?;
-            Ok((seal_store(store, store_key, &state_dir)?, lock))
+            let store: Arc<dyn StateStore> = match opened {
+                ha::Opened::Shared(shared) => shared,
+                ha::Opened::Local(local) => seal_store(local, store_key, &state_dir)?,
+            };
+            Ok((store, lock))
         })
     };
     let (store, _state_lock) = opening.await.context("opening the state store")??;
     health.set_store_open();
+    // One leader among the daemons sharing a PostgreSQL store; the SQLite one always leads.
+    let (leadership, lease_task, lease_stop_tx) = ha::lead(&shared, &config, &metrics, &health);
+    let mut leader_changes = leadership.subscribe();
+    // A follower refreshes its gauges from the shared store (the leader's pass does it).
+    let mut follower_timer = tokio::time::interval(FOLLOWER_REFRESH);
+    follower_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The leader picks up `renew` and `deploy` that followers queued in the store.
+    let mut forwarded_timer = tokio::time::interval(FORWARDED_POLL);
+    forwarded_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut taking: Option<tokio::task::JoinHandle<ha::Taken>> = None;
     let source_store = source_store_for(&store, &config);
     let start_error = |error| StartError::from_build(error, &state_dir);
     let cloud = build_cloud(&config, environment.as_ref(), progress_observer.clone())
@@ -197,6 +214,7 @@ pub async fn run_with(
             .await
             .map_err(start_error)?,
     );
+    ha::share_tokens(&components, &shared);
     // Held once: the components own the config from here on (≈ 6 MiB at 10,000 targets).
     drop(config);
     health.set_config_loaded();
@@ -296,7 +314,8 @@ pub async fn run_with(
     // next pass starts (not during one, whose failure would be written over the reset).
     let mut secrets_changed: BTreeSet<String> = BTreeSet::new();
     loop {
-        if running.is_none() && (pass_wanted || Instant::now() >= wake_at) {
+        if running.is_none() && leadership.is_leader() && (pass_wanted || Instant::now() >= wake_at)
+        {
             if !secrets_changed.is_empty() {
                 let changed = std::mem::take(&mut secrets_changed);
                 if let Err(error) = daemon.reset_auth_backoff(&components, &changed) {
@@ -364,6 +383,7 @@ pub async fn run_with(
                     Ok((_, new_components)) => {
                         secrets_changed.extend(changed_secrets(&components, &new_components));
                         components = Arc::new(new_components);
+                        ha::share_tokens(&components, &shared);
                         daemon.restore_metrics(&components);
                         let _ = watch_stop_tx.send(true);
                         let (tx, rx) = tokio::sync::watch::channel(false);
@@ -422,6 +442,15 @@ pub async fn run_with(
                     continue;
                 }
                 match check_request(&components.config, &request) {
+                    Ok(()) if !leadership.is_leader() => {
+                        // A follower passes it on; the SQLite store always leads.
+                        if let Some(shared) = &shared {
+                            let (shared, instance) = (shared.clone(), leadership.instance().to_owned());
+                            tokio::spawn(async move {
+                                let _ = reply.send(ha::forward(shared, instance, request).await);
+                            });
+                        }
+                    }
                     Ok(()) => {
                         tracing::info!(request = ?request, "manual request");
                         queued.push((request, reply));
@@ -433,6 +462,10 @@ pub async fn run_with(
                 }
             }
             Some((name, event)) = files_rx.recv() => {
+                // The leader imports (its writes are fenced); a follower's copy would be refused.
+                if !leadership.is_leader() {
+                    continue;
+                }
                 if let Some(entry) = components.certificates.iter().find(|entry| entry.config.name == name) {
                     if let Err(error) = daemon.file_event(entry, event, OffsetDateTime::now_utc()) {
                         tracing::error!(error = %error, "storing an imported certificate failed");
@@ -453,6 +486,9 @@ pub async fn run_with(
                     Ok(Err(error)) => {
                         tracing::error!(error = %error, "reconcile failed");
                         pause = Duration::from_secs(30);
+                    }
+                    Err(error) if error.is_cancelled() => {
+                        tracing::warn!("the reconcile pass was stopped: this instance no longer leads");
                     }
                     Err(error) => {
                         tracing::error!(error = %error, "a reconcile pass panicked");
@@ -493,7 +529,57 @@ pub async fn run_with(
                 wake_at = Instant::now() + sleep;
                 tracing::debug!(seconds = sleep.as_secs(), "next pass");
             }
-            _ = tokio::time::sleep_until(wake_at), if running.is_none() => {}
+            _ = tokio::time::sleep_until(wake_at), if running.is_none() && leadership.is_leader() => {}
+            Ok(()) = leader_changes.changed() => {
+                let leading = *leader_changes.borrow_and_update();
+                metrics.leader.set(i64::from(leading));
+                if leading {
+                    pass_wanted = true;
+                    scan_wanted = true;
+                } else if let Some(task) = &running {
+                    // Its cloud writes must stop now; the new leader re-observes what it left.
+                    tracing::warn!("lost the leadership: stopping the running pass");
+                    task.abort();
+                }
+            }
+            _ = forwarded_timer.tick(), if shared.is_some() && taking.is_none() && leadership.is_leader() => {
+                if let Some(shared) = &shared {
+                    taking = Some(tokio::spawn(ha::take(shared.clone(), leadership.instance().to_owned())));
+                }
+            }
+            taken = async {
+                match taking.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                taking = None;
+                for (id, request) in taken.unwrap_or_default() {
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    if let Some(shared) = &shared {
+                        tokio::spawn(ha::answer(shared.clone(), id, answer));
+                    }
+                    match request.map(|request| (check_request(&components.config, &request).err(), request)) {
+                        Ok((None, request)) => {
+                            tracing::info!(request = ?request, id, "manual request from a follower");
+                            queued.push((request, reply));
+                            pass_wanted = true;
+                        }
+                        Ok((Some(refusal), _)) => {
+                            let _ = reply.send(refusal);
+                        }
+                        Err(error) => {
+                            let _ = reply.send(ControlResponse::failed(format!("unreadable request: {error}")));
+                        }
+                    }
+                }
+            }
+            _ = follower_timer.tick() => {
+                if !leadership.is_leader() {
+                    daemon.restore_metrics(&components);
+                    health.set_first_reconcile_done();
+                }
+            }
         }
     }
     notifier.stopping();
@@ -531,6 +617,11 @@ pub async fn run_with(
             "the daemon stopped before the reload ended",
         ));
     }
+    // Given up only now that no pass of ours runs: another instance takes over at once.
+    let _ = lease_stop_tx.send(true);
+    if let Some(task) = lease_task {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
     let _ = std::fs::remove_file(crate::control::socket_path(
         &components.config.daemon.state_dir,
     ));
@@ -550,6 +641,13 @@ pub async fn run_manual(
     let config = loaded.config;
     if let Err(refusal) = check_request(&config, &request) {
         return Ok(refusal);
+    }
+    if config.store.backend == crate::config::store::StoreBackend::Postgres {
+        // A pass here would race the cluster's leader; only a daemon that leads may deploy.
+        return Ok(ControlResponse::failed(
+            "no daemon is running here, and with the shared PostgreSQL store only the leading \
+             daemon renews or deploys: run this where a certkeeper daemon runs",
+        ));
     }
     let metrics = Metrics::new().context("setting up metrics")?;
     let store = crate::store::sqlite::SqliteStore::open(&config.daemon.state_dir)

@@ -574,13 +574,25 @@ pub(crate) fn add_to(manual: &mut Manual, request: &ControlRequest) {
 /// pace the reads beside the daemon's work): the plan as `certkeeper plan` prints it, and
 /// its exit code.
 pub(crate) async fn answer_plan(components: &Components, json: bool) -> ControlResponse {
-    let planned = crate::plan::plan_with(
+    // Only the shared store's URL is read here; the daemon's secrets live in memory, where
+    // the process environment's reader finds them.
+    let store = crate::plan::open_store(
         &components.config,
-        &components.targets,
-        &components.policies,
-        false,
-    )
-    .await;
+        &crate::config::credentials::ProcessEnvironment,
+    );
+    let planned = match store {
+        Ok(store) => {
+            crate::plan::plan_with(
+                &components.config,
+                store,
+                &components.targets,
+                &components.policies,
+                false,
+            )
+            .await
+        }
+        Err(error) => Err(error),
+    };
     let printed = planned.and_then(|view| {
         let mut out = Vec::new();
         crate::plan::print(&view, json, &mut out)?;

@@ -152,7 +152,8 @@ enum Command {
         #[arg(long, default_value = "5m", value_parser = config::duration::parse_duration)]
         timeout: std::time::Duration,
     },
-    /// Back up, restore or rekey the state store (README, "Backup and restore").
+    /// Back up, restore, rekey or copy the state store (README, "Backup and restore";
+    /// docs/ha.md for `copy`).
     Store {
         #[command(subcommand)]
         action: store_cli::StoreAction,
@@ -340,8 +341,10 @@ fn plan(config: &config::Config, json: bool) -> anyhow::Result<u8> {
             &config::credentials::ProcessEnvironment,
             std::sync::Arc::new(()),
         )?;
+        let store = certkeeper::plan::open_store(config, &config::credentials::ProcessEnvironment)?;
         let view = certkeeper::plan::plan_with(
             config,
+            store,
             &cloud.targets,
             &cloud.policies,
             std::io::stderr().is_terminal(),

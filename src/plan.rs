@@ -7,6 +7,7 @@
 use crate::cert::CertificateBundle;
 use crate::cloud::Policy;
 use crate::cloud::PolicyMode;
+use crate::config::credentials::{CredentialError, SecretEnvironment};
 use crate::config::{Config, PolicyConfig, SourceConfig};
 use crate::engine::decide::{decide, hold, superseded, Decision, Hold};
 use crate::engine::deploy::TargetHandle;
@@ -26,6 +27,9 @@ use time::OffsetDateTime;
 /// Why a plan could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
+    /// The shared store's URL secret cannot be read.
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("writing output: {0}")]
@@ -195,19 +199,38 @@ const PLAN_RETRY: RetryPolicy = RetryPolicy {
     transient_cap: Duration::from_secs(10),
 };
 
+/// The store a plan reads: the shared one when the cluster uses one (every instance plans
+/// from the same state), else the SQLite file if there is one yet. Reads the URL secret.
+pub fn open_store(
+    config: &Config,
+    environment: &dyn SecretEnvironment,
+) -> Result<Option<Box<dyn StateStore>>, PlanError> {
+    Ok(match config.store.backend {
+        crate::config::store::StoreBackend::Postgres => {
+            let options =
+                crate::store::postgres::ConnectOptions::from_config(&config.store, environment)?;
+            Some(Box::new(crate::store::PostgresStore::open(&options)?))
+        }
+        crate::config::store::StoreBackend::Sqlite => {
+            SqliteStore::open_existing(&config.daemon.state_dir)?
+                .map(|store| Box::new(store) as Box<dyn StateStore>)
+        }
+    })
+}
+
 /// Builds the plan with targets and policies already built: the daemon's own, so a plan
 /// asked of a running daemon spends its clients' token buckets instead of competing with
 /// them (`main` builds them for a plan without a daemon). Reads secrets (to sign read
-/// calls) but writes nothing. With `progress`, counts the live-state reads on stderr (for a
-/// terminal).
+/// calls) but writes nothing; `store` is [`open_store`]'s. With `progress`, counts the
+/// live-state reads on stderr (for a terminal).
 pub async fn plan_with(
     config: &Config,
+    store: Option<Box<dyn StateStore>>,
     handles: &HashMap<String, TargetHandle>,
     policy_handles: &[(PolicyConfig, Arc<dyn Policy>)],
     progress: bool,
 ) -> Result<PlanView, PlanError> {
     let now = OffsetDateTime::now_utc();
-    let store = SqliteStore::open_existing(&config.daemon.state_dir)?;
     let grace =
         time::Duration::try_from(config.daemon.grace_period).unwrap_or(time::Duration::ZERO);
 
@@ -256,7 +279,7 @@ pub async fn plan_with(
                 }
                 Some(version) => {
                     let renewal_at = match &store {
-                        Some(store) => planned_renewal(store, certificate, version)?,
+                        Some(store) => planned_renewal(store.as_ref(), certificate, version)?,
                         None => now,
                     };
                     if renewal_at <= now {
@@ -284,7 +307,7 @@ pub async fn plan_with(
             // What the ledger holds the target back by, as a pass would read it.
             let held = match (&store, &bundle) {
                 (Some(store), Some(bundle)) => ledger_hold(
-                    store,
+                    store.as_ref(),
                     config,
                     target_name,
                     &certificate.name,
@@ -447,7 +470,7 @@ pub async fn plan_with(
 /// configuration changed while it failed. Read like a drift scan: a target the ledger
 /// thinks in sync is still read, so drift shows.
 fn ledger_hold(
-    store: &SqliteStore,
+    store: &dyn StateStore,
     config: &Config,
     target: &str,
     certificate: &str,

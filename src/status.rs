@@ -22,6 +22,9 @@ pub enum StatusError {
     Output(#[from] std::io::Error),
     #[error("encoding JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// The shared store's URL (a secret) cannot be read.
+    #[error(transparent)]
+    Credentials(#[from] crate::config::credentials::CredentialError),
 }
 
 impl StatusError {
@@ -32,7 +35,7 @@ impl StatusError {
             StatusError::Json(error) => {
                 error.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe)
             }
-            StatusError::Store(_) => false,
+            StatusError::Store(_) | StatusError::Credentials(_) => false,
         }
     }
 }
@@ -87,21 +90,51 @@ struct PolicyRow {
 
 #[derive(Debug, Serialize)]
 struct StatusView {
+    /// Who leads, with the shared (PostgreSQL) store only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leader: Option<LeaderRow>,
     certificates: Vec<CertificateRow>,
     targets: Vec<TargetRow>,
     policies: Vec<PolicyRow>,
+}
+
+/// The leader lease as `status` shows it (`instance` is `None` while nobody holds it).
+#[derive(Debug, Serialize)]
+struct LeaderRow {
+    instance: Option<String>,
+    fencing_token: Option<i64>,
+    lease_expires_in_seconds: Option<u64>,
 }
 
 /// Reads the store in `config.daemon.state_dir` (if there is one) and prints the view.
 pub fn print(config: &Config, json: bool, out: &mut dyn Write) -> Result<(), StatusError> {
     // Opening never creates anything here: `status` run as root must not leave a store the
     // daemon's user cannot open.
-    let report = match SqliteStore::open_existing(&config.daemon.state_dir)? {
-        Some(store) => status_report(&store)?,
-        None => StatusReport::default(),
+    let (report, leader) = match config.store.backend {
+        crate::config::store::StoreBackend::Postgres => {
+            let options = crate::store::postgres::ConnectOptions::from_config(
+                &config.store,
+                &crate::config::credentials::ProcessEnvironment,
+            )?;
+            let store = crate::store::PostgresStore::open(&options)?;
+            let leader = store.current_leader()?;
+            let row = LeaderRow {
+                instance: leader.as_ref().map(|leader| leader.holder.clone()),
+                fencing_token: leader.as_ref().map(|leader| leader.token),
+                lease_expires_in_seconds: leader.map(|leader| leader.expires_in.as_secs()),
+            };
+            (status_report(&store)?, Some(row))
+        }
+        crate::config::store::StoreBackend::Sqlite => {
+            match SqliteStore::open_existing(&config.daemon.state_dir)? {
+                Some(store) => (status_report(&store)?, None),
+                None => (StatusReport::default(), None),
+            }
+        }
     };
     let now = OffsetDateTime::now_utc();
-    let view = join(config, &report, now);
+    let mut view = join(config, &report, now);
+    view.leader = leader;
     if json {
         serde_json::to_writer_pretty(&mut *out, &view)?;
         writeln!(out)?;
@@ -362,6 +395,7 @@ fn join(config: &Config, report: &StatusReport, now: OffsetDateTime) -> StatusVi
         }
     }
     StatusView {
+        leader: None,
         certificates,
         targets,
         policies,
@@ -416,6 +450,16 @@ fn write_tables(
     now: OffsetDateTime,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
+    if let Some(leader) = &view.leader {
+        match (&leader.instance, leader.fencing_token) {
+            (Some(instance), Some(token)) => writeln!(
+                out,
+                "leader: {instance} (fencing token {token}, lease expires in {}s unless renewed)\n",
+                leader.lease_expires_in_seconds.unwrap_or(0)
+            )?,
+            _ => writeln!(out, "leader: none (no instance holds the lease now)\n")?,
+        }
+    }
     let certificate_rows: Vec<Vec<String>> = view
         .certificates
         .iter()

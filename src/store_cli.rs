@@ -1,4 +1,4 @@
-//! `certkeeper store backup|restore|rekey`, and the state store line of `certkeeper check`.
+//! `certkeeper store backup|restore|rekey|copy`, and the state store line of `certkeeper check`.
 //! Backup reads the store next to a running daemon; restore and rekey replace or rewrite it,
 //! so they take the state directory's lock first and are refused (74) while a daemon holds
 //! it. Exit codes: 0 done, 74 the store or a file cannot be read or written (or a daemon
@@ -12,6 +12,8 @@ use clap::Subcommand;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// A malformed `store` argument (sysexits EX_USAGE).
+const EX_USAGE: u8 = 64;
 const EX_IOERR: u8 = 74;
 const EX_CONFIG: u8 = 78;
 
@@ -43,6 +45,18 @@ pub enum StoreAction {
         #[arg(long)]
         old_key_file: Option<PathBuf>,
     },
+    /// Copy a SQLite state store (keys included, sealed ones stay sealed) into the empty
+    /// PostgreSQL store that the configuration's `[store]` section names; commits only when
+    /// every table's row count and SHA-256 checksum read back equal the source's
+    /// (docs/ha.md). Exit 64 for a malformed --from/--to.
+    Copy {
+        /// `sqlite:PATH`: the state directory or its `state.db`.
+        #[arg(long)]
+        from: String,
+        /// `postgres`: the store `[store]` names (URL from `url_env` or `url_file`).
+        #[arg(long)]
+        to: String,
+    },
 }
 
 /// Runs one `store` action for the loaded config.
@@ -55,6 +69,7 @@ pub fn run(config: &config::Config, action: StoreAction) -> ExitCode {
             new_key_file,
             old_key_file,
         } => rekey(config, &new_key_file, old_key_file.as_deref()),
+        StoreAction::Copy { from, to } => copy(config, &from, &to),
     };
     match result {
         Ok(message) => {
@@ -264,4 +279,45 @@ pub fn check(config: &config::Config) -> Result<Option<String>, String> {
         line.push_str("; the daemon seals them when it starts");
     }
     Ok(Some(line))
+}
+
+/// `store copy --from sqlite:PATH --to postgres`: each table's verified row count and
+/// checksum, then the total.
+fn copy(config: &config::Config, from: &str, to: &str) -> Result<String, Failure> {
+    let usage = |message: &str| Failure {
+        message: message.to_owned(),
+        code: EX_USAGE,
+    };
+    let Some(source) = from.strip_prefix("sqlite:") else {
+        return Err(usage(
+            "--from must be sqlite:PATH (the state directory or its state.db)",
+        ));
+    };
+    if to != "postgres" {
+        return Err(usage(
+            "--to must be postgres (the store [store] names in the config)",
+        ));
+    }
+    let io = |error: anyhow::Error| Failure {
+        message: format!("{error:#}"),
+        code: EX_IOERR,
+    };
+    let options = certkeeper::store::postgres::ConnectOptions::from_config(
+        &config.store,
+        &ProcessEnvironment,
+    )
+    .map_err(|error| io(error.into()))?;
+    let target =
+        certkeeper::store::PostgresStore::open(&options).map_err(|error| io(error.into()))?;
+    let sums = certkeeper::store::copy::sqlite_to_postgres(Path::new(source), &target)
+        .map_err(|error| io(error.into()))?;
+    let mut lines: Vec<String> = sums
+        .iter()
+        .map(|sum| format!("{}: {} rows, sha256 {}", sum.table, sum.rows, sum.sha256))
+        .collect();
+    let rows: u64 = sums.iter().map(|sum| sum.rows).sum();
+    lines.push(format!(
+        "copied {rows} rows; every table's count and checksum verified"
+    ));
+    Ok(lines.join("\n"))
 }

@@ -679,6 +679,7 @@ pub fn validate(config: &Config) -> (Vec<ConfigIssue>, Vec<ConfigIssue>) {
     let mut warnings = Vec::new();
     validate_daemon(&config.daemon, &mut errors);
     validate_stall_budget(config, &mut errors);
+    store::validate(&config.store, &mut errors);
     if config.certificates.is_empty() && config.policies.is_empty() && !config.daemon.allow_empty {
         errors.push(ConfigIssue::new(
             "",

@@ -60,6 +60,22 @@ pub fn preflight(config: &Config, environment: &dyn SecretEnvironment) -> Vec<Co
     if let Err(message) = writable_state_dir(&config.daemon.state_dir) {
         issues.push(ConfigIssue::new("daemon.state_dir", message));
     }
+    // The shared store's URL is a secret like the others (it is not connected to here).
+    if config.store.backend == super::store::StoreBackend::Postgres {
+        if let Err(error) = super::credentials::resolve_secret(
+            "store",
+            "url",
+            None,
+            config.store.url_env.as_deref(),
+            config.store.url_file.as_deref(),
+            environment,
+        ) {
+            issues.push(error.issue());
+        }
+        if let Some(ca_file) = &config.store.ca_file {
+            readable_file(ca_file, "store.ca_file".into(), &mut issues);
+        }
+    }
     issues.extend(rds_engine_issues(config, environment));
     issues
 }

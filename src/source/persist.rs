@@ -53,7 +53,11 @@ fn store_error(operation: &str, error: StoreError) -> SourceError {
         StoreError::BadValue { .. } | StoreError::Corrupt { .. } | StoreError::TooNew { .. } => {
             ErrorClass::Invalid
         }
-        StoreError::Io { .. } | StoreError::Sqlite { .. } => ErrorClass::Transient,
+        StoreError::Io { .. }
+        | StoreError::Sqlite { .. }
+        | StoreError::Postgres { .. }
+        | StoreError::Fenced { .. }
+        | StoreError::NotLeader { .. } => ErrorClass::Transient,
     };
     SourceError::new("store", operation, class, "StateStore", error.to_string())
 }

@@ -15,6 +15,9 @@
 //! (renewal points are truncated to seconds anyway, cert-manager style), which keeps the
 //! schema portable to PostgreSQL `BIGINT` columns and sortable.
 
+pub mod copy;
+pub mod lease;
+pub mod postgres;
 pub mod seal;
 pub mod sqlite;
 
@@ -29,6 +32,7 @@ use std::fmt;
 use std::path::PathBuf;
 use time::OffsetDateTime;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Why the store could not be opened, read or written. Every variant names the store file.
@@ -75,6 +79,35 @@ pub enum StoreError {
         path: PathBuf,
         what: &'static str,
         reason: String,
+    },
+    /// The PostgreSQL store failed (`database` is `postgresql://host:port/name`, never the
+    /// password); a connection error means the database is unreachable for now.
+    #[error("{database}: state store error while {operation}: {source}")]
+    Postgres {
+        database: String,
+        operation: &'static str,
+        #[source]
+        source: ::postgres::Error,
+    },
+    /// A write by a leadership that another instance has since replaced (docs/ha.md).
+    #[error(
+        "{database}: refused {operation}: this instance's leadership (fencing token {token}) \
+         was taken over by another instance (token {current})"
+    )]
+    Fenced {
+        database: String,
+        operation: &'static str,
+        token: i64,
+        current: i64,
+    },
+    /// A leader-only write from an instance whose lease is not current (docs/ha.md).
+    #[error(
+        "{database}: refused {operation}: this instance does not hold the leader lease (not \
+         renewed in time, or another instance leads)"
+    )]
+    NotLeader {
+        database: String,
+        operation: &'static str,
     },
 }
 

@@ -386,11 +386,11 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 
 // ---- value conversions -------------------------------------------------------------------
 
-fn secs(at: OffsetDateTime) -> i64 {
+pub(super) fn secs(at: OffsetDateTime) -> i64 {
     at.unix_timestamp()
 }
 
-fn opt_secs(at: Option<OffsetDateTime>) -> Option<i64> {
+pub(super) fn opt_secs(at: Option<OffsetDateTime>) -> Option<i64> {
     at.map(secs)
 }
 
@@ -441,12 +441,12 @@ fn json_at(row: &Row<'_>, index: usize) -> rusqlite::Result<serde_json::Value> {
     serde_json::from_str(&text).map_err(|error| bad(index, Type::Text, error.to_string()))
 }
 
-fn json_text(value: &serde_json::Value) -> String {
+pub(super) fn json_text(value: &serde_json::Value) -> String {
     // Serializing a `Value` cannot fail (its map keys are strings).
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
-fn count(value: usize) -> i64 {
+pub(super) fn count(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 

@@ -48,6 +48,8 @@ pub struct Metrics {
     pass_started: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     pub config_reloads: IntCounterVec,
     pub build_info: IntGaugeVec,
+    /// 1 while this instance leads (holds the shared store's lease; always with SQLite).
+    pub leader: IntGauge,
 }
 
 /// Why the metrics could not be set up or encoded (a programming error in names or labels).
@@ -110,6 +112,11 @@ impl Metrics {
         )?;
         registry.register(Box::new(pass_running.clone()))?;
         let targets = TargetTable::default();
+        let leader = IntGauge::new(
+            "certkeeper_leader",
+            "1 while this instance leads (holds the shared store's leader lease), else 0.",
+        )?;
+        registry.register(Box::new(leader.clone()))?;
         let metrics = Self {
             certificate_expiration: gauge(
                 "certkeeper_certificate_expiration_timestamp_seconds",
@@ -197,6 +204,7 @@ impl Metrics {
             pass_started: Default::default(),
             config_reloads: counter("certkeeper_config_reloads_total", "Config reloads by result.", &["result"])?,
             build_info: int_gauge("certkeeper_build_info", "Always 1; the version is a label.", &["version"])?,
+            leader,
             registry,
             targets,
         };
@@ -231,7 +239,7 @@ impl Metrics {
     /// dashboard coverage test). Histograms also export `_bucket`, `_sum` and `_count`.
     pub fn family_names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 21] = [
+        let collectors: [&dyn Collector; 22] = [
             &self.certificate_expiration,
             &self.certificate_renewal,
             &self.certificate_not_before,
@@ -253,6 +261,7 @@ impl Metrics {
             &self.pass_running,
             &self.config_reloads,
             &self.build_info,
+            &self.leader,
         ];
         let mut names: Vec<String> = collectors
             .iter()

@@ -32,6 +32,8 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Debug)]
 pub struct Health {
     store_open: AtomicBool,
+    /// Set while the shared (PostgreSQL) store cannot be reached: not ready.
+    store_unreachable: AtomicBool,
     config_loaded: AtomicBool,
     first_reconcile_done: AtomicBool,
     /// Unix seconds of the main loop's last tick.
@@ -49,6 +51,7 @@ impl Default for Health {
     fn default() -> Self {
         Self {
             store_open: AtomicBool::new(false),
+            store_unreachable: AtomicBool::new(false),
             config_loaded: AtomicBool::new(false),
             first_reconcile_done: AtomicBool::new(false),
             last_tick: AtomicI64::new(0),
@@ -99,6 +102,11 @@ impl Health {
 
     pub fn set_store_open(&self) {
         self.store_open.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the shared store answered its last call (the leader lease's round).
+    pub fn set_store_reachable(&self, reachable: bool) {
+        self.store_unreachable.store(!reachable, Ordering::SeqCst);
     }
 
     pub fn set_config_loaded(&self) {
@@ -159,6 +167,9 @@ impl Health {
         let mut missing = Vec::new();
         if !self.store_open.load(Ordering::SeqCst) {
             missing.push("store not open");
+        }
+        if self.store_unreachable.load(Ordering::SeqCst) {
+            missing.push("state store unreachable");
         }
         if !self.config_loaded.load(Ordering::SeqCst) {
             missing.push("config not loaded");

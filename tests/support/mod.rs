@@ -416,4 +416,6 @@ pub fn spawn_daemon_logging_to(
     ChildGuard(command.spawn().expect("starting the daemon"))
 }
 
+/// A real PostgreSQL server per test (`support::postgres::PgServer`).
+pub mod postgres;
 pub mod store;

@@ -128,6 +128,7 @@ mod tests {
         let config = StoreConfig {
             key: None,
             key_file: Some("certkeeper-store-key".into()),
+            ..StoreConfig::default()
         };
         let found = config
             .resolve_key(&Credentials(Some(directory.path().into())))
@@ -183,6 +184,7 @@ mod tests {
         let both = StoreConfig {
             key: Some(Secret::new("x")),
             key_file: Some("k".into()),
+            ..StoreConfig::default()
         };
         validate(&both, &mut errors, &mut warnings);
         assert_eq!(errors.len(), 1);
@@ -191,6 +193,7 @@ mod tests {
         let literal = StoreConfig {
             key: Some(Secret::new("x")),
             key_file: None,
+            ..StoreConfig::default()
         };
         validate(&literal, &mut errors, &mut warnings);
         assert!(errors.is_empty());

@@ -26,9 +26,20 @@ pub enum ChallengeSolver {
 
 type Tokens = Arc<RwLock<HashMap<String, String>>>;
 
+/// Tokens shared with the other instances of a cluster (the PostgreSQL store, docs/ha.md),
+/// so whichever instance the load balancer reaches answers the CA. Calls block briefly.
+pub trait SharedTokens: Send + Sync {
+    fn publish(&self, token: &str, key_authorization: &str);
+    fn lookup(&self, token: &str) -> Option<String>;
+    fn withdraw(&self, token: &str);
+}
+
+type Shared = Arc<std::sync::OnceLock<Arc<dyn SharedTokens>>>;
+
 /// The HTTP-01 listener. Dropping it stops the server.
 pub struct Http01Responder {
     tokens: Tokens,
+    shared: Shared,
     local_addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
@@ -57,12 +68,13 @@ impl Http01Responder {
             )
         })?;
         let tokens: Tokens = Arc::default();
+        let shared: Shared = Arc::default();
         let app = axum::Router::new()
             .route(
                 "/.well-known/acme-challenge/{token}",
                 axum::routing::get(serve_token),
             )
-            .with_state(tokens.clone());
+            .with_state((tokens.clone(), shared.clone()));
         let task = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
                 tracing::error!(error = %error, "HTTP-01 listener stopped");
@@ -70,6 +82,7 @@ impl Http01Responder {
         });
         Ok(Arc::new(Self {
             tokens,
+            shared,
             local_addr,
             task,
         }))
@@ -82,8 +95,17 @@ impl Http01Responder {
     /// Publishes `key_authorization` for `token` until the guard is dropped.
     pub(crate) fn publish(&self, guard: &mut TokenGuard, token: &str, key_authorization: &str) {
         write(&self.tokens).insert(token.to_owned(), key_authorization.to_owned());
+        if let Some(shared) = self.shared.get() {
+            shared.publish(token, key_authorization);
+            guard.shared = Some(shared.clone());
+        }
         guard.tokens = Some(self.tokens.clone());
         guard.published.push(token.to_owned());
+    }
+
+    /// Also publishes tokens to (and answers from) `shared`, for a cluster; set once.
+    pub fn share_with(&self, shared: Arc<dyn SharedTokens>) {
+        let _ = self.shared.set(shared);
     }
 
     /// How many tokens are being served (for tests: zero once every order ended).
@@ -102,6 +124,7 @@ impl Drop for Http01Responder {
 #[derive(Default)]
 pub(crate) struct TokenGuard {
     tokens: Option<Tokens>,
+    shared: Option<Arc<dyn SharedTokens>>,
     published: Vec<String>,
 }
 
@@ -111,6 +134,11 @@ impl Drop for TokenGuard {
             let mut map = write(tokens);
             for token in &self.published {
                 map.remove(token);
+            }
+        }
+        if let Some(shared) = &self.shared {
+            for token in &self.published {
+                shared.withdraw(token);
             }
         }
     }
@@ -129,12 +157,20 @@ fn read(tokens: &Tokens) -> std::sync::RwLockReadGuard<'_, HashMap<String, Strin
 }
 
 async fn serve_token(
-    axum::extract::State(tokens): axum::extract::State<Tokens>,
+    axum::extract::State((tokens, shared)): axum::extract::State<(Tokens, Shared)>,
     axum::extract::Path(token): axum::extract::Path<String>,
 ) -> Result<String, axum::http::StatusCode> {
-    read(&tokens)
-        .get(&token)
-        .cloned()
+    if let Some(answer) = read(&tokens).get(&token).cloned() {
+        return Ok(answer);
+    }
+    // Another instance of the cluster may have published it.
+    let Some(shared) = shared.get().cloned() else {
+        return Err(axum::http::StatusCode::NOT_FOUND);
+    };
+    tokio::task::spawn_blocking(move || shared.lookup(&token))
+        .await
+        .ok()
+        .flatten()
         .ok_or(axum::http::StatusCode::NOT_FOUND)
 }
 

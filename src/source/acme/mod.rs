@@ -15,7 +15,7 @@ pub mod order;
 pub mod testing;
 
 pub use account::Eab;
-pub use challenge::{ChallengeSolver, Http01Responder};
+pub use challenge::{ChallengeSolver, Http01Responder, SharedTokens};
 pub use errors::classify_problem;
 pub use http::AcmeHttp;
 
