@@ -6,7 +6,7 @@
 
 mod build;
 
-use crate::config::credentials::{ProcessEnvironment, SecretEnvironment};
+use crate::config::credentials::{ProcessEnvironment, SecretEnvironment, SecretFingerprint};
 use crate::config::{self, Config};
 use crate::control::{add_to, check_request, ControlRequest, ControlResponse, Incoming};
 pub use crate::engine::obtain::planned_renewal;
@@ -19,7 +19,7 @@ use crate::telemetry::metrics::Metrics;
 use crate::telemetry::server::Health;
 pub use build::{build, build_cloud, BuildError, Cloud, StartError};
 use build::{build_sources, changed_secrets, reload, source_store_for};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -285,6 +285,11 @@ pub async fn run_with(
     // Accounts whose secret a reload found changed; their auth backoff is reset before the
     // next pass starts (not during one, whose failure would be written over the reset).
     let mut secrets_changed: BTreeSet<String> = BTreeSet::new();
+    // The secrets as last seen, on disk or at the last reload: a secret file replaced under
+    // the running daemon counts like a reload that changed it (no SIGHUP needed).
+    let mut known_secrets = components.secrets.clone();
+    let mut secret_check = tokio::time::interval(SECRET_CHECK_INTERVAL);
+    secret_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if running.is_none() && (pass_wanted || Instant::now() >= wake_at) {
             if !secrets_changed.is_empty() {
@@ -335,6 +340,16 @@ pub async fn run_with(
                     Some(_) => {}
                 }
             }
+            _ = secret_check.tick() => {
+                let now_secrets = secrets_now(&config, environment.as_ref(), &known_secrets);
+                let changed = changed_secrets(&known_secrets, &now_secrets);
+                known_secrets = now_secrets;
+                if !changed.is_empty() {
+                    tracing::info!(credentials = ?changed, "a secret of these credentials changed on disk: what failed authentication with them is retried now");
+                    secrets_changed.extend(changed);
+                    pass_wanted = true;
+                }
+            }
             _ = hangup.recv() => {
                 if reloading.is_some() {
                     tracing::info!("SIGHUP during a reload: another reload follows it");
@@ -352,7 +367,8 @@ pub async fn run_with(
                 reloading = None;
                 match reloaded.map_err(anyhow::Error::from).and_then(|result| result) {
                     Ok((new_config, new_components)) => {
-                        secrets_changed.extend(changed_secrets(&components, &new_components));
+                        secrets_changed.extend(changed_secrets(&known_secrets, &new_components.secrets));
+                        known_secrets = new_components.secrets.clone();
                         config = new_config;
                         components = Arc::new(new_components);
                         daemon.restore_metrics(&components);
@@ -563,6 +579,34 @@ pub async fn run_manual(
         &request,
         since_event,
     ))
+}
+
+/// How often the daemon re-reads the secrets its accounts name, to notice a replaced file.
+/// The files are small and bounded; a few reads every few seconds cost nothing.
+const SECRET_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The fingerprints of `config`'s account secrets as their files and environment hold them
+/// now. An account whose secret cannot be read at this moment (a file being replaced
+/// without a rename) keeps its `known` fingerprint: its calls fail and say why.
+fn secrets_now(
+    config: &Config,
+    environment: &dyn SecretEnvironment,
+    known: &BTreeMap<String, SecretFingerprint>,
+) -> BTreeMap<String, SecretFingerprint> {
+    config
+        .credentials
+        .iter()
+        .filter_map(|(name, credentials)| {
+            let fingerprint = match credentials.resolve(name, environment) {
+                Ok(resolved) => resolved.secret_fingerprint(),
+                Err(error) => {
+                    tracing::debug!(credentials = %name, error = %error, "re-reading a secret failed; checked again later");
+                    known.get(name)?.clone()
+                }
+            };
+            Some((name.clone(), fingerprint))
+        })
+        .collect()
 }
 
 fn next_scan_time(config: &Config, now: OffsetDateTime) -> Option<OffsetDateTime> {
