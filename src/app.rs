@@ -198,6 +198,7 @@ pub async fn run_with(
             .map_err(start_error)?,
     );
     health.set_config_loaded();
+    metrics.config_load(true, OffsetDateTime::now_utc().unix_timestamp());
     let listener = tokio::net::TcpListener::bind(&config.daemon.metrics_listen)
         .await
         .with_context(|| format!("binding metrics on {}", config.daemon.metrics_listen))?;
@@ -378,6 +379,7 @@ pub async fn run_with(
                         watch_files(&components, &files_tx, &rx);
                         next_scan = next_scan_time(&config, OffsetDateTime::now_utc());
                         metrics.config_reloads.with_label_values(&["success"]).inc();
+                        metrics.config_load(true, OffsetDateTime::now_utc().unix_timestamp());
                         tracing::info!("configuration reloaded");
                         pass_wanted = true;
                         scan_wanted = true;
@@ -387,6 +389,7 @@ pub async fn run_with(
                     }
                     Err(error) => {
                         metrics.config_reloads.with_label_values(&["failure"]).inc();
+                        metrics.config_load(false, OffsetDateTime::now_utc().unix_timestamp());
                         let error = match error.downcast_ref::<config::ConfigError>() {
                             Some(invalid) => invalid.summary(MAX_LOGGED_ISSUES),
                             None => format!("{error:#}"),
