@@ -49,8 +49,9 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// The environment variable overriding [`REPLY_TIMEOUT`].
 pub const REPLY_TIMEOUT_ENV: &str = "CERTKEEPER_CONTROL_TIMEOUT";
 
-/// Longest reply the CLI reads; replies are a line per target at most.
-const MAX_REPLY: usize = 1024 * 1024;
+/// Longest reply the CLI reads: a plan is a JSON object per target (≈ 300 bytes), so
+/// 100,000 targets fit.
+const MAX_REPLY: usize = 64 * 1024 * 1024;
 
 /// Work asked of the daemon by hand.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +64,13 @@ pub enum ControlRequest {
     /// Re-read the configuration (as SIGHUP does) and answer whether it was taken, so
     /// `systemctl reload` can fail when the daemon refuses the new file.
     Reload,
+    /// `certkeeper plan` made by the daemon with its own clients, so the plan's reads spend
+    /// the daemon's token buckets instead of competing with its work on the same accounts.
+    /// Answered beside any pass, never queued for one.
+    Plan {
+        #[serde(default)]
+        json: bool,
+    },
 }
 
 /// The daemon's answer.
@@ -76,6 +84,10 @@ pub struct ControlResponse {
     /// Where each target concerned stands after the work (absent from older daemons).
     #[serde(default)]
     pub outcomes: Vec<TargetOutcome>,
+    /// `plan`: its exit code (0 no change, 2 changes, 1 unreadable); `message` is the
+    /// printed plan.
+    #[serde(default)]
+    pub exit_code: Option<u8>,
 }
 
 /// One target's state after a manual request, as `renew` and `deploy` print it.
@@ -110,6 +122,7 @@ impl ControlResponse {
             message: message.into(),
             unknown_name: false,
             outcomes: Vec::new(),
+            exit_code: None,
         }
     }
 
@@ -119,6 +132,7 @@ impl ControlResponse {
             message: message.into(),
             unknown_name: false,
             outcomes: Vec::new(),
+            exit_code: None,
         }
     }
 
@@ -551,6 +565,36 @@ pub(crate) fn add_to(manual: &mut Manual, request: &ControlRequest) {
         }
         // Answered by the loop when the reload ends, never queued for a pass.
         ControlRequest::Reload => {}
+        // Answered beside the passes (see `answer_plan`).
+        ControlRequest::Plan { .. } => {}
+    }
+}
+
+/// Answers `plan` with the daemon's own targets and policies (their clients' token buckets
+/// pace the reads beside the daemon's work): the plan as `certkeeper plan` prints it, and
+/// its exit code.
+pub(crate) async fn answer_plan(components: &Components, json: bool) -> ControlResponse {
+    let planned = crate::plan::plan_with(
+        &components.config,
+        &components.targets,
+        &components.policies,
+        false,
+    )
+    .await;
+    let printed = planned.and_then(|view| {
+        let mut out = Vec::new();
+        crate::plan::print(&view, json, &mut out)?;
+        Ok((view.exit_code(), out))
+    });
+    match printed {
+        Ok((exit_code, out)) => ControlResponse {
+            exit_code: Some(exit_code),
+            ..ControlResponse::ok(String::from_utf8_lossy(&out).into_owned())
+        },
+        Err(error) => ControlResponse {
+            exit_code: Some(crate::plan::EXIT_UNREADABLE),
+            ..ControlResponse::failed(error.to_string())
+        },
     }
 }
 
@@ -576,6 +620,9 @@ fn answer_from_store(
     match request {
         ControlRequest::Reload => Ok(ControlResponse::failed(
             "a reload is answered when it ends, not after a pass",
+        )),
+        ControlRequest::Plan { .. } => Ok(ControlResponse::failed(
+            "a plan is answered beside the passes, not after one",
         )),
         ControlRequest::Renew { certificate } => {
             let during_pass = store.events(&crate::store::EventQuery {

@@ -303,8 +303,33 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints the plan and returns its exit code (0 no change, 2 changes, 1 unreadable).
+/// Prints the plan and returns its exit code (0 no change, 2 changes, 1 unreadable). A
+/// running daemon makes it with its own clients, so the plan's reads spend the daemon's
+/// token buckets; without one (or with a daemon that cannot answer it) it is made here.
 fn plan(config: &config::Config, json: bool) -> anyhow::Result<u8> {
+    let request = ControlRequest::Plan { json };
+    match certkeeper::control::send(&config.daemon.state_dir, &request) {
+        Ok(Some(answer)) => {
+            if let Some(code) = answer.exit_code {
+                if answer.ok {
+                    use std::io::Write;
+                    std::io::stdout()
+                        .lock()
+                        .write_all(answer.message.as_bytes())?;
+                } else {
+                    eprintln!("certkeeper: {}", answer.message);
+                }
+                return Ok(code);
+            }
+            // A daemon from before `plan` was a request.
+            eprintln!(
+                "certkeeper: the daemon cannot plan ({}); planning in this process",
+                answer.message
+            );
+        }
+        Ok(None) => {}
+        Err(error) => eprintln!("certkeeper: {error}; planning in this process"),
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     use std::io::IsTerminal;
     let view = runtime.block_on(certkeeper::plan::plan(

@@ -6,17 +6,19 @@
 
 use crate::app::{build_cloud, planned_renewal, BuildError};
 use crate::cert::CertificateBundle;
+use crate::cloud::Policy;
 use crate::cloud::PolicyMode;
 use crate::config::credentials::SecretEnvironment;
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, PolicyConfig, SourceConfig};
 use crate::engine::decide::{decide, hold, superseded, Decision, Hold};
+use crate::engine::deploy::TargetHandle;
 use crate::engine::inputs;
 use crate::retry::RetryPolicy;
 use crate::source::file::{FileEvent, FileSource, WatchSpec};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{StateStore, StoreError, SubjectKind};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -203,8 +205,19 @@ pub async fn plan(
     environment: &dyn SecretEnvironment,
     progress: bool,
 ) -> Result<PlanView, PlanError> {
-    let now = OffsetDateTime::now_utc();
     let cloud = build_cloud(config, environment, Arc::new(()))?;
+    plan_with(config, &cloud.targets, &cloud.policies, progress).await
+}
+
+/// [`plan`] with targets and policies already built: the daemon's own, so a plan asked of
+/// a running daemon spends its clients' token buckets instead of competing with them.
+pub async fn plan_with(
+    config: &Config,
+    handles: &HashMap<String, TargetHandle>,
+    policy_handles: &[(PolicyConfig, Arc<dyn Policy>)],
+    progress: bool,
+) -> Result<PlanView, PlanError> {
+    let now = OffsetDateTime::now_utc();
     let store = SqliteStore::open_existing(&config.daemon.state_dir)?;
     let grace =
         time::Duration::try_from(config.daemon.grace_period).unwrap_or(time::Duration::ZERO);
@@ -274,7 +287,7 @@ pub async fn plan(
     for certificate in &config.certificates {
         let bundle = desired.get(&certificate.name).cloned().flatten();
         for target_name in &certificate.deploy_to {
-            let Some(handle) = cloud.targets.get(target_name).cloned() else {
+            let Some(handle) = handles.get(target_name).cloned() else {
                 continue;
             };
             let (bundle, names, limit) =
@@ -338,7 +351,7 @@ pub async fn plan(
                                 Ok(()) => {
                                     row.action = TargetAction::Deploy;
                                     let decision =
-                                        decide(live.serves(bundle), handle.window.as_ref(), now);
+                                        decide(live.serves(bundle), handle.window.as_deref(), now);
                                     row.detail = match (held, decision) {
                                         (Some(Hold::Parked), _) => Some(
                                             "parked after an invalid failure: retried when \
@@ -382,7 +395,7 @@ pub async fn plan(
     let targets: Vec<TargetPlan> = targets.into_iter().map(|(_, row)| row).collect();
 
     let mut policies = Vec::new();
-    for (config, policy) in &cloud.policies {
+    for (config, policy) in policy_handles {
         for resource in policy.resources() {
             let mut row = PolicyPlan {
                 policy: config.name.clone(),

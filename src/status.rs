@@ -143,12 +143,19 @@ pub fn summary_line(
     now: OffsetDateTime,
 ) -> String {
     use crate::store::DeployStatus;
-    let ledger = |target: &str, certificate: &str| {
-        report
-            .deployments
-            .iter()
-            .find(|record| record.target == target && record.certificate == certificate)
-    };
+    // Indexed once: a search per pair made every pass end quadratic in the fleet (38 s at
+    // 100,000 targets; BENCHMARKS.md, scale curve).
+    let records: std::collections::HashMap<(&str, &str), &crate::store::DeploymentRecord> = report
+        .deployments
+        .iter()
+        .map(|record| {
+            (
+                (record.target.as_str(), record.certificate.as_str()),
+                record,
+            )
+        })
+        .collect();
+    let ledger = |target: &str, certificate: &str| records.get(&(target, certificate)).copied();
     let pairs: Vec<(&str, &str)> = config
         .certificates
         .iter()
@@ -290,13 +297,21 @@ fn join(config: &Config, report: &StatusReport, now: OffsetDateTime) -> StatusVi
         .iter()
         .map(|record| (record.target.as_str(), record))
         .collect();
+    // The first certificate naming each target, indexed once (not a search per target).
+    let mut certificate_of: std::collections::HashMap<&str, &str> =
+        std::collections::HashMap::new();
+    for certificate in &config.certificates {
+        for target in &certificate.deploy_to {
+            certificate_of
+                .entry(target.as_str())
+                .or_insert(certificate.name.as_str());
+        }
+    }
     let mut targets = Vec::new();
     for target in &config.targets {
-        let certificate = config
-            .certificates
-            .iter()
-            .find(|certificate| certificate.deploy_to.contains(&target.name))
-            .map(|certificate| certificate.name.clone());
+        let certificate = certificate_of
+            .get(target.name.as_str())
+            .map(|name| name.to_string());
         let record = deployments.get(target.name.as_str()).copied();
         targets.push(TargetRow {
             name: target.name.clone(),

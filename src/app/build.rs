@@ -162,7 +162,7 @@ pub fn build_cloud(
                 kind,
                 vendor,
                 target: built,
-                window,
+                window: window.map(Box::new),
             },
         );
     }

@@ -30,7 +30,8 @@ pub struct TargetHandle {
     /// The vendor whose concurrency limit and rate limits apply.
     pub vendor: &'static str,
     pub target: Arc<dyn Target>,
-    pub window: Option<MaintenanceWindow>,
+    /// Boxed: a schedule is a few hundred bytes, and most of 10,000 targets have none.
+    pub window: Option<Box<MaintenanceWindow>>,
 }
 
 /// What the engine needs to deploy.
@@ -197,7 +198,7 @@ pub async fn reconcile_target_with_inputs(
             record.observed_fingerprint = live.fingerprint.clone();
         }
     }
-    let decision = decide::decide(serves, handle.window.as_ref(), now);
+    let decision = decide::decide(serves, handle.window.as_deref(), now);
     if decision == Decision::InSync {
         let was_in_sync = record.status == DeployStatus::InSync;
         mark_in_sync(&mut record, version, now);
@@ -481,7 +482,7 @@ mod tests {
             kind: target.kind(),
             vendor: "test",
             target,
-            window,
+            window: window.map(Box::new),
         }
     }
 

@@ -1,5 +1,5 @@
-//! The deploy queue of a pass: every (target, newest version) pair, queued per vendor and
-//! run by one driver per vendor with bounded concurrency; unfinished work goes first.
+//! The deploy queue of a pass: every (target, newest version) pair, queued per vendor account
+//! and run by one driver per account with bounded concurrency; unfinished work goes first.
 
 use crate::engine::deploy::{reconcile_target_with_inputs, DeployContext, TargetHandle};
 use crate::engine::pass::{Components, Daemon, Shutdown};
@@ -19,7 +19,7 @@ struct DeployJob {
 
 impl Daemon {
     /// Deploys the newest version of every certificate to its targets; one failing target
-    /// never blocks the others. Concurrency is bounded per vendor.
+    /// never blocks the others. Concurrency is bounded per vendor account.
     pub(crate) async fn deploy_all(
         &self,
         components: &Components,
@@ -46,7 +46,25 @@ impl Daemon {
         // Queued per vendor and run by one driver each with at most `concurrency` deploys
         // in flight, so 10,000 targets never mean 10,000 live futures at once (the memory
         // of a burst stays with the allocator long after the pass).
-        let mut queues: HashMap<&'static str, Vec<(bool, DeployJob)>> = HashMap::new();
+        // One queue per vendor account: the vendors' limits are per account, so accounts
+        // never wait in one another's queue (a fleet over four Alibaba accounts runs each at
+        // its own limit at once).
+        let config = &components.config;
+        let accounts: HashMap<&str, &str> = config
+            .targets
+            .iter()
+            .filter_map(|target| {
+                let name = target.credentials.as_deref()?;
+                let credentials = config.credentials.get(name);
+                let account = credentials
+                    .and_then(|credentials| credentials.account.as_deref())
+                    .or(credentials.and_then(|credentials| credentials.access_key_id.as_deref()))
+                    .unwrap_or(name);
+                Some((target.name.as_str(), account))
+            })
+            .collect();
+        let account = |target: &str| accounts.get(target).copied().unwrap_or_default();
+        let mut queues: HashMap<(&'static str, &str), Vec<(bool, DeployJob)>> = HashMap::new();
         for entry in &components.certificates {
             let Some(version) = self.store.latest_certificate_version(&entry.config.name)? else {
                 continue;
@@ -70,14 +88,14 @@ impl Daemon {
                     scan: scan || forced,
                 };
                 queues
-                    .entry(job.handle.vendor)
+                    .entry((job.handle.vendor, account(target_name)))
                     .or_default()
                     .push((done, job));
             }
         }
         let concurrency = components.config.daemon.concurrency.max(1);
         let mut drivers = tokio::task::JoinSet::new();
-        for (vendor, mut jobs) in queues {
+        for ((vendor, _), mut jobs) in queues {
             jobs.sort_by_key(|(done, _)| *done);
             let context = context.clone();
             let health = self.health.clone();

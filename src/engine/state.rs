@@ -544,6 +544,13 @@ mod tests {
         let int = |family: &prometheus::IntGaugeVec, labels: &[&str]| {
             family.with_label_values(labels).get()
         };
+        // The per-target families live in the metrics' compact target table.
+        let target_gauge = |family: &crate::telemetry::metrics::TargetGauge, labels: &[&str]| {
+            family.with_label_values(labels).get() as i64
+        };
+        let target_int = |family: &crate::telemetry::metrics::TargetIntGauge, labels: &[&str]| {
+            family.with_label_values(labels).get()
+        };
         // Certificates: validity and plan of the newest version; a new one is due now.
         assert_eq!(
             gauge(&metrics.certificate_expiration, &["www"]),
@@ -567,27 +574,27 @@ mod tests {
         assert_eq!(gauge(&metrics.certificate_last_success, &["new"]), 0);
         // Targets: in sync with what it serves; failing with its class; never deployed.
         let cdn = ["cdn", "alibaba-cdn"];
-        assert_eq!(int(&metrics.target_in_sync, &cdn), 1);
+        assert_eq!(target_int(&metrics.target_in_sync, &cdn), 1);
         assert_eq!(
-            gauge(&metrics.target_last_success, &cdn),
+            target_gauge(&metrics.target_last_success, &cdn),
             seconds(now) - 180
         );
         assert_eq!(
-            gauge(&metrics.target_certificate_not_before, &cdn),
+            target_gauge(&metrics.target_certificate_not_before, &cdn),
             seconds(version.not_before)
         );
         let bad = ["bad", "alibaba-cdn"];
-        assert_eq!(int(&metrics.target_in_sync, &bad), 0);
-        assert_eq!(int(&metrics.target_consecutive_failures, &bad), 3);
-        assert_eq!(int(&metrics.target_parked, &bad), 0);
+        assert_eq!(target_int(&metrics.target_in_sync, &bad), 0);
+        assert_eq!(target_int(&metrics.target_consecutive_failures, &bad), 3);
+        assert_eq!(target_int(&metrics.target_parked, &bad), 0);
         assert_eq!(
-            int(&metrics.target_last_error, &["bad", "alibaba-cdn", "auth"]),
+            target_int(&metrics.target_last_error, &["bad", "alibaba-cdn", "auth"]),
             1
         );
-        assert_eq!(gauge(&metrics.target_last_success, &bad), 0);
+        assert_eq!(target_gauge(&metrics.target_last_success, &bad), 0);
         let idle = ["idle", "alibaba-cdn"];
-        assert_eq!(int(&metrics.target_in_sync, &idle), 0);
-        assert_eq!(int(&metrics.target_consecutive_failures, &idle), 0);
+        assert_eq!(target_int(&metrics.target_in_sync, &idle), 0);
+        assert_eq!(target_int(&metrics.target_consecutive_failures, &idle), 0);
         // Policy resources: audit finding overdue at once; an unchecked one is all zeros.
         let db1 = ["ssl", "db-1"];
         assert_eq!(int(&metrics.policy_compliant, &db1), 0);

@@ -4,29 +4,33 @@
 
 use crate::error::ErrorClass;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use std::collections::{HashMap, HashSet};
 
-/// Every family, registered on one registry.
+/// Every family: the per-target ones in one compact [`TargetTable`], the rest registered on
+/// one registry.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// One row per target behind every `certkeeper_target_*` family and
+    /// `certkeeper_deployments_total`, rendered at each scrape.
+    targets: TargetTable,
     pub certificate_expiration: GaugeVec,
     pub certificate_renewal: GaugeVec,
     pub certificate_not_before: GaugeVec,
     pub certificate_consecutive_failures: IntGaugeVec,
     pub certificate_last_success: GaugeVec,
     pub certificate_last_error: IntGaugeVec,
-    pub target_certificate_expiration: GaugeVec,
-    pub target_certificate_not_before: GaugeVec,
-    pub target_in_sync: IntGaugeVec,
-    pub target_consecutive_failures: IntGaugeVec,
-    pub target_last_success: GaugeVec,
-    pub target_parked: IntGaugeVec,
-    pub target_last_error: IntGaugeVec,
-    pub deployments: IntCounterVec,
+    pub target_certificate_expiration: TargetGauge,
+    pub target_certificate_not_before: TargetGauge,
+    pub target_in_sync: TargetIntGauge,
+    pub target_consecutive_failures: TargetIntGauge,
+    pub target_last_success: TargetGauge,
+    pub target_parked: TargetIntGauge,
+    pub target_last_error: TargetIntGauge,
+    pub deployments: TargetCounter,
     pub errors: IntCounterVec,
     pub renewals: IntCounterVec,
     pub policy_compliant: IntGaugeVec,
@@ -114,6 +118,7 @@ impl Metrics {
             "How long the current reconcile pass has run (0 while idle).",
         )?;
         registry.register(Box::new(pass_running.clone()))?;
+        let targets = TargetTable::default();
         let metrics = Self {
             certificate_expiration: gauge(
                 "certkeeper_certificate_expiration_timestamp_seconds",
@@ -145,42 +150,14 @@ impl Metrics {
                 "1 for the class of the last error while the certificate is failing.",
                 &["certificate", "class"],
             )?,
-            target_certificate_expiration: gauge(
-                "certkeeper_target_certificate_expiration_timestamp_seconds",
-                "Expiry of the certificate each target actually serves (Unix time).",
-                &["target", "kind"],
-            )?,
-            target_certificate_not_before: gauge(
-                "certkeeper_target_certificate_not_before_timestamp_seconds",
-                "Start of validity of the certificate each target actually serves (Unix time).",
-                &["target", "kind"],
-            )?,
-            target_in_sync: int_gauge(
-                "certkeeper_target_in_sync",
-                "1 when a read proved the target serves the desired certificate, else 0.",
-                &["target", "kind"],
-            )?,
-            target_consecutive_failures: int_gauge(
-                "certkeeper_target_consecutive_failures",
-                "Failed reads or deploys since the last success (0 when healthy).",
-                &["target", "kind"],
-            )?,
-            target_last_success: gauge(
-                "certkeeper_target_last_success_timestamp_seconds",
-                "When the target was last proven in sync (Unix time, 0 = never).",
-                &["target", "kind"],
-            )?,
-            target_parked: int_gauge(
-                "certkeeper_target_parked",
-                "1 when the target is parked until its certificate or config changes (a human must act).",
-                &["target", "kind"],
-            )?,
-            target_last_error: int_gauge(
-                "certkeeper_target_last_error_info",
-                "1 for the class of the last error while the target is failing.",
-                &["target", "kind", "class"],
-            )?,
-            deployments: counter("certkeeper_deployments_total", "Deploy attempts by result.", &["target", "kind", "result"])?,
+            target_certificate_expiration: targets.gauge(Column::Expiration),
+            target_certificate_not_before: targets.gauge(Column::NotBefore),
+            target_in_sync: targets.int_gauge(Column::InSync),
+            target_consecutive_failures: targets.int_gauge(Column::ConsecutiveFailures),
+            target_last_success: targets.gauge(Column::LastSuccess),
+            target_parked: targets.int_gauge(Column::Parked),
+            target_last_error: targets.int_gauge(Column::LastError),
+            deployments: TargetCounter(targets.clone()),
             errors: counter(
                 "certkeeper_errors_total",
                 "Errors by vendor, operation, class and vendor code (`other` for codes outside the tables).",
@@ -238,6 +215,7 @@ impl Metrics {
                 "When the config now running was loaded (start or successful reload), Unix time.",
             )?,
             registry,
+            targets,
         };
         metrics
             .build_info
@@ -262,34 +240,27 @@ impl Metrics {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.pass_running
             .set(started.map_or(0.0, |started| started.elapsed().as_secs_f64()));
-        let mut buffer = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
-        Ok(String::from_utf8_lossy(&buffer).into_owned())
+        let mut text = String::new();
+        TextEncoder::new().encode_utf8(&self.registry.gather(), &mut text)?;
+        self.targets.encode(&mut text);
+        Ok(text)
     }
 
     /// Names of every registered family, with or without samples (for the alert and
     /// dashboard coverage test). Histograms also export `_bucket`, `_sum` and `_count`.
     pub fn family_names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 31] = [
+        let collectors: [&dyn Collector; 23] = [
             &self.certificate_expiration,
             &self.certificate_renewal,
             &self.certificate_not_before,
             &self.certificate_consecutive_failures,
             &self.certificate_last_success,
             &self.certificate_last_error,
-            &self.target_certificate_expiration,
-            &self.target_certificate_not_before,
-            &self.target_in_sync,
-            &self.target_consecutive_failures,
-            &self.target_last_success,
-            &self.target_parked,
-            &self.target_last_error,
             &self.policy_last_check,
             &self.policy_consecutive_failures,
             &self.policy_remediation_overdue,
             &self.policy_last_error,
-            &self.deployments,
             &self.errors,
             &self.renewals,
             &self.policy_compliant,
@@ -308,6 +279,7 @@ impl Metrics {
             .iter()
             .flat_map(|collector| collector.desc())
             .map(|desc| desc.fq_name.clone())
+            .chain(TARGET_FAMILIES.iter().map(|family| family.name.to_owned()))
             .collect();
         for suffix in ["_bucket", "_sum", "_count"] {
             names.push(format!("certkeeper_cloud_request_duration_seconds{suffix}"));
@@ -505,47 +477,33 @@ impl Metrics {
 
     /// Every gauge of one target.
     pub fn set_target_state(&self, target: &str, kind: &str, state: &TargetState) {
-        let labels = [target, kind];
-        self.target_in_sync
-            .with_label_values(&labels)
-            .set(i64::from(state.in_sync));
-        self.set_target_served(target, kind, state.served);
-        self.target_last_success
-            .with_label_values(&labels)
-            .set(state.last_success as f64);
-        self.set_target_failing(target, kind, state.failing, state.parked);
+        self.targets.update(target, kind, |row| {
+            row.in_sync = Some(i64::from(state.in_sync));
+            row.set_served(state.served);
+            row.last_success = Some(state.last_success as f64);
+            row.set_failing(state.failing, state.parked);
+        });
     }
 
     /// What the target serves: both timestamps when known, neither when not.
     pub fn set_target_served(&self, target: &str, kind: &str, served: Option<Validity>) {
-        let labels = [target, kind];
-        set_or_remove(
-            &self.target_certificate_expiration,
-            &labels,
-            served.map(|validity| validity.not_after),
-        );
-        set_or_remove(
-            &self.target_certificate_not_before,
-            &labels,
-            served.map(|validity| validity.not_before),
-        );
+        self.targets
+            .update(target, kind, |row| row.set_served(served));
     }
 
     /// A read proved the target serves the desired version at `at`.
     pub fn target_proven_in_sync(&self, target: &str, kind: &str, at: i64) {
-        let labels = [target, kind];
-        self.target_in_sync.with_label_values(&labels).set(1);
-        self.target_last_success
-            .with_label_values(&labels)
-            .set(at as f64);
-        self.set_target_failing(target, kind, None, false);
+        self.targets.update(target, kind, |row| {
+            row.in_sync = Some(1);
+            row.last_success = Some(at as f64);
+            row.set_failing(None, false);
+        });
     }
 
     /// The target does not (or is not known to) serve the desired version.
     pub fn target_not_in_sync(&self, target: &str, kind: &str) {
-        self.target_in_sync
-            .with_label_values(&[target, kind])
-            .set(0);
+        self.targets
+            .update(target, kind, |row| row.in_sync = Some(0));
     }
 
     /// The failure run of a target (`None`: healthy) and whether it is parked.
@@ -556,21 +514,8 @@ impl Metrics {
         failing: Option<Failing>,
         parked: bool,
     ) {
-        let labels = [target, kind];
-        if failing.is_some() {
-            self.target_in_sync.with_label_values(&labels).set(0);
-        }
-        self.target_consecutive_failures
-            .with_label_values(&labels)
-            .set(failing.map_or(0, |failing| i64::from(failing.consecutive)));
-        self.target_parked
-            .with_label_values(&labels)
-            .set(i64::from(parked));
-        set_error_class(
-            &self.target_last_error,
-            &labels,
-            failing.map(|failing| failing.class),
-        );
+        self.targets
+            .update(target, kind, |row| row.set_failing(failing, parked));
     }
 
     /// Every gauge of one policy resource.
@@ -611,13 +556,6 @@ impl Metrics {
                 .get("certificate")
                 .is_some_and(|name| configured.certificates.contains(*name))
         };
-        let target = |labels: &HashMap<&str, &str>| match (labels.get("target"), labels.get("kind"))
-        {
-            (Some(target), Some(kind)) => configured
-                .targets
-                .contains(&((*target).to_owned(), (*kind).to_owned())),
-            _ => false,
-        };
         let resource =
             |labels: &HashMap<&str, &str>| match (labels.get("policy"), labels.get("resource")) {
                 (Some(policy), Some(resource)) => configured
@@ -635,26 +573,465 @@ impl Metrics {
         }
         retain_series(&self.certificate_consecutive_failures, &certificate);
         retain_series(&self.certificate_last_error, &certificate);
+        self.targets.retain(|target, kind| {
+            configured
+                .targets
+                .contains(&(target.to_owned(), kind.to_owned()))
+        });
         for family in [
-            &self.target_certificate_expiration,
-            &self.target_certificate_not_before,
-            &self.target_last_success,
-        ] {
-            retain_series(family, &target);
-        }
-        for family in [
-            &self.target_in_sync,
-            &self.target_consecutive_failures,
-            &self.target_parked,
-            &self.target_last_error,
             &self.policy_compliant,
             &self.policy_consecutive_failures,
             &self.policy_remediation_overdue,
             &self.policy_last_error,
         ] {
-            retain_series(family, &|labels| target(labels) || resource(labels));
+            retain_series(family, &resource);
         }
         retain_series(&self.policy_last_check, &resource);
+    }
+}
+
+/// One family rendered from the [`TargetTable`].
+struct TargetFamily {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+}
+
+/// The per-target families in the order of [`Column`], then `certkeeper_deployments_total`.
+const TARGET_FAMILIES: [TargetFamily; 8] = [
+    TargetFamily {
+        name: "certkeeper_target_certificate_expiration_timestamp_seconds",
+        help: "Expiry of the certificate each target actually serves (Unix time).",
+        kind: "gauge",
+    },
+    TargetFamily {
+        name: "certkeeper_target_certificate_not_before_timestamp_seconds",
+        help: "Start of validity of the certificate each target actually serves (Unix time).",
+        kind: "gauge",
+    },
+    TargetFamily {
+        name: "certkeeper_target_in_sync",
+        help: "1 when a read proved the target serves the desired certificate, else 0.",
+        kind: "gauge",
+    },
+    TargetFamily {
+        name: "certkeeper_target_consecutive_failures",
+        help: "Failed reads or deploys since the last success (0 when healthy).",
+        kind: "gauge",
+    },
+    TargetFamily {
+        name: "certkeeper_target_last_success_timestamp_seconds",
+        help: "When the target was last proven in sync (Unix time, 0 = never).",
+        kind: "gauge",
+    },
+    TargetFamily {
+        name: "certkeeper_target_parked",
+        help: "1 when the target is parked until its certificate or config changes (a human must act).",
+        kind: "gauge",
+    },
+    TargetFamily {
+        name: "certkeeper_target_last_error_info",
+        help: "1 for the class of the last error while the target is failing.",
+        kind: "gauge",
+    },
+    TargetFamily {
+        name: "certkeeper_deployments_total",
+        help: "Deploy attempts by result.",
+        kind: "counter",
+    },
+];
+
+/// A per-target gauge family: a column of the [`TargetTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    Expiration,
+    NotBefore,
+    InSync,
+    ConsecutiveFailures,
+    LastSuccess,
+    Parked,
+    /// `certkeeper_target_last_error_info{target, kind, class}`: one class per target.
+    LastError,
+}
+
+/// Everything exported about one target. A value is `None` while its series is absent.
+#[derive(Debug, Default)]
+struct TargetRow {
+    expiration: Option<f64>,
+    not_before: Option<f64>,
+    last_success: Option<f64>,
+    in_sync: Option<i64>,
+    consecutive_failures: Option<i64>,
+    parked: Option<i64>,
+    last_error: Option<(ErrorClass, i64)>,
+    /// `certkeeper_deployments_total` by result (`success`, `failure`).
+    deployments: Vec<(Box<str>, u64)>,
+}
+
+impl TargetRow {
+    fn set_served(&mut self, served: Option<Validity>) {
+        self.expiration = served.map(|validity| validity.not_after as f64);
+        self.not_before = served.map(|validity| validity.not_before as f64);
+    }
+
+    fn set_failing(&mut self, failing: Option<Failing>, parked: bool) {
+        if failing.is_some() {
+            self.in_sync = Some(0);
+        }
+        self.consecutive_failures =
+            Some(failing.map_or(0, |failing| i64::from(failing.consecutive)));
+        self.parked = Some(i64::from(parked));
+        self.last_error = failing.map(|failing| (failing.class, 1));
+    }
+
+    fn float(&self, column: Column) -> Option<f64> {
+        match column {
+            Column::Expiration => self.expiration,
+            Column::NotBefore => self.not_before,
+            Column::LastSuccess => self.last_success,
+            Column::InSync => self.in_sync.map(|value| value as f64),
+            Column::ConsecutiveFailures => self.consecutive_failures.map(|value| value as f64),
+            Column::Parked => self.parked.map(|value| value as f64),
+            Column::LastError => self.last_error.map(|(_, value)| value as f64),
+        }
+    }
+
+    fn set_float(&mut self, column: Column, class: Option<ErrorClass>, value: f64) {
+        match column {
+            Column::Expiration => self.expiration = Some(value),
+            Column::NotBefore => self.not_before = Some(value),
+            Column::LastSuccess => self.last_success = Some(value),
+            Column::InSync => self.in_sync = Some(value as i64),
+            Column::ConsecutiveFailures => self.consecutive_failures = Some(value as i64),
+            Column::Parked => self.parked = Some(value as i64),
+            Column::LastError => self.last_error = class.map(|class| (class, value as i64)),
+        }
+    }
+
+    fn clear(&mut self, column: Column, class: Option<ErrorClass>) {
+        match column {
+            Column::Expiration => self.expiration = None,
+            Column::NotBefore => self.not_before = None,
+            Column::LastSuccess => self.last_success = None,
+            Column::InSync => self.in_sync = None,
+            Column::ConsecutiveFailures => self.consecutive_failures = None,
+            Column::Parked => self.parked = None,
+            Column::LastError => {
+                if self.last_error.map(|(set, _)| Some(set)) == Some(class) {
+                    self.last_error = None;
+                }
+            }
+        }
+    }
+}
+
+/// The rows, by target name and interned kind, sorted so a scrape reads in a stable order.
+#[derive(Debug, Default)]
+struct TargetRows {
+    /// The few distinct kinds (`file`, `alibaba-cdn`, ...), each stored once.
+    kinds: Vec<Box<str>>,
+    rows: std::collections::BTreeMap<(Box<str>, u8), TargetRow>,
+}
+
+impl TargetRows {
+    fn kind_index(&mut self, kind: &str) -> u8 {
+        match self.kinds.iter().position(|known| &**known == kind) {
+            Some(index) => index as u8,
+            None => {
+                // Kinds are the configured target kinds (a dozen); u8 is plenty, and the
+                // last slot absorbs anything beyond rather than panicking.
+                if self.kinds.len() < usize::from(u8::MAX) {
+                    self.kinds.push(kind.into());
+                }
+                (self.kinds.len() - 1) as u8
+            }
+        }
+    }
+
+    fn find(&self, target: &str, kind: &str) -> Option<&TargetRow> {
+        let kind = self.kinds.iter().position(|known| &**known == kind)? as u8;
+        self.rows.get(&(Box::from(target), kind))
+    }
+}
+
+/// The per-target series of every `certkeeper_target_*` family and of
+/// `certkeeper_deployments_total`: one row of plain numbers per target, rendered as text at
+/// each scrape. Registered prometheus series cost ≈ 0.5 KiB each (label pairs as owned
+/// strings, a hash map entry, an atomic); eight families over 10,000 targets were 80,000.
+#[derive(Debug, Clone, Default)]
+pub struct TargetTable(std::sync::Arc<std::sync::Mutex<TargetRows>>);
+
+impl TargetTable {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TargetRows> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn update(&self, target: &str, kind: &str, change: impl FnOnce(&mut TargetRow)) {
+        let mut rows = self.lock();
+        let kind = rows.kind_index(kind);
+        change(rows.rows.entry((target.into(), kind)).or_default());
+    }
+
+    fn gauge(&self, column: Column) -> TargetGauge {
+        TargetGauge(TargetIntGauge {
+            table: self.clone(),
+            column,
+        })
+    }
+
+    fn int_gauge(&self, column: Column) -> TargetIntGauge {
+        TargetIntGauge {
+            table: self.clone(),
+            column,
+        }
+    }
+
+    /// Keeps the rows `keep(target, kind)` accepts.
+    fn retain(&self, keep: impl Fn(&str, &str) -> bool) {
+        let mut rows = self.lock();
+        let TargetRows { kinds, rows } = &mut *rows;
+        rows.retain(|(target, kind), _| {
+            keep(
+                target,
+                kinds.get(usize::from(*kind)).map_or("", |kind| kind),
+            )
+        });
+    }
+
+    /// Appends every family with at least one series in the text exposition format.
+    fn encode(&self, out: &mut String) {
+        use std::fmt::Write;
+        let rows = self.lock();
+        let kind_of = |index: u8| rows.kinds.get(usize::from(index)).map_or("", |kind| kind);
+        // `write!` to a String cannot fail.
+        let header = |out: &mut String, family: &TargetFamily| {
+            let _ = write!(
+                out,
+                "# HELP {} {}\n# TYPE {} {}\n",
+                family.name, family.help, family.name, family.kind
+            );
+        };
+        let columns = [
+            Column::Expiration,
+            Column::NotBefore,
+            Column::InSync,
+            Column::ConsecutiveFailures,
+            Column::LastSuccess,
+            Column::Parked,
+            Column::LastError,
+        ];
+        for (column, family) in columns.into_iter().zip(&TARGET_FAMILIES) {
+            let mut present = rows
+                .rows
+                .iter()
+                .filter_map(|(key, row)| Some((key, row, row.float(column)?)))
+                .peekable();
+            if present.peek().is_none() {
+                continue;
+            }
+            header(out, family);
+            for ((target, kind), row, value) in present {
+                out.push_str(family.name);
+                out.push('{');
+                if let (Column::LastError, Some((class, _))) = (column, row.last_error) {
+                    let _ = write!(out, "class=\"{}\",", class.as_str());
+                }
+                let _ = writeln!(
+                    out,
+                    "kind=\"{}\",target=\"{}\"}} {value}",
+                    escape_label(kind_of(*kind)),
+                    escape_label(target)
+                );
+            }
+        }
+        let family = &TARGET_FAMILIES[7];
+        let mut first = true;
+        for ((target, kind), row) in &rows.rows {
+            for (result, count) in &row.deployments {
+                if std::mem::take(&mut first) {
+                    header(out, family);
+                }
+                let _ = writeln!(
+                    out,
+                    "{}{{kind=\"{}\",result=\"{}\",target=\"{}\"}} {count}",
+                    family.name,
+                    escape_label(kind_of(*kind)),
+                    escape_label(result),
+                    escape_label(target)
+                );
+            }
+        }
+    }
+}
+
+/// A label value in the text format: `\`, `"` and newlines escaped.
+fn escape_label(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return value.into();
+    }
+    let mut escaped = String::with_capacity(value.len() + 8);
+    for character in value.chars() {
+        match character {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            other => escaped.push(other),
+        }
+    }
+    escaped.into()
+}
+
+/// The labels `[target, kind]` (and `class` or `result` third) of a per-target series; a
+/// missing label reads as empty rather than panicking.
+fn target_labels<'a>(labels: &[&'a str]) -> (&'a str, &'a str, &'a str) {
+    let label = |index: usize| labels.get(index).copied().unwrap_or_default();
+    (label(0), label(1), label(2))
+}
+
+/// An integer per-target family (`certkeeper_target_in_sync`, ...), with the part of
+/// prometheus' `IntGaugeVec` the engine uses.
+#[derive(Debug, Clone)]
+pub struct TargetIntGauge {
+    table: TargetTable,
+    column: Column,
+}
+
+/// One series of a [`TargetIntGauge`] or [`TargetGauge`].
+pub struct TargetCell<'a> {
+    family: &'a TargetIntGauge,
+    target: &'a str,
+    kind: &'a str,
+    /// The `class` label of `certkeeper_target_last_error_info`.
+    class: Option<ErrorClass>,
+}
+
+impl TargetIntGauge {
+    pub fn with_label_values<'a>(&'a self, labels: &[&'a str]) -> TargetCell<'a> {
+        let (target, kind, class) = target_labels(labels);
+        TargetCell {
+            family: self,
+            target,
+            kind,
+            class: ErrorClass::parse(class),
+        }
+    }
+
+    /// Removes one series (absent is fine).
+    pub fn remove_label_values(&self, labels: &[&str]) {
+        let (target, kind, class) = target_labels(labels);
+        let class = ErrorClass::parse(class);
+        self.table
+            .update(target, kind, |row| row.clear(self.column, class));
+    }
+}
+
+impl TargetCell<'_> {
+    fn set_float(&self, value: f64) {
+        let (column, class) = (self.family.column, self.class);
+        self.family.table.update(self.target, self.kind, |row| {
+            row.set_float(column, class, value)
+        });
+    }
+
+    fn get_float(&self) -> f64 {
+        let rows = self.family.table.lock();
+        let Some(row) = rows.find(self.target, self.kind) else {
+            return 0.0;
+        };
+        match (self.family.column, row.last_error) {
+            (Column::LastError, Some((class, _))) if Some(class) != self.class => 0.0,
+            (column, _) => row.float(column).unwrap_or(0.0),
+        }
+    }
+
+    pub fn set(&self, value: i64) {
+        self.set_float(value as f64);
+    }
+
+    /// 0 when the series is absent.
+    pub fn get(&self) -> i64 {
+        self.get_float() as i64
+    }
+}
+
+/// A floating-point per-target family (timestamps), with the part of prometheus'
+/// `GaugeVec` the engine uses.
+#[derive(Debug, Clone)]
+pub struct TargetGauge(TargetIntGauge);
+
+/// One series of a [`TargetGauge`].
+pub struct TargetGaugeCell<'a>(TargetCell<'a>);
+
+impl TargetGauge {
+    pub fn with_label_values<'a>(&'a self, labels: &[&'a str]) -> TargetGaugeCell<'a> {
+        TargetGaugeCell(self.0.with_label_values(labels))
+    }
+
+    /// Removes one series (absent is fine).
+    pub fn remove_label_values(&self, labels: &[&str]) {
+        self.0.remove_label_values(labels);
+    }
+}
+
+impl TargetGaugeCell<'_> {
+    pub fn set(&self, value: f64) {
+        self.0.set_float(value);
+    }
+
+    /// 0 when the series is absent.
+    pub fn get(&self) -> f64 {
+        self.0.get_float()
+    }
+}
+
+/// `certkeeper_deployments_total{target, kind, result}`, with the part of prometheus'
+/// `IntCounterVec` the engine uses.
+#[derive(Debug, Clone)]
+pub struct TargetCounter(TargetTable);
+
+/// One series of the [`TargetCounter`].
+pub struct TargetCounterCell<'a> {
+    table: &'a TargetTable,
+    labels: (&'a str, &'a str, &'a str),
+}
+
+impl TargetCounter {
+    pub fn with_label_values<'a>(&'a self, labels: &[&'a str]) -> TargetCounterCell<'a> {
+        TargetCounterCell {
+            table: &self.0,
+            labels: target_labels(labels),
+        }
+    }
+}
+
+impl TargetCounterCell<'_> {
+    pub fn inc(&self) {
+        self.inc_by(1);
+    }
+
+    pub fn inc_by(&self, by: u64) {
+        let (target, kind, result) = self.labels;
+        self.table.update(target, kind, |row| {
+            match row
+                .deployments
+                .iter_mut()
+                .find(|(known, _)| &**known == result)
+            {
+                Some((_, count)) => *count += by,
+                None => row.deployments.push((result.into(), by)),
+            }
+        });
+    }
+
+    /// 0 when the series is absent.
+    pub fn get(&self) -> u64 {
+        let (target, kind, result) = self.labels;
+        let rows = self.table.lock();
+        rows.find(target, kind)
+            .and_then(|row| row.deployments.iter().find(|(known, _)| &**known == result))
+            .map_or(0, |(_, count)| *count)
     }
 }
 
@@ -769,6 +1146,69 @@ mod tests {
         for gone in ["target=\"cdn\"", "resource=\"db-1\""] {
             assert!(!text.contains(gone), "{gone} left in {text}");
         }
+    }
+
+    #[test]
+    fn target_rows_render_like_registered_series() {
+        let metrics = Metrics::new().unwrap();
+        let odd = "a\"b\\c\nd";
+        metrics
+            .deployments
+            .with_label_values(&[odd, "file", "success"])
+            .inc();
+        metrics
+            .deployments
+            .with_label_values(&[odd, "file", "success"])
+            .inc();
+        metrics
+            .deployments
+            .with_label_values(&["cdn", "alibaba-cdn", "failure"])
+            .inc();
+        metrics.set_target_served(
+            "cdn",
+            "alibaba-cdn",
+            Some(Validity {
+                not_before: 1_700_000_000,
+                not_after: 1_800_000_000,
+            }),
+        );
+        let text = metrics.encode().unwrap();
+        assert!(
+            text.contains(
+                "certkeeper_deployments_total{kind=\"file\",result=\"success\",target=\"a\\\"b\\\\c\\nd\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "certkeeper_deployments_total{kind=\"alibaba-cdn\",result=\"failure\",target=\"cdn\"} 1"
+        ));
+        assert!(text.contains("# TYPE certkeeper_deployments_total counter\n"));
+        assert!(text.contains(
+            "certkeeper_target_certificate_expiration_timestamp_seconds{kind=\"alibaba-cdn\",target=\"cdn\"} 1800000000\n"
+        ));
+        // A family with no series has no header either, as with registered families.
+        assert!(!text.contains("certkeeper_target_parked"), "{text}");
+        assert_eq!(
+            metrics
+                .deployments
+                .with_label_values(&[odd, "file", "success"])
+                .get(),
+            2
+        );
+        // Known neither by target nor by kind: read as absent (0), nothing created.
+        assert_eq!(
+            metrics
+                .target_in_sync
+                .with_label_values(&["nobody", "file"])
+                .get(),
+            0
+        );
+        metrics.set_target_served("cdn", "alibaba-cdn", None);
+        let text = metrics.encode().unwrap();
+        assert!(
+            !text.contains("certkeeper_target_certificate_expiration"),
+            "{text}"
+        );
     }
 
     #[test]

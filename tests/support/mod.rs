@@ -396,4 +396,24 @@ domain = "bad.example.com"
     }
 }
 
+/// Starts `certkeeper run --config CONFIG` with `envs` set, its JSON log written to
+/// `log_path` (a file, not a pipe: a fleet's log outgrows a pipe nobody drains).
+pub fn spawn_daemon_logging_to(
+    config: &Path,
+    log_path: &Path,
+    envs: &[(&str, &str)],
+) -> ChildGuard {
+    let log = std::fs::File::create(log_path).expect("creating the daemon's log");
+    let mut command = certkeeper_command();
+    command
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log));
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    ChildGuard(command.spawn().expect("starting the daemon"))
+}
+
 pub mod store;
