@@ -7,7 +7,7 @@
 mod build;
 mod ha;
 
-use crate::config::credentials::{ProcessEnvironment, SecretEnvironment};
+use crate::config::credentials::{ProcessEnvironment, SecretEnvironment, SecretFingerprint};
 use crate::config::{self, Config};
 use crate::control::{add_to, check_request, ControlRequest, ControlResponse, Incoming};
 pub use crate::engine::obtain::planned_renewal;
@@ -20,7 +20,7 @@ use crate::telemetry::metrics::Metrics;
 use crate::telemetry::server::Health;
 pub use build::{build, build_cloud, BuildError, Cloud, StartError};
 use build::{build_sources, changed_secrets, reload, source_store_for};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -218,6 +218,7 @@ pub async fn run_with(
     // Held once: the components own the config from here on (≈ 6 MiB at 10,000 targets).
     drop(config);
     health.set_config_loaded();
+    metrics.config_load(true, OffsetDateTime::now_utc().unix_timestamp());
     let listener = tokio::net::TcpListener::bind(&components.config.daemon.metrics_listen)
         .await
         .with_context(|| {
@@ -313,6 +314,11 @@ pub async fn run_with(
     // Accounts whose secret a reload found changed; their auth backoff is reset before the
     // next pass starts (not during one, whose failure would be written over the reset).
     let mut secrets_changed: BTreeSet<String> = BTreeSet::new();
+    // The secrets as last seen, on disk or at the last reload: a secret file replaced under
+    // the running daemon counts like a reload that changed it (no SIGHUP needed).
+    let mut known_secrets = components.secrets.clone();
+    let mut secret_check = tokio::time::interval(SECRET_CHECK_INTERVAL);
+    secret_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if running.is_none() && leadership.is_leader() && (pass_wanted || Instant::now() >= wake_at)
         {
@@ -364,6 +370,16 @@ pub async fn run_with(
                     Some(_) => {}
                 }
             }
+            _ = secret_check.tick() => {
+                let now_secrets = secrets_now(&components.config, environment.as_ref(), &known_secrets);
+                let changed = changed_secrets(&known_secrets, &now_secrets);
+                known_secrets = now_secrets;
+                if !changed.is_empty() {
+                    tracing::info!(credentials = ?changed, "a secret of these credentials changed on disk: what failed authentication with them is retried now");
+                    secrets_changed.extend(changed);
+                    pass_wanted = true;
+                }
+            }
             _ = hangup.recv() => {
                 if reloading.is_some() {
                     tracing::info!("SIGHUP during a reload: another reload follows it");
@@ -381,7 +397,8 @@ pub async fn run_with(
                 reloading = None;
                 match reloaded.map_err(anyhow::Error::from).and_then(|result| result) {
                     Ok((_, new_components)) => {
-                        secrets_changed.extend(changed_secrets(&components, &new_components));
+                        secrets_changed.extend(changed_secrets(&known_secrets, &new_components.secrets));
+                        known_secrets = new_components.secrets.clone();
                         components = Arc::new(new_components);
                         ha::share_tokens(&components, &shared);
                         daemon.restore_metrics(&components);
@@ -391,6 +408,7 @@ pub async fn run_with(
                         watch_files(&components, &files_tx, &rx);
                         next_scan = next_scan_time(&components.config, OffsetDateTime::now_utc());
                         metrics.config_reloads.with_label_values(&["success"]).inc();
+                        metrics.config_load(true, OffsetDateTime::now_utc().unix_timestamp());
                         tracing::info!("configuration reloaded");
                         pass_wanted = true;
                         scan_wanted = true;
@@ -400,6 +418,7 @@ pub async fn run_with(
                     }
                     Err(error) => {
                         metrics.config_reloads.with_label_values(&["failure"]).inc();
+                        metrics.config_load(false, OffsetDateTime::now_utc().unix_timestamp());
                         let error = match error.downcast_ref::<config::ConfigError>() {
                             Some(invalid) => invalid.summary(MAX_LOGGED_ISSUES),
                             None => format!("{error:#}"),
@@ -681,6 +700,34 @@ pub async fn run_manual(
         &request,
         since_event,
     ))
+}
+
+/// How often the daemon re-reads the secrets its accounts name, to notice a replaced file.
+/// The files are small and bounded; a few reads every few seconds cost nothing.
+const SECRET_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The fingerprints of `config`'s account secrets as their files and environment hold them
+/// now. An account whose secret cannot be read at this moment (a file being replaced
+/// without a rename) keeps its `known` fingerprint: its calls fail and say why.
+fn secrets_now(
+    config: &Config,
+    environment: &dyn SecretEnvironment,
+    known: &BTreeMap<String, SecretFingerprint>,
+) -> BTreeMap<String, SecretFingerprint> {
+    config
+        .credentials
+        .iter()
+        .filter_map(|(name, credentials)| {
+            let fingerprint = match credentials.resolve(name, environment) {
+                Ok(resolved) => resolved.secret_fingerprint(),
+                Err(error) => {
+                    tracing::debug!(credentials = %name, error = %error, "re-reading a secret failed; checked again later");
+                    known.get(name)?.clone()
+                }
+            };
+            Some((name.clone(), fingerprint))
+        })
+        .collect()
 }
 
 fn next_scan_time(config: &Config, now: OffsetDateTime) -> Option<OffsetDateTime> {

@@ -495,7 +495,8 @@ fn no_secret_reaches_logs_metrics_status_or_check() {
                 "--log-format",
                 "json",
                 "--log-level",
-                "trace",
+                // A bare `trace` leaves the HTTP stack at WARN: name it to audit it too.
+                "trace,hyper=trace,hyper_util=trace,reqwest=trace,rustls=trace,h2=trace",
                 "--config",
             ])
             .arg(&config_path)

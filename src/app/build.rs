@@ -385,12 +385,13 @@ pub(super) async fn reload(
 }
 
 /// Accounts in both `old` and `new` whose secrets differ (compared by keyed digest).
-pub(super) fn changed_secrets(old: &Components, new: &Components) -> Vec<String> {
-    new.secrets
-        .iter()
+pub(super) fn changed_secrets(
+    old: &BTreeMap<String, SecretFingerprint>,
+    new: &BTreeMap<String, SecretFingerprint>,
+) -> Vec<String> {
+    new.iter()
         .filter(|(name, fingerprint)| {
-            old.secrets
-                .get(*name)
+            old.get(*name)
                 .is_some_and(|previous| previous != *fingerprint)
         })
         .map(|(name, _)| name.clone())

@@ -50,6 +50,10 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// 1 while this instance leads (holds the shared store's lease; always with SQLite).
     pub leader: IntGauge,
+    /// 1 when the last load of the config file (start or reload) was taken, 0 when refused.
+    pub config_last_reload_successful: IntGauge,
+    /// When the daemon last took a config file (start or reload), Unix seconds.
+    pub config_last_reload_timestamp: IntGauge,
 }
 
 /// Why the metrics could not be set up or encoded (a programming error in names or labels).
@@ -90,6 +94,11 @@ impl Metrics {
                 registry.register(Box::new(family.clone()))?;
                 Ok(family)
             };
+        let single_gauge = |name: &str, help: &str| -> Result<IntGauge, MetricsError> {
+            let gauge = IntGauge::new(name, help)?;
+            registry.register(Box::new(gauge.clone()))?;
+            Ok(gauge)
+        };
         let cloud_request_duration = HistogramVec::new(
             HistogramOpts::new(
                 "certkeeper_cloud_request_duration_seconds",
@@ -205,6 +214,14 @@ impl Metrics {
             config_reloads: counter("certkeeper_config_reloads_total", "Config reloads by result.", &["result"])?,
             build_info: int_gauge("certkeeper_build_info", "Always 1; the version is a label.", &["version"])?,
             leader,
+            config_last_reload_successful: single_gauge(
+                "certkeeper_config_last_reload_successful",
+                "1 when the last config load or reload was taken, 0 when it was refused (the previous config keeps running).",
+            )?,
+            config_last_reload_timestamp: single_gauge(
+                "certkeeper_config_last_reload_timestamp_seconds",
+                "When the config now running was loaded (start or successful reload), Unix time.",
+            )?,
             registry,
             targets,
         };
@@ -212,6 +229,8 @@ impl Metrics {
             .build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        // No reload refused yet (the start sets the timestamp once the config is loaded).
+        metrics.config_last_reload_successful.set(1);
         for class in crate::error::ErrorClass::ALL {
             metrics
                 .retry_pending
@@ -239,7 +258,7 @@ impl Metrics {
     /// dashboard coverage test). Histograms also export `_bucket`, `_sum` and `_count`.
     pub fn family_names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 22] = [
+        let collectors: [&dyn Collector; 24] = [
             &self.certificate_expiration,
             &self.certificate_renewal,
             &self.certificate_not_before,
@@ -262,6 +281,8 @@ impl Metrics {
             &self.config_reloads,
             &self.build_info,
             &self.leader,
+            &self.config_last_reload_successful,
+            &self.config_last_reload_timestamp,
         ];
         let mut names: Vec<String> = collectors
             .iter()
@@ -1037,6 +1058,19 @@ impl super::RequestObserver for Metrics {
         self.cloud_request_duration
             .with_label_values(&[vendor, action])
             .observe(elapsed.as_secs_f64());
+    }
+}
+
+impl Metrics {
+    /// Records the outcome of loading the config file at `at` (Unix seconds): a taken
+    /// config sets the timestamp, a refused one only clears the success gauge (the running
+    /// config is still the one loaded then).
+    pub fn config_load(&self, successful: bool, at: i64) {
+        self.config_last_reload_successful
+            .set(i64::from(successful));
+        if successful {
+            self.config_last_reload_timestamp.set(at);
+        }
     }
 }
 
