@@ -2,57 +2,36 @@
 //! targets, policies and sources from a validated config; this file runs the daemon loop
 //! (`certkeeper run`): it starts a pass (`engine::pass`) when work is due, serves metrics,
 //! speaks the systemd notify protocol, reloads on SIGHUP (a bad new config is refused and
-//! the old one keeps running) and drains on SIGTERM.
+//! the old one keeps running) and drains on SIGTERM. Beside it: `ha` (leadership with the
+//! shared store), `store` (sealing and retention), `watch` (file sources, secret files,
+//! the scan schedule) and `manual` (`renew`/`deploy` with no daemon running).
 
 mod build;
 mod ha;
+mod manual;
+mod store;
+mod watch;
 
-use crate::config::credentials::{ProcessEnvironment, SecretEnvironment, SecretFingerprint};
+use crate::config::credentials::{ProcessEnvironment, SecretEnvironment};
 use crate::config::{self, Config};
 use crate::control::{add_to, check_request, ControlRequest, ControlResponse, Incoming};
 pub use crate::engine::obtain::planned_renewal;
-use crate::engine::pass::{CertificateSource, Components, Daemon, Manual, Shutdown};
-use crate::engine::schedule::{cron_after, next_wake, MAX_SLEEP};
-use crate::source::file::FileEvent;
+use crate::engine::pass::{Components, Daemon, Manual, Shutdown};
+use crate::engine::schedule::{next_wake, MAX_SLEEP};
 use crate::store::{StateStore, StoreError};
 use crate::systemd::Notifier;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::server::Health;
 pub use build::{build, build_cloud, BuildError, Cloud, StartError};
 use build::{build_sources, changed_secrets, reload, source_store_for};
-use std::collections::{BTreeMap, BTreeSet};
+pub use manual::run_manual;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use store::{apply_retention, newest_event_id, seal_store, RETENTION_INTERVAL};
 use time::OffsetDateTime;
-
-/// How often the daemon applies the store's retention (after the first pass, then daily).
-const RETENTION_INTERVAL: Duration = Duration::from_secs(86_400);
-
-/// Prunes old events and certificate versions (README, "Retention"); a failure is logged
-/// and retried a day later, since nothing depends on it.
-fn apply_retention(store: &dyn StateStore, config: &Config, now: OffsetDateTime) {
-    let names = config.certificates.iter().map(|c| c.name.as_str());
-    match crate::store::apply_retention(store, names, now) {
-        Ok(pruned) if pruned != crate::store::Pruned::default() => tracing::info!(
-            events = pruned.events,
-            versions = pruned.versions,
-            "pruned the store by its retention"
-        ),
-        Ok(_) => {}
-        Err(error) => tracing::warn!(error = %error, "pruning the store failed"),
-    }
-}
-
-/// The id of the newest event (0 for none): what a manual request's pass appends comes
-/// after it. A read failure gives 0, which at worst reports an older failure too.
-fn newest_event_id(store: &dyn StateStore) -> i64 {
-    store
-        .tail_events(1)
-        .ok()
-        .and_then(|events| events.last().map(|event| event.id))
-        .unwrap_or(0)
-}
+use watch::{next_scan_time, secrets_now, watch_files, SECRET_CHECK_INTERVAL};
 
 /// How often a follower reads the shared store into its gauges.
 const FOLLOWER_REFRESH: Duration = Duration::from_secs(5);
@@ -73,66 +52,6 @@ pub async fn run(config_path: PathBuf, loaded: config::Loaded) -> anyhow::Result
         None,
     )
     .await
-}
-
-/// Watches the file sources of `components` until `stop` turns true, forwarding what they
-/// find, tagged with the certificate's name, to the loop.
-fn watch_files(
-    components: &Components,
-    events: &tokio::sync::mpsc::UnboundedSender<(String, FileEvent)>,
-    stop: &tokio::sync::watch::Receiver<bool>,
-) {
-    for entry in &components.certificates {
-        let CertificateSource::Files(files) = &entry.source else {
-            continue;
-        };
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let (files, name, events) = (files.clone(), entry.config.name.clone(), events.clone());
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            let stopped = async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            };
-            if let Err(error) = files.run(tx, stopped).await {
-                tracing::warn!(certificate = %name, error = %error, "cannot watch the certificate files; they are read on each pass");
-            }
-        });
-        let name = entry.config.name.clone();
-        tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                if events.send((name.clone(), event)).is_err() {
-                    return;
-                }
-            }
-        });
-    }
-}
-
-/// The store behind its sealing layer (`store::seal::prepare`): a missing or wrong store
-/// key is the configuration's fault (78), a sealed value that does not open the state's (74).
-fn seal_store(
-    store: crate::store::sqlite::SqliteStore,
-    key: Option<crate::store::seal::StoreKey>,
-    state_dir: &std::path::Path,
-) -> Result<Arc<dyn StateStore>, StartError> {
-    let (store, survey) =
-        crate::store::seal::prepare(Arc::new(store), key).map_err(|error| match error {
-            StoreError::Sealing { ref source, .. } if source.is_config() => {
-                StartError::Config(BuildError::Store(error))
-            }
-            error => StartError::StateDirectory {
-                what: "opening the state store in",
-                path: state_dir.to_owned(),
-                source: Box::new(error),
-            },
-        })?;
-    if survey.sealed_now > 0 {
-        tracing::info!(
-            sealed = survey.sealed_now,
-            "sealed the plain-text keys of the state store"
-        );
-    }
-    Ok(store)
 }
 
 /// Config issues a refused reload logs; the rest are counted (`check` lists them all).
@@ -647,89 +566,4 @@ pub async fn run_with(
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())
-}
-
-/// `certkeeper renew` / `certkeeper deploy` without a daemon: one pass in this process that
-/// does the requested work (and whatever else is due), then the same answer the daemon
-/// would give.
-pub async fn run_manual(
-    loaded: config::Loaded,
-    request: ControlRequest,
-) -> anyhow::Result<ControlResponse> {
-    use anyhow::Context;
-    let config = loaded.config;
-    if let Err(refusal) = check_request(&config, &request) {
-        return Ok(refusal);
-    }
-    if config.store.backend == crate::config::store::StoreBackend::Postgres {
-        // A pass here would race the cluster's leader; only a daemon that leads may deploy.
-        return Ok(ControlResponse::failed(
-            "no daemon is running here, and with the shared PostgreSQL store only the leading \
-             daemon renews or deploys: run this where a certkeeper daemon runs",
-        ));
-    }
-    let metrics = Metrics::new().context("setting up metrics")?;
-    let store = crate::store::sqlite::SqliteStore::open(&config.daemon.state_dir)
-        .context("opening the state store")?;
-    // A daemon whose socket we could not reach still owns the directory: do not race it.
-    let _state_lock = crate::fsutil::lock_state_dir(&config.daemon.state_dir)
-        .context("locking the state directory")?;
-    let store_key = crate::store::seal::configured_key(&config.store, &ProcessEnvironment)
-        .map_err(|error| StartError::Config(BuildError::Component(error.to_string())))?;
-    let store = seal_store(store, store_key, &config.daemon.state_dir)?;
-    let source_store = source_store_for(&store, &config);
-    let components = build(
-        &config,
-        source_store,
-        &ProcessEnvironment,
-        Arc::new(metrics.clone()),
-    )
-    .await
-    .context("building components")?;
-    let since_event = newest_event_id(store.as_ref());
-    let daemon = Daemon::new(store, metrics, Health::new());
-    let mut manual = Manual::default();
-    add_to(&mut manual, &request);
-    daemon
-        .reconcile(&components, false, &manual, &Shutdown::never())
-        .await
-        .context("running the pass")?;
-    Ok(crate::control::answer_request(
-        daemon.store.as_ref(),
-        &components,
-        &request,
-        since_event,
-    ))
-}
-
-/// How often the daemon re-reads the secrets its accounts name, to notice a replaced file.
-/// The files are small and bounded; a few reads every few seconds cost nothing.
-const SECRET_CHECK_INTERVAL: Duration = Duration::from_secs(5);
-
-/// The fingerprints of `config`'s account secrets as their files and environment hold them
-/// now. An account whose secret cannot be read at this moment (a file being replaced
-/// without a rename) keeps its `known` fingerprint: its calls fail and say why.
-fn secrets_now(
-    config: &Config,
-    environment: &dyn SecretEnvironment,
-    known: &BTreeMap<String, SecretFingerprint>,
-) -> BTreeMap<String, SecretFingerprint> {
-    config
-        .credentials
-        .iter()
-        .filter_map(|(name, credentials)| {
-            let fingerprint = match credentials.resolve(name, environment) {
-                Ok(resolved) => resolved.secret_fingerprint(),
-                Err(error) => {
-                    tracing::debug!(credentials = %name, error = %error, "re-reading a secret failed; checked again later");
-                    known.get(name)?.clone()
-                }
-            };
-            Some((name.clone(), fingerprint))
-        })
-        .collect()
-}
-
-fn next_scan_time(config: &Config, now: OffsetDateTime) -> Option<OffsetDateTime> {
-    cron_after(config.daemon.scan_schedule.cron(), now)
 }
