@@ -95,9 +95,14 @@ pub(super) fn validate(store: &StoreConfig, errors: &mut Vec<ConfigIssue>) {
             // The sealing layer needs the backend to rewrite every key in one transaction
             // (migration, rekey); only SQLite does yet. Refused rather than keeping keys in
             // PostgreSQL in plain text behind a setting that says they are sealed.
-            if store.key.is_some() || store.key_file.is_some() {
+            let key_path = match (&store.key, &store.key_file) {
+                (Some(_), None) => Some("store.key"),
+                (_, Some(_)) => Some("store.key_file"),
+                (None, None) => None,
+            };
+            if let Some(key_path) = key_path {
                 errors.push(ConfigIssue::new(
-                    "store.key_file",
+                    key_path,
                     "keys sealed at rest are not supported with backend = \"postgres\" yet; \
                      remove the store key or use the SQLite store",
                 ));
@@ -174,6 +179,11 @@ mod tests {
         assert!(
             refused.contains("store.key_file") && refused.contains("not supported"),
             "{refused}"
+        );
+        let literal = load("backend = \"postgres\"\nurl_env = \"A\"\nkey = \"k\"\n").unwrap_err();
+        assert!(
+            literal.contains("store.key:") && !literal.contains("key_file"),
+            "the refusal names the key that was set: {literal}"
         );
     }
 }
